@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+/// EmbeddedPostgres: vstore's own PostgreSQL 15 + pgvector cluster in a directory of its own.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "vstore/result.hpp"
+
+namespace vstore {
+
+/// What `vstore db status` reports.
+struct EmbeddedStatus {
+  bool running = false;
+  int port = 0;
+  std::filesystem::path root;        ///< <data dir>/pg
+  std::filesystem::path socket_dir;  ///< unix socket directory
+  std::string conninfo;              ///< libpq connection string for database "vstore"
+};
+
+/// Starting options. Defaults suit the demo and tests on a 2-core, 24 GiB machine.
+struct EmbeddedOptions {
+  int port = 0;                            ///< 0 = the port saved by the last start if free, else a free port
+  std::string shared_buffers = "512MB";    ///< PostgreSQL shared_buffers
+  std::string maintenance_work_mem = "1GB";
+  bool fsync = true;                       ///< false only for throwaway test clusters
+};
+
+/// Controls one cluster under `root` (data in root/data, log in root/postgres.log, state in
+/// root/state.json). When the process runs as root, the server runs as the system user
+/// `postgres` (PostgreSQL refuses root) and `root` is owned by it. Not thread-safe; separate
+/// instances over different roots are independent.
+class EmbeddedPostgres {
+ public:
+  explicit EmbeddedPostgres(std::filesystem::path root);
+
+  /// initdb when needed, then start; returns the running status. Starting a running cluster
+  /// returns its status. Errors: not_found (PostgreSQL 15 binaries or pgvector missing, with
+  /// the install step to run), unavailable (server did not start; the log's tail is included).
+  [[nodiscard]] Result<EmbeddedStatus> start(const EmbeddedOptions& options = {});
+  /// Stops the cluster (fast shutdown). Stopping a stopped cluster succeeds.
+  [[nodiscard]] Result<void> stop();
+  /// Whether it runs, and where.
+  [[nodiscard]] Result<EmbeddedStatus> status() const;
+  /// Removes the whole root directory (the cluster must be stopped).
+  [[nodiscard]] Result<void> destroy();
+
+  /// The PostgreSQL 15 server binary directory. Errors: not_found with the setup hint.
+  [[nodiscard]] static Result<std::filesystem::path> find_bindir();
+
+ private:
+  std::filesystem::path m_root;
+};
+
+}  // namespace vstore

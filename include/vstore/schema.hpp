@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+/// Versioned schema migrations of the pgvector side (`vstore schema up|down|status`).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vstore/config.hpp"
+#include "vstore/result.hpp"
+
+namespace vstore {
+
+/// One migration and whether it is applied.
+struct MigrationState {
+  int version = 0;
+  std::string name;
+  bool applied = false;
+  std::string applied_at;   ///< ISO 8601, empty when not applied
+  nlohmann::json details;   ///< what the migration did (created table, added columns, index)
+};
+
+/// The schema as `vstore schema status` reports it.
+struct SchemaStatus {
+  int current_version = 0;
+  int latest_version = 0;
+  std::string table;
+  bool table_exists = false;
+  std::vector<MigrationState> migrations;
+  std::vector<std::string> notes;  ///< things the last up/down chose not to do, and why
+};
+
+/// Applies every pending migration, each in its own transaction under an advisory lock.
+/// With no `articles` table it creates one; with an application-owned table it only adds the
+/// vector columns (`embedding vector(dim)`, `embedding_model`, `vector_metadata`,
+/// `publication_date_ts`) and indexes, leaving every existing row and column as it was.
+/// Errors: conflict (the table has no unique `uri`, or an existing `embedding` column has
+/// another dimension than EMBEDDING_DIM), unavailable, internal.
+[[nodiscard]] Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config);
+
+/// Reverts migrations down to `target_version` (0 = all), newest first. Only what vstore added
+/// is removed: a table vstore created is dropped only when it holds no rows (otherwise it is
+/// kept and a note says so); an application-owned table keeps all its own columns and rows.
+[[nodiscard]] Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& config,
+                                               int target_version = 0);
+
+/// Reads the applied versions without changing anything.
+[[nodiscard]] Result<SchemaStatus> schema_status(const std::string& conninfo, const Config& config);
+
+}  // namespace vstore

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# vstore set-up: the one idempotent step that prepares a fresh Debian 12 (bookworm) machine.
+#
+#   1. Debian packages (only the missing ones; apt-get update only when something must be installed)
+#   2. pgvector 0.8.0 built from Debian trixie's *source* package against PostgreSQL 15, using a
+#      private apt configuration under "$VSTORE_DATA_DIR/setup/apt" (no trixie binary sources are
+#      ever added to the system)
+#   3. a Python virtual environment at "$VSTORE_DATA_DIR/venv" with scripts/requirements-dev.txt
+#
+# Must run as root (CI does). A second run does no apt, build or pip work and takes a few seconds.
+# Environment:
+#   VSTORE_DATA_DIR   data directory (default: <repo>/.vstore)
+#   PGVECTOR_OPTFLAGS compiler flags for pgvector (default: empty, as Debian builds it, so the
+#                     library runs on any x86-64 CPU; set "-march=native" for a faster local build)
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*"; }
+trap 'rc=$?; [ "$rc" -eq 0 ] || [ -n "${SETUP_DIED:-}" ] || printf "setup: FAILED: command \"%s\" exited %s (line %s)\n" "$BASH_COMMAND" "$rc" "$LINENO" >&2' ERR
+die() { SETUP_DIED=1; printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
+
+START_TS=$(date +%s)
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+DATA_DIR=${VSTORE_DATA_DIR:-$REPO_ROOT/.vstore}
+mkdir -p "$DATA_DIR" || die "cannot create VSTORE_DATA_DIR=$DATA_DIR"
+DATA_DIR=$(cd "$DATA_DIR" && pwd)
+SETUP_DIR=$DATA_DIR/setup
+mkdir -p "$SETUP_DIR" || die "cannot create $SETUP_DIR"
+
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+PGVECTOR_VERSION=0.8.0
+PGVECTOR_CONTROL=/usr/share/postgresql/$PG_MAJOR/extension/vector.control
+PGVECTOR_SO=/usr/lib/postgresql/$PG_MAJOR/lib/vector.so
+DEBIAN_MIRROR=http://deb.debian.org/debian
+ARCHIVE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+TRIXIE_KEY_MARKER=/usr/share/keyrings/debian-archive-trixie-automatic.gpg
+REQUIREMENTS=$SCRIPT_DIR/requirements-dev.txt
+VENV=$DATA_DIR/venv
+
+DID=()   # what this run changed, for the final line
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (it installs Debian packages and pgvector)"
+command -v apt-get >/dev/null && command -v dpkg-query >/dev/null || die "apt-get/dpkg-query not found: this script needs Debian 12"
+
+export DEBIAN_FRONTEND=noninteractive
+APT_INSTALL=(apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600)
+
+is_installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. Debian packages
+# ---------------------------------------------------------------------------------------------
+PACKAGES=(
+    postgresql-15 postgresql-server-dev-15 libpq-dev
+    nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libbenchmark-dev libopenblas-dev
+    libutf8proc-dev libcpp-httplib-dev pybind11-dev libssl-dev libsqlite3-dev
+    libgtest-dev libgmock-dev
+    ninja-build cmake pkg-config dpkg-dev g++ make
+    debian-archive-keyring ca-certificates tar gzip xz-utils
+)
+# python3 must be able to create a virtual environment with pip (pyenv's python3 can; Debian's
+# needs python3-venv, whose absence shows as a missing ensurepip module).
+if ! command -v python3 >/dev/null 2>&1; then
+    PACKAGES+=(python3 python3-venv)
+elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    PACKAGES+=(python3-venv)
+fi
+
+MISSING=()
+for p in "${PACKAGES[@]}"; do
+    is_installed "$p" || MISSING+=("$p")
+done
+if [ ${#MISSING[@]} -gt 0 ]; then
+    log "installing ${#MISSING[@]} Debian package(s): ${MISSING[*]}"
+    apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null || die "apt-get update failed"
+    "${APT_INSTALL[@]}" "${MISSING[@]}" >"$SETUP_DIR/apt-install.log" 2>&1 \
+        || { tail -n 20 "$SETUP_DIR/apt-install.log" >&2; die "apt-get install ${MISSING[*]} failed (log: $SETUP_DIR/apt-install.log)"; }
+    rm -f "$SETUP_DIR/apt-install.log"
+    DID+=("installed ${#MISSING[@]} Debian package(s)")
+else
+    log "Debian packages: all ${#PACKAGES[@]} present"
+fi
+[ -x "$PG_CONFIG" ] || die "$PG_CONFIG not found after installing postgresql-server-dev-$PG_MAJOR"
+
+# The private trixie deb-src entry is verified with the Debian archive keyring; its trixie keys
+# arrived in bookworm's debian-archive-keyring 2023.3+deb12u1. An older keyring is upgraded.
+if [ ! -e "$TRIXIE_KEY_MARKER" ]; then
+    log "debian-archive-keyring lacks the trixie keys: upgrading it"
+    apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null || die "apt-get update failed"
+    "${APT_INSTALL[@]}" --only-upgrade debian-archive-keyring >/dev/null \
+        || die "cannot upgrade debian-archive-keyring"
+    [ -e "$TRIXIE_KEY_MARKER" ] || die "debian-archive-keyring $(dpkg-query -W -f='${Version}' debian-archive-keyring) has no trixie key ($TRIXIE_KEY_MARKER)"
+    DID+=("upgraded debian-archive-keyring")
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. pgvector 0.8.0 from Debian trixie's source package, built against PostgreSQL 15
+# ---------------------------------------------------------------------------------------------
+pgvector_ok() {
+    [ -f "$PGVECTOR_SO" ] && [ -f "$PGVECTOR_CONTROL" ] \
+        && grep -Eq "^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'$PGVECTOR_VERSION'" "$PGVECTOR_CONTROL"
+}
+
+if pgvector_ok; then
+    log "pgvector $PGVECTOR_VERSION: already installed for PostgreSQL $PG_MAJOR"
+else
+    log "pgvector $PGVECTOR_VERSION: fetching Debian trixie source package"
+    APT_DIR=$SETUP_DIR/apt
+    SRC_DIR=$SETUP_DIR/pgvector-src
+    mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$SRC_DIR"
+    printf 'deb-src [signed-by=%s] %s trixie main\n' "$ARCHIVE_KEYRING" "$DEBIAN_MIRROR" >"$APT_DIR/sources.list"
+    # apt drops to the _apt user for downloads: let it write there (avoids the unsandboxed warning).
+    if id _apt >/dev/null 2>&1; then chown -R _apt "$APT_DIR/lists" "$SRC_DIR" 2>/dev/null || true; fi
+    PRIVATE_APT=(
+        -o Dir::Etc::sourcelist="$APT_DIR/sources.list"
+        -o Dir::Etc::sourceparts=/dev/null
+        -o Dir::State::Lists="$APT_DIR/lists"
+        -o Dir::Cache="$APT_DIR/cache"
+    )
+    apt-get "${PRIVATE_APT[@]}" update -q >"$APT_DIR/update.log" 2>&1 \
+        || { tail -n 5 "$APT_DIR/update.log" >&2; die "apt-get update of the private trixie deb-src list failed (log: $APT_DIR/update.log)"; }
+    if grep -Eq '^(W|E):' "$APT_DIR/update.log"; then
+        grep -E '^(W|E):' "$APT_DIR/update.log" >&2
+        die "apt-get update of the private trixie deb-src list reported problems (log: $APT_DIR/update.log)"
+    fi
+
+    rm -f "$SRC_DIR"/pgvector_*
+    (cd "$SRC_DIR" && apt-get "${PRIVATE_APT[@]}" source --download-only -q pgvector) >"$APT_DIR/source.log" 2>&1 \
+        || { tail -n 5 "$APT_DIR/source.log" >&2; die "apt-get source --download-only pgvector (trixie) failed (log: $APT_DIR/source.log)"; }
+
+    DSC=$(ls "$SRC_DIR"/pgvector_*.dsc 2>/dev/null | head -n 1 || true)
+    [ -n "$DSC" ] || die "apt-get source downloaded no pgvector .dsc into $SRC_DIR"
+    DEB_VERSION=$(sed -n 's/^Version:[[:space:]]*//p' "$DSC" | head -n 1)
+    UPSTREAM_VERSION=${DEB_VERSION#*:}; UPSTREAM_VERSION=${UPSTREAM_VERSION%-*}
+    [ "$UPSTREAM_VERSION" = "$PGVECTOR_VERSION" ] \
+        || die "Debian trixie now ships pgvector $DEB_VERSION, not $PGVECTOR_VERSION: update PGVECTOR_VERSION in scripts/setup.sh deliberately"
+    ORIG=$SRC_DIR/pgvector_$PGVECTOR_VERSION.orig.tar.gz
+    [ -f "$ORIG" ] || die "pgvector source package $DEB_VERSION has no $(basename "$ORIG")"
+    log "pgvector: building Debian source $DEB_VERSION against PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}')"
+
+    BUILD_DIR=$SETUP_DIR/pgvector-build
+    rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"
+    tar -xzf "$ORIG" -C "$BUILD_DIR" --strip-components=1 || die "cannot unpack $ORIG"
+    CONTROL_VERSION=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$BUILD_DIR/vector.control")
+    [ "$CONTROL_VERSION" = "$PGVECTOR_VERSION" ] \
+        || die "unpacked pgvector source says default_version '$CONTROL_VERSION', expected '$PGVECTOR_VERSION'"
+
+    JOBS=$(nproc 2>/dev/null || echo 2)
+    MAKE_ARGS=(PG_CONFIG="$PG_CONFIG" OPTFLAGS="${PGVECTOR_OPTFLAGS:-}")
+    make -C "$BUILD_DIR" -j"$JOBS" "${MAKE_ARGS[@]}" >"$BUILD_DIR/build.log" 2>&1 \
+        || { tail -n 20 "$BUILD_DIR/build.log" >&2; die "pgvector build failed (log: $BUILD_DIR/build.log)"; }
+    make -C "$BUILD_DIR" "${MAKE_ARGS[@]}" install >"$BUILD_DIR/install.log" 2>&1 \
+        || { tail -n 20 "$BUILD_DIR/install.log" >&2; die "pgvector make install failed (log: $BUILD_DIR/install.log)"; }
+    pgvector_ok || die "after make install, $PGVECTOR_SO or default_version '$PGVECTOR_VERSION' in $PGVECTOR_CONTROL is missing"
+    rm -rf "$BUILD_DIR"
+    DID+=("built and installed pgvector $DEB_VERSION")
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Python virtual environment with scripts/requirements-dev.txt
+# ---------------------------------------------------------------------------------------------
+[ -f "$REQUIREMENTS" ] || die "$REQUIREMENTS not found"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating Python virtual environment $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+    DID+=("created the Python venv")
+fi
+STAMP=$VENV/.requirements-dev.sha256
+WANT=$( { sha256sum <"$REQUIREMENTS"; "$VENV/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+    log "Python venv: requirements-dev.txt already installed"
+else
+    log "Python venv: installing requirements-dev.txt"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS" \
+        || die "pip install -r $REQUIREMENTS failed"
+    printf '%s\n' "$WANT" >"$STAMP"
+    DID+=("installed the Python requirements")
+fi
+
+ELAPSED=$(( $(date +%s) - START_TS ))
+if [ ${#DID[@]} -eq 0 ]; then
+    log "done: everything already in place (${ELAPSED}s)"
+else
+    summary=$(printf '%s; ' "${DID[@]}"); summary=${summary%; }
+    log "done: $summary (${ELAPSED}s)"
+fi

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+// Binary wire encodings: pgvector's `vector` send/recv format and PostgreSQL's binary COPY.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "vstore/result.hpp"
+
+namespace vstore::pg {
+
+inline void put_be16(std::string& out, std::uint16_t v) {
+  v = std::byteswap(v);
+  out.append(reinterpret_cast<const char*>(&v), 2);
+}
+inline void put_be32(std::string& out, std::uint32_t v) {
+  v = std::byteswap(v);
+  out.append(reinterpret_cast<const char*>(&v), 4);
+}
+inline void put_be64(std::string& out, std::uint64_t v) {
+  v = std::byteswap(v);
+  out.append(reinterpret_cast<const char*>(&v), 8);
+}
+inline std::uint32_t get_be32(const char* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return std::byteswap(v);
+}
+inline std::uint16_t get_be16(const char* p) {
+  std::uint16_t v;
+  std::memcpy(&v, p, 2);
+  return std::byteswap(v);
+}
+inline std::uint64_t get_be64(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return std::byteswap(v);
+}
+
+/// Appends pgvector's binary form: int16 dim, int16 unused, dim x float4, all big-endian.
+inline void append_vector(std::string& out, std::span<const float> vec) {
+  put_be16(out, static_cast<std::uint16_t>(vec.size()));
+  put_be16(out, 0);
+  for (float f : vec) put_be32(out, std::bit_cast<std::uint32_t>(f));
+}
+
+inline std::string encode_vector(std::span<const float> vec) {
+  std::string out;
+  out.reserve(4 + vec.size() * 4);
+  append_vector(out, vec);
+  return out;
+}
+
+/// Decodes pgvector's binary form into `out` (appended). Errors: corruption.
+inline Result<void> decode_vector(std::string_view bytes, std::vector<float>& out, std::size_t expected_dim) {
+  if (bytes.size() < 4) return fail(ErrorCode::corruption, "vector value shorter than its header");
+  const std::size_t dim = get_be16(bytes.data());
+  if (bytes.size() != 4 + dim * 4) {
+    return fail(ErrorCode::corruption, "vector value length does not match its dimension");
+  }
+  if (expected_dim != 0 && dim != expected_dim) {
+    return fail(ErrorCode::corruption,
+                "stored vector has " + std::to_string(dim) + " dimensions, expected " + std::to_string(expected_dim));
+  }
+  const char* p = bytes.data() + 4;
+  for (std::size_t i = 0; i < dim; ++i) out.push_back(std::bit_cast<float>(get_be32(p + i * 4)));
+  return {};
+}
+
+/// Builds a binary COPY stream: header, tuples, trailer.
+class CopyWriter {
+ public:
+  CopyWriter() {
+    static constexpr char k_sig[] = "PGCOPY\n\377\r\n";
+    m_buf.append(k_sig, 11);
+    put_be32(m_buf, 0);  // flags
+    put_be32(m_buf, 0);  // header extension length
+  }
+  void begin_row(int fields) { put_be16(m_buf, static_cast<std::uint16_t>(fields)); }
+  void null_field() { put_be32(m_buf, 0xFFFFFFFFu); }
+  void bytes_field(std::string_view data) {
+    put_be32(m_buf, static_cast<std::uint32_t>(data.size()));
+    m_buf.append(data);
+  }
+  void text_field(const std::optional<std::string>& v) { v ? bytes_field(*v) : null_field(); }
+  void int64_field(std::int64_t v) {
+    put_be32(m_buf, 8);
+    put_be64(m_buf, static_cast<std::uint64_t>(v));
+  }
+  void int32_field(std::int32_t v) {
+    put_be32(m_buf, 4);
+    put_be32(m_buf, static_cast<std::uint32_t>(v));
+  }
+  void bool_field(bool v) {
+    put_be32(m_buf, 1);
+    m_buf.push_back(v ? 1 : 0);
+  }
+  /// jsonb binary: version byte 1 + JSON text.
+  void jsonb_field(std::string_view json) {
+    put_be32(m_buf, static_cast<std::uint32_t>(json.size() + 1));
+    m_buf.push_back(1);
+    m_buf.append(json);
+  }
+  void vector_field(std::span<const float> vec) {
+    put_be32(m_buf, static_cast<std::uint32_t>(4 + vec.size() * 4));
+    append_vector(m_buf, vec);
+  }
+  /// Finishes the stream and returns it.
+  std::string finish() {
+    put_be16(m_buf, 0xFFFF);
+    return std::move(m_buf);
+  }
+  void reserve(std::size_t n) { m_buf.reserve(n); }
+
+ private:
+  std::string m_buf;
+};
+
+}  // namespace vstore::pg

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+// Connection: RAII over one libpq PGconn with SQLSTATE-to-ErrorCode mapping, a prepared
+// statement cache, cached session settings and binary COPY. Internal to src/pg.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "vstore/result.hpp"
+
+namespace vstore::pg {
+
+/// Owns a PGresult.
+class PgResult {
+ public:
+  PgResult() = default;
+  explicit PgResult(PGresult* res) : m_res(res, &PQclear) {}
+
+  [[nodiscard]] int rows() const { return m_res ? PQntuples(m_res.get()) : 0; }
+  [[nodiscard]] int cols() const { return m_res ? PQnfields(m_res.get()) : 0; }
+  [[nodiscard]] bool is_null(int row, int col) const { return PQgetisnull(m_res.get(), row, col) != 0; }
+  /// Raw bytes of a field (text or binary per the result format).
+  [[nodiscard]] std::string_view get(int row, int col) const {
+    return {PQgetvalue(m_res.get(), row, col), static_cast<std::size_t>(PQgetlength(m_res.get(), row, col))};
+  }
+  [[nodiscard]] std::string text(int row, int col) const { return std::string(get(row, col)); }
+  /// Number of rows a command touched ("INSERT 0 5" -> 5).
+  [[nodiscard]] std::int64_t affected() const;
+  [[nodiscard]] PGresult* raw() const { return m_res.get(); }
+
+ private:
+  std::shared_ptr<PGresult> m_res;
+};
+
+/// One query parameter: text (format 0) or binary (format 1) bytes, or NULL.
+struct Param {
+  std::string_view data;
+  bool binary = false;
+  bool null = false;
+  Oid type = 0;  ///< 0 = let the server infer from the SQL cast
+
+  static Param text(std::string_view value) { return Param{value, false, false, 0}; }
+  static Param null_value() { return Param{{}, false, true, 0}; }
+};
+
+/// A connection. Not thread-safe: one thread uses it at a time (the pool hands it out).
+class Connection {
+ public:
+  /// Opens a connection. Errors: unavailable (server unreachable), invalid_argument (bad
+  /// conninfo). The message redacts any password.
+  [[nodiscard]] static Result<Connection> connect(const std::string& conninfo, int connect_timeout_s = 10);
+
+  Connection(Connection&&) noexcept = default;
+  Connection& operator=(Connection&&) noexcept = default;
+  ~Connection() = default;
+
+  /// Runs SQL text with no parameters (may hold several statements).
+  [[nodiscard]] Result<PgResult> exec(std::string_view sql);
+  /// Runs one statement with parameters; unnamed statement.
+  [[nodiscard]] Result<PgResult> exec_params(const std::string& sql, std::span<const Param> params,
+                                             bool binary_result = false);
+  /// Runs one statement with parameters through a per-connection prepared statement cache.
+  [[nodiscard]] Result<PgResult> exec_prepared(const std::string& sql, std::span<const Param> params,
+                                               bool binary_result = false);
+  /// Sets a session GUC (`SET name = value`) unless the cached value already equals `value`.
+  [[nodiscard]] Result<void> set_guc(const std::string& name, const std::string& value);
+  /// Runs `copy_sql` (a COPY ... FROM STDIN) and sends `data` in chunks. Errors leave the
+  /// connection usable unless marked poisoned.
+  [[nodiscard]] Result<std::int64_t> copy_in(const std::string& copy_sql, std::string_view data);
+
+  /// Quotes an identifier ("my""name").
+  [[nodiscard]] static std::string quote_ident(std::string_view ident);
+
+  /// False once the connection is broken.
+  [[nodiscard]] bool ok() const;
+  [[nodiscard]] std::chrono::steady_clock::time_point created_at() const { return m_created; }
+  /// Server version number (e.g. 150020).
+  [[nodiscard]] int server_version() const;
+  /// Forgets cached prepared statements and GUCs (after DISCARD ALL or a reset).
+  void forget_session_state();
+  /// Oid of a type by name, cached per connection (e.g. "vector"). Errors: not_found.
+  [[nodiscard]] Result<Oid> type_oid(const std::string& type_name);
+
+ private:
+  struct Deleter {
+    void operator()(PGconn* conn) const { PQfinish(conn); }
+  };
+  explicit Connection(PGconn* conn);
+  [[nodiscard]] Result<PgResult> check(PGresult* res, std::string_view what);
+
+  std::unique_ptr<PGconn, Deleter> m_conn;
+  std::unordered_map<std::string, std::string> m_prepared;  // sql -> statement name
+  std::unordered_map<std::string, std::string> m_gucs;      // name -> value
+  std::unordered_map<std::string, Oid> m_types;
+  std::chrono::steady_clock::time_point m_created;
+};
+
+/// Maps a libpq error (SQLSTATE and connection status) to an Error.
+[[nodiscard]] Error error_from_pg(PGconn* conn, const PGresult* res, std::string_view what);
+
+}  // namespace vstore::pg
