@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+/// Article records: parsing from JSON, the text that gets embedded, and the stored metadata
+/// (the one mapping every backend uses, per docs/reference/original-api-contract.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "vstore/result.hpp"
+#include "vstore/types.hpp"
+
+namespace vstore {
+
+/// Builds an Article from one JSON object (a JSON Lines record). `uri` is required; known
+/// fields must be strings (or null), `tags` a list of strings or a string, `analyzed` a bool;
+/// other scalar fields go to `extra`; `embedding` is ignored here. Errors: invalid_argument
+/// naming the field and the JSON type found.
+[[nodiscard]] Result<Article> article_from_json(const nlohmann::json& record);
+
+/// The text to embed: the first non-blank of raw, summary, title; empty when none.
+[[nodiscard]] std::string_view document_text(const Article& article);
+
+/// Epoch seconds of a publication date string, by the rules of the code being replaced: an
+/// ISO 8601 date-time or a plain YYYY-MM-DD gives midnight UTC of its date; "YYYY-MM-DD rest"
+/// the same; else %Y/%m/%d, %d-%m-%Y, %d/%m/%Y, "%B %d, %Y", "%d %B %Y", "%d %b %Y" (UTC);
+/// else the first YYYY-MM-DD anywhere. Unparseable or invalid dates give nullopt (the old code
+/// used the current time in its last fallback; vstore does not invent dates).
+[[nodiscard]] std::optional<std::int64_t> publication_date_ts(std::string_view date);
+
+/// The metadata stored with a vector: title, news_source, category, future_signal, sentiment,
+/// time_to_impact, topic, publication_date_ts, tags (joined with ", ", always present),
+/// summary, uri, driver_type, and publication_date (the source string); absent fields dropped.
+[[nodiscard]] Metadata build_metadata(const Article& article);
+
+/// `2026-11-25T00:00:00Z` for an epoch.
+[[nodiscard]] std::string iso8601_utc(std::int64_t epoch_seconds);
+
+}  // namespace vstore

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+/// ArticleStore: the operations of the Python vector store being replaced (upsert_article,
+/// search_articles, similar_articles, get_vectors_by_metadata, health, shutdown), sync and async,
+/// over any VectorStore and Embedder.
+#pragma once
+
+#include <future>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "vstore/embedder.hpp"
+#include "vstore/vector_store.hpp"
+
+namespace vstore {
+
+/// The PostgreSQL connection string vstore uses: DATABASE_URL when set, else the embedded
+/// cluster under VSTORE_DATA_DIR. Errors: unavailable when the embedded cluster is not running
+/// (says to run `vstore db start`).
+[[nodiscard]] Result<std::string> resolve_conninfo(const Config& config);
+
+/// Thread-safe. Async calls run on a bounded pool of worker threads and never block the caller:
+/// when the queue is full the returned future holds an unavailable error.
+class ArticleStore {
+ public:
+  /// `workers`: threads for async calls (default 4); `queue_limit`: pending async calls.
+  ArticleStore(std::unique_ptr<VectorStore> store, std::unique_ptr<Embedder> embedder, int workers = 4,
+               std::size_t queue_limit = 1024);
+  ~ArticleStore();
+  ArticleStore(const ArticleStore&) = delete;
+  ArticleStore& operator=(const ArticleStore&) = delete;
+
+  /// Embeds raw, else summary, else title, and upserts. Returns false (and stores nothing)
+  /// when the article has no text: it is never given a made-up vector.
+  [[nodiscard]] Result<bool> upsert_article(const Article& article);
+  /// Batch form: returns how many were stored (articles without text are skipped).
+  [[nodiscard]] Result<std::size_t> upsert_articles(std::span<const Article> articles);
+  /// Errors: invalid_argument for a blank query, a bad filter or top_k.
+  [[nodiscard]] Result<std::vector<SearchHit>> search_articles(std::string_view query, int top_k = 10,
+                                                               const std::optional<FilterNode>& where = std::nullopt);
+  [[nodiscard]] Result<std::vector<SearchHit>> similar_articles(std::string_view uri, int top_k = 5);
+  [[nodiscard]] Result<VectorBatch> get_vectors_by_metadata(std::optional<std::int64_t> limit = std::nullopt,
+                                                            const std::optional<FilterNode>& where = std::nullopt);
+  [[nodiscard]] Result<nlohmann::json> health();
+  /// Finishes queued async work and stops the workers; later async calls fail with unavailable.
+  void shutdown();
+
+  [[nodiscard]] std::future<Result<bool>> upsert_article_async(Article article);
+  [[nodiscard]] std::future<Result<std::vector<SearchHit>>> search_articles_async(std::string query, int top_k = 10,
+                                                                                  std::optional<FilterNode> where = {});
+  [[nodiscard]] std::future<Result<std::vector<SearchHit>>> similar_articles_async(std::string uri, int top_k = 5);
+  [[nodiscard]] std::future<Result<VectorBatch>> get_vectors_by_metadata_async(std::optional<std::int64_t> limit = {},
+                                                                               std::optional<FilterNode> where = {});
+
+  [[nodiscard]] VectorStore& store() { return *m_store; }
+  [[nodiscard]] Embedder& embedder() { return *m_embedder; }
+
+ private:
+  class Workers;
+  template <typename T, typename Fn>
+  std::future<Result<T>> submit(Fn&& fn);
+
+  std::unique_ptr<VectorStore> m_store;
+  std::unique_ptr<Embedder> m_embedder;
+  std::unique_ptr<Workers> m_workers;
+};
+
+}  // namespace vstore

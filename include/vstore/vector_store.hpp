@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+/// VectorStore: the one interface every backend implements, and open_store() to pick one.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vstore/config.hpp"
+#include "vstore/filter.hpp"
+#include "vstore/result.hpp"
+#include "vstore/types.hpp"
+
+namespace vstore {
+
+/// How a search runs. Unset optionals take the store's configured defaults.
+struct SearchOptions {
+  int top_k = 10;                     ///< 1..10000
+  std::optional<FilterNode> where;    ///< Chroma-style filter
+  std::optional<int> ef_search;       ///< HNSW candidate list for this query (1..1000)
+  std::optional<int> probes;          ///< IVFFlat lists probed for this query
+  std::optional<std::string> model;   ///< the model that made the query vector; checked against the store
+};
+
+/// How a filtered search was planned (for tests, EXPLAIN and benchmarks).
+enum class SearchPlan { index, index_iterative, exact };
+
+/// A vector store. Implementations are thread-safe: any number of threads may call any method.
+class VectorStore {
+ public:
+  virtual ~VectorStore() = default;
+
+  /// "pgvector" or "chromadb".
+  [[nodiscard]] virtual std::string_view backend_name() const = 0;
+  /// Dimension of stored vectors.
+  [[nodiscard]] virtual int dimension() const = 0;
+
+  /// Inserts or replaces the vectors of `items` (one or many; many use the bulk path). For an
+  /// existing article only its vector, model and vector metadata change; its other columns are
+  /// kept. Errors: invalid_argument (wrong dimension, NaN/Inf, empty uri, duplicate uri in the
+  /// batch, model mismatch), unavailable. All or nothing.
+  [[nodiscard]] virtual Result<void> upsert(std::span<const ArticleVector> items) = 0;
+
+  /// The top_k nearest stored vectors to `query`, ascending cosine distance; a filtered search
+  /// returns top_k rows whenever that many match. Errors: invalid_argument (dimension, NaN,
+  /// top_k, filter keys or types, model mismatch), unavailable, timeout.
+  [[nodiscard]] virtual Result<std::vector<SearchHit>> search(std::span<const float> query,
+                                                              const SearchOptions& options) = 0;
+
+  /// Articles nearest to the stored vector of `uri`, without `uri` itself. Errors: not_found
+  /// (no such article or it has no vector).
+  [[nodiscard]] virtual Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) = 0;
+
+  /// Up to `limit` stored vectors (all when unset) matching `where`, with ids and metadata.
+  [[nodiscard]] virtual Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
+                                                        const std::optional<FilterNode>& where) = 0;
+
+  /// Removes the vectors of `ids`; returns how many had one.
+  [[nodiscard]] virtual Result<std::int64_t> remove(std::span<const std::string> ids) = 0;
+
+  /// Row counts.
+  [[nodiscard]] virtual Result<StoreCounts> count() = 0;
+
+  /// Health as `vstore health --json` prints it (see docs/product.md).
+  [[nodiscard]] virtual Result<nlohmann::json> health() = 0;
+};
+
+/// Opens the store that `config` selects (VECTOR_BACKEND) at `conninfo` (PostgreSQL) — the
+/// schema must be at the latest version. Errors: invalid_argument, unavailable, conflict
+/// (schema not migrated: says to run `vstore schema up`).
+[[nodiscard]] Result<std::unique_ptr<VectorStore>> open_pg_store(const std::string& conninfo, const Config& config);
+
+}  // namespace vstore

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: Apache-2.0
+// ArticleStore: text selection and embedding in front of a VectorStore, and the bounded worker
+// pool behind the async calls (a fixed set of threads draining a capped queue; a full queue
+// fails the call at once instead of blocking the caller).
+#include "vstore/article_store.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "vstore/article.hpp"
+#include "vstore/embedded_pg.hpp"
+
+namespace vstore {
+
+Result<std::string> resolve_conninfo(const Config& config) {
+  if (config.database_url) return *config.database_url;
+  EmbeddedPostgres pg(config.data_dir / "pg");
+  VS_TRY_ASSIGN(EmbeddedStatus st, pg.status());
+  if (!st.running) {
+    return fail(ErrorCode::unavailable,
+                fmt::format("the embedded database in {} is not running; run `vstore db start`, or set DATABASE_URL",
+                            (config.data_dir / "pg").string()));
+  }
+  return st.conninfo;
+}
+
+class ArticleStore::Workers {
+ public:
+  Workers(int threads, std::size_t limit) : m_limit(limit) {
+    for (int i = 0; i < threads; ++i) {
+      m_threads.emplace_back([this] { run(); });
+    }
+  }
+  ~Workers() { stop(); }
+
+  bool push(std::function<void()> job) {
+    std::lock_guard lock(m_mutex);
+    if (m_stopping || m_queue.size() >= m_limit) return false;
+    m_queue.push_back(std::move(job));
+    m_cv.notify_one();
+    return true;
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(m_mutex);
+      m_stopping = true;
+    }
+    m_cv.notify_all();
+    for (auto& t : m_threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void run() {
+    while (true) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [&] { return m_stopping || !m_queue.empty(); });
+        if (m_queue.empty()) return;  // stopping and drained
+        job = std::move(m_queue.front());
+        m_queue.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::size_t m_limit;
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  std::deque<std::function<void()>> m_queue;  // guarded by m_mutex
+  bool m_stopping = false;                    // guarded by m_mutex
+  std::vector<std::thread> m_threads;
+};
+
+ArticleStore::ArticleStore(std::unique_ptr<VectorStore> store, std::unique_ptr<Embedder> embedder, int workers,
+                           std::size_t queue_limit)
+    : m_store(std::move(store)),
+      m_embedder(std::move(embedder)),
+      m_workers(std::make_unique<Workers>(std::max(1, workers), queue_limit)) {}
+
+ArticleStore::~ArticleStore() { shutdown(); }
+
+void ArticleStore::shutdown() { m_workers->stop(); }
+
+template <typename T, typename Fn>
+std::future<Result<T>> ArticleStore::submit(Fn&& fn) {
+  auto task = std::make_shared<std::packaged_task<Result<T>()>>(std::forward<Fn>(fn));
+  std::future<Result<T>> fut = task->get_future();
+  if (!m_workers->push([task] { (*task)(); })) {
+    std::promise<Result<T>> rejected;
+    rejected.set_value(fail(ErrorCode::unavailable, "the async worker queue is full or shut down"));
+    return rejected.get_future();
+  }
+  return fut;
+}
+
+Result<std::size_t> ArticleStore::upsert_articles(std::span<const Article> articles) {
+  std::vector<std::string> texts;
+  std::vector<const Article*> with_text;
+  for (const auto& a : articles) {
+    std::string_view text = document_text(a);
+    if (text.empty()) continue;  // no text: skipped, never given a made-up vector
+    texts.emplace_back(text);
+    with_text.push_back(&a);
+  }
+  if (with_text.empty()) return std::size_t{0};
+  VS_TRY_ASSIGN(std::vector<Embedding> vectors, m_embedder->embed(texts));
+  std::vector<ArticleVector> items;
+  items.reserve(with_text.size());
+  for (std::size_t i = 0; i < with_text.size(); ++i) {
+    items.push_back(ArticleVector{*with_text[i], std::move(vectors[i]), std::string(m_embedder->model())});
+  }
+  VS_TRY(m_store->upsert(items));
+  return items.size();
+}
+
+Result<bool> ArticleStore::upsert_article(const Article& article) {
+  VS_TRY_ASSIGN(std::size_t n, upsert_articles(std::span<const Article>(&article, 1)));
+  return n == 1;
+}
+
+Result<std::vector<SearchHit>> ArticleStore::search_articles(std::string_view query, int top_k,
+                                                             const std::optional<FilterNode>& where) {
+  std::string text(query);
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return fail(ErrorCode::invalid_argument, "the search query is empty");
+  }
+  VS_TRY_ASSIGN(std::vector<Embedding> vec, m_embedder->embed(std::span<const std::string>(&text, 1)));
+  SearchOptions opts;
+  opts.top_k = top_k;
+  opts.where = where;
+  opts.model = std::string(m_embedder->model());
+  return m_store->search(vec.front(), opts);
+}
+
+Result<std::vector<SearchHit>> ArticleStore::similar_articles(std::string_view uri, int top_k) {
+  return m_store->similar(uri, top_k);
+}
+
+Result<VectorBatch> ArticleStore::get_vectors_by_metadata(std::optional<std::int64_t> limit,
+                                                          const std::optional<FilterNode>& where) {
+  return m_store->get_vectors(limit, where);
+}
+
+Result<nlohmann::json> ArticleStore::health() { return m_store->health(); }
+
+std::future<Result<bool>> ArticleStore::upsert_article_async(Article article) {
+  return submit<bool>([this, a = std::move(article)] { return upsert_article(a); });
+}
+
+std::future<Result<std::vector<SearchHit>>> ArticleStore::search_articles_async(std::string query, int top_k,
+                                                                                std::optional<FilterNode> where) {
+  return submit<std::vector<SearchHit>>(
+      [this, q = std::move(query), top_k, w = std::move(where)] { return search_articles(q, top_k, w); });
+}
+
+std::future<Result<std::vector<SearchHit>>> ArticleStore::similar_articles_async(std::string uri, int top_k) {
+  return submit<std::vector<SearchHit>>([this, u = std::move(uri), top_k] { return similar_articles(u, top_k); });
+}
+
+std::future<Result<VectorBatch>> ArticleStore::get_vectors_by_metadata_async(std::optional<std::int64_t> limit,
+                                                                             std::optional<FilterNode> where) {
+  return submit<VectorBatch>([this, limit, w = std::move(where)] { return get_vectors_by_metadata(limit, w); });
+}
+
+}  // namespace vstore

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// The hash embedder: lower-cased alphanumeric words and adjacent word pairs, each hashed
+// (FNV-1a 64) to a bucket and a sign, summed and L2-normalised. Lexical only; for tests and
+// for running without model files when the user asks for it by EMBEDDING_PROVIDER=hash.
+#include <cctype>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "vstore/embedder.hpp"
+
+namespace vstore {
+namespace {
+
+std::uint64_t fnv1a(std::string_view s, std::uint64_t seed = 1469598103934665603ULL) {
+  std::uint64_t h = seed;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+class HashEmbedder final : public Embedder {
+ public:
+  explicit HashEmbedder(int dim) : m_dim(dim) {}
+  std::string_view model() const override { return "vstore-hash-v1"; }
+  int dimension() const override { return m_dim; }
+
+  Result<std::vector<Embedding>> embed(std::span<const std::string> texts) override {
+    std::vector<Embedding> out;
+    out.reserve(texts.size());
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      std::vector<std::string> words;
+      std::string word;
+      for (unsigned char c : texts[i]) {
+        if (std::isalnum(c) || c >= 0x80) {
+          word.push_back(static_cast<char>(std::tolower(c)));
+        } else if (!word.empty()) {
+          words.push_back(std::move(word));
+          word.clear();
+        }
+      }
+      if (!word.empty()) words.push_back(std::move(word));
+      if (words.empty()) {
+        return fail(ErrorCode::invalid_argument, fmt::format("text {} has no words to embed", i));
+      }
+      Embedding vec(static_cast<std::size_t>(m_dim), 0.0f);
+      auto add = [&](std::string_view feature, float weight) {
+        const std::uint64_t h = fnv1a(feature);
+        const std::size_t bucket = static_cast<std::size_t>(h % static_cast<std::uint64_t>(m_dim));
+        vec[bucket] += ((h >> 63) != 0u ? -weight : weight);
+      };
+      for (std::size_t w = 0; w < words.size(); ++w) {
+        add(words[w], 1.0f);
+        if (w + 1 < words.size()) add(words[w] + ' ' + words[w + 1], 0.5f);
+      }
+      double norm = 0;
+      for (float f : vec) norm += static_cast<double>(f) * f;
+      if (norm == 0) vec[0] = 1.0f, norm = 1.0;
+      const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+      for (float& f : vec) f *= inv;
+      out.push_back(std::move(vec));
+    }
+    return out;
+  }
+
+ private:
+  int m_dim;
+};
+
+}  // namespace
+
+std::unique_ptr<Embedder> make_hash_embedder(int dimension) { return std::make_unique<HashEmbedder>(dimension); }
+
+Result<std::unique_ptr<Embedder>> make_embedder(const Config& config) {
+  if (config.embedding_provider == "hash") return make_hash_embedder(config.embedding_dim);
+  return fail(ErrorCode::invalid_argument,
+              fmt::format("EMBEDDING_PROVIDER={} is not available in this build yet (the local MiniLM engine and the "
+                          "OpenAI client come with the embedding issue); set EMBEDDING_PROVIDER=hash for the lexical "
+                          "test embedder, or give vectors directly",
+                          config.embedding_provider));
+}
+
+}  // namespace vstore

@@ -1,0 +1,371 @@
+// SPDX-License-Identifier: Apache-2.0
+// Schema migrations. Each migration runs in one transaction holding an advisory lock, records
+// what it did in vstore_schema_migrations.details, and its down step undoes exactly that:
+//   1 base           CREATE EXTENSION vector; CREATE TABLE <table> when it does not exist
+//   2 vector_columns embedding vector(dim), embedding_model, vector_metadata, publication_date_ts
+//                    and B-tree indexes on (topic, analyzed), publication_date, publication_date_ts
+//   3 vector_index   HNSW or IVFFlat (cosine) per PGVECTOR_*; an existing index on embedding is adopted
+// Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
+#include "vstore/schema.hpp"
+
+#include <fmt/format.h>
+
+#include "pg/pg_conn.hpp"
+
+namespace vstore {
+namespace {
+
+using pg::Connection;
+using pg::Param;
+using pg::PgResult;
+using nlohmann::json;
+
+constexpr const char* k_version_table = "vstore_schema_migrations";
+constexpr std::int64_t k_lock_key = 0x7673746f7265;  // "vstore"
+
+struct Migration {
+  int version;
+  const char* name;
+};
+constexpr Migration k_migrations[] = {{1, "base"}, {2, "vector_columns"}, {3, "vector_index"}};
+constexpr int k_latest = 3;
+
+std::string q(std::string_view ident) { return Connection::quote_ident(ident); }
+
+Result<bool> table_exists(Connection& conn, const std::string& table) {
+  Param p[] = {Param::text(table)};
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params("SELECT to_regclass($1) IS NOT NULL", p));
+  return res.get(0, 0) == "t";
+}
+
+Result<bool> column_exists(Connection& conn, const std::string& table, const std::string& column) {
+  Param p[] = {Param::text(table), Param::text(column)};
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                                               "AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                                               p));
+  return res.rows() > 0;
+}
+
+Result<bool> index_exists(Connection& conn, const std::string& name) {
+  Param p[] = {Param::text(name)};
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params("SELECT to_regclass($1) IS NOT NULL", p));
+  return res.get(0, 0) == "t";
+}
+
+Result<void> ensure_version_table(Connection& conn) {
+  VS_TRY(conn.exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL, "
+                               "applied_at timestamptz NOT NULL DEFAULT now(), details jsonb NOT NULL DEFAULT '{{}}')",
+                               k_version_table)));
+  return {};
+}
+
+Result<std::map<int, std::pair<std::string, json>>> applied_versions(Connection& conn) {
+  std::map<int, std::pair<std::string, json>> out;
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, k_version_table));
+  if (!exists) return out;
+  VS_TRY_ASSIGN(PgResult res,
+                conn.exec(fmt::format("SELECT version, to_char(applied_at AT TIME ZONE 'UTC', "
+                                      "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), details::text FROM {} ORDER BY version",
+                                      k_version_table)));
+  for (int r = 0; r < res.rows(); ++r) {
+    json details = json::parse(res.get(r, 2), nullptr, false);
+    out[std::stoi(res.text(r, 0))] = {res.text(r, 1), details.is_discarded() ? json::object() : details};
+  }
+  return out;
+}
+
+std::string idx_name(const std::string& table, std::string_view suffix) { return fmt::format("{}_{}", table, suffix); }
+
+// ---- migration 1: base ----------------------------------------------------------------------
+
+Result<json> up_base(Connection& conn, const Config& cfg) {
+  json details = json::object();
+  VS_TRY_ASSIGN(PgResult ext, conn.exec("SELECT extversion FROM pg_extension WHERE extname = 'vector'"));
+  details["created_extension"] = ext.rows() == 0;
+  if (ext.rows() == 0) {
+    auto created = conn.exec("CREATE EXTENSION vector");
+    if (!created) {
+      return fail(created.error().with_context(
+          "cannot create the pgvector extension (is pgvector 0.8 installed on the server, and may this user "
+          "create extensions?)"));
+    }
+  }
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
+  details["created_table"] = !exists;
+  if (!exists) {
+    VS_TRY(conn.exec(fmt::format(
+        "CREATE TABLE {} (uri text PRIMARY KEY, title text, summary text, raw text, topic text, category text, "
+        "news_source text, publication_date timestamptz, tags text, sentiment text, future_signal text, "
+        "time_to_impact text, driver_type text, analyzed boolean, metadata jsonb)",
+        q(cfg.table))));
+    return details;
+  }
+  // An application-owned table: it must have a unique uri for upserts.
+  Param p[] = {Param::text(cfg.table)};
+  VS_TRY_ASSIGN(PgResult uniq,
+                conn.exec_params("SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                                 "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND i.indisunique "
+                                 "AND i.indnatts = 1 AND a.attname = 'uri' AND i.indpred IS NULL",
+                                 p));
+  if (uniq.rows() == 0) {
+    return fail(ErrorCode::conflict,
+                fmt::format("table {} exists but has no primary key or unique index on column uri; vstore needs "
+                            "one to upsert articles by uri",
+                            cfg.table));
+  }
+  return details;
+}
+
+Result<void> down_base(Connection& conn, const Config& cfg, const json& details, std::vector<std::string>& notes) {
+  if (details.value("created_table", false)) {
+    VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
+    if (exists) {
+      VS_TRY_ASSIGN(PgResult rows, conn.exec(fmt::format("SELECT EXISTS (SELECT 1 FROM {})", q(cfg.table))));
+      if (rows.get(0, 0) == "t") {
+        notes.push_back(fmt::format("kept table {}: vstore created it, but it holds articles", cfg.table));
+      } else {
+        VS_TRY(conn.exec(fmt::format("DROP TABLE {}", q(cfg.table))));
+      }
+    }
+  }
+  if (details.value("created_extension", false)) {
+    VS_TRY_ASSIGN(PgResult users,
+                  conn.exec("SELECT 1 FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid "
+                            "WHERE e.extname = 'vector' AND d.deptype = 'n' LIMIT 1"));
+    VS_TRY_ASSIGN(PgResult cols, conn.exec("SELECT 1 FROM pg_attribute a JOIN pg_type t ON a.atttypid = t.oid "
+                                           "WHERE t.typname IN ('vector','halfvec','sparsevec') AND a.attnum > 0 "
+                                           "AND NOT a.attisdropped LIMIT 1"));
+    if (users.rows() == 0 && cols.rows() == 0) {
+      VS_TRY(conn.exec("DROP EXTENSION IF EXISTS vector"));
+    } else {
+      notes.push_back("kept extension vector: other objects use it");
+    }
+  }
+  return {};
+}
+
+// ---- migration 2: vector columns and B-tree indexes -------------------------------------------
+
+Result<json> up_vector_columns(Connection& conn, const Config& cfg) {
+  json details = {{"added_columns", json::array()}, {"created_indexes", json::array()}};
+  // An embedding column that already exists must have the configured dimension.
+  Param p[] = {Param::text(cfg.table)};
+  VS_TRY_ASSIGN(PgResult emb, conn.exec_params("SELECT format_type(atttypid, atttypmod), atttypmod FROM pg_attribute "
+                                               "WHERE attrelid = to_regclass($1) AND attname = 'embedding' "
+                                               "AND attnum > 0 AND NOT attisdropped",
+                                               p));
+  if (emb.rows() > 0) {
+    const std::string type = emb.text(0, 0);
+    const std::string expected = fmt::format("vector({})", cfg.embedding_dim);
+    if (type != expected) {
+      return fail(ErrorCode::conflict,
+                  fmt::format("table {} already has column embedding of type {}, but EMBEDDING_DIM={} needs {}; "
+                              "set EMBEDDING_DIM to the column's dimension",
+                              cfg.table, type, cfg.embedding_dim, expected));
+    }
+  }
+  const std::pair<const char*, std::string> columns[] = {
+      {"embedding", fmt::format("vector({})", cfg.embedding_dim)},
+      {"embedding_model", "text"},
+      {"vector_metadata", "jsonb"},
+      {"publication_date_ts", "bigint"},
+  };
+  for (const auto& [name, type] : columns) {
+    VS_TRY_ASSIGN(bool exists, column_exists(conn, cfg.table, name));
+    if (exists) continue;
+    VS_TRY(conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", q(cfg.table), q(name), type)));
+    details["added_columns"].push_back(name);
+  }
+  VS_TRY_ASSIGN(bool has_topic, column_exists(conn, cfg.table, "topic"));
+  VS_TRY_ASSIGN(bool has_analyzed, column_exists(conn, cfg.table, "analyzed"));
+  VS_TRY_ASSIGN(bool has_date, column_exists(conn, cfg.table, "publication_date"));
+  std::vector<std::pair<std::string, std::string>> indexes;
+  if (has_topic) {
+    indexes.emplace_back(idx_name(cfg.table, "topic_analyzed_idx"), has_analyzed ? "topic, analyzed" : "topic");
+  }
+  if (has_date) indexes.emplace_back(idx_name(cfg.table, "publication_date_idx"), "publication_date");
+  indexes.emplace_back(idx_name(cfg.table, "publication_date_ts_idx"), "publication_date_ts");
+  for (const auto& [name, cols] : indexes) {
+    VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
+    if (exists) continue;
+    VS_TRY(conn.exec(fmt::format("CREATE INDEX {} ON {} ({})", q(name), q(cfg.table), cols)));
+    details["created_indexes"].push_back(name);
+  }
+  return details;
+}
+
+Result<void> down_vector_columns(Connection& conn, const Config& cfg, const json& details) {
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
+  if (!exists) return {};
+  for (const auto& name : details.value("created_indexes", json::array())) {
+    VS_TRY(conn.exec(fmt::format("DROP INDEX IF EXISTS {}", q(name.get<std::string>()))));
+  }
+  const json cols = details.value("added_columns", json::array());
+  for (auto it = cols.rbegin(); it != cols.rend(); ++it) {
+    VS_TRY(conn.exec(fmt::format("ALTER TABLE {} DROP COLUMN IF EXISTS {}", q(cfg.table), q(it->get<std::string>()))));
+  }
+  return {};
+}
+
+// ---- migration 3: the vector index ------------------------------------------------------------
+
+Result<std::string> existing_vector_index(Connection& conn, const std::string& table) {
+  Param p[] = {Param::text(table)};
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params(
+                                  "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                  "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                                  "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) "
+                                  "AND a.attname = 'embedding' AND am.amname IN ('hnsw','ivfflat') LIMIT 1",
+                                  p));
+  return res.rows() > 0 ? res.text(0, 0) : std::string();
+}
+
+Result<json> up_vector_index(Connection& conn, const Config& cfg) {
+  json details = json::object();
+  details["type"] = std::string(to_string(cfg.pgvector.index_type));
+  VS_TRY_ASSIGN(std::string existing, existing_vector_index(conn, cfg.table));
+  if (!existing.empty()) {
+    details["adopted_index"] = existing;
+    return details;
+  }
+  const auto& pv = cfg.pgvector;
+  std::string name;
+  std::string sql;
+  switch (pv.index_type) {
+    case IndexType::none:
+      return details;
+    case IndexType::hnsw:
+      name = idx_name(cfg.table, "embedding_hnsw_idx");
+      sql = fmt::format("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, "
+                        "ef_construction = {})",
+                        q(name), q(cfg.table), pv.hnsw_m, pv.hnsw_ef_construction);
+      details["params"] = {{"m", pv.hnsw_m}, {"ef_construction", pv.hnsw_ef_construction}};
+      break;
+    case IndexType::ivfflat:
+      name = idx_name(cfg.table, "embedding_ivfflat_idx");
+      sql = fmt::format("CREATE INDEX {} ON {} USING ivfflat (embedding vector_cosine_ops) WITH (lists = {})",
+                        q(name), q(cfg.table), pv.ivfflat_lists);
+      details["params"] = {{"lists", pv.ivfflat_lists}};
+      break;
+  }
+  VS_TRY(conn.exec(sql));
+  details["created_index"] = name;
+  return details;
+}
+
+Result<void> down_vector_index(Connection& conn, const json& details) {
+  if (details.contains("created_index")) {
+    VS_TRY(conn.exec(fmt::format("DROP INDEX IF EXISTS {}", q(details["created_index"].get<std::string>()))));
+  }
+  return {};
+}
+
+// ---- driver -----------------------------------------------------------------------------------
+
+Result<SchemaStatus> read_status(Connection& conn, const Config& cfg) {
+  SchemaStatus st;
+  st.table = cfg.table;
+  st.latest_version = k_latest;
+  VS_TRY_ASSIGN(st.table_exists, table_exists(conn, cfg.table));
+  VS_TRY_ASSIGN(auto applied, applied_versions(conn));
+  for (const auto& m : k_migrations) {
+    MigrationState ms;
+    ms.version = m.version;
+    ms.name = m.name;
+    if (auto it = applied.find(m.version); it != applied.end()) {
+      ms.applied = true;
+      ms.applied_at = it->second.first;
+      ms.details = it->second.second;
+      st.current_version = std::max(st.current_version, m.version);
+    }
+    st.migrations.push_back(std::move(ms));
+  }
+  return st;
+}
+
+template <typename Fn>
+Result<void> in_transaction(Connection& conn, Fn&& fn) {
+  VS_TRY(conn.exec("BEGIN"));
+  auto result = fn();
+  if (!result) {
+    (void)conn.exec("ROLLBACK");
+    return fail(result.error());
+  }
+  VS_TRY(conn.exec("COMMIT"));
+  return {};
+}
+
+Result<void> lock(Connection& conn) {
+  VS_TRY(conn.exec(fmt::format("SELECT pg_advisory_xact_lock({})", k_lock_key)));
+  return {};
+}
+
+}  // namespace
+
+Result<SchemaStatus> schema_status(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  return read_status(conn, config);
+}
+
+Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY(in_transaction(conn, [&]() -> Result<void> {
+    VS_TRY(lock(conn));
+    return ensure_version_table(conn);
+  }));
+  for (const auto& m : k_migrations) {
+    VS_TRY(in_transaction(conn, [&]() -> Result<void> {
+      VS_TRY(lock(conn));
+      VS_TRY_ASSIGN(auto applied, applied_versions(conn));
+      if (applied.contains(m.version)) return {};
+      Result<json> details = fail(ErrorCode::internal, "unknown migration");
+      switch (m.version) {
+        case 1: details = up_base(conn, config); break;
+        case 2: details = up_vector_columns(conn, config); break;
+        case 3: details = up_vector_index(conn, config); break;
+        default: break;
+      }
+      if (!details) return fail(details.error().with_context(fmt::format("migration {} ({})", m.version, m.name)));
+      const std::string version = std::to_string(m.version);
+      const std::string text = details->dump();
+      Param p[] = {Param::text(version), Param::text(m.name), Param::text(text)};
+      VS_TRY(conn.exec_params(fmt::format("INSERT INTO {} (version, name, details) VALUES ($1::int, $2, $3::jsonb)",
+                                          k_version_table),
+                              p));
+      return {};
+    }));
+  }
+  VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
+  return read_status(conn, config);
+}
+
+Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& config, int target_version) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  std::vector<std::string> notes;
+  for (int v = k_latest; v > target_version; --v) {
+    VS_TRY(in_transaction(conn, [&]() -> Result<void> {
+      VS_TRY(lock(conn));
+      VS_TRY_ASSIGN(auto applied, applied_versions(conn));
+      auto it = applied.find(v);
+      if (it == applied.end()) return {};
+      const json& details = it->second.second;
+      Result<void> done;
+      switch (v) {
+        case 1: done = down_base(conn, config, details, notes); break;
+        case 2: done = down_vector_columns(conn, config, details); break;
+        case 3: done = down_vector_index(conn, details); break;
+        default: break;
+      }
+      if (!done) return fail(done.error().with_context(fmt::format("reverting migration {}", v)));
+      const std::string version = std::to_string(v);
+      Param p[] = {Param::text(version)};
+      VS_TRY(conn.exec_params(fmt::format("DELETE FROM {} WHERE version = $1::int", k_version_table), p));
+      return {};
+    }));
+  }
+  VS_TRY_ASSIGN(SchemaStatus st, read_status(conn, config));
+  st.notes = std::move(notes);
+  return st;
+}
+
+}  // namespace vstore

@@ -1,0 +1,696 @@
+// SPDX-License-Identifier: Apache-2.0
+// PgVectorStore. Design:
+// - Writes: one article -> INSERT .. ON CONFLICT (uri) DO UPDATE of the vector columns only;
+//   many -> binary COPY into a per-connection temp staging table, then one INSERT .. SELECT ..
+//   ON CONFLICT merge, all in one transaction. Existing rows keep every non-vector column.
+// - Reads: the query vector travels as a binary `vector` parameter through prepared statements;
+//   the metadata JSON is built in SQL from the live columns over the stored vector_metadata.
+// - Filtered search chooses its plan from the filter's estimated match count (EXPLAIN): few
+//   matches -> exact ranking of the matching rows (the ORDER BY expression is not indexable, so
+//   the planner uses B-tree/bitmap or seq scans); many -> HNSW/IVFFlat with iterative scan and a
+//   candidate list widened by 1/selectivity. A plan that yields fewer than top_k rows falls back
+//   to exact. Session GUCs are cached per connection so the common query needs no extra trip.
+#include "pg/pg_store.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "pg/pg_binary.hpp"
+#include "vstore/article.hpp"
+
+namespace vstore::pg {
+namespace {
+
+using nlohmann::json;
+
+constexpr int k_latest_schema = 3;
+constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
+constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
+constexpr int k_max_top_k = 10000;
+
+thread_local SearchPlan t_last_plan = SearchPlan::index;
+
+std::string q(std::string_view ident) { return quote_sql_identifier(ident); }
+
+double parse_double(std::string_view s) {
+  double v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+std::int64_t parse_int(std::string_view s) {
+  std::int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+std::optional<ColumnKind> kind_of(const std::string& type) {
+  if (type == "text" || type.starts_with("character")) return ColumnKind::text;
+  if (type == "boolean") return ColumnKind::boolean;
+  if (type == "bigint" || type == "integer" || type == "smallint") return ColumnKind::integer;
+  if (type == "real" || type == "double precision" || type.starts_with("numeric")) return ColumnKind::real;
+  if (type.starts_with("timestamp") || type == "date") return ColumnKind::timestamp;
+  return std::nullopt;
+}
+
+// Filterable article columns (when present in the table).
+constexpr std::string_view k_filter_columns[] = {
+    "uri",       "title",         "summary",        "topic",       "category",        "news_source",
+    "publication_date", "tags",   "sentiment",      "future_signal", "time_to_impact", "driver_type",
+    "analyzed",  "publication_date_ts", "embedding_model"};
+
+// Article columns vstore writes when it inserts a new row, with the Article field that feeds them.
+constexpr std::string_view k_article_columns[] = {
+    "title", "summary", "raw", "topic", "category", "news_source", "publication_date", "tags",
+    "sentiment", "future_signal", "time_to_impact", "driver_type", "analyzed", "metadata"};
+
+// Metadata keys read from live columns (contract keys plus publication_date).
+constexpr std::string_view k_metadata_columns[] = {"title", "news_source", "category", "future_signal",
+                                                   "sentiment", "time_to_impact", "topic", "tags",
+                                                   "summary", "uri", "driver_type", "publication_date",
+                                                   "publication_date_ts"};
+
+std::string metadata_expression(const TableInfo& info) {
+  std::string obj;
+  for (auto key : k_metadata_columns) {
+    auto it = info.columns.find(std::string(key));
+    if (it == info.columns.end()) continue;
+    std::string col = "a." + q(key);
+    std::string value = col;
+    if (key == "publication_date" && kind_of(it->second) == ColumnKind::timestamp) {
+      value = fmt::format("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')", col);
+    } else if (key == "tags" && kind_of(it->second) == ColumnKind::text) {
+      value = fmt::format("COALESCE({}, '')", col);
+    }
+    if (!obj.empty()) obj += ", ";
+    obj += fmt::format("'{}', {}", key, value);
+  }
+  return fmt::format("(COALESCE(a.vector_metadata, '{{}}'::jsonb) || jsonb_strip_nulls(jsonb_build_object({})))::text",
+                     obj);
+}
+
+Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
+  TableInfo info;
+  info.table = config.table;
+  {
+    Param p[] = {Param::text("vstore_schema_migrations")};
+    VS_TRY_ASSIGN(PgResult exists, conn.exec_params("SELECT to_regclass($1) IS NOT NULL", p));
+    int version = 0;
+    if (exists.get(0, 0) == "t") {
+      VS_TRY_ASSIGN(PgResult v, conn.exec("SELECT COALESCE(max(version), 0) FROM vstore_schema_migrations"));
+      version = static_cast<int>(parse_int(v.get(0, 0)));
+    }
+    if (version < k_latest_schema) {
+      return fail(ErrorCode::conflict, fmt::format("the database schema is at version {}, vstore needs {}; run "
+                                                   "`vstore schema up` first",
+                                                   version, k_latest_schema));
+    }
+  }
+  Param p[] = {Param::text(config.table)};
+  VS_TRY_ASSIGN(PgResult cols, conn.exec_params("SELECT attname, format_type(atttypid, atttypmod), atttypmod "
+                                                "FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+                                                "AND NOT attisdropped ORDER BY attnum",
+                                                p));
+  if (cols.rows() == 0) return fail(ErrorCode::not_found, fmt::format("table {} does not exist", config.table));
+  for (int r = 0; r < cols.rows(); ++r) {
+    info.columns[cols.text(r, 0)] = cols.text(r, 1);
+    if (cols.get(r, 0) == "embedding") info.dimension = static_cast<int>(parse_int(cols.get(r, 2)));
+  }
+  if (info.dimension <= 0) {
+    return fail(ErrorCode::conflict, fmt::format("table {} has no embedding column of type vector(n)", config.table));
+  }
+  for (auto name : k_filter_columns) {
+    auto it = info.columns.find(std::string(name));
+    if (it == info.columns.end()) continue;
+    if (auto kind = kind_of(it->second)) info.filter_catalog.columns[std::string(name)] = *kind;
+  }
+  info.filter_catalog.json_column = "vector_metadata";
+  info.filter_catalog.table_alias = "a";
+  VS_TRY_ASSIGN(PgResult idx, conn.exec_params(
+                                  "SELECT c.relname, am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                  "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                                  "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) "
+                                  "AND a.attname = 'embedding' AND am.amname IN ('hnsw','ivfflat') LIMIT 1",
+                                  p));
+  info.index_type = "none";
+  if (idx.rows() > 0) {
+    info.index_name = idx.text(0, 0);
+    info.index_type = idx.text(0, 1);
+  }
+  return info;
+}
+
+Result<void> check_vector(std::span<const float> vec, int dim, std::string_view what) {
+  if (static_cast<int>(vec.size()) != dim) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("{}: expected {} dimensions, not {}", what, dim, vec.size()));
+  }
+  double norm = 0;
+  for (std::size_t i = 0; i < vec.size(); ++i) {
+    if (!std::isfinite(vec[i])) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("{}: element {} is {}; vectors must hold finite numbers", what, i, vec[i]));
+    }
+    norm += static_cast<double>(vec[i]) * vec[i];
+  }
+  if (norm == 0.0) {
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: the vector is all zeros; cosine distance is undefined", what));
+  }
+  return {};
+}
+
+std::optional<std::string> normalized_timestamp(const std::optional<std::string>& date) {
+  if (!date) return std::nullopt;
+  // An ISO date-time keeps its time and zone; anything else becomes midnight UTC of its date.
+  static constexpr std::string_view k_digits = "0123456789";
+  const std::string& s = *date;
+  if (s.size() >= 19 && s[4] == '-' && s[7] == '-' && s[10] == 'T' &&
+      s.find_first_not_of(k_digits) == 4) {
+    return s;
+  }
+  if (auto ts = publication_date_ts(s)) return iso8601_utc(*ts);
+  return std::nullopt;
+}
+
+std::string tags_text(const Article& a) {
+  std::string out;
+  if (!a.tags) return out;
+  for (std::size_t i = 0; i < a.tags->size(); ++i) {
+    if (i) out += ", ";
+    out += (*a.tags)[i];
+  }
+  return out;
+}
+
+// Text value of an article column for a new row (nullopt = NULL).
+std::optional<std::string> article_column_value(const Article& a, std::string_view column, bool timestamp_column) {
+  if (column == "title") return a.title;
+  if (column == "summary") return a.summary;
+  if (column == "raw") return a.raw;
+  if (column == "topic") return a.topic;
+  if (column == "category") return a.category;
+  if (column == "news_source") return a.news_source;
+  if (column == "publication_date") return timestamp_column ? normalized_timestamp(a.publication_date) : a.publication_date;
+  if (column == "tags") return a.tags ? std::optional<std::string>(tags_text(a)) : std::nullopt;
+  if (column == "sentiment") return a.sentiment;
+  if (column == "future_signal") return a.future_signal;
+  if (column == "time_to_impact") return a.time_to_impact;
+  if (column == "driver_type") return a.driver_type;
+  if (column == "analyzed") return a.analyzed ? std::optional<std::string>(*a.analyzed ? "true" : "false") : std::nullopt;
+  if (column == "metadata") return a.extra.empty() ? std::nullopt : std::optional<std::string>(a.extra.dump());
+  return std::nullopt;
+}
+
+SearchHit hit_from_row(const PgResult& res, int row) {
+  SearchHit hit;
+  hit.id = res.text(row, 0);
+  hit.score = parse_double(res.get(row, 1));
+  hit.raw_score = hit.score;
+  hit.metadata = json::parse(res.get(row, 2), nullptr, false);
+  if (hit.metadata.is_discarded()) hit.metadata = json::object();
+  return hit;
+}
+
+}  // namespace
+
+struct PgVectorStore::Prepared {
+  std::string sql;
+  std::vector<std::string> filter_params;
+  SearchPlan plan = SearchPlan::index;
+  int ef_search = 0;
+};
+
+PgVectorStore::PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info)
+    : m_config(config), m_info(std::move(info)), m_pool(conninfo, config.pool) {
+  for (const auto& url : config.database_read_urls) {
+    m_read_pools.push_back(std::make_unique<Pool>(url, config.pool));
+  }
+  m_metadata_expr = metadata_expression(m_info);
+}
+
+Result<std::unique_ptr<PgVectorStore>> PgVectorStore::open(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(TableInfo info, read_table_info(conn, config));
+  if (info.dimension != config.embedding_dim) {
+    return fail(ErrorCode::conflict,
+                fmt::format("table {} stores vector({}) but EMBEDDING_DIM={}; set EMBEDDING_DIM={} or use another table",
+                            config.table, info.dimension, config.embedding_dim, info.dimension));
+  }
+  return std::unique_ptr<PgVectorStore>(new PgVectorStore(conninfo, config, std::move(info)));
+}
+
+Pool& PgVectorStore::read_pool() {
+  if (m_read_pools.empty()) return m_pool;
+  return *m_read_pools[m_read_next++ % m_read_pools.size()];
+}
+
+SearchPlan PgVectorStore::test_last_plan() { return t_last_plan; }
+
+// ---- writes -----------------------------------------------------------------------------------
+
+Result<void> PgVectorStore::check_model(std::span<const ArticleVector> items) {
+  const std::string& model = items.front().embedding_model;
+  for (const auto& item : items) {
+    if (item.embedding_model.empty()) {
+      return fail(ErrorCode::invalid_argument, fmt::format("article {}: the embedding model is not named", item.article.uri));
+    }
+    if (item.embedding_model != model) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("one batch mixes embedding models {} and {}", model, item.embedding_model));
+    }
+  }
+  std::lock_guard lock(m_model_mutex);
+  if (!m_model_known) {
+    VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+    VS_TRY_ASSIGN(PgResult res, lease->exec(fmt::format("SELECT embedding_model FROM {} WHERE embedding IS NOT NULL "
+                                                        "AND embedding_model IS NOT NULL LIMIT 1",
+                                                        q(m_info.table))));
+    if (res.rows() > 0) m_model = res.text(0, 0);
+    m_model_known = true;
+  }
+  if (m_model && *m_model != model) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_info.table, *m_model,
+                            model));
+  }
+  return {};
+}
+
+Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
+  if (items.empty()) return {};
+  std::unordered_set<std::string_view> seen;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    if (item.article.uri.empty()) {
+      return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri is empty", i));
+    }
+    VS_TRY(check_vector(item.embedding, m_info.dimension, fmt::format("article {}", item.article.uri)));
+    if (!seen.insert(item.article.uri).second) {
+      return fail(ErrorCode::invalid_argument, fmt::format("uri {} appears twice in one batch", item.article.uri));
+    }
+  }
+  VS_TRY(check_model(items));
+  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  Result<void> done = items.size() < k_copy_threshold ? upsert_one(*lease, items[0]) : upsert_many(*lease, items);
+  if (items.size() < k_copy_threshold) {
+    for (std::size_t i = 1; done && i < items.size(); ++i) done = upsert_one(*lease, items[i]);
+  }
+  if (done) {
+    std::lock_guard lock(m_model_mutex);
+    m_model = items.front().embedding_model;
+    m_model_known = true;
+  }
+  return done;
+}
+
+namespace {
+// Columns of a new row: (column, is timestamp) for the article columns the table has.
+std::vector<std::pair<std::string, std::string>> insert_columns(const TableInfo& info) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto col : k_article_columns) {
+    auto it = info.columns.find(std::string(col));
+    if (it != info.columns.end()) out.emplace_back(std::string(col), it->second);
+  }
+  return out;
+}
+
+std::string vector_metadata_json(const ArticleVector& item) { return build_metadata(item.article).dump(); }
+
+std::optional<std::string> ts_text(const Article& a) {
+  if (!a.publication_date) return std::nullopt;
+  if (auto ts = publication_date_ts(*a.publication_date)) return std::to_string(*ts);
+  return std::nullopt;
+}
+
+constexpr const char* k_conflict_update =
+    " ON CONFLICT (uri) DO UPDATE SET embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model, "
+    "vector_metadata = EXCLUDED.vector_metadata, publication_date_ts = COALESCE(EXCLUDED.publication_date_ts, ";
+}  // namespace
+
+Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& item) {
+  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
+  const auto cols = insert_columns(m_info);
+  std::vector<std::optional<std::string>> values;
+  std::string col_sql = "uri";
+  std::string val_sql = "$1";
+  values.emplace_back(item.article.uri);
+  int n = 1;
+  for (const auto& [col, type] : cols) {
+    values.push_back(article_column_value(item.article, col, kind_of(type) == ColumnKind::timestamp));
+    col_sql += ", " + q(col);
+    val_sql += fmt::format(", ${}::{}", ++n, type);
+  }
+  const std::string vec = encode_vector(item.embedding);
+  values.emplace_back(item.embedding_model);
+  values.push_back(vector_metadata_json(item));
+  values.push_back(ts_text(item.article));
+  col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
+  val_sql += fmt::format(", ${}, ${}::jsonb, ${}::bigint, ${}", n + 1, n + 2, n + 3, n + 4);
+  const std::string sql = fmt::format("INSERT INTO {} AS t ({}) VALUES ({}){}t.publication_date_ts)", q(m_info.table),
+                                      col_sql, val_sql, k_conflict_update);
+  std::vector<Param> params;
+  for (const auto& v : values) params.push_back(v ? Param::text(*v) : Param::null_value());
+  params.push_back(Param{vec, true, false, vec_oid});
+  VS_TRY(conn.exec_prepared(sql, params));
+  return {};
+}
+
+Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const ArticleVector> items) {
+  const auto cols = insert_columns(m_info);
+  // Staging table: text for article columns (cast at merge), native types for the rest.
+  std::string stage_cols = "uri text";
+  for (const auto& [col, type] : cols) stage_cols += fmt::format(", {} text", q(col));
+  stage_cols += fmt::format(", embedding_model text, vector_metadata jsonb, publication_date_ts bigint, embedding vector({})",
+                            m_info.dimension);
+  const std::string stage = fmt::format("vstore_stage_{}", m_info.dimension);
+
+  CopyWriter writer;
+  writer.reserve(items.size() * (static_cast<std::size_t>(m_info.dimension) * 4 + 512));
+  const int fields = static_cast<int>(cols.size()) + 5;
+  for (const auto& item : items) {
+    writer.begin_row(fields);
+    writer.bytes_field(item.article.uri);
+    for (const auto& [col, type] : cols) {
+      writer.text_field(article_column_value(item.article, col, kind_of(type) == ColumnKind::timestamp));
+    }
+    writer.bytes_field(item.embedding_model);
+    writer.jsonb_field(vector_metadata_json(item));
+    if (auto ts = ts_text(item.article)) {
+      writer.int64_field(parse_int(*ts));
+    } else {
+      writer.null_field();
+    }
+    writer.vector_field(item.embedding);
+  }
+  const std::string data = writer.finish();
+
+  std::string col_sql = "uri";
+  std::string sel_sql = "s.uri";
+  for (const auto& [col, type] : cols) {
+    col_sql += ", " + q(col);
+    sel_sql += fmt::format(", s.{}::{}", q(col), type);
+  }
+  col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
+  sel_sql += ", s.embedding_model, s.vector_metadata, s.publication_date_ts, s.embedding";
+
+  VS_TRY(conn.exec("BEGIN"));
+  auto body = [&]() -> Result<void> {
+    VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS", q(stage), stage_cols)));
+    VS_TRY(conn.copy_in(fmt::format("COPY {} FROM STDIN (FORMAT binary)", q(stage)), data));
+    VS_TRY(conn.exec(fmt::format("INSERT INTO {} AS t ({}) SELECT {} FROM {} s{}t.publication_date_ts)", q(m_info.table),
+                                 col_sql, sel_sql, q(stage), k_conflict_update)));
+    return {};
+  };
+  if (auto done = body(); !done) {
+    (void)conn.exec("ROLLBACK");
+    return done;
+  }
+  VS_TRY(conn.exec("COMMIT"));
+  return {};
+}
+
+Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) {
+  if (ids.empty()) return 0;
+  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  const std::string arr = sql_array_literal(std::vector<std::string>(ids.begin(), ids.end()));
+  Param p[] = {Param::text(arr)};
+  VS_TRY_ASSIGN(PgResult res,
+                lease->exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, vector_metadata = "
+                                               "NULL WHERE uri = ANY($1::text[]) AND embedding IS NOT NULL",
+                                               q(m_info.table)),
+                                   p));
+  return res.affected();
+}
+
+// ---- reads ------------------------------------------------------------------------------------
+
+Result<void> PgVectorStore::check_query(std::span<const float> query, const SearchOptions& options) const {
+  if (options.top_k < 1 || options.top_k > k_max_top_k) {
+    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, options.top_k));
+  }
+  if (options.ef_search && (*options.ef_search < 1 || *options.ef_search > 1000)) {
+    return fail(ErrorCode::invalid_argument, fmt::format("ef_search must be from 1 to 1000, not {}", *options.ef_search));
+  }
+  if (options.probes && *options.probes < 1) {
+    return fail(ErrorCode::invalid_argument, fmt::format("probes must be at least 1, not {}", *options.probes));
+  }
+  VS_TRY(check_vector(query, m_info.dimension, "query vector"));
+  return {};
+}
+
+Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, std::string_view vec_bytes, Oid vec_oid,
+                                                          const SearchOptions& options) {
+  Prepared prep;
+  const int ef_default = options.ef_search.value_or(m_config.pgvector.hnsw_ef_search);
+  prep.ef_search = ef_default;
+  std::string where = "a.embedding IS NOT NULL";
+  if (options.where) {
+    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*options.where, m_info.filter_catalog, 3));
+    where += " AND " + filter.sql;
+    prep.filter_params = std::move(filter.params);
+    // Estimate how many rows match, and what fraction of the table that is.
+    std::vector<Param> params;
+    for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
+    const std::string placeholder_shift =
+        fmt::format("SELECT 1 FROM {} a WHERE $1::int IS NULL AND $2::int IS NULL AND {}", q(m_info.table), where);
+    std::vector<Param> explain_params = {Param::null_value(), Param::null_value()};
+    explain_params.insert(explain_params.end(), params.begin(), params.end());
+    VS_TRY_ASSIGN(PgResult est, conn.exec_params("EXPLAIN (FORMAT JSON) " + placeholder_shift, explain_params));
+    VS_TRY_ASSIGN(PgResult total, conn.exec_prepared(fmt::format("SELECT GREATEST(reltuples, 1)::bigint FROM pg_class "
+                                                                 "WHERE oid = to_regclass('{}')",
+                                                                 m_info.table),
+                                                     {}));
+    const json plan = json::parse(est.get(0, 0), nullptr, false);
+    double est_rows = 0;
+    if (!plan.is_discarded() && plan.is_array() && !plan.empty()) {
+      est_rows = plan[0]["Plan"].value("Plan Rows", 0.0);
+    }
+    const double rows = std::max(1.0, parse_double(total.get(0, 0)));
+    const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
+    if (est_rows <= static_cast<double>(k_exact_max_rows) || m_info.index_type == "none") {
+      prep.plan = SearchPlan::exact;
+    } else {
+      prep.plan = SearchPlan::index_iterative;
+      const double widened = 4.0 * options.top_k / selectivity;
+      prep.ef_search = static_cast<int>(std::clamp(std::max<double>(ef_default, widened), 1.0, 1000.0));
+    }
+  } else {
+    prep.plan = m_info.index_type == "none" ? SearchPlan::exact : SearchPlan::index;
+  }
+  (void)vec_bytes;
+  (void)vec_oid;
+  const std::string table = q(m_info.table);
+  if (prep.plan == SearchPlan::exact) {
+    // `+ 0` keeps the ORDER BY from matching the vector index: exact top-N of the matching rows.
+    prep.sql = fmt::format(
+        "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
+        "ORDER BY (a.embedding <=> $1) + 0 LIMIT $2) "
+        "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
+        table, where, m_metadata_expr);
+  } else {
+    prep.sql = fmt::format(
+        "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
+        "ORDER BY a.embedding <=> $1 LIMIT $2) "
+        "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
+        table, where, m_metadata_expr);
+  }
+  return prep;
+}
+
+namespace {
+Result<void> apply_gucs(Connection& conn, const std::string& index_type, int ef_search, int probes) {
+  if (index_type == "hnsw") {
+    VS_TRY(conn.set_guc("hnsw.ef_search", std::to_string(ef_search)));
+    VS_TRY(conn.set_guc("hnsw.iterative_scan", "relaxed_order"));
+    VS_TRY(conn.set_guc("hnsw.max_scan_tuples", "50000"));
+  } else if (index_type == "ivfflat") {
+    VS_TRY(conn.set_guc("ivfflat.probes", std::to_string(probes)));
+    VS_TRY(conn.set_guc("ivfflat.iterative_scan", "relaxed_order"));
+  }
+  return {};
+}
+}  // namespace
+
+Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> query, const SearchOptions& options) {
+  VS_TRY(check_query(query, options));
+  if (options.model) {
+    std::lock_guard lock(m_model_mutex);
+    if (m_model_known && m_model && *m_model != *options.model) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("the query was embedded with model {}, but table {} holds vectors of model {}",
+                              *options.model, m_info.table, *m_model));
+    }
+  }
+  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  Connection& conn = *lease;
+  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
+  const std::string vec = encode_vector(query);
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, vec, vec_oid, options));
+  const int probes = options.probes.value_or(m_config.pgvector.ivfflat_probes);
+  VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, probes));
+
+  const std::string limit = std::to_string(options.top_k);
+  auto run = [&](const std::string& sql) -> Result<PgResult> {
+    std::vector<Param> params = {Param{vec, true, false, vec_oid}, Param::text(limit)};
+    for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
+    return conn.exec_prepared(sql, params);
+  };
+  VS_TRY_ASSIGN(PgResult res, run(prep.sql));
+  t_last_plan = prep.plan;
+  if (prep.plan == SearchPlan::index_iterative && res.rows() < options.top_k) {
+    // The estimate was wrong (fewer matches than thought): rank the matching rows exactly.
+    SearchOptions exact = options;
+    const std::string exact_sql = std::string(prep.sql).replace(prep.sql.find("ORDER BY a.embedding <=> $1 LIMIT"),
+                                                                std::string_view("ORDER BY a.embedding <=> $1").size(),
+                                                                "ORDER BY (a.embedding <=> $1) + 0");
+    VS_TRY_ASSIGN(res, run(exact_sql));
+    t_last_plan = SearchPlan::exact;
+  }
+  std::vector<SearchHit> hits;
+  hits.reserve(static_cast<std::size_t>(res.rows()));
+  for (int r = 0; r < res.rows(); ++r) hits.push_back(hit_from_row(res, r));
+  return hits;
+}
+
+Result<std::string> PgVectorStore::test_explain(std::span<const float> query, const SearchOptions& options) {
+  VS_TRY(check_query(query, options));
+  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  Connection& conn = *lease;
+  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
+  const std::string vec = encode_vector(query);
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, vec, vec_oid, options));
+  VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
+  const std::string limit = std::to_string(options.top_k);
+  std::vector<Param> params = {Param{vec, true, false, vec_oid}, Param::text(limit)};
+  for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN " + prep.sql, params));
+  std::string out;
+  for (int r = 0; r < res.rows(); ++r) out += res.text(r, 0) + "\n";
+  return out;
+}
+
+Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int top_k) {
+  if (top_k < 1 || top_k >= k_max_top_k) {
+    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k - 1, top_k));
+  }
+  std::vector<float> vec;
+  {
+    VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+    const std::string id(uri);
+    Param p[] = {Param::text(id)};
+    VS_TRY_ASSIGN(PgResult res, lease->exec_prepared(fmt::format("SELECT embedding FROM {} WHERE uri = $1", q(m_info.table)),
+                                                     p, true));
+    if (res.rows() == 0) return fail(ErrorCode::not_found, fmt::format("no article with uri {}", uri));
+    if (res.is_null(0, 0)) return fail(ErrorCode::not_found, fmt::format("article {} has no embedding", uri));
+    VS_TRY(decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_info.dimension)));
+  }
+  SearchOptions opts;
+  opts.top_k = top_k + 1;
+  VS_TRY_ASSIGN(auto hits, search(vec, opts));
+  std::erase_if(hits, [&](const SearchHit& h) { return h.id == uri; });
+  if (static_cast<int>(hits.size()) > top_k) hits.resize(static_cast<std::size_t>(top_k));
+  return hits;
+}
+
+Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
+  if (limit && *limit < 0) return fail(ErrorCode::invalid_argument, fmt::format("limit must be >= 0, not {}", *limit));
+  std::string cond = "a.embedding IS NOT NULL";
+  std::vector<std::string> filter_params;
+  if (where) {
+    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*where, m_info.filter_catalog, 2));
+    cond += " AND " + filter.sql;
+    filter_params = std::move(filter.params);
+  }
+  const std::string sql = fmt::format("SELECT a.uri, a.embedding, {} FROM {} a WHERE {} ORDER BY a.uri LIMIT $1::bigint",
+                                      m_metadata_expr, q(m_info.table), cond);
+  const std::string lim = limit ? std::to_string(*limit) : std::string();
+  std::vector<Param> params = {limit ? Param::text(lim) : Param::null_value()};
+  for (const auto& v : filter_params) params.push_back(Param::text(v));
+  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  VS_TRY_ASSIGN(PgResult res, lease->exec_params(sql, params, true));
+  VectorBatch batch;
+  batch.dim = static_cast<std::size_t>(m_info.dimension);
+  batch.data.reserve(static_cast<std::size_t>(res.rows()) * batch.dim);
+  for (int r = 0; r < res.rows(); ++r) {
+    batch.ids.push_back(res.text(r, 0));
+    VS_TRY(decode_vector(res.get(r, 1), batch.data, batch.dim));
+    // The metadata column is text cast in SQL: binary format of text is its bytes.
+    json md = json::parse(res.get(r, 2), nullptr, false);
+    batch.metadatas.push_back(md.is_discarded() ? json::object() : std::move(md));
+  }
+  return batch;
+}
+
+Result<StoreCounts> PgVectorStore::count() {
+  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  VS_TRY_ASSIGN(PgResult res, lease->exec(fmt::format("SELECT count(*), count(embedding) FROM {}", q(m_info.table))));
+  return StoreCounts{parse_int(res.get(0, 0)), parse_int(res.get(0, 1))};
+}
+
+Result<json> PgVectorStore::health() {
+  json h;
+  std::vector<std::string> reasons;
+  h["backend"] = "pgvector";
+  h["dimension"] = m_info.dimension;
+  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  VS_TRY_ASSIGN(PgResult ver, lease->exec("SELECT current_setting('server_version'), "
+                                          "(SELECT extversion FROM pg_extension WHERE extname = 'vector')"));
+  h["server_version"] = ver.text(0, 0);
+  h["extension_version"] = ver.is_null(0, 1) ? json(nullptr) : json(ver.text(0, 1));
+  if (ver.is_null(0, 1)) reasons.emplace_back("the vector extension is not installed");
+  VS_TRY_ASSIGN(PgResult counts, lease->exec(fmt::format("SELECT count(*), count(embedding), (SELECT embedding_model "
+                                                         "FROM {0} WHERE embedding IS NOT NULL LIMIT 1) FROM {0}",
+                                                         q(m_info.table))));
+  const std::int64_t rows = parse_int(counts.get(0, 0));
+  const std::int64_t with = parse_int(counts.get(0, 1));
+  h["rows"] = rows;
+  h["with_embedding"] = with;
+  h["coverage_pct"] = rows == 0 ? 0.0 : std::round(10000.0 * static_cast<double>(with) / static_cast<double>(rows)) / 100.0;
+  h["embedding_model"] = counts.is_null(0, 2) ? json(nullptr) : json(counts.text(0, 2));
+  json index = {{"type", m_info.index_type}, {"name", nullptr}, {"valid", nullptr}, {"params", json::object()}};
+  if (!m_info.index_name.empty()) {
+    Param p[] = {Param::text(m_info.index_name)};
+    VS_TRY_ASSIGN(PgResult idx, lease->exec_params("SELECT i.indisvalid, COALESCE(array_to_string(c.reloptions, ','), '') "
+                                                   "FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+                                                   "WHERE c.oid = to_regclass($1)",
+                                                   p));
+    index["name"] = m_info.index_name;
+    if (idx.rows() == 0) {
+      reasons.push_back(fmt::format("vector index {} no longer exists", m_info.index_name));
+      index["valid"] = false;
+    } else {
+      index["valid"] = idx.get(0, 0) == "t";
+      if (idx.get(0, 0) != "t") reasons.push_back(fmt::format("vector index {} is not valid", m_info.index_name));
+      const std::string opts = idx.text(0, 1);
+      std::size_t start = 0;
+      while (start < opts.size()) {
+        const std::size_t end = std::min(opts.find(',', start), opts.size());
+        const std::string kv = opts.substr(start, end - start);
+        if (auto eq = kv.find('='); eq != std::string::npos) {
+          const std::string val = kv.substr(eq + 1);
+          index["params"][kv.substr(0, eq)] = parse_int(val);
+        }
+        start = end + 1;
+      }
+    }
+  } else if (m_config.pgvector.index_type != IndexType::none) {
+    reasons.push_back(fmt::format("no vector index on {}.embedding (PGVECTOR_INDEX_TYPE={})", m_info.table,
+                                  to_string(m_config.pgvector.index_type)));
+  }
+  h["index"] = index;
+  h["healthy"] = reasons.empty();
+  h["reasons"] = reasons;
+  return h;
+}
+
+}  // namespace vstore::pg
+
+namespace vstore {
+Result<std::unique_ptr<VectorStore>> open_pg_store(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(auto store, pg::PgVectorStore::open(conninfo, config));
+  return std::unique_ptr<VectorStore>(std::move(store));
+}
+}  // namespace vstore

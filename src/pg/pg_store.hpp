@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: Apache-2.0
+// PgVectorStore: the VectorStore over PostgreSQL + pgvector. Internal; callers use open_pg_store().
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pg/pg_filter.hpp"
+#include "pg/pg_pool.hpp"
+#include "vstore/vector_store.hpp"
+
+namespace vstore::pg {
+
+/// What the store learnt about its table at open.
+struct TableInfo {
+  std::string table;                            ///< unquoted name
+  int dimension = 0;                            ///< of the embedding column
+  std::map<std::string, std::string> columns;   ///< column -> format_type
+  ColumnCatalog filter_catalog;                 ///< filterable columns
+  std::string index_name;                       ///< vector index, empty if none
+  std::string index_type;                       ///< "hnsw", "ivfflat" or "none"
+};
+
+class PgVectorStore final : public VectorStore {
+ public:
+  /// Opens over `conninfo`; reads the table's layout. Errors: see open_pg_store().
+  [[nodiscard]] static Result<std::unique_ptr<PgVectorStore>> open(const std::string& conninfo, const Config& config);
+
+  [[nodiscard]] std::string_view backend_name() const override { return "pgvector"; }
+  [[nodiscard]] int dimension() const override { return m_info.dimension; }
+  [[nodiscard]] Result<void> upsert(std::span<const ArticleVector> items) override;
+  [[nodiscard]] Result<std::vector<SearchHit>> search(std::span<const float> query, const SearchOptions& options) override;
+  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
+  [[nodiscard]] Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
+                                                const std::optional<FilterNode>& where) override;
+  [[nodiscard]] Result<std::int64_t> remove(std::span<const std::string> ids) override;
+  [[nodiscard]] Result<StoreCounts> count() override;
+  [[nodiscard]] Result<nlohmann::json> health() override;
+
+  // ---- for tests and benchmarks only ----
+  /// The plan the last search on this thread used.
+  [[nodiscard]] static SearchPlan test_last_plan();
+  /// EXPLAIN text of the statement search() would run for these options.
+  [[nodiscard]] Result<std::string> test_explain(std::span<const float> query, const SearchOptions& options);
+  [[nodiscard]] const TableInfo& table_info() const { return m_info; }
+
+ private:
+  PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info);
+  struct Prepared;  // a planned search statement
+  [[nodiscard]] Result<void> check_query(std::span<const float> query, const SearchOptions& options) const;
+  [[nodiscard]] Result<Prepared> plan_search(Connection& conn, std::string_view vec_bytes, Oid vec_oid,
+                                             const SearchOptions& options);
+  [[nodiscard]] Result<void> upsert_one(Connection& conn, const ArticleVector& item);
+  [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
+  [[nodiscard]] Result<void> check_model(std::span<const ArticleVector> items);
+  [[nodiscard]] Pool& read_pool();
+
+  Config m_config;
+  TableInfo m_info;
+  Pool m_pool;
+  std::vector<std::unique_ptr<Pool>> m_read_pools;
+  std::atomic<std::size_t> m_read_next{0};
+  std::string m_metadata_expr;  ///< SQL building the metadata JSON of row alias "a"
+  std::mutex m_model_mutex;
+  std::optional<std::string> m_model;  ///< embedding model of stored rows; guarded by m_model_mutex
+  bool m_model_known = false;          ///< guarded by m_model_mutex
+};
+
+}  // namespace vstore::pg

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: Apache-2.0
+// Schema migrations against a real PostgreSQL + pgvector: fresh install, application-owned
+// table, up/down/up equivalence (pg_dump --schema-only), dimension conflicts.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+
+#include "support/pg_fixture.hpp"
+#include "vstore/embedded_pg.hpp"
+#include "vstore/schema.hpp"
+
+namespace vstore {
+namespace {
+
+using testing::PgServer;
+using testing::sql_value;
+using testing::test_config;
+
+std::string pg_dump_schema(const std::string& conninfo) {
+  auto bindir = EmbeddedPostgres::find_bindir();
+  EXPECT_TRUE(bindir.has_value());
+  const std::string cmd = (*bindir / "pg_dump").string() + " --schema-only --no-owner --restrict-key=vstoretest '--dbname=" + conninfo + "'";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
+  return out;
+}
+
+class SchemaTest : public ::testing::Test {
+ protected:
+  void SetUp() override { m_db = PgServer::instance().create_database("schema"); }
+  void TearDown() override { PgServer::instance().drop_database(m_db); }
+  std::string m_db;
+};
+
+TEST_F(SchemaTest, UpCreatesTableColumnsAndHnswIndexOnEmptyDatabase) {
+  auto st = schema_up(m_db, test_config(m_db, 8));
+  ASSERT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(st->current_version, st->latest_version);
+  EXPECT_TRUE(st->table_exists);
+  EXPECT_EQ(sql_value(m_db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                            "'articles'::regclass AND attname = 'embedding'"),
+            "vector(8)");
+  EXPECT_EQ(sql_value(m_db, "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = "
+                            "'articles_embedding_hnsw_idx'"),
+            "hnsw");
+  EXPECT_EQ(sql_value(m_db, "SELECT extversion FROM pg_extension WHERE extname = 'vector'"), "0.8.0");
+}
+
+TEST_F(SchemaTest, UpIsIdempotent) {
+  auto cfg = test_config(m_db, 8);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  const std::string before = pg_dump_schema(m_db);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  EXPECT_EQ(pg_dump_schema(m_db), before);
+}
+
+TEST_F(SchemaTest, UpDownUpGivesTheSameSchemaAsUp) {
+  auto cfg = test_config(m_db, 8);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  const std::string once = pg_dump_schema(m_db);
+  auto down = schema_down(m_db, cfg);
+  ASSERT_TRUE(down) << down.error().to_string();
+  EXPECT_EQ(down->current_version, 0);
+  EXPECT_FALSE(down->table_exists);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  EXPECT_EQ(pg_dump_schema(m_db), once);
+}
+
+TEST_F(SchemaTest, UpOnApplicationOwnedTableKeepsEveryRowAndColumn) {
+  auto cfg = test_config(m_db, 8);
+  sql_value(m_db,
+            "CREATE TABLE articles (uri text PRIMARY KEY, title text, publication_date text, topic text, "
+            "confidence_score real, owner_note text NOT NULL DEFAULT 'x'); "
+            "INSERT INTO articles VALUES ('a:1', 'One', '2025-01-02', 'AI', 0.5, 'keep'), "
+            "('a:2', 'Two', 'July 03, 2025', NULL, NULL, 'me')");
+  const std::string rows_before =
+      sql_value(m_db, "SELECT string_agg(t::text, '|' ORDER BY uri) FROM articles t");
+  auto st = schema_up(m_db, cfg);
+  ASSERT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(sql_value(m_db, "SELECT string_agg((uri, title, publication_date, topic, confidence_score, owner_note)::text, "
+                            "'|' ORDER BY uri) FROM articles"),
+            rows_before);
+  EXPECT_EQ(sql_value(m_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'articles'::regclass AND attnum > 0 "
+                            "AND NOT attisdropped"),
+            "10");  // 6 own + 4 added
+  // Down removes only what vstore added, and keeps the owned table and its rows.
+  auto down = schema_down(m_db, cfg);
+  ASSERT_TRUE(down) << down.error().to_string();
+  EXPECT_TRUE(down->table_exists);
+  EXPECT_EQ(sql_value(m_db, "SELECT string_agg(t::text, '|' ORDER BY uri) FROM articles t"), rows_before);
+}
+
+TEST_F(SchemaTest, UpOnOwnedTableUpDownUpGivesTheSameSchema) {
+  auto cfg = test_config(m_db, 8);
+  sql_value(m_db, "CREATE TABLE articles (uri text PRIMARY KEY, title text, topic text); "
+                  "INSERT INTO articles VALUES ('a:1', 'One', 'AI')");
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  const std::string once = pg_dump_schema(m_db);
+  ASSERT_TRUE(schema_down(m_db, cfg));
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  EXPECT_EQ(pg_dump_schema(m_db), once);
+}
+
+TEST_F(SchemaTest, UpRefusesExistingEmbeddingColumnOfAnotherDimension) {
+  sql_value(m_db, "CREATE EXTENSION vector; CREATE TABLE articles (uri text PRIMARY KEY, embedding vector(1536))");
+  auto st = schema_up(m_db, test_config(m_db, 384));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::conflict);
+  EXPECT_NE(st.error().message().find("vector(1536)"), std::string::npos) << st.error().message();
+  EXPECT_NE(st.error().message().find("EMBEDDING_DIM=384"), std::string::npos) << st.error().message();
+}
+
+TEST_F(SchemaTest, UpRefusesTableWithoutUniqueUri) {
+  sql_value(m_db, "CREATE TABLE articles (uri text, title text)");
+  auto st = schema_up(m_db, test_config(m_db, 8));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), ErrorCode::conflict);
+  EXPECT_NE(st.error().message().find("uri"), std::string::npos);
+}
+
+TEST_F(SchemaTest, IvfflatAndNoIndexFollowTheConfiguration) {
+  auto cfg = test_config(m_db, 8);
+  cfg.pgvector.index_type = IndexType::ivfflat;
+  cfg.pgvector.ivfflat_lists = 7;
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  EXPECT_EQ(sql_value(m_db, "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = "
+                            "'articles_embedding_ivfflat_idx'"),
+            "lists=7");
+  ASSERT_TRUE(schema_down(m_db, cfg));
+  cfg.pgvector.index_type = IndexType::none;
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  EXPECT_EQ(sql_value(m_db, "SELECT count(*) FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE am.amname IN "
+                            "('hnsw','ivfflat')"),
+            "0");
+}
+
+TEST_F(SchemaTest, DownKeepsATableVstoreCreatedWhenItHoldsArticles) {
+  auto cfg = test_config(m_db, 8);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  sql_value(m_db, "INSERT INTO articles (uri, title) VALUES ('k:1', 'kept')");
+  auto down = schema_down(m_db, cfg);
+  ASSERT_TRUE(down) << down.error().to_string();
+  EXPECT_TRUE(down->table_exists);
+  ASSERT_FALSE(down->notes.empty());
+  EXPECT_EQ(sql_value(m_db, "SELECT title FROM articles WHERE uri = 'k:1'"), "kept");
+}
+
+}  // namespace
+}  // namespace vstore
