@@ -2,7 +2,7 @@
 // Filter: parses Chroma's `where` grammar into a FilterNode tree and writes it back as Chroma JSON.
 //
 // Design
-// - One recursive descent over the JSON (parse_where -> parse_entry -> parse_operand), carrying
+// - One recursive descent over the JSON (parse_where -> parse_entry -> parse_operator), carrying
 //   the path of the part being read ("where.$and[1].topic.$gt") so that every error names it.
 // - Grammar: Chroma 1.x `where_parsing.rs` (see docs/reference/chroma.md 2.1), with two documented
 //   extensions: an object with several keys is an implicit $and of its entries (children in key
@@ -41,13 +41,18 @@ constexpr std::size_t k_max_quoted_length = 80;
 
 constexpr std::string_view k_operator_list = "$eq $ne $gt $gte $lt $lte $in $nin";
 
-/// `value` as compact JSON for an error message, cut to a readable length.
+/// Cuts `text` to at most `length` bytes (plus "...") without splitting a UTF-8 sequence.
+void cut(std::string& text, std::size_t length) {
+  if (text.size() <= length) return;
+  while (length > 0 && (static_cast<unsigned char>(text[length]) & 0xC0u) == 0x80u) --length;
+  text.resize(length);
+  text += "...";
+}
+
+/// `value` as compact JSON for an error message (always valid UTF-8), cut to a readable length.
 std::string quote(const nlohmann::json& value) {
   std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > k_max_quoted_length) {
-    text.resize(k_max_quoted_length);
-    text += "...";
-  }
+  cut(text, k_max_quoted_length);
   return text;
 }
 
@@ -219,7 +224,7 @@ Result<FilterNode> Parser::parse_where(const nlohmann::json& where, const std::s
   VS_TRY(count_node(path));
   FilterLogical implicit_and;
   implicit_and.kind = FilterLogical::Kind::and_;
-  implicit_and.children.reserve(where.size());
+  implicit_and.children.reserve(std::min(where.size(), k_max_nodes));
   for (const auto& [key, value] : where.items()) {
     VS_TRY_ASSIGN(auto child, parse_entry(key, value, path, depth));
     implicit_and.children.push_back(std::move(child));
@@ -232,7 +237,8 @@ Result<FilterNode> Parser::parse_entry(const std::string& key, const nlohmann::j
   if (key == "$and") return parse_logical(FilterLogical::Kind::and_, value, path + ".$and", depth);
   if (key == "$or") return parse_logical(FilterLogical::Kind::or_, value, path + ".$or", depth);
   if (!key.empty() && key[0] == '$') {
-    return invalid(path, "unknown operator " + quote_text(key) + "; expected $and, $or or a metadata key");
+    return invalid(path, "unknown operator " + quote_text(key) +
+                             "; expected $and, $or or a metadata key");
   }
   if (!is_valid_key(key)) {
     return invalid(path, "invalid key " + quote_text(key) + "; a key is 1 to " +
@@ -388,16 +394,14 @@ Result<FilterNode> Parser::parse_operator(const std::string& key, const nlohmann
     case FilterOp::gte:
     case FilterOp::lt:
     case FilterOp::lte: {
-      constexpr std::string_view k_expected = "a number or an ISO 8601 date string";
-      if (operand.is_string()) {
-        if (!is_iso8601_date(operand.get_ref<const std::string&>())) {
-          return invalid(op_path, "expected " + std::string(k_expected) + ", not " + quote(operand));
-        }
-      } else if (!operand.is_number()) {
-        if (operand.is_null()) return invalid(op_path, "null is not allowed; expected " + std::string(k_expected));
-        return invalid(op_path, "expected " + std::string(k_expected) + ", not " + quote(operand));
+      const std::string expected = "a number or an ISO 8601 date string";
+      if (operand.is_null()) return invalid(op_path, "null is not allowed; expected " + expected);
+      const bool is_date =
+          operand.is_string() && is_iso8601_date(operand.get_ref<const std::string&>());
+      if (!is_date && !operand.is_number()) {
+        return invalid(op_path, "expected " + expected + ", not " + quote(operand));
       }
-      VS_TRY_ASSIGN(auto value, parse_scalar(operand, op_path, k_expected));
+      VS_TRY_ASSIGN(auto value, parse_scalar(operand, op_path, expected));
       comparison.values.push_back(std::move(value));
       break;
     }
@@ -408,6 +412,38 @@ Result<FilterNode> Parser::parse_operator(const std::string& key, const nlohmann
     }
   }
   return FilterNode{std::move(comparison)};
+}
+
+/// The reason part of a nlohmann exception ("[json.exception.parse_error.101] parse error at
+/// line 1, column 2: <reason>"), cut to a readable length.
+/// It quotes raw input, so bytes that are not printable UTF-8 become '?'.
+std::string json_reason(const nlohmann::json::exception& e) {
+  std::string_view reason = e.what();
+  if (const auto colon = reason.find(": "); colon != std::string_view::npos) {
+    reason.remove_prefix(colon + 2);
+  } else if (const auto bracket = reason.find("] "); bracket != std::string_view::npos) {
+    reason.remove_prefix(bracket + 2);
+  }
+  std::string printable;
+  for (std::size_t pos = 0; pos < reason.size();) {
+    const auto lead = static_cast<unsigned char>(reason[pos]);
+    std::size_t length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    length = std::min(length, reason.size() - pos);
+    if (lead < 0x20 || lead == 0x7F || !is_valid_utf8(reason.substr(pos, length))) {
+      printable += '?';
+      ++pos;
+    } else {
+      printable += reason.substr(pos, length);
+      pos += length;
+    }
+  }
+  cut(printable, 2 * k_max_quoted_length);
+  return printable;
+}
+
+std::unexpected<Error> unexpected(const std::exception& e) {
+  return fail(ErrorCode::internal,
+              std::string("where: unexpected error while parsing: ") + e.what());
 }
 
 nlohmann::json value_to_json(const FilterValue& value) {
@@ -435,7 +471,7 @@ Result<FilterNode> parse_filter(const nlohmann::json& where) {
     Parser parser;
     return parser.parse_where(where, "where", 1);
   } catch (const std::exception& e) {
-    return fail(ErrorCode::internal, std::string("where: unexpected error while parsing: ") + e.what());
+    return unexpected(e);
   }
 }
 
@@ -457,18 +493,13 @@ Result<FilterNode> parse_filter(std::string_view where_json) {
     }
     return parse_filter(where);
   } catch (const nlohmann::json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at ...: <reason>".
-    std::string reason = e.what();
-    if (const auto colon = reason.find(": "); colon != std::string::npos) {
-      reason = reason.substr(colon + 2);
-    }
-    if (reason.size() > 2 * k_max_quoted_length) {
-      reason.resize(2 * k_max_quoted_length);
-      reason += "...";
-    }
-    return invalid("where", "invalid JSON at byte " + std::to_string(e.byte) + ": " + reason);
+    return invalid("where",
+                   "invalid JSON at byte " + std::to_string(e.byte) + ": " + json_reason(e));
+  } catch (const nlohmann::json::exception& e) {
+    // e.g. out_of_range.406 for a number such as 1e400 that overflows a double.
+    return invalid("where", "invalid JSON: " + json_reason(e));
   } catch (const std::exception& e) {
-    return fail(ErrorCode::internal, std::string("where: unexpected error while parsing: ") + e.what());
+    return unexpected(e);
   }
 }
 

@@ -50,11 +50,12 @@ constexpr double k_max_epoch = 9224318015999.0;
 std::string quote_value(const FilterValue& value) {
   nlohmann::json json = std::visit([](const auto& held) { return nlohmann::json(held); }, value);
   std::string text = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  constexpr std::size_t k_max_length = 80;
-  if (text.size() > k_max_length) {
-    text.resize(k_max_length);
-    text += "...";
-  }
+  std::size_t length = 80;
+  if (text.size() <= length) return text;
+  // Cut on a UTF-8 boundary so that the message stays valid UTF-8.
+  while (length > 0 && (static_cast<unsigned char>(text[length]) & 0xC0u) == 0x80u) --length;
+  text.resize(length);
+  text += "...";
   return text;
 }
 
@@ -235,7 +236,8 @@ Result<std::string> Compiler::compile_column(const FilterComparison& comparison,
       case ColumnKind::integer:
       case ColumnKind::real: fits = is_number(value); break;
       case ColumnKind::timestamp:
-        fits = is_number(value) || (is_string(value) && is_date_string(std::get<std::string>(value)));
+        fits = is_number(value) ||
+               (is_string(value) && is_date_string(std::get<std::string>(value)));
         break;
     }
     if (!fits) return mismatch(value);
@@ -375,7 +377,8 @@ Result<SqlFilter> compile_filter(const FilterNode& filter, const ColumnCatalog& 
     }
     return out;
   } catch (const std::exception& e) {
-    return fail(ErrorCode::internal, std::string("unexpected error while compiling a filter: ") + e.what());
+    return fail(ErrorCode::internal,
+                std::string("unexpected error while compiling a filter: ") + e.what());
   }
 }
 

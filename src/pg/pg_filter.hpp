@@ -53,8 +53,8 @@ struct SqlFilter {
 /// names key, value and column type), a timestamp outside PostgreSQL's range, a string with a
 /// NUL character, first_param < 1 or more than 65535 placeholders in total.
 /// Pure function; thread-safe.
-[[nodiscard]] Result<SqlFilter> compile_filter(const FilterNode& filter, const ColumnCatalog& catalog,
-                                               int first_param);
+[[nodiscard]] Result<SqlFilter> compile_filter(const FilterNode& filter,
+                                               const ColumnCatalog& catalog, int first_param);
 
 /// `name` as a double-quoted SQL identifier with embedded `"` doubled: `my"col` -> `"my""col"`.
 [[nodiscard]] std::string quote_sql_identifier(std::string_view name);

@@ -393,6 +393,18 @@ TEST(FilterParse, CutsVeryLongValuesInErrorMessages) {
   EXPECT_NE(message.find("..."), std::string::npos);
 }
 
+TEST(FilterParse, KeepsErrorMessagesValidUtf8WhenCuttingOrQuotingRawInput) {
+  const std::string cut = parse_error_json(json{{"k", {{"$gt", std::string(100, '\xC3') + ""}}}});
+  (void)cut;
+  std::string euros;
+  for (int idx = 0; idx < 60; ++idx) euros += "\xE2\x82\xAC";
+  const std::string message = parse_error_json(json{{"k", {{"$gt", euros}}}});
+  EXPECT_NO_THROW((void)json(message).dump());
+  const std::string raw = parse_error("{\"a\": \"\xFF\xFE\x01\"}");
+  EXPECT_NO_THROW((void)json(raw).dump()) << raw;
+  EXPECT_EQ(raw.find('\x01'), std::string::npos);
+}
+
 TEST(FilterParse, AcceptsNestingOf32Levels) {
   EXPECT_TRUE(parse_filter(nested_and(32)).has_value());
   EXPECT_TRUE(parse_filter(std::string_view(nested_and(32).dump())).has_value());
@@ -457,6 +469,7 @@ TEST(FilterParse, ReportsJsonSyntaxErrorsAsInvalidArgument) {
   EXPECT_EQ(parse_error("").rfind("where: invalid JSON at byte ", 0), 0u);
   EXPECT_EQ(parse_error(R"({"a": 1} x)").rfind("where: invalid JSON at byte ", 0), 0u);
   EXPECT_EQ(parse_error("{\"a\": \"\xFF\"}").rfind("where: invalid JSON", 0), 0u);
+  EXPECT_EQ(parse_error(R"({"f": 1e400})"), "where: invalid JSON: number overflow parsing '1e400'");
 }
 
 TEST(FilterParse, RejectsDeeplyNestedJsonTextWithoutRecursing) {
@@ -465,6 +478,12 @@ TEST(FilterParse, RejectsDeeplyNestedJsonTextWithoutRecursing) {
   std::string objects;
   for (int idx = 0; idx < 50000; ++idx) objects += R"({"$and":[)";
   EXPECT_EQ(parse_error(objects).rfind("where: ", 0), 0u);
+}
+
+TEST(FilterParse, RejectsObjectsWithMoreKeysThanTheNodeLimitWithoutReadingThemAll) {
+  json flat = json::object();
+  for (int idx = 0; idx < 100000; ++idx) flat["k" + std::to_string(idx)] = idx;
+  EXPECT_NE(parse_error_json(flat).find("filter has more than 1000 nodes"), std::string::npos);
 }
 
 TEST(FilterParse, RejectsDeepValidJsonTextBeforeBuildingIt) {
