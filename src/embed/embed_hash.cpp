@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// The hash embedder: lower-cased alphanumeric words and adjacent word pairs, each hashed
-// (FNV-1a 64) to a bucket and a sign, summed and L2-normalised. Lexical only; for tests and
+// The hash embedder: lower-cased alphanumeric words (common English stop words dropped) and
+// adjacent word pairs, each hashed (FNV-1a 64) to a bucket and a sign, weighted 1 + ln(count),
+// summed and L2-normalised. Lexical only; for tests and
 // for running without model files when the user asks for it by EMBEDDING_PROVIDER=hash.
+#include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -19,6 +22,16 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t seed = 1469598103934665603
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+constexpr std::string_view k_stop_words[] = {
+    "a", "about", "after", "also", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "for",
+    "from", "had", "has", "have", "he", "her", "his", "in", "is", "it", "its", "last", "mln", "not", "of",
+    "on", "or", "pct", "reuter", "said", "say", "says", "she", "than", "that", "the", "their", "they", "this",
+    "to", "was", "were", "which", "will", "with", "would", "year"};
+
+bool is_stop_word(std::string_view w) {
+  return w.size() < 2 || std::binary_search(std::begin(k_stop_words), std::end(k_stop_words), w);
 }
 
 class HashEmbedder final : public Embedder {
@@ -42,18 +55,21 @@ class HashEmbedder final : public Embedder {
         }
       }
       if (!word.empty()) words.push_back(std::move(word));
+      std::erase_if(words, [](const std::string& w) { return is_stop_word(w); });
       if (words.empty()) {
         return fail(ErrorCode::invalid_argument, fmt::format("text {} has no words to embed", i));
       }
+      std::map<std::string, float> features;
+      for (std::size_t w = 0; w < words.size(); ++w) {
+        features[words[w]] += 1.0f;
+        if (w + 1 < words.size()) features[words[w] + ' ' + words[w + 1]] += 0.5f;
+      }
       Embedding vec(static_cast<std::size_t>(m_dim), 0.0f);
-      auto add = [&](std::string_view feature, float weight) {
+      for (const auto& [feature, count] : features) {
+        const float weight = 1.0f + std::log(std::max(1.0f, count));
         const std::uint64_t h = fnv1a(feature);
         const std::size_t bucket = static_cast<std::size_t>(h % static_cast<std::uint64_t>(m_dim));
         vec[bucket] += ((h >> 63) != 0u ? -weight : weight);
-      };
-      for (std::size_t w = 0; w < words.size(); ++w) {
-        add(words[w], 1.0f);
-        if (w + 1 < words.size()) add(words[w] + ' ' + words[w + 1], 0.5f);
       }
       double norm = 0;
       for (float f : vec) norm += static_cast<double>(f) * f;

@@ -82,8 +82,9 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
   // Keyword/value arrays with expand_dbname so that conninfo may be a URL or key=value string,
   // while the timeout and application name are ours.
   std::string timeout = std::to_string(connect_timeout_s);
-  const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
-  const char* values[] = {conninfo.c_str(), timeout.c_str(), "vstore", nullptr};
+  // Sessions run in UTC so that date strings without a zone in filters mean UTC.
+  const char* keys[] = {"dbname", "connect_timeout", "application_name", "options", nullptr};
+  const char* values[] = {conninfo.c_str(), timeout.c_str(), "vstore", "-c TimeZone=UTC", nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
   if (raw == nullptr) {
     return fail(ErrorCode::internal, "postgresql: out of memory creating a connection");

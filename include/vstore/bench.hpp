@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: Apache-2.0
+/// Benchmarks behind `vstore bench query|ingest`, and the clustered data generator and exact
+/// search they share with the recall tests.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vstore/config.hpp"
+#include "vstore/result.hpp"
+
+namespace vstore {
+
+/// Progress of a long benchmark step: a phase name ("generate", "load", "index",
+/// "ground_truth", "warmup", "query", "exact", "upsert", "copy") and the fraction of it done,
+/// from 0 to 1. Called on the benchmark's own thread; may be empty.
+using BenchProgress = std::function<void(std::string_view phase, double fraction)>;
+
+// ---- data -------------------------------------------------------------------------------------
+
+/// A generated data set as docs/reference/performance.md "Conditions" describes it: `clusters`
+/// random unit centroids; each vector is a uniformly chosen centroid plus N(0, 1/dim) noise per
+/// component, then L2-normalised. Queries are drawn the same way and are not in the base set.
+struct ClusteredSet {
+  int dim = 0;
+  std::vector<float> base;     ///< n x dim, row-major; row i has id i
+  std::vector<float> queries;  ///< query count x dim, row-major
+
+  [[nodiscard]] std::size_t size() const { return dim > 0 ? base.size() / static_cast<std::size_t>(dim) : 0; }
+  [[nodiscard]] std::size_t query_count() const {
+    return dim > 0 ? queries.size() / static_cast<std::size_t>(dim) : 0;
+  }
+  [[nodiscard]] std::span<const float> row(std::size_t i) const {
+    return std::span<const float>(base).subspan(i * static_cast<std::size_t>(dim), static_cast<std::size_t>(dim));
+  }
+  [[nodiscard]] std::span<const float> query(std::size_t i) const {
+    return std::span<const float>(queries).subspan(i * static_cast<std::size_t>(dim), static_cast<std::size_t>(dim));
+  }
+};
+
+/// Generates `n` base vectors and `query_count` queries of dimension `dim` around `clusters`
+/// centroids. Deterministic for a given seed (with the same standard library). Preconditions
+/// (checked by VS_ASSERT; callers validate user input first): dim >= 1, clusters >= 1.
+/// Thread-safe (no shared state).
+[[nodiscard]] ClusteredSet generate_clustered(std::size_t n, std::size_t query_count, int dim, int clusters,
+                                              std::uint64_t seed);
+
+/// The numbers 0..n-1 in an order shuffled by `seed` (for choosing rows a filter matches,
+/// independently of the clusters). Thread-safe.
+[[nodiscard]] std::vector<std::uint32_t> seeded_permutation(std::size_t n, std::uint64_t seed);
+
+/// Exact top-`k` row ids of every query by cosine distance (1 - dot; the generated vectors are
+/// unit length), nearest first, ties broken by the lower id. `candidates` restricts the search
+/// to those row ids (empty = all rows). Uses `threads` worker threads (at least 1). Returns one
+/// list per query with min(k, candidate count) ids. Thread-safe.
+[[nodiscard]] std::vector<std::vector<std::uint32_t>> exact_top_k(const ClusteredSet& set, int k,
+                                                                  std::span<const std::uint32_t> candidates = {},
+                                                                  int threads = 2);
+
+/// |found ∩ truth| / |truth| (1 when truth is empty).
+[[nodiscard]] double recall_of(std::span<const std::uint32_t> truth, std::span<const std::uint32_t> found);
+
+/// Loads `set` into the migrated vstore table of `config` at `conninfo` the fast way: drops its
+/// vector index, binary COPY of (uri = decimal row id, topic = topics[i], embedding_model =
+/// "bench-clustered", embedding), CREATE INDEX (HNSW, cosine, config's m and ef_construction,
+/// under the index's former name or <table>_embedding_hnsw_idx), then ANALYZE. The table must
+/// be empty. Returns {"copy_s", "index_build_s", "analyze_s", "index_name"}. Errors:
+/// invalid_argument (topics.size() != set.size(), dimension mismatch), unavailable, conflict
+/// and internal from the server. Not safe to run twice on one table at the same time.
+[[nodiscard]] Result<nlohmann::json> load_clustered(const std::string& conninfo, const Config& config,
+                                                    const ClusteredSet& set, std::span<const std::string> topics,
+                                                    const BenchProgress& progress = {});
+
+// ---- benchmarks -------------------------------------------------------------------------------
+
+/// Options of `vstore bench query`.
+struct BenchQueryOptions {
+  std::int64_t n = 100000;             ///< base vectors. Default 100000. Range 1000..10000000.
+  int dim = 384;                       ///< Default 384. Range 2..2000 (HNSW's limit for vector).
+  int queries = 1000;                  ///< timed queries. Default 1000. Range 1..100000.
+  int warmup = 100;                    ///< untimed queries run first. Default 100. Range 0..100000.
+  int exact_queries = 100;             ///< queries timed for exact_p50_ms. Default 100. Range 1..queries.
+  int ef_search = 40;                  ///< hnsw.ef_search per query. Default 40. Range 1..1000.
+  std::optional<double> selectivity;   ///< fraction of rows every query's filter matches, (0, 1];
+                                       ///< round(selectivity * n) must be >= 10. Unset = unfiltered.
+  int m = 16;                          ///< HNSW m. Default 16. Range 2..100.
+  int ef_construction = 64;            ///< HNSW ef_construction. Default 64. Range 4..1000, >= 2*m.
+  int clusters = 1000;                 ///< Default 1000. Range 1..n.
+  std::uint64_t seed = 42;             ///< data, query and filter seed. Default 42.
+  BenchProgress progress;              ///< may be empty
+};
+
+/// Runs the query benchmark in a database of its own (`vstore_bench_<pid>`, created on the
+/// server of `admin_conninfo` and dropped at the end, also on failure): generate the clustered
+/// set, schema_up, COPY then CREATE INDEX then ANALYZE, exact ground truth in C++ (2 threads),
+/// warm-up, then every query through the store's search() (top 10, timed one by one with a
+/// steady clock) and recall@10; then exact_queries queries of an exact scan (the same filter,
+/// ORDER BY (embedding <=> q) + 0) on the same server. A filtered run gives round(selectivity*n)
+/// rows, chosen by a seeded shuffle, topic "sel" and every query the filter {"topic": "sel"}.
+/// Returns {n, dim, index, ef_search, p50_ms, p95_ms, p99_ms, qps, recall_at_10, exact_p50_ms,
+/// selectivity (null if none), plan, plans, data, machine, version, ...}; see docs/benchmarks.md.
+/// Errors: invalid_argument (an option out of range, naming it), unavailable (server), conflict
+/// (the database exists), internal. Needs CREATEDB. Not thread-safe with another bench_* call
+/// in the same process.
+[[nodiscard]] Result<nlohmann::json> bench_query(const std::string& admin_conninfo, const BenchQueryOptions& options);
+
+/// Options of `vstore bench ingest`.
+struct BenchIngestOptions {
+  std::int64_t rows = 100000;  ///< Default 100000. Range 1000..10000000.
+  int dim = 384;               ///< Default 384. Range 2..2000.
+  int batch = 5000;            ///< rows per upsert call and per COPY. Default 5000. Range 16..100000.
+  int m = 16;                  ///< HNSW m for the timed index build. Default 16. Range 2..100.
+  int ef_construction = 64;    ///< Default 64. Range 4..1000, >= 2*m.
+  std::uint64_t seed = 42;     ///< Default 42.
+  BenchProgress progress;      ///< may be empty
+};
+
+/// Runs the ingest benchmark in its own database (`vstore_bench_ingest_<pid>`, dropped at the
+/// end, also on failure). The same generated articles (clustered vectors plus title, summary,
+/// topic, news_source, publication_date) are loaded twice, both without a vector index:
+/// (1) a bare binary COPY, batch by batch, of the columns the store writes into a plain table
+/// with only a primary key on uri; (2) the store's batch upsert (PgVectorStore::upsert, batch
+/// rows per call) into a freshly migrated table whose HNSW index was dropped (its B-tree indexes
+/// stay). Only the loading calls are timed (client-side COPY encoding included on both sides,
+/// data generation not). Then the HNSW index is built on the upserted rows and timed as
+/// index_build_s. Returns {rows, dim, upsert_rows_per_s, copy_rows_per_s, ratio,
+/// index_build_s, machine, version, ...}. Errors as bench_query.
+[[nodiscard]] Result<nlohmann::json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOptions& options);
+
+/// nproc, CPU model (/proc/cpuinfo) and memory (/proc/meminfo) of this machine, as the "machine"
+/// object of the benchmark outputs. Never fails (unknown values are null).
+[[nodiscard]] nlohmann::json bench_machine_info();
+
+}  // namespace vstore

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared pieces of the vstore command line: configuration loading, output helpers, progress.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "vstore/config.hpp"
+#include "vstore/result.hpp"
+
+namespace vstore::cli {
+
+/// Options every command shares.
+struct Globals {
+  std::string env_file = ".env";
+};
+
+/// Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage error.
+constexpr int k_exit_ok = 0;
+constexpr int k_exit_failure = 1;
+constexpr int k_exit_usage = 2;
+
+/// Loads the configuration from the environment and the .env file.
+[[nodiscard]] Result<Config> load(const Globals& globals);
+
+/// Prints `vstore: <message>` to stderr and returns k_exit_failure.
+int report(const Error& error);
+
+/// Prints JSON to stdout.
+void print_json(const nlohmann::json& value);
+
+/// A progress line on stderr with rate and ETA (redrawn on a terminal, a line every few
+/// seconds otherwise).
+class Progress {
+ public:
+  Progress(std::string label, std::int64_t total);
+  void update(std::int64_t done);
+  void finish();
+
+ private:
+  std::string m_label;
+  std::int64_t m_total;
+  std::int64_t m_done = 0;
+  bool m_tty;
+  std::chrono::steady_clock::time_point m_start;
+  std::chrono::steady_clock::time_point m_last;
+};
+
+/// Registers the subcommands of each group; each sets `action` to run when chosen.
+using Action = std::function<int()>;
+void add_db_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_data_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_bench_commands(CLI::App& app, const Globals& globals, Action& action);
+
+}  // namespace vstore::cli

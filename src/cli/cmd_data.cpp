@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: Apache-2.0
+// `vstore ingest|search|similar|vectors|health|embed`: thin edges over ArticleStore.
+// ingest reads and checks the whole file before writing anything, so a malformed line stops
+// the run with nothing written; batches then commit one by one (re-running is idempotent).
+#include <cmath>
+#include <fstream>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "cli/cli_common.hpp"
+#include "vstore/article.hpp"
+#include "vstore/article_store.hpp"
+
+namespace vstore::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string float9(float f) { return fmt::format("{:.9g}", f); }
+
+// JSON for a vector with floats that parse back to the same float32.
+json vector_json(std::span<const float> v) {
+  json arr = json::array();
+  for (float f : v) arr.push_back(json::parse(float9(f)));
+  return arr;
+}
+
+json hits_json(const std::vector<SearchHit>& hits) {
+  json out = json::array();
+  for (const auto& h : hits) out.push_back({{"id", h.id}, {"score", h.score}, {"metadata", h.metadata}});
+  return out;
+}
+
+void print_hits(const std::vector<SearchHit>& hits) {
+  if (hits.empty()) {
+    std::printf("no results\n");
+    return;
+  }
+  int rank = 0;
+  for (const auto& h : hits) {
+    const std::string title = h.metadata.value("title", std::string());
+    const std::string topic = h.metadata.value("topic", std::string());
+    const std::string date = h.metadata.value("publication_date", std::string());
+    std::printf("%2d. %.4f  %s  %s%s%s%s\n", ++rank, h.score, h.id.c_str(), title.c_str(),
+                topic.empty() ? "" : "  [", topic.c_str(), topic.empty() ? "" : "]");
+    if (!date.empty()) std::printf("              %s\n", date.c_str());
+  }
+}
+
+Result<std::optional<FilterNode>> parse_where(const std::string& text) {
+  if (text.empty()) return std::optional<FilterNode>{};
+  VS_TRY_ASSIGN(FilterNode f, parse_filter(std::string_view(text)));
+  return std::optional<FilterNode>(std::move(f));
+}
+
+// Opens the configured store and embedder.
+Result<std::unique_ptr<ArticleStore>> open_articles(const Config& cfg, bool need_embedder) {
+  if (cfg.backend != BackendKind::pgvector) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("VECTOR_BACKEND={} is not available in this build yet; use pgvector", to_string(cfg.backend)));
+  }
+  VS_TRY_ASSIGN(std::string conninfo, resolve_conninfo(cfg));
+  VS_TRY_ASSIGN(auto store, open_pg_store(conninfo, cfg));
+  std::unique_ptr<Embedder> embedder;
+  if (need_embedder) {
+    VS_TRY_ASSIGN(embedder, make_embedder(cfg));
+  } else {
+    // Commands that never embed still need an object; the hash embedder is not used by them.
+    embedder = make_hash_embedder(cfg.embedding_dim);
+  }
+  return std::make_unique<ArticleStore>(std::move(store), std::move(embedder), 2);
+}
+
+struct IngestRecord {
+  Article article;
+  std::optional<Embedding> embedding;
+  std::string model;
+};
+
+Result<std::vector<IngestRecord>> read_jsonl(const std::string& path, const std::string& default_model,
+                                             std::int64_t& duplicates) {
+  std::ifstream in(path);
+  if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open {}", path));
+  std::vector<IngestRecord> records;
+  std::unordered_map<std::string, std::size_t> index;
+  std::string line;
+  std::int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) return fail(ErrorCode::invalid_argument, fmt::format("{}:{}: not valid JSON", path, line_no));
+    auto article = article_from_json(j);
+    if (!article) return fail(article.error().with_context(fmt::format("{}:{}", path, line_no)));
+    IngestRecord rec{std::move(*article), std::nullopt, default_model};
+    if (auto it = j.find("embedding"); it != j.end() && !it->is_null()) {
+      if (!it->is_array()) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("{}:{}: field embedding must be a list of numbers, not {}", path, line_no, it->type_name()));
+      }
+      Embedding e;
+      e.reserve(it->size());
+      for (std::size_t i = 0; i < it->size(); ++i) {
+        const auto& x = (*it)[i];
+        if (!x.is_number()) {
+          return fail(ErrorCode::invalid_argument, fmt::format("{}:{}: embedding[{}] must be a number, not {}", path,
+                                                               line_no, i, x.type_name()));
+        }
+        e.push_back(x.get<float>());
+      }
+      rec.embedding = std::move(e);
+      if (auto m = j.find("embedding_model"); m != j.end() && m->is_string()) rec.model = m->get<std::string>();
+    }
+    if (auto it = index.find(rec.article.uri); it != index.end()) {
+      records[it->second] = std::move(rec);  // the last record of a uri wins
+      ++duplicates;
+    } else {
+      index.emplace(rec.article.uri, records.size());
+      records.push_back(std::move(rec));
+    }
+  }
+  return records;
+}
+
+int run_ingest(const Globals& globals, const std::string& path, int batch_size, const std::string& model_flag,
+               bool json_out) {
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  std::int64_t duplicates = 0;
+  auto records = read_jsonl(path, model_flag.empty() ? cfg->embedding_model : model_flag, duplicates);
+  if (!records) return report(records.error());
+  bool need_embedder = false;
+  for (const auto& r : *records) need_embedder |= !r.embedding.has_value();
+  auto store = open_articles(*cfg, need_embedder);
+  if (!store) return report(store.error());
+  Progress progress("ingest", static_cast<std::int64_t>(records->size()));
+  std::int64_t stored = 0;
+  std::int64_t skipped = 0;
+  std::int64_t done = 0;
+  for (std::size_t start = 0; start < records->size(); start += static_cast<std::size_t>(batch_size)) {
+    const std::size_t end = std::min(records->size(), start + static_cast<std::size_t>(batch_size));
+    std::vector<ArticleVector> with_vectors;
+    std::vector<Article> to_embed;
+    for (std::size_t i = start; i < end; ++i) {
+      auto& r = (*records)[i];
+      if (r.embedding) {
+        with_vectors.push_back(ArticleVector{r.article, *r.embedding, r.model});
+      } else {
+        to_embed.push_back(r.article);
+      }
+    }
+    if (!with_vectors.empty()) {
+      if (auto ok = (*store)->store().upsert(with_vectors); !ok) {
+        return report(ok.error().with_context(fmt::format("batch at record {} ({} records stored before it)", start + 1, stored)));
+      }
+      stored += static_cast<std::int64_t>(with_vectors.size());
+    }
+    if (!to_embed.empty()) {
+      auto n = (*store)->upsert_articles(to_embed);
+      if (!n) return report(n.error().with_context(fmt::format("batch at record {} ({} records stored before it)", start + 1, stored)));
+      stored += static_cast<std::int64_t>(*n);
+      skipped += static_cast<std::int64_t>(to_embed.size() - *n);
+    }
+    done = static_cast<std::int64_t>(end);
+    progress.update(done);
+  }
+  progress.finish();
+  const json summary = {{"file", path},       {"records", records->size() + static_cast<std::size_t>(duplicates)},
+                        {"upserted", stored}, {"skipped_without_text", skipped},
+                        {"duplicates_in_file", duplicates}};
+  if (json_out) {
+    print_json(summary);
+  } else {
+    std::printf("ingested %s: %lld upserted, %lld skipped (no text), %lld duplicate uris in the file (last kept)\n",
+                path.c_str(), static_cast<long long>(stored), static_cast<long long>(skipped),
+                static_cast<long long>(duplicates));
+  }
+  return k_exit_ok;
+}
+
+}  // namespace
+
+void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
+  static bool json_out = false;
+  static int top_k = 10;
+  static std::string where;
+  static std::string text;
+  static std::optional<int> ef_search;
+
+  static std::string file;
+  static int batch_size = 1000;
+  static std::string model;
+  auto* ingest = app.add_subcommand("ingest", "upsert articles from a JSON Lines file; records with an `embedding` list "
+                                               "are stored as given, others are embedded from raw/summary/title");
+  ingest->add_option("FILE", file, "JSON Lines file of article records")->required();
+  ingest->add_option("--batch-size", batch_size, "records per transaction")->check(CLI::Range(1, 100000))->capture_default_str();
+  ingest->add_option("--model", model, "model name of vectors given in the file (default: EMBEDDING_MODEL)");
+  ingest->add_flag("--json", json_out, "print the summary as JSON");
+  ingest->callback([&] { action = [&] { return run_ingest(globals, file, batch_size, model, json_out); }; });
+
+  auto* search = app.add_subcommand("search", "semantic search: embed TEXT and list the nearest articles");
+  search->add_option("TEXT", text, "the query text")->required();
+  search->add_option("--top-k", top_k, "number of results")->check(CLI::Range(1, 10000))->capture_default_str();
+  search->add_option("--where", where, "ChromaDB-style filter, e.g. '{\"topic\": \"crude\"}'");
+  search->add_option("--ef-search", ef_search, "HNSW candidate list for this query")->check(CLI::Range(1, 1000));
+  search->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
+  search->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto filter = parse_where(where);
+      if (!filter) return report(filter.error().with_context("--where"));
+      auto store = open_articles(*cfg, true);
+      if (!store) return report(store.error());
+      auto vec = (*store)->embedder().embed(std::span<const std::string>(&text, 1));
+      if (!vec) return report(vec.error());
+      SearchOptions opts;
+      opts.top_k = top_k;
+      opts.where = *filter;
+      opts.ef_search = ef_search;
+      opts.model = std::string((*store)->embedder().model());
+      auto hits = (*store)->store().search(vec->front(), opts);
+      if (!hits) return report(hits.error());
+      json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+      return k_exit_ok;
+    };
+  });
+
+  static std::string uri;
+  static int similar_k = 5;
+  auto* similar = app.add_subcommand("similar", "articles nearest to the stored vector of URI (itself excluded)");
+  similar->add_option("URI", uri, "the article's uri")->required();
+  similar->add_option("--top-k", similar_k, "number of results")->check(CLI::Range(1, 9999))->capture_default_str();
+  similar->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
+  similar->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto store = open_articles(*cfg, false);
+      if (!store) return report(store.error());
+      auto hits = (*store)->similar_articles(uri, similar_k);
+      if (!hits) return report(hits.error());
+      json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+      return k_exit_ok;
+    };
+  });
+
+  static std::optional<std::int64_t> limit;
+  auto* vectors = app.add_subcommand("vectors", "stored vectors with ids and metadata (get_vectors_by_metadata)");
+  vectors->add_option("--limit", limit, "at most this many")->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}));
+  vectors->add_option("--where", where, "ChromaDB-style filter");
+  vectors->add_flag("--json", json_out, "print {ids, vectors, metadatas} as JSON");
+  vectors->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto filter = parse_where(where);
+      if (!filter) return report(filter.error().with_context("--where"));
+      auto store = open_articles(*cfg, false);
+      if (!store) return report(store.error());
+      auto batch = (*store)->get_vectors_by_metadata(limit, *filter);
+      if (!batch) return report(batch.error());
+      if (json_out) {
+        json vecs = json::array();
+        for (std::size_t i = 0; i < batch->ids.size(); ++i) {
+          vecs.push_back(vector_json(std::span<const float>(batch->data).subspan(i * batch->dim, batch->dim)));
+        }
+        print_json({{"ids", batch->ids}, {"vectors", vecs}, {"metadatas", batch->metadatas}});
+      } else {
+        std::printf("%zu vectors of %zu dimensions\n", batch->ids.size(), batch->dim);
+        for (std::size_t i = 0; i < batch->ids.size() && i < 20; ++i) {
+          std::printf("  %s  [%s, %s, ...]\n", batch->ids[i].c_str(), float9(batch->data[i * batch->dim]).c_str(),
+                      float9(batch->data[i * batch->dim + 1]).c_str());
+        }
+        if (batch->ids.size() > 20) std::printf("  ... (--json prints all)\n");
+      }
+      return k_exit_ok;
+    };
+  });
+
+  auto* health = app.add_subcommand("health", "check the store: server, extension, schema, index, coverage; exit 1 when unhealthy");
+  health->add_flag("--json", json_out, "print the health report as JSON");
+  health->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto store = open_articles(*cfg, false);
+      if (!store) {
+        if (json_out) {
+          print_json({{"healthy", false}, {"reasons", {store.error().message()}}, {"backend", to_string(cfg->backend)}});
+          return k_exit_failure;
+        }
+        return report(store.error());
+      }
+      auto h = (*store)->health();
+      if (!h) return report(h.error());
+      if (json_out) {
+        print_json(*h);
+      } else {
+        std::printf("%s: %s, postgresql %s, vector %s, %lld rows, %lld with embedding (%.2f%%), index %s\n",
+                    (*h)["healthy"].get<bool>() ? "healthy" : "UNHEALTHY", (*h)["backend"].get<std::string>().c_str(),
+                    (*h)["server_version"].get<std::string>().c_str(),
+                    (*h)["extension_version"].is_string() ? (*h)["extension_version"].get<std::string>().c_str() : "-",
+                    static_cast<long long>((*h)["rows"].get<std::int64_t>()),
+                    static_cast<long long>((*h)["with_embedding"].get<std::int64_t>()),
+                    (*h)["coverage_pct"].get<double>(), (*h)["index"]["type"].get<std::string>().c_str());
+        for (const auto& r : (*h)["reasons"]) std::printf("  reason: %s\n", r.get<std::string>().c_str());
+      }
+      return (*h)["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
+    };
+  });
+
+  static std::vector<std::string> texts;
+  auto* embed = app.add_subcommand("embed", "embed texts with the configured embedder and print the vectors");
+  embed->add_option("TEXT", texts, "texts to embed")->required();
+  embed->add_flag("--json", json_out, "print a list of vectors as JSON");
+  embed->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto embedder = make_embedder(*cfg);
+      if (!embedder) return report(embedder.error());
+      auto vecs = (*embedder)->embed(texts);
+      if (!vecs) return report(vecs.error());
+      if (json_out) {
+        json out = json::array();
+        for (const auto& v : *vecs) out.push_back(vector_json(v));
+        print_json(out);
+      } else {
+        for (std::size_t i = 0; i < vecs->size(); ++i) {
+          std::printf("%s (%zu dims, model %s): [%s, %s, ...]\n", texts[i].c_str(), (*vecs)[i].size(),
+                      std::string((*embedder)->model()).c_str(), float9((*vecs)[i][0]).c_str(), float9((*vecs)[i][1]).c_str());
+        }
+      }
+      return k_exit_ok;
+    };
+  });
+}
+
+}  // namespace vstore::cli
