@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `vstore` command line end to end: its own embedded cluster in a temporary data dir, the
+// commands of the README, JSON outputs, exit codes and one-line errors on bad input.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* bin = std::getenv("VSTORE_BIN");
+    ASSERT_NE(bin, nullptr) << "VSTORE_BIN must name the vstore binary (set by CTest)";
+    s_bin = bin;
+    std::string tmpl = (fs::temp_directory_path() / "vstore-cli-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    chmod(tmpl.c_str(), 0755);
+    s_dir = tmpl;
+    CmdResult start = run("db start");
+    ASSERT_EQ(start.code, 0) << start.err;
+  }
+  static void TearDownTestSuite() {
+    run("db stop");
+    std::error_code ec;
+    fs::remove_all(s_dir, ec);
+  }
+
+  // Runs `vstore ARGS` with a clean configuration pointing at the temporary data dir.
+  static CmdResult run(const std::string& args, const std::string& env = "") {
+    const fs::path err = fs::path(s_dir) / "stderr.txt";
+    const std::string cmd = "cd '" + s_dir + "' && env -u DATABASE_URL VSTORE_DATA_DIR='" + s_dir +
+                            "/data' EMBEDDING_DIM=384 EMBEDDING_PROVIDER=hash " + env + " '" + s_bin + "' " + args +
+                            " 2>'" + err.string() + "'";
+    CmdResult r;
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf{};
+    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), n);
+    const int status = pclose(pipe);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream in(err);
+    r.err.assign(std::istreambuf_iterator<char>(in), {});
+    return r;
+  }
+
+  static void write_file(const std::string& name, const std::string& text) {
+    std::ofstream(fs::path(s_dir) / name) << text;
+  }
+
+  static inline std::string s_bin;
+  static inline std::string s_dir;
+};
+
+TEST_F(CliTest, DbStartTwiceAndStatusReportTheRunningCluster) {
+  CmdResult again = run("db start --json");
+  ASSERT_EQ(again.code, 0) << again.err;
+  json st = json::parse(again.out);
+  EXPECT_TRUE(st["running"].get<bool>());
+  EXPECT_GT(st["port"].get<int>(), 0);
+  CmdResult status = run("db status --json");
+  EXPECT_EQ(status.code, 0);
+  EXPECT_EQ(json::parse(status.out)["port"], st["port"]);
+}
+
+TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
+  ASSERT_EQ(run("schema up").code, 0);
+  write_file("a.jsonl",
+             "{\"uri\": \"c:1\", \"title\": \"Cocoa harvest in Bahia\", \"topic\": \"cocoa\", "
+             "\"publication_date\": \"1987-02-26T15:01:01Z\", \"tags\": [\"cocoa\", \"brazil\"]}\n"
+             "{\"uri\": \"c:2\", \"title\": \"Cocoa exports from Bahia grow\", \"topic\": \"cocoa\"}\n"
+             "\n"
+             "{\"uri\": \"o:1\", \"title\": \"OPEC oil output quota\", \"topic\": \"crude\"}\n"
+             "{\"uri\": \"e:1\", \"title\": null}\n");
+  CmdResult ingest = run("ingest a.jsonl --json");
+  ASSERT_EQ(ingest.code, 0) << ingest.err;
+  json summary = json::parse(ingest.out);
+  EXPECT_EQ(summary["upserted"], 3);
+  EXPECT_EQ(summary["skipped_without_text"], 1);
+
+  CmdResult search = run("search 'cocoa Bahia' --top-k 2 --json");
+  ASSERT_EQ(search.code, 0) << search.err;
+  json hits = json::parse(search.out);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0]["metadata"]["topic"], "cocoa");
+  EXPECT_LE(hits[0]["score"].get<double>(), hits[1]["score"].get<double>());
+  EXPECT_EQ(hits[0]["metadata"].count("uri"), 1u);
+
+  CmdResult filtered = run("search 'cocoa Bahia' --json --where '{\"topic\": \"crude\"}'");
+  ASSERT_EQ(filtered.code, 0) << filtered.err;
+  ASSERT_EQ(json::parse(filtered.out).size(), 1u);
+  EXPECT_EQ(json::parse(filtered.out)[0]["id"], "o:1");
+
+  CmdResult similar = run("similar c:1 --top-k 5 --json");
+  ASSERT_EQ(similar.code, 0) << similar.err;
+  json sim = json::parse(similar.out);
+  ASSERT_EQ(sim.size(), 2u);
+  for (const auto& h : sim) EXPECT_NE(h["id"], "c:1");
+
+  CmdResult vectors = run("vectors --json --where '{\"topic\": \"cocoa\"}'");
+  ASSERT_EQ(vectors.code, 0) << vectors.err;
+  json v = json::parse(vectors.out);
+  ASSERT_EQ(v["ids"].size(), 2u);
+  ASSERT_EQ(v["vectors"][0].size(), 384u);
+  EXPECT_EQ(v["metadatas"][0]["publication_date_ts"], 541296000);
+
+  CmdResult health = run("health --json");
+  ASSERT_EQ(health.code, 0) << health.err;
+  json h = json::parse(health.out);
+  for (const char* key : {"healthy", "reasons", "backend", "server_version", "extension_version", "dimension",
+                          "embedding_model", "rows", "with_embedding", "coverage_pct", "index"}) {
+    EXPECT_TRUE(h.contains(key)) << key;
+  }
+  EXPECT_EQ(h["rows"], 3);
+  EXPECT_EQ(h["embedding_model"], "vstore-hash-v1");
+}
+
+TEST_F(CliTest, GivenVectorsAreStoredBitExact) {
+  ASSERT_EQ(run("schema up").code, 0);
+  // 384 floats that need all 9 significant digits to round-trip.
+  std::vector<float> expected;
+  std::string line = "{\"uri\": \"v:1\", \"title\": \"x\", \"embedding\": [";
+  for (int i = 0; i < 384; ++i) {
+    expected.push_back(0.123456789f * static_cast<float>(i + 1) / 7.0f);
+    line += (i ? ", " : "") + json(expected.back()).dump();
+  }
+  write_file("v.jsonl", line + "]}\n");
+  // The hash embedder's model already holds this table; vectors given in a file name theirs.
+  CmdResult ingest = run("ingest v.jsonl --model vstore-hash-v1");
+  ASSERT_EQ(ingest.code, 0) << ingest.err;
+  CmdResult vectors = run("vectors --json --where '{\"uri\": \"v:1\"}'");
+  ASSERT_EQ(vectors.code, 0) << vectors.err;
+  json v = json::parse(vectors.out);
+  ASSERT_EQ(v["ids"].size(), 1u);
+  for (std::size_t i = 0; i < 384; ++i) EXPECT_EQ(v["vectors"][0][i].get<float>(), expected[i]) << i;
+}
+
+TEST_F(CliTest, BadInputFailsWithOneLineReasonAndWritesNothing) {
+  ASSERT_EQ(run("schema up").code, 0);
+  CmdResult before = run("health --json");
+  write_file("bad.jsonl", "{\"uri\": \"b:1\", \"title\": \"fine\"}\n{\"uri\": \"b:2\", \"title\": 5}\n");
+  CmdResult bad = run("ingest bad.jsonl");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("bad.jsonl:2"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("title"), std::string::npos) << bad.err;
+  write_file("dim.jsonl", "{\"uri\": \"d:1\", \"title\": \"x\", \"embedding\": [1, 2, 3]}\n");
+  CmdResult dim = run("ingest dim.jsonl --model vstore-hash-v1");
+  EXPECT_EQ(dim.code, 1);
+  EXPECT_NE(dim.err.find("expected 384 dimensions, not 3"), std::string::npos) << dim.err;
+  CmdResult after = run("health --json");
+  EXPECT_EQ(json::parse(after.out)["rows"], json::parse(before.out)["rows"]);
+
+  CmdResult where = run("search x --where '{\"topic\": {\"$foo\": 1}}'");
+  EXPECT_EQ(where.code, 1);
+  EXPECT_NE(where.err.find("$foo"), std::string::npos) << where.err;
+  CmdResult config = run("health", "PGVECTOR_HNSW_M=abc");
+  EXPECT_EQ(config.code, 1);
+  EXPECT_NE(config.err.find("PGVECTOR_HNSW_M"), std::string::npos) << config.err;
+  EXPECT_NE(config.err.find("abc"), std::string::npos) << config.err;
+  CmdResult missing = run("similar nope:1");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("nope:1"), std::string::npos) << missing.err;
+  CmdResult usage = run("search");
+  EXPECT_EQ(usage.code, 2);
+}
+
+TEST_F(CliTest, DbStartNamesTheMissingBinariesAndTheSetupStep) {
+  CmdResult r = run("db start", "VSTORE_PG_BINDIR=/nonexistent/bin VSTORE_DATA_DIR=" + s_dir + "/other");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/bin"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("scripts/setup.sh"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, CommandsWithoutARunningDatabaseSayHowToStartIt) {
+  CmdResult r = run("health", "VSTORE_DATA_DIR=" + s_dir + "/never");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("vstore db start"), std::string::npos) << r.err;
+}
+
+}  // namespace
