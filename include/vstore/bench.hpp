@@ -19,7 +19,7 @@
 namespace vstore {
 
 /// Progress of a long benchmark step: a phase name ("generate", "load", "index",
-/// "ground_truth", "warmup", "query", "exact", "upsert", "copy") and the fraction of it done,
+/// "ground_truth", "warmup", "query", "raw", "exact", "copy", "copy_btree", "upsert") and the fraction of it done,
 /// from 0 to 1. Called on the benchmark's own thread; may be empty.
 using BenchProgress = std::function<void(std::string_view phase, double fraction)>;
 
@@ -102,7 +102,8 @@ struct BenchQueryOptions {
 /// set, schema_up, COPY then CREATE INDEX then ANALYZE, exact ground truth in C++ (2 threads),
 /// warm-up, then every query through the store's search() (top 10, timed one by one with a
 /// steady clock) and recall@10; then exact_queries queries of an exact scan (the same filter,
-/// ORDER BY (embedding <=> q) + 0) on the same server. A filtered run gives round(selectivity*n)
+/// ORDER BY (embedding <=> q) + 0) on the same server; an unfiltered run also times the same
+/// queries through one bare prepared statement (raw_p50_ms, raw_p95_ms). A filtered run gives round(selectivity*n)
 /// rows, chosen by a seeded shuffle, topic "sel" and every query the filter {"topic": "sel"}.
 /// Returns {n, dim, index, ef_search, p50_ms, p95_ms, p99_ms, qps, recall_at_10, exact_p50_ms,
 /// selectivity (null if none), plan, plans, data, machine, version, ...}; see docs/benchmarks.md.

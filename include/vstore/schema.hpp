@@ -49,3 +49,17 @@ struct SchemaStatus {
 [[nodiscard]] Result<SchemaStatus> schema_status(const std::string& conninfo, const Config& config);
 
 }  // namespace vstore
+
+namespace vstore {
+
+/// For a bulk load: drops the vector index that migration 3 created (an index the application
+/// made is never touched) and returns its name; empty when there was none to drop. Until
+/// restore_vector_index() runs, searches are exact scans. Errors: unavailable, internal.
+[[nodiscard]] Result<std::string> suspend_vector_index(const std::string& conninfo, const Config& config);
+
+/// Recreates the vector index recorded by migration 3 when it is missing, with the recorded
+/// type and parameters, then ANALYZEs the table; returns whether it built one. schema_up() does
+/// the same, so an interrupted bulk load is repaired by `vstore schema up`.
+[[nodiscard]] Result<bool> restore_vector_index(const std::string& conninfo, const Config& config);
+
+}  // namespace vstore

@@ -11,6 +11,7 @@
 #include "cli/cli_common.hpp"
 #include "vstore/article.hpp"
 #include "vstore/article_store.hpp"
+#include "vstore/schema.hpp"
 
 namespace vstore::cli {
 namespace {
@@ -123,8 +124,41 @@ Result<std::vector<IngestRecord>> read_jsonl(const std::string& path, const std:
   return records;
 }
 
+// Loads the records in batches; returns the first error.
+Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& records, int batch_size, std::int64_t& stored,
+                          std::int64_t& skipped) {
+  Progress progress("ingest", static_cast<std::int64_t>(records.size()));
+  for (std::size_t start = 0; start < records.size(); start += static_cast<std::size_t>(batch_size)) {
+    const std::size_t end = std::min(records.size(), start + static_cast<std::size_t>(batch_size));
+    std::vector<ArticleVector> with_vectors;
+    std::vector<Article> to_embed;
+    for (std::size_t i = start; i < end; ++i) {
+      auto& r = records[i];
+      if (r.embedding) {
+        with_vectors.push_back(ArticleVector{r.article, *r.embedding, r.model});
+      } else {
+        to_embed.push_back(r.article);
+      }
+    }
+    const std::string where = fmt::format("batch at record {} ({} records stored before it)", start + 1, stored);
+    if (!with_vectors.empty()) {
+      if (auto ok = store.store().upsert(with_vectors); !ok) return fail(ok.error().with_context(where));
+      stored += static_cast<std::int64_t>(with_vectors.size());
+    }
+    if (!to_embed.empty()) {
+      auto n = store.upsert_articles(to_embed);
+      if (!n) return fail(n.error().with_context(where));
+      stored += static_cast<std::int64_t>(*n);
+      skipped += static_cast<std::int64_t>(to_embed.size() - *n);
+    }
+    progress.update(static_cast<std::int64_t>(end));
+  }
+  progress.finish();
+  return {};
+}
+
 int run_ingest(const Globals& globals, const std::string& path, int batch_size, const std::string& model_flag,
-               bool json_out) {
+               const std::string& bulk, bool json_out) {
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
   std::int64_t duplicates = 0;
@@ -134,38 +168,37 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   for (const auto& r : *records) need_embedder |= !r.embedding.has_value();
   auto store = open_articles(*cfg, need_embedder);
   if (!store) return report(store.error());
-  Progress progress("ingest", static_cast<std::int64_t>(records->size()));
   std::int64_t stored = 0;
   std::int64_t skipped = 0;
-  std::int64_t done = 0;
-  for (std::size_t start = 0; start < records->size(); start += static_cast<std::size_t>(batch_size)) {
-    const std::size_t end = std::min(records->size(), start + static_cast<std::size_t>(batch_size));
-    std::vector<ArticleVector> with_vectors;
-    std::vector<Article> to_embed;
-    for (std::size_t i = start; i < end; ++i) {
-      auto& r = (*records)[i];
-      if (r.embedding) {
-        with_vectors.push_back(ArticleVector{r.article, *r.embedding, r.model});
-      } else {
-        to_embed.push_back(r.article);
-      }
-    }
-    if (!with_vectors.empty()) {
-      if (auto ok = (*store)->store().upsert(with_vectors); !ok) {
-        return report(ok.error().with_context(fmt::format("batch at record {} ({} records stored before it)", start + 1, stored)));
-      }
-      stored += static_cast<std::int64_t>(with_vectors.size());
-    }
-    if (!to_embed.empty()) {
-      auto n = (*store)->upsert_articles(to_embed);
-      if (!n) return report(n.error().with_context(fmt::format("batch at record {} ({} records stored before it)", start + 1, stored)));
-      stored += static_cast<std::int64_t>(*n);
-      skipped += static_cast<std::int64_t>(to_embed.size() - *n);
-    }
-    done = static_cast<std::int64_t>(end);
-    progress.update(done);
+  // Bulk mode: loading many rows into an indexed table costs an index insertion per row, so
+  // the vector index is dropped first and built once at the end (also after a failed load).
+  bool use_bulk = bulk == "on";
+  if (bulk == "auto") {
+    auto counts = (*store)->store().count();
+    if (!counts) return report(counts.error());
+    use_bulk = records->size() >= 5000 && static_cast<std::int64_t>(records->size()) > 2 * counts->with_embedding;
   }
-  progress.finish();
+  std::string conninfo;
+  if (use_bulk) {
+    auto ci = resolve_conninfo(*cfg);
+    if (!ci) return report(ci.error());
+    conninfo = *ci;
+    auto dropped = suspend_vector_index(conninfo, *cfg);
+    if (!dropped) return report(dropped.error());
+    if (!dropped->empty()) std::fprintf(stderr, "ingest: bulk load: vector index %s dropped, rebuilt after the load\n", dropped->c_str());
+  }
+  auto loaded = load_batches(**store, *records, batch_size, stored, skipped);
+  if (use_bulk) {
+    std::fprintf(stderr, "ingest: building the vector index ...\n");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto built = restore_vector_index(conninfo, *cfg);
+    if (!built) return report(built.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));
+    if (*built) {
+      std::fprintf(stderr, "ingest: vector index built in %.1f s\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  if (!loaded) return report(loaded.error());
   const json summary = {{"file", path},       {"records", records->size() + static_cast<std::size_t>(duplicates)},
                         {"upserted", stored}, {"skipped_without_text", skipped},
                         {"duplicates_in_file", duplicates}};
@@ -196,8 +229,13 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
   ingest->add_option("FILE", file, "JSON Lines file of article records")->required();
   ingest->add_option("--batch-size", batch_size, "records per transaction")->check(CLI::Range(1, 100000))->capture_default_str();
   ingest->add_option("--model", model, "model name of vectors given in the file (default: EMBEDDING_MODEL)");
+  static std::string bulk = "auto";
+  ingest->add_option("--bulk", bulk, "drop the vector index during the load and build it once after: auto (when the "
+                                     "file brings >= 5000 records and more than twice the stored vectors), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   ingest->add_flag("--json", json_out, "print the summary as JSON");
-  ingest->callback([&] { action = [&] { return run_ingest(globals, file, batch_size, model, json_out); }; });
+  ingest->callback([&] { action = [&] { return run_ingest(globals, file, batch_size, model, bulk, json_out); }; });
 
   auto* search = app.add_subcommand("search", "semantic search: embed TEXT and list the nearest articles");
   search->add_option("TEXT", text, "the query text")->required();

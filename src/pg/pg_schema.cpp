@@ -53,20 +53,24 @@ Result<bool> index_exists(Connection& conn, const std::string& name) {
 }
 
 Result<void> ensure_version_table(Connection& conn) {
-  VS_TRY(conn.exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL, "
-                               "applied_at timestamptz NOT NULL DEFAULT now(), details jsonb NOT NULL DEFAULT '{{}}')",
+  VS_TRY(conn.exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, version integer NOT NULL, "
+                               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
+                               "details jsonb NOT NULL DEFAULT '{{}}', PRIMARY KEY (table_name, version))",
                                k_version_table)));
   return {};
 }
 
-Result<std::map<int, std::pair<std::string, json>>> applied_versions(Connection& conn) {
+Result<std::map<int, std::pair<std::string, json>>> applied_versions(Connection& conn, const std::string& table) {
   std::map<int, std::pair<std::string, json>> out;
   VS_TRY_ASSIGN(bool exists, table_exists(conn, k_version_table));
   if (!exists) return out;
+  Param p[] = {Param::text(table)};
   VS_TRY_ASSIGN(PgResult res,
-                conn.exec(fmt::format("SELECT version, to_char(applied_at AT TIME ZONE 'UTC', "
-                                      "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), details::text FROM {} ORDER BY version",
-                                      k_version_table)));
+                conn.exec_params(fmt::format("SELECT version, to_char(applied_at AT TIME ZONE 'UTC', "
+                                             "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), details::text FROM {} "
+                                             "WHERE table_name = $1 ORDER BY version",
+                                             k_version_table),
+                                 p));
   for (int r = 0; r < res.rows(); ++r) {
     json details = json::parse(res.get(r, 2), nullptr, false);
     out[std::stoi(res.text(r, 0))] = {res.text(r, 1), details.is_discarded() ? json::object() : details};
@@ -260,6 +264,28 @@ Result<void> down_vector_index(Connection& conn, const json& details) {
   return {};
 }
 
+// Builds the index migration 3 recorded, if it is missing. Returns whether it built one.
+Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const json& details) {
+  if (!details.contains("created_index")) return false;
+  const std::string name = details["created_index"].get<std::string>();
+  VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
+  if (exists) return false;
+  const json params = details.value("params", json::object());
+  const std::string type = details.value("type", std::string());
+  std::string sql;
+  if (type == "hnsw") {
+    sql = fmt::format("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})",
+                      q(name), q(cfg.table), params.value("m", 16), params.value("ef_construction", 64));
+  } else if (type == "ivfflat") {
+    sql = fmt::format("CREATE INDEX {} ON {} USING ivfflat (embedding vector_cosine_ops) WITH (lists = {})", q(name),
+                      q(cfg.table), params.value("lists", 100));
+  } else {
+    return fail(ErrorCode::corruption, fmt::format("migration 3 recorded an index of unknown type \"{}\"", type));
+  }
+  VS_TRY(conn.exec(sql));
+  return true;
+}
+
 // ---- driver -----------------------------------------------------------------------------------
 
 Result<SchemaStatus> read_status(Connection& conn, const Config& cfg) {
@@ -267,7 +293,7 @@ Result<SchemaStatus> read_status(Connection& conn, const Config& cfg) {
   st.table = cfg.table;
   st.latest_version = k_latest;
   VS_TRY_ASSIGN(st.table_exists, table_exists(conn, cfg.table));
-  VS_TRY_ASSIGN(auto applied, applied_versions(conn));
+  VS_TRY_ASSIGN(auto applied, applied_versions(conn, cfg.table));
   for (const auto& m : k_migrations) {
     MigrationState ms;
     ms.version = m.version;
@@ -316,7 +342,7 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
   for (const auto& m : k_migrations) {
     VS_TRY(in_transaction(conn, [&]() -> Result<void> {
       VS_TRY(lock(conn));
-      VS_TRY_ASSIGN(auto applied, applied_versions(conn));
+      VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
       if (applied.contains(m.version)) return {};
       Result<json> details = fail(ErrorCode::internal, "unknown migration");
       switch (m.version) {
@@ -328,15 +354,40 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
       if (!details) return fail(details.error().with_context(fmt::format("migration {} ({})", m.version, m.name)));
       const std::string version = std::to_string(m.version);
       const std::string text = details->dump();
-      Param p[] = {Param::text(version), Param::text(m.name), Param::text(text)};
-      VS_TRY(conn.exec_params(fmt::format("INSERT INTO {} (version, name, details) VALUES ($1::int, $2, $3::jsonb)",
+      Param p[] = {Param::text(config.table), Param::text(version), Param::text(m.name), Param::text(text)};
+      VS_TRY(conn.exec_params(fmt::format("INSERT INTO {} (table_name, version, name, details) "
+                                          "VALUES ($1, $2::int, $3, $4::jsonb)",
                                           k_version_table),
                               p));
       return {};
     }));
   }
   VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
+  VS_TRY(restore_vector_index(conninfo, config));
   return read_status(conn, config);
+}
+
+Result<std::string> suspend_vector_index(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
+  auto it = applied.find(3);
+  if (it == applied.end() || !it->second.second.contains("created_index")) return std::string();
+  const std::string name = it->second.second["created_index"].get<std::string>();
+  VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
+  if (!exists) return std::string();
+  VS_TRY(conn.exec(fmt::format("DROP INDEX {}", q(name))));
+  return name;
+}
+
+Result<bool> restore_vector_index(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
+  auto it = applied.find(3);
+  if (it == applied.end()) return false;
+  VS_TRY(conn.exec("SET max_parallel_maintenance_workers = 1"));
+  VS_TRY_ASSIGN(bool built, recreate_recorded_index(conn, config, it->second.second));
+  if (built) VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
+  return built;
 }
 
 Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& config, int target_version) {
@@ -345,7 +396,7 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
   for (int v = k_latest; v > target_version; --v) {
     VS_TRY(in_transaction(conn, [&]() -> Result<void> {
       VS_TRY(lock(conn));
-      VS_TRY_ASSIGN(auto applied, applied_versions(conn));
+      VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
       auto it = applied.find(v);
       if (it == applied.end()) return {};
       const json& details = it->second.second;
@@ -358,8 +409,9 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
       }
       if (!done) return fail(done.error().with_context(fmt::format("reverting migration {}", v)));
       const std::string version = std::to_string(v);
-      Param p[] = {Param::text(version)};
-      VS_TRY(conn.exec_params(fmt::format("DELETE FROM {} WHERE version = $1::int", k_version_table), p));
+      Param p[] = {Param::text(config.table), Param::text(version)};
+      VS_TRY(conn.exec_params(fmt::format("DELETE FROM {} WHERE table_name = $1 AND version = $2::int", k_version_table),
+                              p));
       return {};
     }));
   }

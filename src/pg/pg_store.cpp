@@ -100,7 +100,10 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
     VS_TRY_ASSIGN(PgResult exists, conn.exec_params("SELECT to_regclass($1) IS NOT NULL", p));
     int version = 0;
     if (exists.get(0, 0) == "t") {
-      VS_TRY_ASSIGN(PgResult v, conn.exec("SELECT COALESCE(max(version), 0) FROM vstore_schema_migrations"));
+      Param t[] = {Param::text(config.table)};
+      VS_TRY_ASSIGN(PgResult v, conn.exec_params("SELECT COALESCE(max(version), 0) FROM vstore_schema_migrations "
+                                                 "WHERE table_name = $1",
+                                                 t));
       version = static_cast<int>(parse_int(v.get(0, 0)));
     }
     if (version < k_latest_schema) {
