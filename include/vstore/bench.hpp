@@ -101,15 +101,18 @@ struct BenchQueryOptions {
 /// server of `admin_conninfo` and dropped at the end, also on failure): generate the clustered
 /// set, schema_up, COPY then CREATE INDEX then ANALYZE, exact ground truth in C++ (2 threads),
 /// warm-up, then every query through the store's search() (top 10, timed one by one with a
-/// steady clock) and recall@10; then exact_queries queries of an exact scan (the same filter,
-/// ORDER BY (embedding <=> q) + 0) on the same server; an unfiltered run also times the same
-/// queries through one bare prepared statement (raw_p50_ms, raw_p95_ms). A filtered run gives round(selectivity*n)
-/// rows, chosen by a seeded shuffle, topic "sel" and every query the filter {"topic": "sel"}.
+/// steady clock) and recall@10. An unfiltered run then times the same queries through one bare
+/// prepared statement at the same ef_search (raw_p50_ms, raw_p95_ms: pgvector without the
+/// store). Last, exact_queries queries of an exact scan with the same filter (ORDER BY
+/// (embedding <=> q) + 0, which the vector index cannot serve) on the same server. A filtered
+/// run gives round(selectivity * n) rows, chosen by a seeded shuffle, the topic "sel", and
+/// every query carries the filter {"topic": "sel"}; the other rows have topic "t<id % 100>".
 /// Returns {n, dim, index, ef_search, p50_ms, p95_ms, p99_ms, qps, recall_at_10, exact_p50_ms,
-/// selectivity (null if none), plan, plans, data, machine, version, ...}; see docs/benchmarks.md.
-/// Errors: invalid_argument (an option out of range, naming it), unavailable (server), conflict
-/// (the database exists), internal. Needs CREATEDB. Not thread-safe with another bench_* call
-/// in the same process.
+/// selectivity (null if none), plan (the store's most used SearchPlan), plans, data, machine,
+/// server, version, ...}. Errors: invalid_argument (an option out of range, naming it),
+/// unavailable (server), internal (other server errors, e.g. no CREATEDB privilege or a
+/// database of that name already exists). Not thread-safe with another bench_* call in the
+/// same process.
 [[nodiscard]] Result<nlohmann::json> bench_query(const std::string& admin_conninfo, const BenchQueryOptions& options);
 
 /// Options of `vstore bench ingest`.
@@ -132,7 +135,7 @@ struct BenchIngestOptions {
 /// stay). Only the loading calls are timed (client-side COPY encoding included on both sides,
 /// data generation not). Then the HNSW index is built on the upserted rows and timed as
 /// index_build_s. Returns {rows, dim, upsert_rows_per_s, copy_rows_per_s, ratio,
-/// index_build_s, machine, version, ...}. Errors as bench_query.
+/// index_build_s, machine, server, version, ...}. Errors as bench_query.
 [[nodiscard]] Result<nlohmann::json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOptions& options);
 
 /// nproc, CPU model (/proc/cpuinfo) and memory (/proc/meminfo) of this machine, as the "machine"

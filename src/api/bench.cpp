@@ -234,7 +234,8 @@ Result<json> server_info(Connection& conn) {
                                         "pg_extension WHERE extname = 'vector'), current_setting('shared_buffers'), "
                                         "current_setting('maintenance_work_mem'), "
                                         "current_setting('max_parallel_workers_per_gather'), "
-                                        "current_setting('max_parallel_maintenance_workers'), current_setting('fsync')"));
+                                        "current_setting('max_parallel_maintenance_workers'), "
+                                        "current_setting('fsync')"));
   auto field = [&](int col) { return res.is_null(0, col) ? json(nullptr) : json(res.text(0, col)); };
   return json{{"postgresql", field(0)},
               {"pgvector", field(1)},
@@ -312,8 +313,8 @@ std::vector<std::uint32_t> seeded_permutation(std::size_t n, std::uint64_t seed)
   return out;
 }
 
-std::vector<std::vector<std::uint32_t>> exact_top_k(const ClusteredSet& set, int k, std::span<const std::uint32_t> candidates,
-                                                    int threads) {
+std::vector<std::vector<std::uint32_t>> exact_top_k(const ClusteredSet& set, int k,
+                                                    std::span<const std::uint32_t> candidates, int threads) {
   const std::size_t nq = set.query_count();
   const auto dim = static_cast<std::size_t>(set.dim);
   std::vector<std::uint32_t> all;
@@ -372,7 +373,8 @@ Result<json> load_clustered(const std::string& conninfo, const Config& config, c
   const std::string table = Connection::quote_ident(config.table);
   VS_TRY_ASSIGN(PgResult any, conn.exec(fmt::format("SELECT EXISTS (SELECT 1 FROM {})", table)));
   if (any.get(0, 0) == "t") {
-    return fail(ErrorCode::conflict, fmt::format("table {} is not empty; load_clustered needs an empty table", config.table));
+    return fail(ErrorCode::conflict,
+                fmt::format("table {} is not empty; load_clustered needs an empty table", config.table));
   }
   VS_TRY_ASSIGN(std::string index, vector_index_name(conn, config.table));
   if (!index.empty()) {
@@ -761,8 +763,8 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
   }
   VS_TRY_ASSIGN(std::int64_t upserted, count_rows(conn, table));
   if (upserted != options.rows) {
-    return fail(ErrorCode::internal, fmt::format("{} holds {} vectors after the upsert, expected {}", cfg.table, upserted,
-                                                 rows));
+    return fail(ErrorCode::internal,
+                fmt::format("{} holds {} vectors after the upsert, expected {}", cfg.table, upserted, rows));
   }
 
   report(progress, "index", 0.0);

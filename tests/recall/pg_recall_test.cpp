@@ -174,7 +174,8 @@ TEST_P(PgFilteredRecall, FilteredSearchReturnsTopKRowsWithRecallAtLeast95Percent
   EXPECT_GE(recall, k_min_recall);
 }
 
-INSTANTIATE_TEST_SUITE_P(AtEverySelectivity, PgFilteredRecall, ::testing::Values(std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}),
+INSTANTIATE_TEST_SUITE_P(AtEverySelectivity, PgFilteredRecall,
+                         ::testing::Values(std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}),
                          [](const ::testing::TestParamInfo<std::size_t>& info) {
                            return std::string(k_selections[info.param].label);
                          });
