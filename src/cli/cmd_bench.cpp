@@ -1,7 +1,101 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest`: registered once the benchmark library lands.
+// `vstore bench query|ingest`: thin edges over the benchmark library (include/vstore/bench.hpp).
+// The benchmarks create and drop their own database on the configured server.
+#include <fmt/format.h>
+
 #include "cli/cli_common.hpp"
+#include "vstore/article_store.hpp"
+#include "vstore/bench.hpp"
 
 namespace vstore::cli {
-void add_bench_commands(CLI::App&, const Globals&, Action&) {}
+namespace {
+
+// Progress lines for a phase-by-phase benchmark.
+BenchProgress progress_printer() {
+  auto current = std::make_shared<std::pair<std::string, std::unique_ptr<Progress>>>();
+  return [current](std::string_view phase, double fraction) {
+    if (current->first != phase) {
+      if (current->second) current->second->finish();
+      current->first = std::string(phase);
+      current->second = std::make_unique<Progress>("bench " + current->first, 1000);
+    }
+    current->second->update(static_cast<std::int64_t>(fraction * 1000.0));
+    if (fraction >= 1.0) {
+      current->second->finish();
+      current->second.reset();
+      current->first.clear();
+    }
+  };
+}
+
+void print_result(const nlohmann::json& result, bool json) {
+  if (json) {
+    print_json(result);
+    return;
+  }
+  for (const auto& [key, value] : result.items()) {
+    if (value.is_object()) continue;
+    std::printf("%-22s %s\n", key.c_str(), value.dump().c_str());
+  }
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
+  auto* bench = app.add_subcommand("bench", "benchmarks in a database of their own (created and dropped on the server)");
+  bench->require_subcommand(1);
+  static bool json = false;
+
+  static BenchQueryOptions q;
+  static double selectivity = 0;
+  auto* query = bench->add_subcommand(
+      "query", "search latency and recall@10 on a generated clustered set against exact search, plus the exact scan");
+  query->add_option("--n", q.n, "base vectors")->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))->capture_default_str();
+  query->add_option("--dim", q.dim, "dimensions")->check(CLI::Range(2, 2000))->capture_default_str();
+  query->add_option("--queries", q.queries, "timed queries")->check(CLI::Range(1, 100000))->capture_default_str();
+  query->add_option("--ef-search", q.ef_search, "hnsw.ef_search")->check(CLI::Range(1, 1000))->capture_default_str();
+  query->add_option("--selectivity", selectivity, "every query filters on a column unrelated to the vectors that "
+                                                  "matches this fraction of rows, e.g. 0.01")
+      ->check(CLI::Range(0.0, 1.0));
+  query->add_option("--m", q.m, "HNSW m")->check(CLI::Range(2, 100))->capture_default_str();
+  query->add_option("--ef-construction", q.ef_construction, "HNSW ef_construction")->check(CLI::Range(4, 1000))->capture_default_str();
+  query->add_option("--seed", q.seed, "data seed")->capture_default_str();
+  query->add_flag("--json", json, "print the result as one JSON object");
+  query->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      if (selectivity > 0) q.selectivity = selectivity;
+      q.progress = progress_printer();
+      auto result = bench_query(*conninfo, q);
+      if (!result) return report(result.error());
+      print_result(*result, json);
+      return k_exit_ok;
+    };
+  });
+
+  static BenchIngestOptions in;
+  auto* ingest = bench->add_subcommand("ingest", "the store's batch upsert against a bare binary COPY of the same rows");
+  ingest->add_option("--rows", in.rows, "rows")->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))->capture_default_str();
+  ingest->add_option("--dim", in.dim, "dimensions")->check(CLI::Range(2, 2000))->capture_default_str();
+  ingest->add_option("--batch", in.batch, "rows per upsert call and per COPY")->check(CLI::Range(16, 100000))->capture_default_str();
+  ingest->add_option("--seed", in.seed, "data seed")->capture_default_str();
+  ingest->add_flag("--json", json, "print the result as one JSON object");
+  ingest->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      in.progress = progress_printer();
+      auto result = bench_ingest(*conninfo, in);
+      if (!result) return report(result.error());
+      print_result(*result, json);
+      return k_exit_ok;
+    };
+  });
+}
+
 }  // namespace vstore::cli
