@@ -430,7 +430,7 @@ json bench_machine_info() {
   machine["memory_gib"] = kib > 0 ? json(round_to(static_cast<double>(kib) / (1024.0 * 1024.0), 1)) : json(nullptr);
   std::ifstream loadavg("/proc/loadavg");
   double load1 = 0;
-  if (loadavg >> load1) machine["load_avg_1m"] = load1;  // other work on the machine skews every figure
+  if (loadavg >> load1) machine["load_avg_1m"] = load1;  // other work on the machine skews every timing
   utsname uts{};
   if (uname(&uts) == 0) machine["kernel"] = fmt::format("{} {} {}", uts.sysname, uts.release, uts.machine);
   return machine;
@@ -463,6 +463,7 @@ Result<json> bench_query(const std::string& admin_conninfo, const BenchQueryOpti
   }
   const BenchProgress& progress = options.progress;
 
+  const json machine = bench_machine_info();  // before our own load skews the load average
   ScratchDatabase db(admin_conninfo, fmt::format("vstore_bench_{}", getpid()));
   VS_TRY_ASSIGN(const std::string conninfo, db.create());
   const Config cfg = bench_config(conninfo, options.dim, options.m, options.ef_construction, options.ef_search);
@@ -613,7 +614,7 @@ Result<json> bench_query(const std::string& admin_conninfo, const BenchQueryOpti
   out["ground_truth_s"] = round_to(truth_s, 3);
   out["data"] = "generated clustered, as performance.md";
   out["data_params"] = {{"clusters", options.clusters}, {"seed", options.seed}, {"warmup", options.warmup}};
-  out["machine"] = bench_machine_info();
+  out["machine"] = machine;
   out["server"] = server;
   out["version"] = VSTORE_VERSION;
   return out;
@@ -707,6 +708,7 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
   const auto rows = static_cast<std::size_t>(options.rows);
   const auto batch = static_cast<std::size_t>(options.batch);
 
+  const json machine = bench_machine_info();
   ScratchDatabase db(admin_conninfo, fmt::format("vstore_bench_ingest_{}", getpid()));
   VS_TRY_ASSIGN(const std::string conninfo, db.create());
   const Config cfg = bench_config(conninfo, options.dim, options.m, options.ef_construction, 40);
@@ -796,7 +798,7 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
       "every side; index_build_s = CREATE INDEX hnsw afterwards on the upserted rows";
   out["index_params"] = {{"m", options.m}, {"ef_construction", options.ef_construction}};
   out["data"] = "generated clustered, as performance.md";
-  out["machine"] = bench_machine_info();
+  out["machine"] = machine;
   out["server"] = server;
   out["version"] = VSTORE_VERSION;
   return out;

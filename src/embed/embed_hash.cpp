@@ -89,13 +89,4 @@ class HashEmbedder final : public Embedder {
 
 std::unique_ptr<Embedder> make_hash_embedder(int dimension) { return std::make_unique<HashEmbedder>(dimension); }
 
-Result<std::unique_ptr<Embedder>> make_embedder(const Config& config) {
-  if (config.embedding_provider == "hash") return make_hash_embedder(config.embedding_dim);
-  return fail(ErrorCode::invalid_argument,
-              fmt::format("EMBEDDING_PROVIDER={} is not available in this build yet (the local MiniLM engine and the "
-                          "OpenAI client come with the embedding issue); set EMBEDDING_PROVIDER=hash for the lexical "
-                          "test embedder, or give vectors directly",
-                          config.embedding_provider));
-}
-
 }  // namespace vstore

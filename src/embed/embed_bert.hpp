@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// BertModel: the BERT encoder forward pass (fp32 safetensors weights, OpenBLAS) that turns token ids into sentence embeddings.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "vstore/result.hpp"
+
+namespace vstore::embed {
+
+/// The shape of a BERT encoder, as read from a Hugging Face config.json.
+struct BertConfig {
+  int vocab_size = 30522;         ///< rows of the word embedding table
+  int hidden_size = 384;          ///< width of every token vector; also the embedding dimension
+  int num_layers = 6;             ///< encoder layers
+  int num_heads = 12;             ///< attention heads; must divide hidden_size
+  int intermediate_size = 1536;   ///< width of the feed-forward layer
+  int max_positions = 512;        ///< rows of the position embedding table: the longest sequence
+  int type_vocab_size = 2;        ///< rows of the token type table (only type 0 is used)
+  float layer_norm_eps = 1e-12F;  ///< epsilon inside every LayerNorm
+};
+
+/// A loaded BERT encoder with mean pooling and L2 normalisation (a sentence-transformers model
+/// such as all-MiniLM-L6-v2). Immutable after load(): every method is const and thread-safe, and
+/// one instance is meant to be shared (std::shared_ptr) by every thread that embeds.
+class BertModel {
+ public:
+  /// Reads `model_dir`/config.json and `model_dir`/model.safetensors (fp32 tensors named as
+  /// Hugging Face BertModel names them, with or without a "bert." prefix). The weights are
+  /// copied into memory owned by the model; the files are not kept open.
+  /// Errors: not_found (a file is missing, naming it), corruption (unparsable JSON, a missing
+  /// tensor, a dtype other than F32, or a shape that does not match config.json, naming the
+  /// tensor and the expected shape), invalid_argument (config.json values out of range, or an
+  /// activation other than "gelu").
+  [[nodiscard]] static Result<std::shared_ptr<const BertModel>> load(const std::filesystem::path& model_dir);
+
+  /// One sentence embedding per sequence of `batch`, in order: the last hidden states averaged
+  /// over the sequence's tokens, then scaled to unit L2 norm. Each sequence is a complete model
+  /// input ([CLS] ... [SEP]) of 1..max_positions() ids below vocab_size. Sequences of different
+  /// lengths may share a batch; each is encoded as if alone (equivalent to a padded batch with
+  /// an attention mask), so a sequence's embedding does not depend on its batch neighbours or
+  /// on `threads`: equal inputs give bit-identical outputs.
+  /// `threads` (1..n) is how many threads to split the batch over; the calling thread is one of
+  /// them. BLAS runs single-threaded inside each. An empty batch gives an empty result.
+  /// Errors: invalid_argument (threads < 1, an empty or too long sequence, an id out of range,
+  /// naming the sequence index and the value). Thread-safe: concurrent calls share nothing mutable.
+  [[nodiscard]] Result<std::vector<std::vector<float>>> embed(std::span<const std::vector<std::int32_t>> batch,
+                                                              int threads) const;
+
+  /// The embedding dimension (config hidden_size, 384 for all-MiniLM-L6-v2).
+  [[nodiscard]] int hidden_size() const noexcept { return m_config.hidden_size; }
+  /// The longest sequence embed() accepts (config max_position_embeddings).
+  [[nodiscard]] int max_positions() const noexcept { return m_config.max_positions; }
+  /// The vocabulary size; every id passed to embed() must be below it.
+  [[nodiscard]] int vocab_size() const noexcept { return m_config.vocab_size; }
+  [[nodiscard]] const BertConfig& config() const noexcept { return m_config; }
+
+  // Weights of one encoder layer, row-major, as Hugging Face stores them (Linear: [out, in]).
+  // Q, K and V are stacked into one [3 * hidden, hidden] matrix so one GEMM computes all three.
+  struct Layer {
+    std::vector<float> qkv_weight;      // [3H, H]: rows 0..H-1 query, H..2H-1 key, 2H..3H-1 value
+    std::vector<float> qkv_bias;        // [3H]
+    std::vector<float> attn_out_weight;  // [H, H]
+    std::vector<float> attn_out_bias;    // [H]
+    std::vector<float> attn_ln_gamma;    // [H]
+    std::vector<float> attn_ln_beta;     // [H]
+    std::vector<float> ffn_in_weight;    // [I, H]
+    std::vector<float> ffn_in_bias;      // [I]
+    std::vector<float> ffn_out_weight;   // [H, I]
+    std::vector<float> ffn_out_bias;     // [H]
+    std::vector<float> ffn_ln_gamma;     // [H]
+    std::vector<float> ffn_ln_beta;      // [H]
+  };
+
+  // Use load(); public only for std::make_shared.
+  BertModel() = default;
+
+ private:
+  struct Workspace;
+  // Encodes sequences [first, last) of `batch` into `out` (already sized).
+  void encode_range(std::span<const std::vector<std::int32_t>> batch, std::size_t first, std::size_t last,
+                    std::vector<std::vector<float>>& out) const;
+  void encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
+                    std::span<std::vector<float>> out) const;
+
+  BertConfig m_config;
+  std::vector<float> m_word_embeddings;      // [V, H]
+  std::vector<float> m_position_embeddings;  // [P, H], with token type 0 already added
+  std::vector<float> m_embed_ln_gamma;       // [H]
+  std::vector<float> m_embed_ln_beta;        // [H]
+  std::vector<Layer> m_layers;
+};
+
+}  // namespace vstore::embed
