@@ -18,44 +18,13 @@ import argparse
 import json
 import math
 import pathlib
-import sys
 
 import numpy as np
 from safetensors.numpy import load_file
 
 
-def erf(x):
-    """Error function of a float64 array, to about 1e-15 (NumPy has none and SciPy is not a
-    dependency). |x| < 2.5: Maclaurin series; |x| >= 2.5: erfc continued fraction."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    small = np.abs(x) < 2.5
-    # erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
-    xs = x[small]
-    x2 = xs * xs
-    term = xs.copy()  # (-1)^n x^(2n+1) / n!
-    total = xs.copy()
-    for n in range(1, 60):
-        term = term * (-x2) / n
-        total = total + term / (2 * n + 1)
-    out[small] = total * (2.0 / math.sqrt(math.pi))
-    # erfc(z) = exp(-z^2)/sqrt(pi) * 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + 2/(z + ...))))), z > 0
-    xl = x[~small]
-    z = np.abs(xl)
-    frac = z.copy()
-    for k in range(120, 0, -1):
-        frac = z + (k / 2.0) / frac
-    erfc = np.exp(-z * z) / math.sqrt(math.pi) / frac
-    out[~small] = np.sign(xl) * (1.0 - erfc)
-    return out
-
-
-def check_erf():
-    grid = np.linspace(-7.0, 7.0, 20001)
-    want = np.array([math.erf(v) for v in grid])
-    err = np.max(np.abs(erf(grid) - want))
-    if err > 1e-13:
-        sys.exit(f"bert_reference: erf approximation off by {err}")
+# NumPy has no erf and SciPy is not a dependency: the C library's, element by element.
+erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def gelu(x):
@@ -110,7 +79,7 @@ class Bert:
         additive_mask = (1.0 - attention_mask)[:, None, None, :] * np.finfo(np.float64).min
 
         def split_heads(t):
-            return t.reshape(batch, seq_len, heads, head_dim).transpose(0, 2, 1, 3)
+            return np.ascontiguousarray(t.reshape(batch, seq_len, heads, head_dim).transpose(0, 2, 1, 3))
 
         for layer in range(cfg["num_hidden_layers"]):
             p = f"encoder.layer.{layer}."
@@ -143,11 +112,10 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
-    check_erf()
     model = Bert(args.model_dir)
     tokenizer = None
     all_ids = []
-    for line in pathlib.Path(args.input).read_text(encoding="utf-8").splitlines():
+    for line in pathlib.Path(args.input).read_text(encoding="utf-8").split("\n"):
         if not line.strip():
             continue
         record = json.loads(line)
@@ -161,11 +129,16 @@ def main():
             tokenizer.enable_truncation(model.max_seq_length)
         all_ids.append(tokenizer.encode(record["text"]).ids)
 
+    # Batches of similar lengths keep the padding small; the output keeps the input order.
+    order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
+    embeddings = [None] * len(all_ids)
+    for start in range(0, len(order), args.batch_size):
+        members = order[start:start + args.batch_size]
+        for i, emb in zip(members, model.forward([all_ids[i] for i in members])):
+            embeddings[i] = emb
     with open(args.output, "w", encoding="utf-8") as out:
-        for start in range(0, len(all_ids), args.batch_size):
-            chunk = all_ids[start:start + args.batch_size]
-            for ids, emb in zip(chunk, model.forward(chunk)):
-                out.write(json.dumps({"ids": ids, "embedding": [float(v) for v in emb]}) + "\n")
+        for ids, emb in zip(all_ids, embeddings):
+            out.write(json.dumps({"ids": ids, "embedding": [float(v) for v in emb]}) + "\n")
 
 
 if __name__ == "__main__":

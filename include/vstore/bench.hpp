@@ -18,9 +18,9 @@
 
 namespace vstore {
 
-/// Progress of a long benchmark step: a phase name ("generate", "load", "index",
-/// "ground_truth", "warmup", "query", "raw", "exact", "copy", "copy_btree", "upsert") and the fraction of it done,
-/// from 0 to 1. Called on the benchmark's own thread; may be empty.
+/// Progress of a long benchmark step: a phase name ("generate", "load", "index", "ground_truth",
+/// "warmup", "query", "raw", "exact", "copy", "copy_btree", "upsert") and the fraction of it
+/// done, from 0 to 1. Called on the benchmark's own thread; may be empty.
 using BenchProgress = std::function<void(std::string_view phase, double fraction)>;
 
 // ---- data -------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ struct Config {
   std::string openai_api_key;                   ///< OPENAI_API_KEY; required when the provider is openai; never logged
   std::string openai_base_url;                  ///< OPENAI_BASE_URL: empty or http(s)://HOST[:PORT][/PATH]
   std::filesystem::path data_dir = ".vstore";   ///< VSTORE_DATA_DIR, made absolute (against the current directory) at load
+  int embed_threads = 0;  ///< VSTORE_EMBED_THREADS: threads of the local engine. Default 0 = one per core. Range 0..256.
   std::optional<std::filesystem::path> model_dir;  ///< VSTORE_MODEL_DIR, made absolute at load; unset = found by setup
   std::string http_addr = "127.0.0.1:8080";     ///< VSTORE_HTTP_ADDR, HOST:PORT, port 1..65535, IPv6 host in brackets ([::1]:8080)
   std::string api_token;                        ///< VSTORE_API_TOKEN; never logged

@@ -25,6 +25,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
@@ -296,8 +297,14 @@ ClusteredSet generate_clustered(std::size_t n, std::size_t query_count, int dim,
   set.dim = dim;
   set.base.resize(n * d);
   set.queries.resize(query_count * d);
-  // The two streams are independent, so draw them on two threads.
-  std::jthread queries([&] { draw_around(set.queries, centroids, dim, clusters, mix_seed(seed, 2)); });
+  // The two streams are independent, so draw them on two threads (inline if no thread starts).
+  auto draw_queries = [&] { draw_around(set.queries, centroids, dim, clusters, mix_seed(seed, 2)); };
+  std::jthread helper;
+  try {
+    helper = std::jthread(draw_queries);
+  } catch (const std::system_error&) {
+    draw_queries();
+  }
   draw_around(set.base, centroids, dim, clusters, mix_seed(seed, 1));
   return set;
 }
@@ -340,7 +347,13 @@ std::vector<std::vector<std::uint32_t>> exact_top_k(const ClusteredSet& set, int
   };
   {
     std::vector<std::jthread> pool;
-    for (std::size_t worker = 1; worker < workers; ++worker) pool.emplace_back(work, worker);
+    for (std::size_t worker = 1; worker < workers; ++worker) {
+      try {
+        pool.emplace_back(work, worker);
+      } catch (const std::system_error&) {
+        work(worker);  // no thread to be had: do its share here
+      }
+    }
     work(0);
   }
   std::vector<std::vector<std::uint32_t>> out;

@@ -599,6 +599,7 @@ Result<void> load_embedding(const Settings& settings, Config& config) {
   config.embedding_provider = std::string(provider);
   VS_TRY_ASSIGN(config.embedding_model, settings.text("EMBEDDING_MODEL", config.embedding_model));
   VS_TRY_ASSIGN(config.embedding_dim, settings.integer("EMBEDDING_DIM", config.embedding_dim, 1, 16000));
+  VS_TRY_ASSIGN(config.embed_threads, settings.integer("VSTORE_EMBED_THREADS", config.embed_threads, 0, 256));
   VS_TRY_ASSIGN(config.openai_api_key, settings.text("OPENAI_API_KEY", config.openai_api_key, true));
   VS_TRY_ASSIGN(config.openai_base_url, settings.text("OPENAI_BASE_URL", config.openai_base_url));
   if (!config.openai_base_url.empty()) {

@@ -41,9 +41,10 @@ class BertModel {
   /// One sentence embedding per sequence of `batch`, in order: the last hidden states averaged
   /// over the sequence's tokens, then scaled to unit L2 norm. Each sequence is a complete model
   /// input ([CLS] ... [SEP]) of 1..max_positions() ids below vocab_size. Sequences of different
-  /// lengths may share a batch; each is encoded as if alone (equivalent to a padded batch with
-  /// an attention mask), so a sequence's embedding does not depend on its batch neighbours or
-  /// on `threads`: equal inputs give bit-identical outputs.
+  /// lengths may share a batch: attention sees only a sequence's own tokens (what a padded batch
+  /// with an attention mask computes), so batch neighbours change an embedding only by float
+  /// rounding (about 1e-7). The output depends on `batch` alone, never on `threads`: the same
+  /// batch gives bit-identical embeddings with any thread count.
   /// `threads` (1..n) is how many threads to split the batch over; the calling thread is one of
   /// them. BLAS runs single-threaded inside each. An empty batch gives an empty result.
   /// Errors: invalid_argument (threads < 1, an empty or too long sequence, an id out of range,
@@ -59,6 +60,10 @@ class BertModel {
   [[nodiscard]] int vocab_size() const noexcept { return m_config.vocab_size; }
   [[nodiscard]] const BertConfig& config() const noexcept { return m_config; }
 
+  // Use load(); public only for std::make_shared.
+  BertModel() = default;
+
+ private:
   // Weights of one encoder layer, row-major, as Hugging Face stores them (Linear: [out, in]).
   // Q, K and V are stacked into one [3 * hidden, hidden] matrix so one GEMM computes all three.
   struct Layer {
@@ -76,14 +81,8 @@ class BertModel {
     std::vector<float> ffn_ln_beta;      // [H]
   };
 
-  // Use load(); public only for std::make_shared.
-  BertModel() = default;
-
- private:
   struct Workspace;
-  // Encodes sequences [first, last) of `batch` into `out` (already sized).
-  void encode_range(std::span<const std::vector<std::int32_t>> batch, std::size_t first, std::size_t last,
-                    std::vector<std::vector<float>>& out) const;
+  // Encodes `seqs` (one chunk, packed back to back) into out[i] for each seqs[i].
   void encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
                     std::span<std::vector<float>> out) const;
 

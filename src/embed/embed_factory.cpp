@@ -2,6 +2,7 @@
 // make_embedder(): the embedder EMBEDDING_PROVIDER names, never a silent substitute.
 #include <fmt/format.h>
 
+#include "embed/embed_local.hpp"
 #include "embed/embed_openai.hpp"
 #include "vstore/embedder.hpp"
 
@@ -18,11 +19,12 @@ Result<std::unique_ptr<Embedder>> make_embedder(const Config& config) {
     opts.send_dimensions = config.embedding_model.starts_with("text-embedding-3");
     return embed::make_openai_embedder(opts);
   }
+  if (config.embedding_provider == "local") {
+    const std::filesystem::path dir = config.model_dir.value_or(config.data_dir / "models" / "all-MiniLM-L6-v2");
+    return embed::make_local_embedder(dir, config.embedding_model, config.embedding_dim, config.embed_threads);
+  }
   return fail(ErrorCode::invalid_argument,
-              fmt::format("EMBEDDING_PROVIDER={} is not available in this build yet (the local MiniLM engine is being "
-                          "built); set EMBEDDING_PROVIDER=hash for the lexical test embedder or openai for an "
-                          "OpenAI-compatible endpoint, or give vectors directly",
-                          config.embedding_provider));
+              fmt::format("EMBEDDING_PROVIDER={}: expected local, openai or hash", config.embedding_provider));
 }
 
 }  // namespace vstore

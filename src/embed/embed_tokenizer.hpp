@@ -6,11 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -63,11 +61,29 @@ class WordPieceTokenizer {
   [[nodiscard]] bool lowercase() const noexcept { return m_lowercase; }
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  /// Read-only map from a vocabulary piece to its id: open addressing with linear probing over
+  /// 16-byte slots, keys packed in one string, and a bit filter that turns away most absent
+  /// keys (the common case in longest-match search) without touching the slots.
+  class PieceTable {
+   public:
+    /// Builds the table; a key given twice keeps its last id.
+    void build(const std::vector<std::pair<std::string_view, std::int32_t>>& entries);
+    /// The id of `key`, or -1.
+    [[nodiscard]] std::int32_t find(std::string_view key) const noexcept;
+    [[nodiscard]] std::size_t max_key_bytes() const noexcept { return m_max_key_bytes; }
+
+   private:
+    struct Slot {
+      std::uint32_t fingerprint = 0;  // high half of the key's hash
+      std::uint32_t offset = 0;       // into m_keys
+      std::uint32_t length = 0;
+      std::int32_t id = -1;           // -1: empty slot
+    };
+    std::vector<Slot> m_slots;           // size is a power of two, at most half full
+    std::vector<std::uint64_t> m_filter;  // one bit per hash value modulo its size
+    std::string m_keys;
+    std::size_t m_max_key_bytes = 0;
   };
-  using Vocab = std::unordered_map<std::string, std::int32_t, StringHash, std::equal_to<>>;
 
   WordPieceTokenizer() = default;
 
@@ -80,10 +96,8 @@ class WordPieceTokenizer {
   bool append_word_pieces(std::string_view word, std::size_t chars, std::size_t limit,
                           std::vector<std::int32_t>& ids) const;
 
-  Vocab m_vocab;         // every token, as written in vocab.txt
-  Vocab m_continuation;  // tokens that start with "##", without that prefix
-  std::size_t m_max_piece_bytes = 0;         // longest key of m_vocab, in bytes
-  std::size_t m_max_continuation_bytes = 0;  // longest key of m_continuation, in bytes
+  PieceTable m_vocab;         // every token, as written in vocab.txt
+  PieceTable m_continuation;  // tokens that start with "##", without that prefix
   std::vector<std::pair<std::string, std::int32_t>> m_special;  // matched in raw text, longest first
   std::array<bool, 256> m_special_first{};  // first bytes of m_special's tokens
   std::size_t m_vocab_size = 0;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -171,6 +172,8 @@ TEST_F(EmbedTokenizerTest, GivesHuggingFaceIdsForReutersHardStringsEveryCodePoin
   std::map<std::string, std::pair<std::size_t, std::size_t>> per_kind;  // compared, mismatched
   const ReferenceCase* first_mismatch = nullptr;
   std::vector<std::int32_t> first_ours;
+  std::string more_mismatches;  // the next few, text only
+  int total_shown = 0;
   std::vector<std::int32_t> ids;
   for (const ReferenceCase& c : ref.cases) {
     tok().encode_into(c.text, k_max_length, ids);
@@ -181,6 +184,9 @@ TEST_F(EmbedTokenizerTest, GivesHuggingFaceIdsForReutersHardStringsEveryCodePoin
       if (first_mismatch == nullptr) {
         first_mismatch = &c;
         first_ours = ids;
+      } else if (total_shown < 10) {
+        more_mismatches += "\n  also (" + c.kind + "): " + printable(c);
+        ++total_shown;
       }
     }
   }
@@ -200,7 +206,7 @@ TEST_F(EmbedTokenizerTest, GivesHuggingFaceIdsForReutersHardStringsEveryCodePoin
   }
   EXPECT_EQ(total_mismatched, 0u) << "first mismatch (" << first_mismatch->kind << "): " << printable(*first_mismatch)
                                   << "\n  HF:   " << fmt::format("{}", first_mismatch->ids)
-                                  << "\n  ours: " << fmt::format("{}", first_ours);
+                                  << "\n  ours: " << fmt::format("{}", first_ours) << more_mismatches;
 }
 
 TEST_F(EmbedTokenizerTest, EncodesAllReutersTitlesAndSummariesOnOneThread) {
@@ -346,6 +352,20 @@ TEST(EmbedTokenizerLoad, ReportsMissingFilesAndBadVocabulary) {
   auto ok = WordPieceTokenizer::load(dir);
   ASSERT_TRUE(ok) << ok.error().to_string();
   EXPECT_EQ(ok->encode("Hellos world", 16), (std::vector<std::int32_t>{2, 4, 5, 1, 3}));
+
+  // Lower-casing without accent stripping: U+0130 lower-cases to "i" + U+0307, as in Rust.
+  std::ofstream(dir / "vocab.txt") << "[PAD]\n[UNK]\n[CLS]\n[SEP]\ni\n##\u0307\nHello\n";
+  std::ofstream(dir / "tokenizer_config.json") << "{\"do_lower_case\": true, \"strip_accents\": false}";
+  auto keep_accents = WordPieceTokenizer::load(dir);
+  ASSERT_TRUE(keep_accents) << keep_accents.error().to_string();
+  EXPECT_EQ(keep_accents->encode("\u0130", 16), (std::vector<std::int32_t>{2, 4, 5, 3}));
+
+  // A cased model keeps upper case.
+  std::ofstream(dir / "tokenizer_config.json") << "{\"do_lower_case\": false}";
+  auto cased = WordPieceTokenizer::load(dir);
+  ASSERT_TRUE(cased) << cased.error().to_string();
+  EXPECT_FALSE(cased->lowercase());
+  EXPECT_EQ(cased->encode("Hello hello", 16), (std::vector<std::int32_t>{2, 6, 1, 3}));
   fs::remove_all(dir);
 }
 
