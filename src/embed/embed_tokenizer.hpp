@@ -36,13 +36,15 @@ class WordPieceTokenizer {
   /// (do_lower_case, strip_accents, tokenize_chinese_chars and the special token names; missing
   /// keys take BERT's defaults) from a Hugging Face style model directory.
   /// Errors: not_found (a file is missing; the message names it), corruption (a file cannot be
-  /// read or parsed, or the vocabulary lacks one of [CLS], [SEP], [UNK], [PAD] or has more
-  /// tokens than int32 ids).
+  /// read or parsed, or the vocabulary lacks one of [CLS], [SEP], [UNK], [PAD] (as named by
+  /// the configuration), has more tokens than int32 ids or is larger than 4 GiB).
+  /// The result is a plain value: copyable and movable.
   [[nodiscard]] static Result<WordPieceTokenizer> load(const std::filesystem::path& model_dir);
 
   /// Token ids of `text`: [CLS], the word pieces, [SEP], with the pieces cut at the end so the
   /// whole sequence has at most `max_length` ids; [SEP] is always last. Never fails: any byte
-  /// string gives a sequence of at least [CLS] [SEP]. Precondition: max_length >= 2.
+  /// string gives a sequence of at least [CLS] [SEP]. Precondition: max_length >= 2 (checked
+  /// with VS_ASSERT).
   [[nodiscard]] std::vector<std::int32_t> encode(std::string_view text, std::size_t max_length) const;
 
   /// As encode(), but writes into `out` (cleared first) so a caller can reuse its capacity.
