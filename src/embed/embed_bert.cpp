@@ -62,6 +62,9 @@ using nlohmann::json;
 // Target tokens per chunk: enough rows for OpenBLAS to run near its peak, small enough that a
 // batch of 32 short texts still gives every thread work.
 constexpr std::size_t k_chunk_tokens = 256;
+// Up to this many tokens, Linear layers use the unpacked dot-product kernel instead of BLAS,
+// whose packing of the weights costs more than the product itself for a handful of rows.
+constexpr std::size_t k_small_rows = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise kernels
@@ -233,19 +236,94 @@ void softmax_scalar(float* x, std::size_t rows, std::size_t width) {
   }
 }
 
+// One MR x NR tile of C += A W^T in dot-product form: MR rows of A against NR rows of W, both
+// read along k. No packing, so it wins over BLAS when A has only a few rows (a short query).
+template <int MR, int NR>
+[[gnu::target("avx2,fma")]] inline void dot_tile(std::size_t k, const float* a, std::size_t lda, const float* w,
+                                                 std::size_t ldw, float* c, std::size_t ldc) {
+  // The unroll pragmas keep the MR x NR accumulators in registers.
+  __m256 acc[MR][NR];
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  std::size_t kk = 0;
+  for (; kk + 8 <= k; kk += 8) {
+    __m256 wv[NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const float* w_row = w + static_cast<std::size_t>(j) * ldw;
+      wv[j] = _mm256_loadu_ps(w_row + kk);
+      // The weights stream from memory once; fetch the next block's rows meanwhile.
+      _mm_prefetch(reinterpret_cast<const char*>(w_row + NR * ldw + kk), _MM_HINT_T0);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m256 av = _mm256_loadu_ps(a + static_cast<std::size_t>(i) * lda + kk);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(av, wv[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      float sum = hsum256(acc[i][j]);
+      for (std::size_t t = kk; t < k; ++t) {
+        sum += a[static_cast<std::size_t>(i) * lda + t] * w[static_cast<std::size_t>(j) * ldw + t];
+      }
+      c[static_cast<std::size_t>(i) * ldc + static_cast<std::size_t>(j)] += sum;
+    }
+  }
+}
+
+template <int MR>
+[[gnu::target("avx2,fma")]] inline void dot_row_block(std::size_t n, std::size_t k, const float* a, std::size_t lda,
+                                                      const float* w, std::size_t ldw, float* c, std::size_t ldc,
+                                                      std::size_t n0) {
+  switch (std::min<std::size_t>(3, n - n0)) {
+    case 3: dot_tile<MR, 3>(k, a, lda, w + n0 * ldw, ldw, c + n0, ldc); break;
+    case 2: dot_tile<MR, 2>(k, a, lda, w + n0 * ldw, ldw, c + n0, ldc); break;
+    default: dot_tile<MR, 1>(k, a, lda, w + n0 * ldw, ldw, c + n0, ldc); break;
+  }
+}
+
+// C[m x n] += A[m x k] W^T, W stored [n x k]. Blocks of 3 rows of W stay in L1 while every row
+// of A passes over them.
+[[gnu::target("avx2,fma")]] void small_gemm_nt_avx2(std::size_t m, std::size_t n, std::size_t k, const float* a,
+                                                    std::size_t lda, const float* w, std::size_t ldw, float* c,
+                                                    std::size_t ldc) {
+  for (std::size_t n0 = 0; n0 < n; n0 += 3) {
+    for (std::size_t m0 = 0; m0 < m; m0 += 4) {
+      const float* a_tile = a + m0 * lda;
+      float* c_tile = c + m0 * ldc;
+      switch (std::min<std::size_t>(4, m - m0)) {
+        case 4: dot_row_block<4>(n, k, a_tile, lda, w, ldw, c_tile, ldc, n0); break;
+        case 3: dot_row_block<3>(n, k, a_tile, lda, w, ldw, c_tile, ldc, n0); break;
+        case 2: dot_row_block<2>(n, k, a_tile, lda, w, ldw, c_tile, ldc, n0); break;
+        default: dot_row_block<1>(n, k, a_tile, lda, w, ldw, c_tile, ldc, n0); break;
+      }
+    }
+  }
+}
+
 struct Kernels {
   void (*layer_norm)(float*, std::size_t, std::size_t, const float*, const float*, float);
   void (*gelu)(float*, std::size_t);
   void (*softmax)(float*, std::size_t, std::size_t);
+  // C += A W^T for a few rows of A, or nullptr (then BLAS does every product).
+  void (*small_gemm_nt)(std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*, std::size_t,
+                        float*, std::size_t);
 };
 
 const Kernels& kernels() {
   static const Kernels chosen = [] {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      return Kernels{layer_norm_avx2, gelu_avx2, softmax_avx2};
+      return Kernels{layer_norm_avx2, gelu_avx2, softmax_avx2, small_gemm_nt_avx2};
     }
-    return Kernels{layer_norm_scalar, gelu_scalar, softmax_scalar};
+    return Kernels{layer_norm_scalar, gelu_scalar, softmax_scalar, nullptr};
   }();
   return chosen;
 }
@@ -270,6 +348,17 @@ void gemm_nt(std::size_t m, std::size_t n, std::size_t k, float alpha, const flo
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m), static_cast<blasint>(n),
               static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
               static_cast<blasint>(ldc));
+}
+
+// C[m x n] += A[m x k] W^T for a Linear layer (W stored [n x k]): the small-rows kernel for a
+// few rows, else BLAS. Which one runs depends on m only, so it is the same for every thread count.
+void linear_acc(const Kernels& k_ops, std::size_t m, std::size_t n, std::size_t k, const float* a, const float* w,
+                float* c) {
+  if (k_ops.small_gemm_nt != nullptr && m <= k_small_rows) {
+    k_ops.small_gemm_nt(m, n, k, a, k, w, k, c, n);
+  } else {
+    gemm_nt(m, n, k, 1.0F, a, k, w, k, 1.0F, c, n);
+  }
 }
 
 // C[m x n] = A[m x k] * B[k x n].
@@ -547,7 +636,7 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
   for (const Layer& layer : m_layers) {
     // Q, K, V for every token in one GEMM.
     fill_rows(qkv, tokens, layer.qkv_bias);
-    gemm_nt(tokens, h3, h, 1.0F, hidden, h, layer.qkv_weight.data(), h, 1.0F, qkv, h3);
+    linear_acc(k, tokens, h3, h, hidden, layer.qkv_weight.data(), qkv);
 
     // Attention, per sequence and head, over the sequence's own tokens only.
     for (std::size_t seq_idx = 0; seq_idx < seqs.size(); ++seq_idx) {
@@ -566,15 +655,15 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
 
     // Output projection into the residual (hidden + bias), then LayerNorm.
     add_rows(hidden, tokens, layer.attn_out_bias);
-    gemm_nt(tokens, h, h, 1.0F, ctx, h, layer.attn_out_weight.data(), h, 1.0F, hidden, h);
+    linear_acc(k, tokens, h, h, ctx, layer.attn_out_weight.data(), hidden);
     k.layer_norm(hidden, tokens, h, layer.attn_ln_gamma.data(), layer.attn_ln_beta.data(), eps);
 
     // Feed-forward: GELU(hidden Wi^T + bi) Wo^T + bo, into the residual, then LayerNorm.
     fill_rows(ffn, tokens, layer.ffn_in_bias);
-    gemm_nt(tokens, inter, h, 1.0F, hidden, h, layer.ffn_in_weight.data(), h, 1.0F, ffn, inter);
+    linear_acc(k, tokens, inter, h, hidden, layer.ffn_in_weight.data(), ffn);
     k.gelu(ffn, tokens * inter);
     add_rows(hidden, tokens, layer.ffn_out_bias);
-    gemm_nt(tokens, h, inter, 1.0F, ffn, inter, layer.ffn_out_weight.data(), inter, 1.0F, hidden, h);
+    linear_acc(k, tokens, h, inter, ffn, layer.ffn_out_weight.data(), hidden);
     k.layer_norm(hidden, tokens, h, layer.ffn_ln_gamma.data(), layer.ffn_ln_beta.data(), eps);
   }
 
