@@ -3,10 +3,10 @@
 //
 // Design
 // ------
-// Loading: config.json gives the shapes; the safetensors header (8-byte little-endian length,
-// then JSON {name: {dtype, shape, data_offsets}}) is parsed with nlohmann and every tensor the
-// encoder needs is checked (F32, shape, offsets inside the file) and copied into vectors owned by
-// the model. Query, key and value weights are stacked into one [3H, H] matrix (one GEMM instead
+// Loading: config.json gives the shapes. model.safetensors is memory-mapped; its header (8-byte
+// little-endian length, then JSON {name: {dtype, shape, data_offsets}}) is parsed with nlohmann,
+// and every tensor the encoder needs is checked (F32, shape, offsets inside the file) and copied
+// into vectors owned by the model; the map is released before load() returns. Query, key and value weights are stacked into one [3H, H] matrix (one GEMM instead
 // of three) and token type embedding 0 is folded into the position table. The pooler is unused.
 //
 // Forward pass, per chunk of sequences (packed, not padded):
@@ -32,23 +32,33 @@
 // fixed chunks are what make the result independent of `threads`. The model is immutable after
 // load(); nothing mutable is shared between calls or threads.
 //
-// Element-wise kernels (LayerNorm, GELU, softmax) have an AVX2+FMA version chosen at run time
-// when the CPU has it, and a portable scalar version; GELU uses a rational erf approximation
-// accurate to a few float ulps, softmax a Cephes-style exp.
+// Kernels: LayerNorm, GELU and softmax have an AVX2+FMA version chosen at run time when the CPU
+// has it (the build sets no -march) and a portable scalar one; GELU uses a rational erf
+// approximation accurate to a few float ulps, softmax a Cephes-style exp. A chunk of at most
+// k_small_rows tokens (a search query) runs its Linear layers through an unpacked AVX2
+// dot-product kernel instead of BLAS: with so few rows the time goes into streaming the 42 MB
+// of weights, and BLAS would also copy them into its packed layout on every call.
 #include "embed/embed_bert.hpp"
 
 #include <cblas.h>
+#include <fcntl.h>
 #include <immintrin.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -64,7 +74,7 @@ using nlohmann::json;
 constexpr std::size_t k_chunk_tokens = 256;
 // Up to this many tokens, Linear layers use the unpacked dot-product kernel instead of BLAS,
 // whose packing of the weights costs more than the product itself for a handful of rows.
-constexpr std::size_t k_small_rows = 16;
+constexpr std::size_t k_small_rows = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise kernels
@@ -384,10 +394,57 @@ Result<std::string> read_file(const std::filesystem::path& path) {
     return fail(ErrorCode::not_found, fmt::format("model file {} not found", path.string()));
   }
   std::ifstream in(path, std::ios::binary);
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) return fail(ErrorCode::corruption, fmt::format("cannot read {}", path.string()));
-  return data;
+  std::ostringstream data;
+  data << in.rdbuf();
+  if (!in) return fail(ErrorCode::corruption, fmt::format("cannot read {}", path.string()));
+  return std::move(data).str();
 }
+
+// A read-only memory map of a whole file, unmapped on destruction.
+class MappedFile {
+ public:
+  static Result<MappedFile> open(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      return fail(ErrorCode::not_found, fmt::format("model file {} not found", path.string()));
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(ErrorCode::corruption, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    struct stat st {};
+    MappedFile file;
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+      file.m_size = static_cast<std::size_t>(st.st_size);
+      void* addr = ::mmap(nullptr, file.m_size, PROT_READ, MAP_PRIVATE, fd, 0);
+      file.m_addr = addr == MAP_FAILED ? nullptr : addr;
+    }
+    const int saved_errno = errno;
+    ::close(fd);
+    if (file.m_addr == nullptr && file.m_size > 0) {
+      return fail(ErrorCode::corruption, fmt::format("cannot map {}: {}", path.string(), std::strerror(saved_errno)));
+    }
+    return file;
+  }
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept
+      : m_addr(std::exchange(other.m_addr, nullptr)), m_size(std::exchange(other.m_size, 0)) {}
+  MappedFile& operator=(MappedFile&& other) noexcept {
+    std::swap(m_addr, other.m_addr);
+    std::swap(m_size, other.m_size);
+    return *this;
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (m_addr != nullptr) ::munmap(m_addr, m_size);
+  }
+  std::string_view bytes() const {
+    return m_addr == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(m_addr), m_size);
+  }
+
+ private:
+  void* m_addr = nullptr;
+  std::size_t m_size = 0;
+};
 
 Result<int> config_int(const json& cfg, const char* key, int fallback, const std::filesystem::path& path) {
   if (!cfg.contains(key)) return fallback;
@@ -444,7 +501,8 @@ class SafeTensors {
   static Result<SafeTensors> open(const std::filesystem::path& path) {
     SafeTensors st;
     st.m_path = path;
-    VS_TRY_ASSIGN(st.m_bytes, read_file(path));
+    VS_TRY_ASSIGN(st.m_file, MappedFile::open(path));
+    st.m_bytes = st.m_file.bytes();
     if (st.m_bytes.size() < 8) {
       return fail(ErrorCode::corruption, fmt::format("{}: {} bytes is too short for a safetensors file",
                                                      path.string(), st.m_bytes.size()));
@@ -457,7 +515,7 @@ class SafeTensors {
       return fail(ErrorCode::corruption, fmt::format("{}: header length {} exceeds the file size {}", path.string(),
                                                      header_len, st.m_bytes.size()));
     }
-    st.m_header = json::parse(std::string_view(st.m_bytes).substr(8, header_len), nullptr, false);
+    st.m_header = json::parse(st.m_bytes.substr(8, header_len), nullptr, false);
     if (st.m_header.is_discarded() || !st.m_header.is_object()) {
       return fail(ErrorCode::corruption, fmt::format("{}: the header is not a JSON object", path.string()));
     }
@@ -513,7 +571,8 @@ class SafeTensors {
 
  private:
   std::filesystem::path m_path;
-  std::string m_bytes;
+  MappedFile m_file;
+  std::string_view m_bytes;  // the whole file, mapped by m_file
   json m_header;
   std::uint64_t m_data_start = 0;
 };

@@ -245,6 +245,24 @@ Result<std::unique_ptr<PgVectorStore>> PgVectorStore::open(const std::string& co
   return std::unique_ptr<PgVectorStore>(new PgVectorStore(conninfo, config, std::move(info)));
 }
 
+Result<double> PgVectorStore::table_rows(Connection& conn) {
+  // reltuples is refreshed by ANALYZE and autovacuum; re-read it at most every 30 s.
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  const auto checked = m_rows_checked_at.load();
+  if (checked != 0 && now - checked < std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                         std::chrono::seconds(30)).count()) {
+    return m_rows_estimate.load();
+  }
+  Param p[] = {Param::text(m_info.table)};
+  VS_TRY_ASSIGN(PgResult total, conn.exec_params("SELECT GREATEST(reltuples, 1)::float8 FROM pg_class "
+                                                 "WHERE oid = to_regclass($1)",
+                                                 p));
+  const double rows = total.rows() > 0 ? std::max(1.0, parse_double(total.get(0, 0))) : 1.0;
+  m_rows_estimate.store(rows);
+  m_rows_checked_at.store(now);
+  return rows;
+}
+
 Pool& PgVectorStore::read_pool() {
   if (m_read_pools.empty()) return m_pool;
   return *m_read_pools[m_read_next++ % m_read_pools.size()];
@@ -451,27 +469,22 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, std
   prep.ef_search = ef_default;
   std::string where = "a.embedding IS NOT NULL";
   if (options.where) {
-    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*options.where, m_info.filter_catalog, 3));
+    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*options.where, m_info.filter_catalog, 2));
     where += " AND " + filter.sql;
     prep.filter_params = std::move(filter.params);
-    // Estimate how many rows match, and what fraction of the table that is.
-    std::vector<Param> params;
-    for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
-    const std::string placeholder_shift =
-        fmt::format("SELECT 1 FROM {} a WHERE $1::int IS NULL AND $2::int IS NULL AND {}", q(m_info.table), where);
-    std::vector<Param> explain_params = {Param::null_value(), Param::null_value()};
-    explain_params.insert(explain_params.end(), params.begin(), params.end());
-    VS_TRY_ASSIGN(PgResult est, conn.exec_params("EXPLAIN (FORMAT JSON) " + placeholder_shift, explain_params));
-    VS_TRY_ASSIGN(PgResult total, conn.exec_prepared(fmt::format("SELECT GREATEST(reltuples, 1)::bigint FROM pg_class "
-                                                                 "WHERE oid = to_regclass('{}')",
-                                                                 m_info.table),
-                                                     {}));
+    // Estimate how many rows match ($1, the query vector, is not part of the estimate).
+    std::vector<Param> explain_params = {Param::null_value()};
+    for (const auto& v : prep.filter_params) explain_params.push_back(Param::text(v));
+    VS_TRY_ASSIGN(PgResult est, conn.exec_params(fmt::format("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} a WHERE "
+                                                             "$1::text IS NULL AND {}",
+                                                             q(m_info.table), where),
+                                                 explain_params));
     const json plan = json::parse(est.get(0, 0), nullptr, false);
     double est_rows = 0;
     if (!plan.is_discarded() && plan.is_array() && !plan.empty()) {
       est_rows = plan[0]["Plan"].value("Plan Rows", 0.0);
     }
-    const double rows = std::max(1.0, parse_double(total.get(0, 0)));
+    VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
     if (est_rows <= static_cast<double>(k_exact_max_rows) || m_info.index_type == "none") {
       prep.plan = SearchPlan::exact;
@@ -490,15 +503,15 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, std
     // `+ 0` keeps the ORDER BY from matching the vector index: exact top-N of the matching rows.
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
-        "ORDER BY (a.embedding <=> $1) + 0 LIMIT $2) "
+        "ORDER BY (a.embedding <=> $1) + 0 LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
-        table, where, m_metadata_expr);
+        table, where, m_metadata_expr, options.top_k);
   } else {
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
-        "ORDER BY a.embedding <=> $1 LIMIT $2) "
+        "ORDER BY a.embedding <=> $1 LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
-        table, where, m_metadata_expr);
+        table, where, m_metadata_expr, options.top_k);
   }
   return prep;
 }
@@ -535,11 +548,13 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
   const int probes = options.probes.value_or(m_config.pgvector.ivfflat_probes);
   VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, probes));
 
-  const std::string limit = std::to_string(options.top_k);
   auto run = [&](const std::string& sql) -> Result<PgResult> {
-    std::vector<Param> params = {Param{vec, true, false, vec_oid}, Param::text(limit)};
+    std::vector<Param> params = {Param{vec, true, false, vec_oid}};
     for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
-    return conn.exec_prepared(sql, params);
+    // Unfiltered statements reuse a prepared (generic) plan, which keeps the vector index. A
+    // filtered one is planned with its values every time: a generic plan would ignore the
+    // plan chosen above (e.g. a bitmap scan of every matching row where HNSW was meant).
+    return prep.filter_params.empty() ? conn.exec_prepared(sql, params) : conn.exec_params(sql, params);
   };
   VS_TRY_ASSIGN(PgResult res, run(prep.sql));
   t_last_plan = prep.plan;
@@ -566,8 +581,7 @@ Result<std::string> PgVectorStore::test_explain(std::span<const float> query, co
   const std::string vec = encode_vector(query);
   VS_TRY_ASSIGN(Prepared prep, plan_search(conn, vec, vec_oid, options));
   VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
-  const std::string limit = std::to_string(options.top_k);
-  std::vector<Param> params = {Param{vec, true, false, vec_oid}, Param::text(limit)};
+  std::vector<Param> params = {Param{vec, true, false, vec_oid}};
   for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
   VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN " + prep.sql, params));
   std::string out;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,12 +58,16 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
   [[nodiscard]] Result<void> check_model(std::span<const ArticleVector> items);
   [[nodiscard]] Pool& read_pool();
+  /// Estimated rows of the table (pg_class.reltuples), cached for 30 s.
+  [[nodiscard]] Result<double> table_rows(Connection& conn);
 
   Config m_config;
   TableInfo m_info;
   Pool m_pool;
   std::vector<std::unique_ptr<Pool>> m_read_pools;
   std::atomic<std::size_t> m_read_next{0};
+  std::atomic<double> m_rows_estimate{1.0};
+  std::atomic<std::chrono::steady_clock::rep> m_rows_checked_at{0};
   std::string m_metadata_expr;  ///< SQL building the metadata JSON of row alias "a"
   std::mutex m_model_mutex;
   std::optional<std::string> m_model;  ///< embedding model of stored rows; guarded by m_model_mutex
