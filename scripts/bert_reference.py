@@ -4,7 +4,8 @@
 An independent check of the C++ forward pass in src/embed/embed_bert.cpp. It follows the
 standard Hugging Face BertModel definition step by step: a padded batch, an additive attention
 mask, post-LayerNorm encoder layers with exact (erf) GELU, then sentence-transformers' mean
-pooling over the attention mask and L2 normalisation. Nothing here is tuned for speed.
+pooling over the attention mask and L2 normalisation. Batches group texts of similar length to
+keep the padding small; nothing else is tuned for speed.
 
 Input: a JSON-lines file, one object per line, either {"text": "..."} (tokenised here with the
 Hugging Face `tokenizers` library and the model's tokenizer.json, truncated to the model's

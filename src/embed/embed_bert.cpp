@@ -6,8 +6,9 @@
 // Loading: config.json gives the shapes. model.safetensors is memory-mapped; its header (8-byte
 // little-endian length, then JSON {name: {dtype, shape, data_offsets}}) is parsed with nlohmann,
 // and every tensor the encoder needs is checked (F32, shape, offsets inside the file) and copied
-// into vectors owned by the model; the map is released before load() returns. Query, key and value weights are stacked into one [3H, H] matrix (one GEMM instead
-// of three) and token type embedding 0 is folded into the position table. The pooler is unused.
+// into vectors owned by the model; the map is released before load() returns. Query, key and
+// value weights are stacked into one [3H, H] matrix (one GEMM instead of three) and token type
+// embedding 0 is folded into the position table. The pooler is unused.
 //
 // Forward pass, per chunk of sequences (packed, not padded):
 //   1. hidden[t] = LayerNorm(word[id] + position_and_type[pos])       [T, H]
@@ -409,7 +410,9 @@ class MappedFile {
       return fail(ErrorCode::not_found, fmt::format("model file {} not found", path.string()));
     }
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(ErrorCode::corruption, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    if (fd < 0) {
+      return fail(ErrorCode::corruption, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    }
     struct stat st {};
     MappedFile file;
     if (::fstat(fd, &st) == 0 && st.st_size > 0) {
@@ -592,7 +595,7 @@ Result<std::shared_ptr<const BertModel>> BertModel::load(const std::filesystem::
 
   const std::int64_t h = cfg.hidden_size;
   const std::int64_t inter = cfg.intermediate_size;
-  auto model = std::make_shared<BertModel>();
+  auto model = std::make_shared<BertModel>(PrivateTag{});
   model->m_config = cfg;
   const auto read = [&](const std::string& name, std::vector<std::int64_t> shape) {
     return st.read(prefix + name, std::move(shape));

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// BertModel: the BERT encoder forward pass (fp32 safetensors weights, OpenBLAS) that turns token ids into sentence embeddings.
+// BertModel: sentence embeddings from token ids with a BERT encoder (fp32 safetensors, OpenBLAS).
 #pragma once
 
 #include <cstdint>
@@ -60,8 +60,14 @@ class BertModel {
   [[nodiscard]] int vocab_size() const noexcept { return m_config.vocab_size; }
   [[nodiscard]] const BertConfig& config() const noexcept { return m_config; }
 
-  // Use load(); public only for std::make_shared.
-  BertModel() = default;
+ private:
+  struct PrivateTag {
+    explicit PrivateTag() = default;
+  };
+
+ public:
+  /// Use load(); callers outside the class cannot name PrivateTag (it exists for make_shared).
+  explicit BertModel(PrivateTag /*tag*/) {}
 
  private:
   // Weights of one encoder layer, row-major, as Hugging Face stores them (Linear: [out, in]).

@@ -68,8 +68,8 @@ const std::array<const char*, 8> k_other_subjects{
 std::string env_value(const char* name, std::string& error) {
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') {
-    error += fmt::format("{} is not set; CTest sets it (tests/CMakeLists.txt), or export it to run this binary by hand. ",
-                         name);
+    error += fmt::format(
+        "{} is not set; CTest sets it (tests/CMakeLists.txt), or export it to run this binary by hand. ", name);
     return {};
   }
   return value;
@@ -333,7 +333,9 @@ TEST(EmbedBertTest, ParaphrasesScoreCloserThanUnrelatedPairs) {
   const auto other = [&](std::size_t i) { return std::span<const float>(e[2 * n_pairs + i]); };
 
   double min_paraphrase = 1.0;
-  for (std::size_t p = 0; p < n_pairs; ++p) min_paraphrase = std::min(min_paraphrase, cosine(sentence(p, 0), sentence(p, 1)));
+  for (std::size_t p = 0; p < n_pairs; ++p) {
+    min_paraphrase = std::min(min_paraphrase, cosine(sentence(p, 0), sentence(p, 1)));
+  }
   // Unrelated: each other-subject sentence against two news sentences, and news sentences of
   // different pairs (the same domain, different events).
   double max_unrelated = -1.0;
