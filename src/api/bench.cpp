@@ -31,6 +31,7 @@
 #include <fmt/format.h>
 
 #include "pg/pg_binary.hpp"
+#include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
 #include "pg/pg_store.hpp"
 #include "vstore/article.hpp"
@@ -220,14 +221,8 @@ Result<void> check_index_params(int m, int ef_construction) {
 
 // The vector index on <table>.embedding, empty if none.
 Result<std::string> vector_index_name(Connection& conn, const std::string& table) {
-  Param p[] = {Param::text(table)};
-  VS_TRY_ASSIGN(PgResult res, conn.exec_params(
-                                  "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                                  "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                                  "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) "
-                                  "AND a.attname = 'embedding' AND am.amname IN ('hnsw','ivfflat') LIMIT 1",
-                                  p));
-  return res.rows() > 0 ? res.text(0, 0) : std::string();
+  VS_TRY_ASSIGN(pg::VectorIndex idx, pg::find_vector_index(conn, table));
+  return idx.name;
 }
 
 Result<json> server_info(Connection& conn) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fmt/format.h>
 
+#include "pg/pg_filter.hpp"
 #include "vstore/config.hpp"
 
 namespace vstore::pg {
@@ -109,15 +110,7 @@ void Connection::forget_session_state() {
   m_gucs.clear();
 }
 
-std::string Connection::quote_ident(std::string_view ident) {
-  std::string out = "\"";
-  for (char ch : ident) {
-    if (ch == '"') out += '"';
-    out += ch;
-  }
-  out += '"';
-  return out;
-}
+std::string Connection::quote_ident(std::string_view ident) { return quote_sql_identifier(ident); }
 
 Result<PgResult> Connection::check(PGresult* res, std::string_view what) {
   const auto status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
 
 namespace vstore {
@@ -213,23 +214,13 @@ Result<void> down_vector_columns(Connection& conn, const Config& cfg, const json
 
 // ---- migration 3: the vector index ------------------------------------------------------------
 
-Result<std::string> existing_vector_index(Connection& conn, const std::string& table) {
-  Param p[] = {Param::text(table)};
-  VS_TRY_ASSIGN(PgResult res, conn.exec_params(
-                                  "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                                  "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                                  "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) "
-                                  "AND a.attname = 'embedding' AND am.amname IN ('hnsw','ivfflat') LIMIT 1",
-                                  p));
-  return res.rows() > 0 ? res.text(0, 0) : std::string();
-}
 
 Result<json> up_vector_index(Connection& conn, const Config& cfg) {
   json details = json::object();
   details["type"] = std::string(to_string(cfg.pgvector.index_type));
-  VS_TRY_ASSIGN(std::string existing, existing_vector_index(conn, cfg.table));
-  if (!existing.empty()) {
-    details["adopted_index"] = existing;
+  VS_TRY_ASSIGN(pg::VectorIndex existing, pg::find_vector_index(conn, cfg.table));
+  if (!existing.name.empty()) {
+    details["adopted_index"] = existing.name;
     return details;
   }
   const auto& pv = cfg.pgvector;

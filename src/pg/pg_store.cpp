@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "pg/pg_binary.hpp"
+#include "pg/pg_catalog.hpp"
 #include "vstore/article.hpp"
 
 namespace vstore::pg {
@@ -132,17 +133,9 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
   }
   info.filter_catalog.json_column = "vector_metadata";
   info.filter_catalog.table_alias = "a";
-  VS_TRY_ASSIGN(PgResult idx, conn.exec_params(
-                                  "SELECT c.relname, am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                                  "JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                                  "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) "
-                                  "AND a.attname = 'embedding' AND am.amname IN ('hnsw','ivfflat') LIMIT 1",
-                                  p));
-  info.index_type = "none";
-  if (idx.rows() > 0) {
-    info.index_name = idx.text(0, 0);
-    info.index_type = idx.text(0, 1);
-  }
+  VS_TRY_ASSIGN(VectorIndex idx, find_vector_index(conn, config.table));
+  info.index_name = idx.name;
+  info.index_type = idx.name.empty() ? "none" : idx.method;
   return info;
 }
 
