@@ -31,6 +31,9 @@ namespace vstore {
 /// used the current time in its last fallback; vstore does not invent dates).
 [[nodiscard]] std::optional<std::int64_t> publication_date_ts(std::string_view date);
 
+/// The tags joined with ", " as the old code stored them ("" when there are none).
+[[nodiscard]] std::string joined_tags(const Article& article);
+
 /// The metadata stored with a vector: title, news_source, category, future_signal, sentiment,
 /// time_to_impact, topic, publication_date_ts, tags (joined with ", ", always present),
 /// summary, uri, driver_type, and publication_date (the source string); absent fields dropped.

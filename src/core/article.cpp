@@ -193,6 +193,16 @@ std::string_view document_text(const Article& article) {
   return {};
 }
 
+std::string joined_tags(const Article& article) {
+  std::string out;
+  if (!article.tags) return out;
+  for (std::size_t i = 0; i < article.tags->size(); ++i) {
+    if (i) out += ", ";
+    out += (*article.tags)[i];
+  }
+  return out;
+}
+
 Metadata build_metadata(const Article& a) {
   Metadata md = Metadata::object();
   auto put = [&](const char* key, const std::optional<std::string>& v) {
@@ -209,14 +219,7 @@ Metadata build_metadata(const Article& a) {
     if (auto ts = publication_date_ts(*a.publication_date)) md["publication_date_ts"] = *ts;
     md["publication_date"] = *a.publication_date;
   }
-  std::string tags;
-  if (a.tags) {
-    for (std::size_t i = 0; i < a.tags->size(); ++i) {
-      if (i) tags += ", ";
-      tags += (*a.tags)[i];
-    }
-  }
-  md["tags"] = tags;
+  md["tags"] = joined_tags(a);
   put("summary", a.summary);
   md["uri"] = a.uri;
   put("driver_type", a.driver_type);

@@ -171,16 +171,6 @@ std::optional<std::string> normalized_timestamp(const std::optional<std::string>
   return std::nullopt;
 }
 
-std::string tags_text(const Article& a) {
-  std::string out;
-  if (!a.tags) return out;
-  for (std::size_t i = 0; i < a.tags->size(); ++i) {
-    if (i) out += ", ";
-    out += (*a.tags)[i];
-  }
-  return out;
-}
-
 // Text value of an article column for a new row (nullopt = NULL).
 std::optional<std::string> article_column_value(const Article& a, std::string_view column, bool timestamp_column) {
   if (column == "title") return a.title;
@@ -190,7 +180,7 @@ std::optional<std::string> article_column_value(const Article& a, std::string_vi
   if (column == "category") return a.category;
   if (column == "news_source") return a.news_source;
   if (column == "publication_date") return timestamp_column ? normalized_timestamp(a.publication_date) : a.publication_date;
-  if (column == "tags") return a.tags ? std::optional<std::string>(tags_text(a)) : std::nullopt;
+  if (column == "tags") return a.tags ? std::optional<std::string>(joined_tags(a)) : std::nullopt;
   if (column == "sentiment") return a.sentiment;
   if (column == "future_signal") return a.future_signal;
   if (column == "time_to_impact") return a.time_to_impact;
@@ -455,7 +445,7 @@ Result<void> PgVectorStore::check_query(std::span<const float> query, const Sear
   return {};
 }
 
-Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, std::string_view vec_bytes, Oid vec_oid,
+Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn,
                                                           const SearchOptions& options) {
   Prepared prep;
   const int ef_default = options.ef_search.value_or(m_config.pgvector.hnsw_ef_search);
@@ -489,8 +479,6 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, std
   } else {
     prep.plan = m_info.index_type == "none" ? SearchPlan::exact : SearchPlan::index;
   }
-  (void)vec_bytes;
-  (void)vec_oid;
   const std::string table = q(m_info.table);
   if (prep.plan == SearchPlan::exact) {
     // `+ 0` keeps the ORDER BY from matching the vector index: exact top-N of the matching rows.
@@ -537,7 +525,7 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
   Connection& conn = *lease;
   VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
   const std::string vec = encode_vector(query);
-  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, vec, vec_oid, options));
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, options));
   const int probes = options.probes.value_or(m_config.pgvector.ivfflat_probes);
   VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, probes));
 
@@ -572,7 +560,7 @@ Result<std::string> PgVectorStore::test_explain(std::span<const float> query, co
   Connection& conn = *lease;
   VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
   const std::string vec = encode_vector(query);
-  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, vec, vec_oid, options));
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, options));
   VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
   std::vector<Param> params = {Param{vec, true, false, vec_oid}};
   for (const auto& v : prep.filter_params) params.push_back(Param::text(v));

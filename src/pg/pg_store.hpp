@@ -52,7 +52,7 @@ class PgVectorStore final : public VectorStore {
   PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info);
   struct Prepared;  // a planned search statement
   [[nodiscard]] Result<void> check_query(std::span<const float> query, const SearchOptions& options) const;
-  [[nodiscard]] Result<Prepared> plan_search(Connection& conn, std::string_view vec_bytes, Oid vec_oid,
+  [[nodiscard]] Result<Prepared> plan_search(Connection& conn,
                                              const SearchOptions& options);
   [[nodiscard]] Result<void> upsert_one(Connection& conn, const ArticleVector& item);
   [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
