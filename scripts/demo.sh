@@ -12,10 +12,11 @@ cmake --build "$build" -j2 --target vstore
 vstore="$build/src/vstore"
 data="${VSTORE_DEMO_DATA:-$root/../shared/data/reuters21578/articles.jsonl}"
 
-# The local MiniLM engine is not built yet: the demo asks for the lexical hash embedder by name.
-# It matches shared words, not meaning (see README).
-export EMBEDDING_PROVIDER=hash
-echo "demo: EMBEDDING_PROVIDER=hash (lexical feature hashing; the semantic MiniLM engine comes next)"
+# The embedder is vstore's own all-MiniLM-L6-v2 engine (tokenizer and BERT in C++, the model
+# files from set-up), ChromaDB's default model. Articles that already hold a vector of this model
+# are skipped, so a second run (or a run after an interruption) only embeds what is missing.
+export EMBEDDING_PROVIDER=local
+echo "demo: EMBEDDING_PROVIDER=local (all-MiniLM-L6-v2 in C++, $(nproc) threads)"
 
 "$vstore" db start
 "$vstore" schema up
@@ -27,7 +28,9 @@ echo "demo: ingest took $(( $(date +%s) - start )) s"
 show() { echo; echo "\$ vstore $*"; "$vstore" "$@"; }
 show search "cocoa harvest in Bahia" --top-k 5
 show search "OPEC oil output quota" --top-k 5 --where '{"topic": "crude"}'
-show search "interest rates central bank" --top-k 5 --where '{"$and": [{"topic": "money-fx"}, {"publication_date_ts": {"$gte": 544147200}}]}'
+show search "central bank raises interest rates to defend the currency" --top-k 5 --where '{"$and": [{"topic": "money-fx"}, {"publication_date_ts": {"$gte": 544147200}}]}'
+show search "company agrees to buy a rival in a takeover" --top-k 5
+show search "drought damages the wheat crop" --top-k 5 --where '{"topic": {"$in": ["grain", "wheat"]}}'
 show similar reuters21578:1 --top-k 5
 echo
 echo "demo: the database keeps running; stop it with: $vstore db stop"

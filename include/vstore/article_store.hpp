@@ -4,6 +4,7 @@
 /// over any VectorStore and Embedder.
 #pragma once
 
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -34,8 +35,14 @@ class ArticleStore {
   /// Embeds raw, else summary, else title, and upserts. Returns false (and stores nothing)
   /// when the article has no text: it is never given a made-up vector.
   [[nodiscard]] Result<bool> upsert_article(const Article& article);
-  /// Batch form: returns how many were stored (articles without text are skipped).
-  [[nodiscard]] Result<std::size_t> upsert_articles(std::span<const Article> articles);
+  /// Batch form: returns how many were stored (articles without text are skipped). The texts
+  /// are embedded in slices of k_embed_slice; `on_embedded`, when set, is called after each
+  /// slice with the number of articles of `articles` handled so far (for progress). The store
+  /// is written once, after every text is embedded: all or nothing.
+  [[nodiscard]] Result<std::size_t> upsert_articles(std::span<const Article> articles,
+                                                    const std::function<void(std::size_t)>& on_embedded = {});
+  /// Texts per Embedder::embed() call in upsert_articles.
+  static constexpr std::size_t k_embed_slice = 64;
   /// Errors: invalid_argument for a blank query, a bad filter or top_k.
   [[nodiscard]] Result<std::vector<SearchHit>> search_articles(std::string_view query, int top_k = 10,
                                                                const std::optional<FilterNode>& where = std::nullopt);

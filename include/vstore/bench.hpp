@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <span>
@@ -137,6 +138,40 @@ struct BenchIngestOptions {
 /// index_build_s. Returns {rows, dim, upsert_rows_per_s, copy_rows_per_s, ratio,
 /// index_build_s, machine, server, version, ...}. Errors as bench_query.
 [[nodiscard]] Result<nlohmann::json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOptions& options);
+
+/// Options of `vstore bench embed`.
+struct BenchEmbedOptions {
+  std::filesystem::path data;           ///< article JSON Lines file (the Reuters set); required
+  std::string field = "summary";        ///< summary, title or document (raw, else summary, else title)
+  std::int64_t limit = 2000;            ///< texts embedded per thread count. Default 2000. Range 32..1000000.
+  int batch = 32;                       ///< texts per embed() call. Default 32. Range 1..1024.
+  int queries = 200;                    ///< timed one-text queries. Default 200. Range 1..100000.
+  std::string query = "oil prices rise after the OPEC meeting";  ///< the short query timed
+  std::filesystem::path model_dir;      ///< Hugging Face style model directory; required
+  std::string model_name = "all-MiniLM-L6-v2";
+  /// Python with onnxruntime/onnx (or at least numpy, safetensors, tokenizers) for the peer;
+  /// empty = no peer run.
+  std::filesystem::path python;
+  std::filesystem::path peer_script;    ///< scripts/bench_embed_peer.py
+  int cross_check = 200;                ///< texts whose vectors are compared with the peer's. Range 0..limit.
+  BenchProgress progress;               ///< may be empty
+};
+
+/// Runs the embedding benchmark: the first `limit` non-empty texts of `field`, in file order,
+/// through the local engine (tokenizer + BERT) in batches of `batch`, once with 1 thread and
+/// once with 2 (one warm-up batch before each timing); then `queries` single-text embeddings of
+/// `query` at 1 thread (query_latency_ms is their median). When `python` is set, the same texts,
+/// batch size and thread counts run through scripts/bench_embed_peer.py in the same run (ONNX
+/// Runtime on a graph built from the same safetensors, or the NumPy reference when onnxruntime
+/// is missing), and the first `cross_check` vectors of both engines are compared
+/// (peer_min_cosine). Returns {sentences_per_s_1t, sentences_per_s_2t, mean_tokens,
+/// query_latency_ms, query_p95_ms, peer, peer_version, peer_sentences_per_s_1t,
+/// peer_sentences_per_s_2t, peer_query_latency_ms, ratio_1t, ratio_2t, peer_min_cosine, texts,
+/// batch, field, machine, version}; the peer keys are null without a peer. Errors:
+/// invalid_argument (an option out of range, an unknown field, fewer than `batch` texts),
+/// not_found (data file or model files), internal (the peer script failed; its stderr is
+/// shown). Not thread-safe with another bench_* call in the same process.
+[[nodiscard]] Result<nlohmann::json> bench_embed(const BenchEmbedOptions& options);
 
 /// nproc, CPU model (/proc/cpuinfo) and memory (/proc/meminfo) of this machine, as the "machine"
 /// object of the benchmark outputs. Never fails (unknown values are null).

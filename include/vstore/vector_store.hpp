@@ -2,6 +2,7 @@
 /// VectorStore: the one interface every backend implements, and open_store() to pick one.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -59,6 +60,11 @@ class VectorStore {
   /// Up to `limit` stored vectors (all when unset) matching `where`, with ids and metadata.
   [[nodiscard]] virtual Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
                                                         const std::optional<FilterNode>& where) = 0;
+
+  /// The ids among `ids` that hold a stored vector, each with the model that made it (an empty
+  /// string where the backend recorded none). Ids without a vector or unknown are absent.
+  /// Errors: unavailable, timeout.
+  [[nodiscard]] virtual Result<std::map<std::string, std::string>> vector_models(std::span<const std::string> ids) = 0;
 
   /// Removes the vectors of `ids`; returns how many had one.
   [[nodiscard]] virtual Result<std::int64_t> remove(std::span<const std::string> ids) = 0;

@@ -102,17 +102,31 @@ std::future<Result<T>> ArticleStore::submit(Fn&& fn) {
   return fut;
 }
 
-Result<std::size_t> ArticleStore::upsert_articles(std::span<const Article> articles) {
+Result<std::size_t> ArticleStore::upsert_articles(std::span<const Article> articles,
+                                                  const std::function<void(std::size_t)>& on_embedded) {
   std::vector<std::string> texts;
   std::vector<const Article*> with_text;
-  for (const auto& a : articles) {
-    std::string_view text = document_text(a);
+  std::vector<std::size_t> position;  // index in `articles` of each text, for progress
+  for (std::size_t i = 0; i < articles.size(); ++i) {
+    std::string_view text = document_text(articles[i]);
     if (text.empty()) continue;  // no text: skipped, never given a made-up vector
     texts.emplace_back(text);
-    with_text.push_back(&a);
+    with_text.push_back(&articles[i]);
+    position.push_back(i);
   }
-  if (with_text.empty()) return std::size_t{0};
-  VS_TRY_ASSIGN(std::vector<Embedding> vectors, m_embedder->embed(texts));
+  if (with_text.empty()) {
+    if (on_embedded) on_embedded(articles.size());
+    return std::size_t{0};
+  }
+  std::vector<Embedding> vectors;
+  vectors.reserve(texts.size());
+  const std::span<const std::string> all(texts);
+  for (std::size_t start = 0; start < texts.size(); start += k_embed_slice) {
+    const std::size_t n = std::min(k_embed_slice, texts.size() - start);
+    VS_TRY_ASSIGN(std::vector<Embedding> slice, m_embedder->embed(all.subspan(start, n)));
+    for (auto& v : slice) vectors.push_back(std::move(v));
+    if (on_embedded) on_embedded(start + n == texts.size() ? articles.size() : position[start + n]);
+  }
   std::vector<ArticleVector> items;
   items.reserve(with_text.size());
   for (std::size_t i = 0; i < with_text.size(); ++i) {

@@ -96,6 +96,51 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       return k_exit_ok;
     };
   });
+
+  static BenchEmbedOptions em;
+  static std::string data = std::string(VSTORE_SOURCE_DIR) + "/../shared/data/reuters21578/articles.jsonl";
+  static std::string peer = "auto";
+  auto* embed = bench->add_subcommand(
+      "embed", "the local embedding engine (batch throughput at 1 and 2 threads, one-query latency) against ONNX "
+               "Runtime on the same texts in the same run");
+  embed->add_option("--data", data, "article JSON Lines file")->capture_default_str();
+  embed->add_option("--field", em.field, "text to embed: summary, title or document (raw, else summary, else title)")
+      ->check(CLI::IsMember({"summary", "title", "document"}))
+      ->capture_default_str();
+  embed->add_option("--limit", em.limit, "texts embedded per thread count")
+      ->check(CLI::Range(std::int64_t{32}, std::int64_t{1000000}))
+      ->capture_default_str();
+  embed->add_option("--batch", em.batch, "texts per embed call")->check(CLI::Range(1, 1024))->capture_default_str();
+  embed->add_option("--queries", em.queries, "timed one-text queries")->check(CLI::Range(1, 100000))->capture_default_str();
+  embed->add_option("--peer", peer, "auto: run scripts/bench_embed_peer.py with the venv of set-up (ONNX Runtime, or "
+                                    "the NumPy reference without it); none: vstore only")
+      ->check(CLI::IsMember({"auto", "none"}))
+      ->capture_default_str();
+  embed->add_flag("--json", json, "print the result as one JSON object");
+  embed->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      em.data = data;
+      em.model_dir = cfg->model_dir.value_or(cfg->data_dir / "models" / "all-MiniLM-L6-v2");
+      em.model_name = cfg->embedding_model;
+      if (peer == "auto") {
+        em.python = cfg->data_dir / "venv" / "bin" / "python";
+        em.peer_script = std::filesystem::path(VSTORE_SOURCE_DIR) / "scripts" / "bench_embed_peer.py";
+        if (!std::filesystem::exists(em.python)) {
+          return report(Error(ErrorCode::not_found, fmt::format("no Python venv at {}: run scripts/setup.sh, or pass "
+                                                                "--peer none", em.python.string())));
+        }
+      } else {
+        em.cross_check = 0;
+      }
+      em.progress = progress_printer();
+      auto result = bench_embed(em);
+      if (!result) return report(result.error());
+      print_result(*result, json);
+      return k_exit_ok;
+    };
+  });
 }
 
 }  // namespace vstore::cli

@@ -4,6 +4,7 @@
 // the run with nothing written; batches then commit one by one (re-running is idempotent).
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -124,32 +125,61 @@ Result<std::vector<IngestRecord>> read_jsonl(const std::string& path, const std:
   return records;
 }
 
-// Loads the records in batches; returns the first error.
-Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& records, int batch_size, std::int64_t& stored,
-                          std::int64_t& skipped) {
+// What a load did, for the summary.
+struct LoadCounts {
+  std::int64_t stored = 0;
+  std::int64_t skipped_without_text = 0;
+  std::int64_t skipped_existing = 0;  // already held a vector of the configured model
+};
+
+// Loads the records in batches; returns the first error. Records without a vector are
+// embedded, except those whose article already holds a vector of the embedder's model (unless
+// `reembed`): a second run over the same file only adds what is missing.
+Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& records, int batch_size, bool reembed,
+                          LoadCounts& counts) {
   Progress progress("ingest", static_cast<std::int64_t>(records.size()));
+  const std::string model(store.embedder().model());
   for (std::size_t start = 0; start < records.size(); start += static_cast<std::size_t>(batch_size)) {
     const std::size_t end = std::min(records.size(), start + static_cast<std::size_t>(batch_size));
     std::vector<ArticleVector> with_vectors;
     std::vector<Article> to_embed;
+    std::vector<std::string> embed_ids;
     for (std::size_t i = start; i < end; ++i) {
       auto& r = records[i];
       if (r.embedding) {
         with_vectors.push_back(ArticleVector{r.article, *r.embedding, r.model});
       } else {
+        embed_ids.push_back(r.article.uri);
+      }
+    }
+    const std::string where = fmt::format("batch at record {} ({} records stored before it)", start + 1, counts.stored);
+    std::map<std::string, std::string> existing;
+    if (!reembed && !embed_ids.empty()) {
+      auto models = store.store().vector_models(embed_ids);
+      if (!models) return fail(models.error().with_context(where));
+      existing = std::move(*models);
+    }
+    for (std::size_t i = start; i < end; ++i) {
+      auto& r = records[i];
+      if (r.embedding) continue;
+      if (auto it = existing.find(r.article.uri); it != existing.end() && it->second == model) {
+        ++counts.skipped_existing;
+      } else {
         to_embed.push_back(r.article);
       }
     }
-    const std::string where = fmt::format("batch at record {} ({} records stored before it)", start + 1, stored);
     if (!with_vectors.empty()) {
       if (auto ok = store.store().upsert(with_vectors); !ok) return fail(ok.error().with_context(where));
-      stored += static_cast<std::int64_t>(with_vectors.size());
+      counts.stored += static_cast<std::int64_t>(with_vectors.size());
     }
     if (!to_embed.empty()) {
-      auto n = store.upsert_articles(to_embed);
+      const auto before = static_cast<std::int64_t>(end - to_embed.size());
+      auto n = store.upsert_articles(to_embed, [&](std::size_t done) {
+        progress.update(before + static_cast<std::int64_t>(done));
+      });
       if (!n) return fail(n.error().with_context(where));
-      stored += static_cast<std::int64_t>(*n);
-      skipped += static_cast<std::int64_t>(to_embed.size() - *n);
+      counts.stored += static_cast<std::int64_t>(*n);
+      counts.skipped_without_text += static_cast<std::int64_t>(to_embed.size() - *n);
     }
     progress.update(static_cast<std::int64_t>(end));
   }
@@ -158,7 +188,7 @@ Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& record
 }
 
 int run_ingest(const Globals& globals, const std::string& path, int batch_size, const std::string& model_flag,
-               const std::string& bulk, bool json_out) {
+               const std::string& bulk, bool reembed, bool json_out) {
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
   std::int64_t duplicates = 0;
@@ -168,8 +198,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   for (const auto& r : *records) need_embedder |= !r.embedding.has_value();
   auto store = open_articles(*cfg, need_embedder);
   if (!store) return report(store.error());
-  std::int64_t stored = 0;
-  std::int64_t skipped = 0;
+  LoadCounts counts;
   // Bulk mode: loading many rows into an indexed table costs an index insertion per row, so
   // the vector index is dropped first and built once at the end (also after a failed load).
   bool use_bulk = bulk == "on";
@@ -187,7 +216,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
     if (!dropped) return report(dropped.error());
     if (!dropped->empty()) std::fprintf(stderr, "ingest: bulk load: vector index %s dropped, rebuilt after the load\n", dropped->c_str());
   }
-  auto loaded = load_batches(**store, *records, batch_size, stored, skipped);
+  auto loaded = load_batches(**store, *records, batch_size, reembed, counts);
   if (use_bulk) {
     std::fprintf(stderr, "ingest: building the vector index ...\n");
     const auto t0 = std::chrono::steady_clock::now();
@@ -199,15 +228,19 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
     }
   }
   if (!loaded) return report(loaded.error());
-  const json summary = {{"file", path},       {"records", records->size() + static_cast<std::size_t>(duplicates)},
-                        {"upserted", stored}, {"skipped_without_text", skipped},
+  const json summary = {{"file", path},
+                        {"records", records->size() + static_cast<std::size_t>(duplicates)},
+                        {"upserted", counts.stored},
+                        {"skipped_without_text", counts.skipped_without_text},
+                        {"skipped_existing", counts.skipped_existing},
                         {"duplicates_in_file", duplicates}};
   if (json_out) {
     print_json(summary);
   } else {
-    std::printf("ingested %s: %lld upserted, %lld skipped (no text), %lld duplicate uris in the file (last kept)\n",
-                path.c_str(), static_cast<long long>(stored), static_cast<long long>(skipped),
-                static_cast<long long>(duplicates));
+    std::printf("ingested %s: %lld upserted, %lld skipped (no text), %lld already embedded, %lld duplicate uris in "
+                "the file (last kept)\n",
+                path.c_str(), static_cast<long long>(counts.stored), static_cast<long long>(counts.skipped_without_text),
+                static_cast<long long>(counts.skipped_existing), static_cast<long long>(duplicates));
   }
   return k_exit_ok;
 }
@@ -234,8 +267,13 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
                                      "file brings >= 5000 records and more than twice the stored vectors), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  static bool reembed = false;
+  ingest->add_flag("--reembed", reembed, "embed every record without a vector again, also those whose article "
+                                         "already holds a vector of the configured model (skipped by default)");
   ingest->add_flag("--json", json_out, "print the summary as JSON");
-  ingest->callback([&] { action = [&] { return run_ingest(globals, file, batch_size, model, bulk, json_out); }; });
+  ingest->callback([&] {
+    action = [&] { return run_ingest(globals, file, batch_size, model, bulk, reembed, json_out); };
+  });
 
   auto* search = app.add_subcommand("search", "semantic search: embed TEXT and list the nearest articles");
   search->add_option("TEXT", text, "the query text")->required();

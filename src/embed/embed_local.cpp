@@ -65,6 +65,8 @@ class LocalEmbedder final : public Embedder {
   int m_threads;
 };
 
+}  // namespace
+
 std::size_t read_max_seq_length(const std::filesystem::path& dir, int max_positions) {
   std::size_t max_len = 256;
   std::ifstream in(dir / "sentence_bert_config.json");
@@ -76,8 +78,6 @@ std::size_t read_max_seq_length(const std::filesystem::path& dir, int max_positi
   }
   return std::clamp<std::size_t>(max_len, 2, static_cast<std::size_t>(max_positions));
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Embedder>> make_local_embedder(const std::filesystem::path& model_dir, std::string model_name,
                                                       int expected_dim, int threads) {

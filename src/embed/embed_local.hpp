@@ -10,6 +10,10 @@
 
 namespace vstore::embed {
 
+/// The longest token sequence the model of `model_dir` is run on: max_seq_length of
+/// sentence_bert_config.json (256 when the file or key is missing), clamped to 2..max_positions.
+[[nodiscard]] std::size_t read_max_seq_length(const std::filesystem::path& dir, int max_positions);
+
 /// Loads the tokenizer and weights of `model_dir` (vocab.txt, tokenizer_config.json,
 /// config.json, model.safetensors, optional sentence_bert_config.json for the maximum length,
 /// 256 by default). `model_name` is recorded with every vector. `threads` <= 0 means one per

@@ -416,6 +416,21 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
   return {};
 }
 
+Result<std::map<std::string, std::string>> PgVectorStore::vector_models(std::span<const std::string> ids) {
+  std::map<std::string, std::string> out;
+  if (ids.empty()) return out;
+  // The primary, not a replica: callers decide what to write from the answer.
+  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  const std::string arr = sql_array_literal(std::vector<std::string>(ids.begin(), ids.end()));
+  Param p[] = {Param::text(arr)};
+  VS_TRY_ASSIGN(PgResult res, lease->exec_params(fmt::format("SELECT uri, coalesce(embedding_model, '') FROM {} WHERE "
+                                                             "uri = ANY($1::text[]) AND embedding IS NOT NULL",
+                                                             q(m_info.table)),
+                                                 p));
+  for (int row = 0; row < res.rows(); ++row) out.emplace(res.text(row, 0), res.text(row, 1));
+  return out;
+}
+
 Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) {
   if (ids.empty()) return 0;
   VS_TRY_ASSIGN(Lease lease, m_pool.acquire());

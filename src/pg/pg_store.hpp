@@ -37,6 +37,7 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
   [[nodiscard]] Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
                                                 const std::optional<FilterNode>& where) override;
+  [[nodiscard]] Result<std::map<std::string, std::string>> vector_models(std::span<const std::string> ids) override;
   [[nodiscard]] Result<std::int64_t> remove(std::span<const std::string> ids) override;
   [[nodiscard]] Result<StoreCounts> count() override;
   [[nodiscard]] Result<nlohmann::json> health() override;

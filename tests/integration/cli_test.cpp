@@ -94,6 +94,24 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
   json summary = json::parse(ingest.out);
   EXPECT_EQ(summary["upserted"], 3);
   EXPECT_EQ(summary["skipped_without_text"], 1);
+  EXPECT_EQ(summary["skipped_existing"], 0);
+
+  // A second run embeds only what is missing; --reembed embeds everything again.
+  write_file("b.jsonl",
+             "{\"uri\": \"c:1\", \"title\": \"Cocoa harvest in Bahia\", \"topic\": \"cocoa\"}\n"
+             "{\"uri\": \"n:1\", \"title\": \"Natural gas prices\", \"topic\": \"nat-gas\"}\n");
+  CmdResult again = run("ingest a.jsonl --json");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(json::parse(again.out)["upserted"], 0);
+  EXPECT_EQ(json::parse(again.out)["skipped_existing"], 3);
+  CmdResult added = run("ingest b.jsonl --json");
+  ASSERT_EQ(added.code, 0) << added.err;
+  EXPECT_EQ(json::parse(added.out)["upserted"], 1);
+  EXPECT_EQ(json::parse(added.out)["skipped_existing"], 1);
+  CmdResult forced = run("ingest a.jsonl --reembed --json");
+  ASSERT_EQ(forced.code, 0) << forced.err;
+  EXPECT_EQ(json::parse(forced.out)["upserted"], 3);
+  EXPECT_EQ(json::parse(forced.out)["skipped_existing"], 0);
 
   CmdResult search = run("search 'cocoa Bahia' --top-k 2 --json");
   ASSERT_EQ(search.code, 0) << search.err;
@@ -111,7 +129,7 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
   CmdResult similar = run("similar c:1 --top-k 5 --json");
   ASSERT_EQ(similar.code, 0) << similar.err;
   json sim = json::parse(similar.out);
-  ASSERT_EQ(sim.size(), 2u);
+  ASSERT_EQ(sim.size(), 3u);
   for (const auto& h : sim) EXPECT_NE(h["id"], "c:1");
 
   CmdResult vectors = run("vectors --json --where '{\"topic\": \"cocoa\"}'");
@@ -128,7 +146,7 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
                           "embedding_model", "rows", "with_embedding", "coverage_pct", "index"}) {
     EXPECT_TRUE(h.contains(key)) << key;
   }
-  EXPECT_EQ(h["rows"], 3);
+  EXPECT_EQ(h["rows"], 4);
   EXPECT_EQ(h["embedding_model"], "vstore-hash-v1");
 }
 
