@@ -266,6 +266,16 @@ Result<void> PgVectorStore::check_model(std::span<const ArticleVector> items) {
                   fmt::format("one batch mixes embedding models {} and {}", model, item.embedding_model));
     }
   }
+  VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model());
+  if (stored && *stored != model) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_info.table, *stored,
+                            model));
+  }
+  return {};
+}
+
+Result<std::optional<std::string>> PgVectorStore::stored_model() {
   std::lock_guard lock(m_model_mutex);
   if (!m_model_known) {
     VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
@@ -275,12 +285,7 @@ Result<void> PgVectorStore::check_model(std::span<const ArticleVector> items) {
     if (res.rows() > 0) m_model = res.text(0, 0);
     m_model_known = true;
   }
-  if (m_model && *m_model != model) {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_info.table, *m_model,
-                            model));
-  }
-  return {};
+  return m_model;
 }
 
 Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
@@ -529,11 +534,11 @@ Result<void> apply_gucs(Connection& conn, const std::string& index_type, int ef_
 Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> query, const SearchOptions& options) {
   VS_TRY(check_query(query, options));
   if (options.model) {
-    std::lock_guard lock(m_model_mutex);
-    if (m_model_known && m_model && *m_model != *options.model) {
+    VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model());
+    if (stored && *stored != *options.model) {
       return fail(ErrorCode::invalid_argument,
                   fmt::format("the query was embedded with model {}, but table {} holds vectors of model {}",
-                              *options.model, m_info.table, *m_model));
+                              *options.model, m_info.table, *stored));
     }
   }
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());

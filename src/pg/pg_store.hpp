@@ -58,6 +58,9 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<void> upsert_one(Connection& conn, const ArticleVector& item);
   [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
   [[nodiscard]] Result<void> check_model(std::span<const ArticleVector> items);
+  // The model of the stored vectors (read once, then kept up to date by upsert), or nullopt
+  // while the table holds none.
+  [[nodiscard]] Result<std::optional<std::string>> stored_model();
   [[nodiscard]] Pool& read_pool();
   /// Estimated rows of the table (pg_class.reltuples), cached for 30 s.
   [[nodiscard]] Result<double> table_rows(Connection& conn);

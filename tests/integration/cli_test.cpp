@@ -113,6 +113,14 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
   EXPECT_EQ(json::parse(forced.out)["upserted"], 3);
   EXPECT_EQ(json::parse(forced.out)["skipped_existing"], 0);
 
+  // A query embedded by another model than the stored vectors' is refused, naming both.
+  const char* model_dir = std::getenv("VSTORE_TEST_MODEL_DIR");
+  ASSERT_NE(model_dir, nullptr) << "VSTORE_TEST_MODEL_DIR is set by CTest";
+  CmdResult other = run("search 'cocoa Bahia'", std::string("EMBEDDING_PROVIDER=local VSTORE_MODEL_DIR='") + model_dir + "'");
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.err.find("all-MiniLM-L6-v2"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("vstore-hash-v1"), std::string::npos) << other.err;
+
   CmdResult search = run("search 'cocoa Bahia' --top-k 2 --json");
   ASSERT_EQ(search.code, 0) << search.err;
   json hits = json::parse(search.out);
