@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "embed/embed_local.hpp"
 #include "embed/embed_openai.hpp"
 
 namespace vstore::embed {
@@ -24,7 +25,9 @@ constexpr const char* k_key = "sk-test-secret-key";
 
 class EmbeddingsServer {
  public:
-  EmbeddingsServer() : m_reference(make_hash_embedder(k_dim)) {
+  /// Answers with `reference`'s vectors (the hash embedder by default).
+  explicit EmbeddingsServer(std::unique_ptr<Embedder> reference = make_hash_embedder(k_dim))
+      : m_reference(std::move(reference)) {
     m_server.Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
     m_port = m_server.bind_to_any_port("127.0.0.1");
     m_thread = std::thread([this] { m_server.listen_after_bind(); });
@@ -237,6 +240,40 @@ TEST(OpenAIClient, LongTextsAreCutAtASpaceLikeTheOldCode) {
   EXPECT_GT(cut.size(), 19200u);
   EXPECT_NE(cut.back(), ' ');
   EXPECT_EQ(truncate_for_openai("short"), "short");
+}
+
+// EMBEDDING_PROVIDER=openai end to end: make_embedder() from a Config against a server that
+// answers with vstore's own all-MiniLM-L6-v2 engine gives exactly the local engine's vectors.
+TEST(OpenAIClient, ConfiguredProviderGetsTheServersLocalEngineVectorsExactly) {
+  const char* model_dir = std::getenv("VSTORE_TEST_MODEL_DIR");
+  ASSERT_NE(model_dir, nullptr) << "VSTORE_TEST_MODEL_DIR is set by CTest";
+  auto served = make_local_embedder(model_dir, "all-MiniLM-L6-v2", 384, 1);
+  ASSERT_TRUE(served) << served.error().to_string();
+  auto local = make_local_embedder(model_dir, "all-MiniLM-L6-v2", 384, 1);
+  ASSERT_TRUE(local) << local.error().to_string();
+  EmbeddingsServer server(std::move(*served));
+  server.answer_dim = 384;
+
+  Config cfg;
+  cfg.embedding_provider = "openai";
+  cfg.embedding_model = "all-MiniLM-L6-v2";
+  cfg.embedding_dim = 384;
+  cfg.openai_base_url = server.url();
+  cfg.openai_api_key = k_key;
+  auto client = make_embedder(cfg);
+  ASSERT_TRUE(client) << client.error().to_string();
+  EXPECT_EQ((*client)->model(), "all-MiniLM-L6-v2");
+  const std::vector<std::string> input = {"Oil prices rose after the OPEC meeting",
+                                          "The central bank cut interest rates",
+                                          "Cocoa harvest in Bahia improves after the rains"};
+  auto got = (*client)->embed(input);
+  ASSERT_TRUE(got) << got.error().to_string();
+  auto want = (*local)->embed(input);
+  ASSERT_TRUE(want);
+  ASSERT_EQ(got->size(), input.size());
+  for (std::size_t i = 0; i < input.size(); ++i) EXPECT_EQ((*got)[i], (*want)[i]) << input[i];
+  // Not a text-embedding-3 model: no "dimensions" field is sent.
+  EXPECT_FALSE(server.bodies().front().contains("dimensions"));
 }
 
 }  // namespace
