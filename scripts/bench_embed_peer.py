@@ -13,7 +13,7 @@ peer is the NumPy float64 reference of scripts/bert_reference.py instead (much s
 
 Input: a JSON object file {"texts": [...], "query": "...", "batch": 32, "threads": [1, 2],
 "queries": 200, "vectors_out": N}. Output (stdout): one JSON object with peer, version,
-sentences_per_s_<t>t for each thread count, query_latency_ms (p50 at 1 thread) and "vectors":
+sentences_per_s_<t>t and query_latency_<t>t_ms (median) for each thread count t, and "vectors":
 the embeddings of the first N texts (for the cross-check of the two engines).
 
     python scripts/bench_embed_peer.py --model-dir DIR --input spec.json
@@ -215,16 +215,15 @@ def main():
         result[f"sentences_per_s_{threads}t"] = len(texts) / elapsed
         if vectors is None:
             vectors = vecs
-        if threads == 1:
-            for _ in range(5):
-                embed_all(run, tok, [spec["query"]], 1)
-            lat = []
-            for _ in range(int(spec["queries"])):
-                t0 = time.perf_counter()
-                embed_all(run, tok, [spec["query"]], 1)
-                lat.append((time.perf_counter() - t0) * 1000.0)
-            lat.sort()
-            result["query_latency_ms"] = lat[len(lat) // 2]
+        for _ in range(5):
+            embed_all(run, tok, [spec["query"]], 1)
+        lat = []
+        for _ in range(int(spec["queries"])):
+            t0 = time.perf_counter()
+            embed_all(run, tok, [spec["query"]], 1)
+            lat.append((time.perf_counter() - t0) * 1000.0)
+        lat.sort()
+        result[f"query_latency_{threads}t_ms"] = lat[len(lat) // 2]
     n = int(spec.get("vectors_out", 0))
     result["vectors"] = vectors[:n].astype(np.float32).tolist() if vectors is not None else []
     json.dump(result, sys.stdout)

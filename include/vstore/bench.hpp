@@ -159,14 +159,16 @@ struct BenchEmbedOptions {
 
 /// Runs the embedding benchmark: the first `limit` non-empty texts of `field`, in file order,
 /// through the local engine (tokenizer + BERT) in batches of `batch`, once with 1 thread and
-/// once with 2 (one warm-up batch before each timing); then `queries` single-text embeddings of
-/// `query` at 1 thread (query_latency_ms is their median). When `python` is set, the same texts,
+/// once with 2 (one warm-up batch before each timing), each followed by `queries` single-text
+/// embeddings of `query` (query_latency_<t>t_ms is their median; query_latency_ms is the 2-thread
+/// figure, the engine's default of one thread per core here). When `python` is set, the same texts,
 /// batch size and thread counts run through scripts/bench_embed_peer.py in the same run (ONNX
 /// Runtime on a graph built from the same safetensors, or the NumPy reference when onnxruntime
 /// is missing), and the first `cross_check` vectors of both engines are compared
 /// (peer_min_cosine). Returns {sentences_per_s_1t, sentences_per_s_2t, mean_tokens,
-/// query_latency_ms, query_p95_ms, peer, peer_version, peer_sentences_per_s_1t,
-/// peer_sentences_per_s_2t, peer_query_latency_ms, ratio_1t, ratio_2t, peer_min_cosine, texts,
+/// query_latency_ms, query_latency_1t_ms, query_latency_2t_ms, query_p95_1t_ms, query_p95_2t_ms,
+/// peer, peer_version, peer_sentences_per_s_1t, peer_sentences_per_s_2t, peer_query_latency_ms,
+/// peer_query_latency_1t_ms, peer_query_latency_2t_ms, ratio_1t, ratio_2t, peer_min_cosine, texts,
 /// batch, field, machine, version}; the peer keys are null without a peer. Errors:
 /// invalid_argument (an option out of range, an unknown field, fewer than `batch` texts),
 /// not_found (data file or model files), internal (the peer script failed; its stderr is

@@ -131,6 +131,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
           return report(Error(ErrorCode::not_found, fmt::format("no Python venv at {}: run scripts/setup.sh, or pass "
                                                                 "--peer none", em.python.string())));
         }
+        em.cross_check = static_cast<int>(std::min<std::int64_t>(200, em.limit));
       } else {
         em.cross_check = 0;
       }

@@ -54,6 +54,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -385,6 +386,82 @@ void init_blas_once() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
+}  // namespace
+
+// Threads that split the columns of each Linear layer of one short chunk (a search query). The
+// calling thread takes part 0; helpers wait for a new generation, run their part and count
+// down. Waits spin briefly (a query's layers follow each other within microseconds) and then
+// block on the atomic. One team serves one embed() call and is joined at its end.
+class ColumnTeam {
+ public:
+  explicit ColumnTeam(int parts) : m_parts(parts) {
+    for (int part = 1; part < parts; ++part) {
+      try {
+        m_threads.emplace_back([this, part] { serve(part); });
+      } catch (const std::system_error&) {
+        m_parts = part;  // fewer parts: each covers more columns, with the same result
+        break;
+      }
+    }
+  }
+  ~ColumnTeam() {
+    m_stop.store(true);
+    m_generation.fetch_add(1);
+    m_generation.notify_all();
+  }
+  ColumnTeam(const ColumnTeam&) = delete;
+  ColumnTeam& operator=(const ColumnTeam&) = delete;
+
+  [[nodiscard]] int parts() const { return m_parts; }
+
+  // Runs fn(part) for every part, part 0 on this thread; returns when all are done.
+  void run(const std::function<void(int)>& fn) {
+    if (m_parts == 1) {
+      fn(0);
+      return;
+    }
+    m_fn = &fn;
+    m_pending.store(m_parts - 1);
+    m_generation.fetch_add(1);
+    m_generation.notify_all();
+    fn(0);
+    for (int spin = 0; m_pending.load() != 0; ++spin) {
+      if (spin < k_spins) {
+        _mm_pause();
+      } else {
+        const int left = m_pending.load();
+        if (left != 0) m_pending.wait(left);
+      }
+    }
+  }
+
+ private:
+  static constexpr int k_spins = 4000;
+
+  void serve(int part) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      for (int spin = 0; m_generation.load() == seen; ++spin) {
+        if (spin >= k_spins) m_generation.wait(seen);
+        else _mm_pause();
+      }
+      seen = m_generation.load();
+      if (m_stop.load()) return;
+      (*m_fn)(part);
+      if (m_pending.fetch_sub(1) == 1) m_pending.notify_one();
+    }
+  }
+
+  int m_parts;
+  const std::function<void(int)>* m_fn = nullptr;
+  std::atomic<std::uint64_t> m_generation{0};
+  std::atomic<int> m_pending{0};
+  std::atomic<bool> m_stop{false};
+  std::vector<std::jthread> m_threads;  // last member: joined before the atomics go away
+};
+
+namespace {
+
 // ---------------------------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------------------------
@@ -659,8 +736,22 @@ struct BertModel::Workspace {
 };
 
 void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
-                             std::span<std::vector<float>> out) const {
+                             std::span<std::vector<float>> out, ColumnTeam* team) const {
   const Kernels& k = kernels();
+  // C[m x n] += A W^T; a short chunk with a team splits the n output columns between its
+  // threads (every element is the same dot product whichever thread computes it).
+  const auto linear = [&](std::size_t m, std::size_t n, std::size_t kdim, const float* a, const float* w, float* c) {
+    if (team == nullptr || team->parts() == 1 || k.small_gemm_nt == nullptr || m > k_small_rows) {
+      linear_acc(k, m, n, kdim, a, w, c);
+      return;
+    }
+    const auto parts = static_cast<std::size_t>(team->parts());
+    team->run([&](int part) {
+      const std::size_t n0 = n * static_cast<std::size_t>(part) / parts;
+      const std::size_t n1 = n * static_cast<std::size_t>(part + 1) / parts;
+      if (n1 > n0) k.small_gemm_nt(m, n1 - n0, kdim, a, kdim, w + n0 * kdim, kdim, c + n0, n);
+    });
+  };
   const auto h = static_cast<std::size_t>(m_config.hidden_size);
   const auto h3 = 3 * h;
   const auto inter = static_cast<std::size_t>(m_config.intermediate_size);
@@ -698,7 +789,7 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
   for (const Layer& layer : m_layers) {
     // Q, K, V for every token in one GEMM.
     fill_rows(qkv, tokens, layer.qkv_bias);
-    linear_acc(k, tokens, h3, h, hidden, layer.qkv_weight.data(), qkv);
+    linear(tokens, h3, h, hidden, layer.qkv_weight.data(), qkv);
 
     // Attention, per sequence and head, over the sequence's own tokens only.
     for (std::size_t seq_idx = 0; seq_idx < seqs.size(); ++seq_idx) {
@@ -717,15 +808,15 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
 
     // Output projection into the residual (hidden + bias), then LayerNorm.
     add_rows(hidden, tokens, layer.attn_out_bias);
-    linear_acc(k, tokens, h, h, ctx, layer.attn_out_weight.data(), hidden);
+    linear(tokens, h, h, ctx, layer.attn_out_weight.data(), hidden);
     k.layer_norm(hidden, tokens, h, layer.attn_ln_gamma.data(), layer.attn_ln_beta.data(), eps);
 
     // Feed-forward: GELU(hidden Wi^T + bi) Wo^T + bo, into the residual, then LayerNorm.
     fill_rows(ffn, tokens, layer.ffn_in_bias);
-    linear_acc(k, tokens, inter, h, hidden, layer.ffn_in_weight.data(), ffn);
+    linear(tokens, inter, h, hidden, layer.ffn_in_weight.data(), ffn);
     k.gelu(ffn, tokens * inter);
     add_rows(hidden, tokens, layer.ffn_out_bias);
-    linear_acc(k, tokens, h, inter, ffn, layer.ffn_out_weight.data(), hidden);
+    linear(tokens, h, inter, ffn, layer.ffn_out_weight.data(), hidden);
     k.layer_norm(hidden, tokens, h, layer.ffn_ln_gamma.data(), layer.ffn_ln_beta.data(), eps);
   }
 
@@ -780,13 +871,22 @@ Result<std::vector<std::vector<float>>> BertModel::embed(std::span<const std::ve
   bounds.push_back(batch.size());
   const std::size_t n_chunks = bounds.size() - 1;
 
+  // One short chunk (a search query) would leave every thread but one idle: its Linear layers
+  // are split between the threads instead.
+  if (n_chunks == 1 && threads > 1 && total <= k_small_rows) {
+    ColumnTeam team(threads);
+    Workspace ws;
+    encode_chunk(batch, ws, std::span(out), &team);
+    return out;
+  }
+
   std::atomic<std::size_t> next{0};
   const auto worker = [&] {
     Workspace ws;
     for (std::size_t chunk = next++; chunk < n_chunks; chunk = next++) {
       const std::size_t first = bounds[chunk];
       const std::size_t last = bounds[chunk + 1];
-      encode_chunk(batch.subspan(first, last - first), ws, std::span(out).subspan(first, last - first));
+      encode_chunk(batch.subspan(first, last - first), ws, std::span(out).subspan(first, last - first), nullptr);
     }
   };
   const std::size_t n_threads = std::min(static_cast<std::size_t>(threads), n_chunks);

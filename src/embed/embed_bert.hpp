@@ -27,6 +27,8 @@ struct BertConfig {
 /// A loaded BERT encoder with mean pooling and L2 normalisation (a sentence-transformers model
 /// such as all-MiniLM-L6-v2). Immutable after load(): every method is const and thread-safe, and
 /// one instance is meant to be shared (std::shared_ptr) by every thread that embeds.
+class ColumnTeam;
+
 class BertModel {
  public:
   /// Reads `model_dir`/config.json and `model_dir`/model.safetensors (fp32 tensors named as
@@ -88,9 +90,10 @@ class BertModel {
   };
 
   struct Workspace;
-  // Encodes `seqs` (one chunk, packed back to back) into out[i] for each seqs[i].
+  // Encodes `seqs` (one chunk, packed back to back) into out[i] for each seqs[i]. With a team,
+  // the Linear layers of a short chunk are split between the team's threads.
   void encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
-                    std::span<std::vector<float>> out) const;
+                    std::span<std::vector<float>> out, ColumnTeam* team) const;
 
   BertConfig m_config;
   std::vector<float> m_word_embeddings;      // [V, H]

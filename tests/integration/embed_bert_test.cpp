@@ -262,13 +262,19 @@ TEST(EmbedBertTest, MatchesNumpyReferenceOnReutersTextsWithOneAndTwoThreads) {
 
   const auto one = embed_all(*fx.model, seqs, 1);
   const auto two = embed_all(*fx.model, seqs, 2);
-  // One text per call: short texts then take the small-rows kernel instead of BLAS.
+  // One text per call: short texts then take the small-rows kernel instead of BLAS, and with 2
+  // threads its Linear layers are split between them.
   std::vector<std::vector<float>> alone;
+  std::size_t differ_alone = 0;
   for (const auto& seq : seqs) {
     auto got = fx.model->embed(std::span(&seq, 1), 1);
     ASSERT_TRUE(got.has_value()) << got.error().to_string();
+    auto got2 = fx.model->embed(std::span(&seq, 1), 2);
+    ASSERT_TRUE(got2.has_value()) << got2.error().to_string();
+    if (got2->front() != got->front()) ++differ_alone;
     alone.push_back(std::move(got->front()));
   }
+  EXPECT_EQ(differ_alone, 0U) << "one text alone must embed bit-identically with 1 and 2 threads";
   ASSERT_EQ(one.size(), seqs.size());
   ASSERT_EQ(two.size(), seqs.size());
 
@@ -314,6 +320,26 @@ TEST(EmbedBertTest, GivesTheSameEmbeddingsWithAnyThreadCountAndToConcurrentCalle
     ASSERT_TRUE(r.has_value()) << r.error().to_string();
     EXPECT_EQ(*r, *expected);
   }
+  // Short single texts from concurrent callers, each call splitting its layers over a team.
+  std::vector<std::vector<float>> single_expected;
+  for (std::size_t i = 0; i < 8; ++i) {
+    auto one = fx.model->embed(std::span(seqs).subspan(i, 1), 1);
+    ASSERT_TRUE(one.has_value());
+    single_expected.push_back(one->front());
+  }
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> queriers;
+  for (std::size_t t = 0; t < mismatches.size(); ++t) {
+    queriers.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        const std::size_t i = (t + static_cast<std::size_t>(round)) % single_expected.size();
+        auto got = fx.model->embed(std::span(seqs).subspan(i, 1), 2);
+        if (!got.has_value() || got->front() != single_expected[i]) ++mismatches[t];
+      }
+    });
+  }
+  for (auto& q : queriers) q.join();
+  for (const int m : mismatches) EXPECT_EQ(m, 0);
   // Alone or in a batch, a sequence gets the same embedding up to float rounding.
   auto alone = fx.model->embed(std::span(seqs).subspan(5, 1), 1);
   ASSERT_TRUE(alone.has_value());
