@@ -111,6 +111,10 @@ class CopyWriter {
     put_be32(m_buf, static_cast<std::uint32_t>(4 + vec.size() * 4));
     append_vector(m_buf, vec);
   }
+  /// Bytes written so far; truncate(mark) drops everything written after size() returned mark
+  /// (a row abandoned half-way).
+  [[nodiscard]] std::size_t size() const { return m_buf.size(); }
+  void truncate(std::size_t mark) { m_buf.resize(mark); }
   /// Finishes the stream and returns it.
   std::string finish() {
     put_be16(m_buf, 0xFFFF);

@@ -13,6 +13,7 @@
 #include "pg/pg_store.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <unordered_set>
 
@@ -30,6 +31,7 @@ using nlohmann::json;
 constexpr int k_latest_schema = 3;
 constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
 constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
+constexpr std::int64_t k_pg_epoch_unix_s = 946684800;  // 2000-01-01T00:00:00Z, PostgreSQL's epoch
 constexpr int k_max_top_k = 10000;
 
 thread_local SearchPlan t_last_plan = SearchPlan::index;
@@ -367,8 +369,211 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& it
   return {};
 }
 
+namespace {
+
+// Microseconds since 2000-01-01T00:00:00Z (PostgreSQL's binary timestamptz) of an ISO 8601
+// date-time "YYYY-MM-DDTHH:MM:SS[.f{1,6}][Z|+hh|+hh:mm|+hhmm|-...]" as normalized_timestamp()
+// gives it; no zone means UTC (sessions run in UTC). Anything else: nullopt (the caller then
+// lets the server parse the text instead).
+std::optional<std::int64_t> iso_to_pg_micros(std::string_view s) {
+  const auto digits = [&](std::size_t pos, std::size_t n) -> std::optional<int> {
+    if (pos + n > s.size()) return std::nullopt;
+    int v = 0;
+    for (std::size_t i = pos; i < pos + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return std::nullopt;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  if (s.size() < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':') return std::nullopt;
+  const auto y = digits(0, 4), mo = digits(5, 2), d = digits(8, 2), h = digits(11, 2), mi = digits(14, 2),
+             sec = digits(17, 2);
+  if (!y || !mo || !d || !h || !mi || !sec || *h > 23 || *mi > 59 || *sec > 59) return std::nullopt;
+  const std::chrono::year_month_day ymd{std::chrono::year{*y}, std::chrono::month{static_cast<unsigned>(*mo)},
+                                        std::chrono::day{static_cast<unsigned>(*d)}};
+  if (!ymd.ok()) return std::nullopt;
+  std::size_t pos = 19;
+  std::int64_t micros = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    std::size_t n = 0;
+    ++pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (n == 6) return std::nullopt;  // finer than PostgreSQL keeps: let the server round it
+      micros = micros * 10 + (s[pos] - '0');
+      ++n;
+      ++pos;
+    }
+    if (n == 0) return std::nullopt;
+    for (; n < 6; ++n) micros *= 10;
+  }
+  std::int64_t offset_s = 0;
+  if (pos < s.size()) {
+    if (s[pos] == 'Z' && pos + 1 == s.size()) {
+      pos = s.size();
+    } else if (s[pos] == '+' || s[pos] == '-') {
+      const int sign = s[pos] == '+' ? 1 : -1;
+      const auto oh = digits(pos + 1, 2);
+      if (!oh) return std::nullopt;
+      std::size_t after = pos + 3;
+      int om = 0;
+      if (after < s.size()) {
+        if (s[after] == ':') ++after;
+        const auto m = digits(after, 2);
+        if (!m) return std::nullopt;
+        om = *m;
+        after += 2;
+      }
+      if (after != s.size() || *oh > 15 || om > 59) return std::nullopt;
+      offset_s = sign * (*oh * 3600 + om * 60);
+      pos = s.size();
+    } else {
+      return std::nullopt;
+    }
+  }
+  const std::int64_t days = std::chrono::sys_days{ymd}.time_since_epoch().count();
+  const std::int64_t epoch_s = days * 86400 + *h * 3600 + *mi * 60 + *sec - offset_s;
+  return (epoch_s - k_pg_epoch_unix_s) * 1000000 + micros;
+}
+
+enum class Binary { text, timestamptz, boolean, jsonb, other };
+
+Binary binary_kind(const std::string& format_type) {
+  if (format_type == "text") return Binary::text;
+  if (format_type == "timestamp with time zone") return Binary::timestamptz;
+  if (format_type == "boolean") return Binary::boolean;
+  if (format_type == "jsonb") return Binary::jsonb;
+  return Binary::other;
+}
+
+// Writes one article column of a new row in its binary form; false when the value cannot be
+// encoded here (the caller then takes the text path that the server casts).
+bool write_native(CopyWriter& writer, const Article& a, const std::string& col, Binary kind) {
+  const std::optional<std::string> v = article_column_value(a, col, kind == Binary::timestamptz);
+  if (!v) {
+    writer.null_field();
+    return true;
+  }
+  switch (kind) {
+    case Binary::text: writer.bytes_field(*v); return true;
+    case Binary::jsonb: writer.jsonb_field(*v); return true;
+    case Binary::boolean: writer.bool_field(*v == "true"); return true;
+    case Binary::timestamptz:
+      if (auto us = iso_to_pg_micros(*v)) {
+        writer.int64_field(*us);
+        return true;
+      }
+      return false;
+    case Binary::other: return false;
+  }
+  return false;
+}
+
+void write_vector_columns(CopyWriter& writer, const ArticleVector& item) {
+  writer.bytes_field(item.embedding_model);
+  writer.jsonb_field(vector_metadata_json(item));
+  if (auto ts = ts_text(item.article)) {
+    writer.int64_field(parse_int(*ts));
+  } else {
+    writer.null_field();
+  }
+  writer.vector_field(item.embedding);
+}
+
+}  // namespace
+
+// Batch upsert. Design:
+// - Rows whose uri is new go straight into the table with one binary COPY in the columns'
+//   own types: no staging copy, no merge. This needs every article column the table has to be
+//   of a type encoded here (text, timestamptz, boolean, jsonb: the table vstore creates) and
+//   every value to encode (an ISO timestamp); otherwise those rows take the staging path.
+// - Rows whose uri exists (and the rest) are COPYed into a temporary staging table in text
+//   form and merged with one INSERT ... ON CONFLICT, which changes only the vector columns of
+//   existing rows and casts the text to each column's type on the server.
+// - Both run in one transaction. If another session inserts one of the "new" uris between the
+//   look-up and the COPY, the COPY fails with a unique violation; the transaction is rolled
+//   back and the whole batch is merged instead, which handles the conflict row by row.
 Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const ArticleVector> items) {
   const auto cols = insert_columns(m_info);
+  std::vector<Binary> kinds;
+  bool native = m_info.columns.count("uri") != 0 && binary_kind(m_info.columns.at("uri")) == Binary::text;
+  for (const auto& [col, type] : cols) {
+    kinds.push_back(binary_kind(type));
+    native = native && kinds.back() != Binary::other;
+  }
+
+  VS_TRY(conn.exec("BEGIN"));
+  auto body = [&](bool direct) -> Result<void> {
+    std::vector<const ArticleVector*> merge_rows;
+    std::string direct_data;
+    std::size_t direct_rows = 0;
+    if (direct) {
+      std::vector<std::string> uris;
+      uris.reserve(items.size());
+      for (const auto& item : items) uris.push_back(item.article.uri);
+      const std::string arr = sql_array_literal(uris);  // Param::text keeps a view: it must outlive p
+      Param p[] = {Param::text(arr)};
+      VS_TRY_ASSIGN(PgResult res, conn.exec_params(fmt::format("SELECT uri FROM {} WHERE uri = ANY($1::text[])",
+                                                               q(m_info.table)),
+                                                   p));
+      std::unordered_set<std::string> existing;
+      for (int row = 0; row < res.rows(); ++row) existing.insert(res.text(row, 0));
+      CopyWriter writer;
+      writer.reserve((items.size() - existing.size()) * (static_cast<std::size_t>(m_info.dimension) * 4 + 1024));
+      const int fields = static_cast<int>(cols.size()) + 5;
+      for (const auto& item : items) {
+        if (existing.count(item.article.uri) != 0) {
+          merge_rows.push_back(&item);
+          continue;
+        }
+        // A value that cannot be encoded sends the row to the merge instead; what was written
+        // of it is dropped.
+        const std::size_t mark = writer.size();
+        writer.begin_row(fields);
+        writer.bytes_field(item.article.uri);
+        bool ok = true;
+        for (std::size_t c = 0; ok && c < cols.size(); ++c) {
+          ok = write_native(writer, item.article, cols[c].first, kinds[c]);
+        }
+        if (!ok) {
+          writer.truncate(mark);
+          merge_rows.push_back(&item);
+          continue;
+        }
+        write_vector_columns(writer, item);
+        ++direct_rows;
+      }
+      direct_data = writer.finish();
+    } else {
+      for (const auto& item : items) merge_rows.push_back(&item);
+    }
+
+    if (direct_rows > 0) {
+      std::string col_sql = "uri";
+      for (const auto& [col, type] : cols) col_sql += ", " + q(col);
+      col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
+      VS_TRY(conn.copy_in(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", q(m_info.table), col_sql), direct_data));
+    }
+    if (!merge_rows.empty()) VS_TRY(merge_through_stage(conn, cols, merge_rows));
+    return {};
+  };
+  auto done = body(native);
+  if (!done && native && done.error().code() == ErrorCode::conflict) {
+    // A concurrent insert of one of the new uris: merge the whole batch instead.
+    (void)conn.exec("ROLLBACK");
+    VS_TRY(conn.exec("BEGIN"));
+    done = body(false);
+  }
+  if (!done) {
+    (void)conn.exec("ROLLBACK");
+    return done;
+  }
+  VS_TRY(conn.exec("COMMIT"));
+  return {};
+}
+
+Result<void> PgVectorStore::merge_through_stage(Connection& conn,
+                                                const std::vector<std::pair<std::string, std::string>>& cols,
+                                                std::span<const ArticleVector* const> rows) {
   // Staging table: text for article columns (cast at merge), native types for the rest.
   std::string stage_cols = "uri text";
   for (const auto& [col, type] : cols) stage_cols += fmt::format(", {} text", q(col));
@@ -377,22 +582,15 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
   const std::string stage = fmt::format("vstore_stage_{}", m_info.dimension);
 
   CopyWriter writer;
-  writer.reserve(items.size() * (static_cast<std::size_t>(m_info.dimension) * 4 + 512));
+  writer.reserve(rows.size() * (static_cast<std::size_t>(m_info.dimension) * 4 + 512));
   const int fields = static_cast<int>(cols.size()) + 5;
-  for (const auto& item : items) {
+  for (const ArticleVector* item : rows) {
     writer.begin_row(fields);
-    writer.bytes_field(item.article.uri);
+    writer.bytes_field(item->article.uri);
     for (const auto& [col, type] : cols) {
-      writer.text_field(article_column_value(item.article, col, kind_of(type) == ColumnKind::timestamp));
+      writer.text_field(article_column_value(item->article, col, kind_of(type) == ColumnKind::timestamp));
     }
-    writer.bytes_field(item.embedding_model);
-    writer.jsonb_field(vector_metadata_json(item));
-    if (auto ts = ts_text(item.article)) {
-      writer.int64_field(parse_int(*ts));
-    } else {
-      writer.null_field();
-    }
-    writer.vector_field(item.embedding);
+    write_vector_columns(writer, *item);
   }
   const std::string data = writer.finish();
 
@@ -405,19 +603,10 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
   col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
   sel_sql += ", s.embedding_model, s.vector_metadata, s.publication_date_ts, s.embedding";
 
-  VS_TRY(conn.exec("BEGIN"));
-  auto body = [&]() -> Result<void> {
-    VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS", q(stage), stage_cols)));
-    VS_TRY(conn.copy_in(fmt::format("COPY {} FROM STDIN (FORMAT binary)", q(stage)), data));
-    VS_TRY(conn.exec(fmt::format("INSERT INTO {} AS t ({}) SELECT {} FROM {} s{}t.publication_date_ts)", q(m_info.table),
-                                 col_sql, sel_sql, q(stage), k_conflict_update)));
-    return {};
-  };
-  if (auto done = body(); !done) {
-    (void)conn.exec("ROLLBACK");
-    return done;
-  }
-  VS_TRY(conn.exec("COMMIT"));
+  VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS", q(stage), stage_cols)));
+  VS_TRY(conn.copy_in(fmt::format("COPY {} FROM STDIN (FORMAT binary)", q(stage)), data));
+  VS_TRY(conn.exec(fmt::format("INSERT INTO {} AS t ({}) SELECT {} FROM {} s{}t.publication_date_ts)", q(m_info.table),
+                               col_sql, sel_sql, q(stage), k_conflict_update)));
   return {};
 }
 

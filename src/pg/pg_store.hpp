@@ -57,6 +57,10 @@ class PgVectorStore final : public VectorStore {
                                              const SearchOptions& options);
   [[nodiscard]] Result<void> upsert_one(Connection& conn, const ArticleVector& item);
   [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
+  // COPY of `rows` into the staging table, then one INSERT ... ON CONFLICT into the table.
+  [[nodiscard]] Result<void> merge_through_stage(Connection& conn,
+                                                 const std::vector<std::pair<std::string, std::string>>& cols,
+                                                 std::span<const ArticleVector* const> rows);
   [[nodiscard]] Result<void> check_model(std::span<const ArticleVector> items);
   // The model of the stored vectors (read once, then kept up to date by upsert), or nullopt
   // while the table holds none.

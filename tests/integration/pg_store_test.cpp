@@ -89,7 +89,8 @@ TEST_F(StoreTest, BatchUpsertUsesCopyAndSearchOrdersByDistance) {
     items.push_back(item("b:" + std::to_string(i), unit({1.0f, static_cast<float>(i) / 10.0f, 0.1f}),
                          i % 2 ? "odd" : "even"));
   }
-  ASSERT_TRUE(m_store->upsert(items));
+  auto up = m_store->upsert(items);
+  ASSERT_TRUE(up) << up.error().to_string();
   auto counts = m_store->count();
   ASSERT_TRUE(counts);
   EXPECT_EQ(counts->rows, 100);
@@ -125,6 +126,44 @@ TEST_F(StoreTest, UpsertOfExistingUriReplacesVectorAndKeepsOtherColumns) {
             "Owned title|positive|body");
   EXPECT_EQ(sql_value(m_db, "SELECT embedding::text FROM articles WHERE uri = 'k:1'"),
             sql_value(m_db, "SELECT l2_normalize('[1,0,1,0,0,0,0,0]'::vector)::text"));
+}
+
+// New rows of a batch go straight into the table by binary COPY in the columns' own types;
+// single upserts go through text parameters the server casts. Both must store the same values.
+TEST_F(StoreTest, BatchOfNewRowsStoresExactlyWhatSingleUpsertsStore) {
+  const std::vector<std::string> dates = {"1987-02-26T15:01:01Z",       "1987-02-26T15:01:01.5+02:00",
+                                          "1987-02-26T15:01:01.123456-0330", "1987-02-26T15:01:01",
+                                          "1987-02-26T23:59:59+14",      "26 Feb 1987",
+                                          "not a date",                  "2024-02-29T00:00:00.000001Z",
+                                          "1987-02-26T15:01:01.1234567Z"};
+  std::vector<ArticleVector> batch;
+  for (int i = 0; i < 36; ++i) {
+    ArticleVector a = item("d:" + std::to_string(i), unit({1, static_cast<float>(i), 2}), "t" + std::to_string(i % 3),
+                           dates[static_cast<std::size_t>(i) % dates.size()]);
+    if (i % 4 == 0) a.article.analyzed = (i % 8 == 0);
+    if (i % 5 == 0) a.article.extra = Metadata{{"dateline", "NEW YORK, Feb 26"}, {"n", i}};
+    if (i % 6 == 0) a.article.raw = "Body with a quote ' and a backslash \\ and ünïcödé";
+    if (i % 7 == 0) a.article.summary.reset();
+    batch.push_back(std::move(a));
+  }
+  ASSERT_TRUE(m_store->upsert(batch));
+  for (auto a : batch) {
+    a.article.uri = "s" + a.article.uri.substr(1);
+    ASSERT_TRUE(m_store->upsert(std::span(&a, 1)));
+  }
+  // Every column but uri and the uri inside vector_metadata must agree row by row.
+  EXPECT_EQ(sql_value(m_db,
+                      "SELECT count(*) FROM articles d JOIN articles s ON s.uri = 's' || substr(d.uri, 2) "
+                      "WHERE d.uri LIKE 'd:%' AND (d.title, d.summary, d.raw, d.topic, d.news_source, "
+                      "d.publication_date, d.tags, d.analyzed, d.metadata, d.embedding_model, "
+                      "d.vector_metadata - 'uri', d.publication_date_ts, d.embedding) IS NOT DISTINCT FROM "
+                      "(s.title, s.summary, s.raw, s.topic, s.news_source, s.publication_date, s.tags, s.analyzed, "
+                      "s.metadata, s.embedding_model, s.vector_metadata - 'uri', s.publication_date_ts, s.embedding)"),
+            "36");
+  EXPECT_EQ(sql_value(m_db, "SELECT publication_date FROM articles WHERE uri = 'd:1'"), "1987-02-26 13:01:01.5+00");
+  EXPECT_EQ(sql_value(m_db, "SELECT publication_date FROM articles WHERE uri = 'd:2'"),
+            "1987-02-26 18:31:01.123456+00");
+  EXPECT_EQ(sql_value(m_db, "SELECT count(*) FROM articles WHERE uri LIKE 'd:%' AND analyzed IS NOT NULL"), "9");
 }
 
 TEST_F(StoreTest, FiltersOnColumnsDatesAndMetadataKeys) {
