@@ -86,6 +86,7 @@ struct ChromaHttp::Impl {
     client->set_read_timeout(secs(options.io_timeout));
     client->set_write_timeout(secs(options.io_timeout));
     client->set_keep_alive(!fresh);
+    client->set_tcp_nodelay(true);  // headers and body go in separate writes: no Nagle delay
     return client;
   }
 
