@@ -493,6 +493,18 @@ Result<VectorBatch> ChromaStore::get_vectors(std::optional<std::int64_t> limit, 
   return batch;
 }
 
+Result<void> ChromaStore::drop_collection() {
+  const std::string scope =
+      m_api == ApiVersion::v1 ? fmt::format("?tenant={}&database={}", m_options.tenant, m_options.database) : "";
+  VS_TRY(m_http->del(fmt::format("{}/{}{}", collections_path(), m_config.chroma_collection, scope)));
+  return {};
+}
+
+Result<std::string> ChromaStore::server_version() {
+  VS_TRY_ASSIGN(json v, m_http->get(m_api == ApiVersion::v2 ? "/api/v2/version" : "/api/v1/version"));
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
 Result<StoreCounts> ChromaStore::count() {
   VS_TRY_ASSIGN(json n, m_http->get(record_path("count")));
   if (!n.is_number_integer()) {

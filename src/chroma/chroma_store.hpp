@@ -49,6 +49,12 @@ class ChromaStore final : public VectorStore {
   [[nodiscard]] Result<StoreCounts> count() override;
   [[nodiscard]] Result<nlohmann::json> health() override;
 
+  /// Deletes the collection and everything in it (benchmarks use it to clean up). The store
+  /// must not be used afterwards. Errors: unavailable, not_found.
+  [[nodiscard]] Result<void> drop_collection();
+  /// Chroma's version string (`/version`; "1.0.0" for every 1.x server). Errors: unavailable.
+  [[nodiscard]] Result<std::string> server_version();
+
   // ---- for tests only ----
   [[nodiscard]] Space test_space() const { return m_space; }
   [[nodiscard]] ApiVersion test_api() const { return m_api; }
