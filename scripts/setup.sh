@@ -208,6 +208,7 @@ if [ "$(readlink "$MODEL_LINK" 2>/dev/null || true)" != "$MODEL_DIR" ]; then
 fi
 log "model: all-MiniLM-L6-v2 files in $MODEL_LINK"
 
+VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_server.sh" || die "Chroma server set-up failed"
 ELAPSED=$(( $(date +%s) - START_TS ))
 if [ ${#DID[@]} -eq 0 ]; then
     log "done: everything already in place (${ELAPSED}s)"

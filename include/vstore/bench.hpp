@@ -116,6 +116,19 @@ struct BenchQueryOptions {
 /// same process.
 [[nodiscard]] Result<nlohmann::json> bench_query(const std::string& admin_conninfo, const BenchQueryOptions& options);
 
+/// The query benchmark against the Chroma server of `config` (CHROMA_URL, CHROMA_TOKEN), for
+/// latency and QPS next to bench_query's: the same generated set, queries, filter rows and
+/// top 10, loaded with upsert into a collection of its own (`vstore-bench-<pid>`, cosine space,
+/// `hnsw:M` = m, `hnsw:construction_ef` = ef_construction, `hnsw:search_ef` = ef_search;
+/// deleted at the end, also on failure), then warm-up and timed ChromaStore::search() calls
+/// with recall@10 against exact search. exact_queries and the raw/exact comparisons do not
+/// apply. Returns {backend: "chromadb", n, dim, index, index_params, ef_search, queries, p50_ms,
+/// p95_ms, p99_ms, mean_ms, qps, recall_at_10, rows_returned_avg, short_results, selectivity,
+/// matching_rows, load_s, server_version, data, machine, version}. Errors: invalid_argument
+/// (an option out of range, CHROMA_URL unset), unavailable. Not thread-safe with another
+/// bench_* call in the same process.
+[[nodiscard]] Result<nlohmann::json> bench_query_chroma(const Config& config, const BenchQueryOptions& options);
+
 /// Options of `vstore bench ingest`.
 struct BenchIngestOptions {
   std::int64_t rows = 100000;  ///< Default 100000. Range 1000..10000000.

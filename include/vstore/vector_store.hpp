@@ -76,8 +76,26 @@ class VectorStore {
   [[nodiscard]] virtual Result<nlohmann::json> health() = 0;
 };
 
-/// Opens the store that `config` selects (VECTOR_BACKEND) at `conninfo` (PostgreSQL) — the
-/// schema must be at the latest version. Errors: invalid_argument, unavailable, conflict
+/// How open_store() opens the configured store.
+struct OpenOptions {
+  /// Create what writes need when it is missing (the Chroma collection, in cosine space).
+  /// Default false: a read-only command against a missing collection fails with not_found.
+  bool create = false;
+  /// Dual mode: run each read on the secondary too and record overlap@k (see dual_stats()).
+  /// Default false; VSTORE_SHADOW_COMPARE=1 in the environment also turns it on.
+  bool shadow_compare = false;
+};
+
+/// Opens the store VECTOR_BACKEND selects: `pgvector` (DATABASE_URL or the embedded cluster;
+/// schema at the latest version), `chromadb` (CHROMA_URL, collection CHROMA_COLLECTION), or
+/// `dual` (writes to both, reads from VECTOR_PRIMARY, failed secondary writes kept in the
+/// PostgreSQL outbox and retried). The store is thread-safe and owned by the caller.
+/// Errors: invalid_argument (CHROMA_URL missing), unavailable (a server is down), not_found
+/// (collection missing and `create` false), conflict (schema not migrated, dimension mismatch).
+[[nodiscard]] Result<std::unique_ptr<VectorStore>> open_store(const Config& config, const OpenOptions& options = {});
+
+/// Opens the pgvector store at `conninfo` (whatever VECTOR_BACKEND says); the schema must be
+/// at the latest version. Errors: invalid_argument, unavailable, conflict
 /// (schema not migrated: says to run `vstore schema up`).
 [[nodiscard]] Result<std::unique_ptr<VectorStore>> open_pg_store(const std::string& conninfo, const Config& config);
 

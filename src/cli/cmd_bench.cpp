@@ -60,11 +60,24 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   query->add_option("--m", q.m, "HNSW m")->check(CLI::Range(2, 100))->capture_default_str();
   query->add_option("--ef-construction", q.ef_construction, "HNSW ef_construction")->check(CLI::Range(4, 1000))->capture_default_str();
   query->add_option("--seed", q.seed, "data seed")->capture_default_str();
+  static std::string backend = "pgvector";
+  query->add_option("--backend", backend, "pgvector (a database of its own on the configured server) or chromadb "
+                                          "(a collection of its own on CHROMA_URL)")
+      ->check(CLI::IsMember({"pgvector", "chromadb"}))
+      ->capture_default_str();
   query->add_flag("--json", json, "print the result as one JSON object");
   query->callback([&] {
     action = [&] {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
+      if (backend == "chromadb") {
+        if (selectivity > 0) q.selectivity = selectivity;
+        q.progress = progress_printer();
+        auto result = bench_query_chroma(*cfg, q);
+        if (!result) return report(result.error());
+        print_result(*result, json);
+        return k_exit_ok;
+      }
       auto conninfo = resolve_conninfo(*cfg);
       if (!conninfo) return report(conninfo.error());
       if (selectivity > 0) q.selectivity = selectivity;

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "api/dual_store.hpp"
 #include "cli/cli_common.hpp"
 #include "vstore/article.hpp"
 #include "vstore/article_store.hpp"
@@ -56,14 +57,15 @@ Result<std::optional<FilterNode>> parse_where(const std::string& text) {
   return std::optional<FilterNode>(std::move(f));
 }
 
-// Opens the configured store and embedder.
-Result<std::unique_ptr<ArticleStore>> open_articles(const Config& cfg, bool need_embedder) {
-  if (cfg.backend != BackendKind::pgvector) {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("VECTOR_BACKEND={} is not available in this build yet; use pgvector", to_string(cfg.backend)));
-  }
-  VS_TRY_ASSIGN(std::string conninfo, resolve_conninfo(cfg));
-  VS_TRY_ASSIGN(auto store, open_pg_store(conninfo, cfg));
+// Opens the store VECTOR_BACKEND selects (open_store) and the embedder.
+// `writes`: the command writes, so a missing Chroma collection is created. `shadow`: dual mode
+// compares each search with the secondary.
+Result<std::unique_ptr<ArticleStore>> open_articles(const Config& cfg, bool need_embedder, bool writes = false,
+                                                    bool shadow = false) {
+  OpenOptions options;
+  options.create = writes;
+  options.shadow_compare = shadow;
+  VS_TRY_ASSIGN(auto store, open_store(cfg, options));
   std::unique_ptr<Embedder> embedder;
   if (need_embedder) {
     VS_TRY_ASSIGN(embedder, make_embedder(cfg));
@@ -133,8 +135,9 @@ struct LoadCounts {
 };
 
 // Loads the records in batches; returns the first error. Records without a vector are
-// embedded, except those whose article already holds a vector of the embedder's model (unless
-// `reembed`): a second run over the same file only adds what is missing.
+// embedded, except those whose article already holds a vector of the embedder's model, or of a
+// model the store did not record (unless `reembed`): a second run over the same file only adds
+// what is missing.
 Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& records, int batch_size, bool reembed,
                           LoadCounts& counts) {
   Progress progress("ingest", static_cast<std::int64_t>(records.size()));
@@ -162,7 +165,9 @@ Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& record
     for (std::size_t i = start; i < end; ++i) {
       auto& r = records[i];
       if (r.embedding) continue;
-      if (auto it = existing.find(r.article.uri); it != existing.end() && it->second == model) {
+      // Already embedded: by this model, or by one the store did not record (Chroma keeps no
+      // model per record).
+      if (auto it = existing.find(r.article.uri); it != existing.end() && (it->second == model || it->second.empty())) {
         ++counts.skipped_existing;
       } else {
         to_embed.push_back(r.article);
@@ -196,13 +201,14 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   if (!records) return report(records.error());
   bool need_embedder = false;
   for (const auto& r : *records) need_embedder |= !r.embedding.has_value();
-  auto store = open_articles(*cfg, need_embedder);
+  auto store = open_articles(*cfg, need_embedder, true);
   if (!store) return report(store.error());
   LoadCounts counts;
   // Bulk mode: loading many rows into an indexed table costs an index insertion per row, so
   // the vector index is dropped first and built once at the end (also after a failed load).
-  bool use_bulk = bulk == "on";
-  if (bulk == "auto") {
+  // Only the pgvector index can be suspended; a Chroma-only store loads as it is.
+  bool use_bulk = bulk == "on" && cfg->backend != BackendKind::chromadb;
+  if (bulk == "auto" && cfg->backend != BackendKind::chromadb) {
     auto counts = (*store)->store().count();
     if (!counts) return report(counts.error());
     use_bulk = records->size() >= 5000 && static_cast<std::int64_t>(records->size()) > 2 * counts->with_embedding;
@@ -253,6 +259,7 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
   static std::string where;
   static std::string text;
   static std::optional<int> ef_search;
+  static bool shadow_compare = false;
 
   static std::string file;
   static int batch_size = 1000;
@@ -281,13 +288,15 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
   search->add_option("--where", where, "ChromaDB-style filter, e.g. '{\"topic\": \"crude\"}'");
   search->add_option("--ef-search", ef_search, "HNSW candidate list for this query")->check(CLI::Range(1, 1000));
   search->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
+  search->add_flag("--shadow-compare", shadow_compare,
+                   "VECTOR_BACKEND=dual: run the query on the secondary store too and print overlap@k to stderr");
   search->callback([&] {
     action = [&] {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto filter = parse_where(where);
       if (!filter) return report(filter.error().with_context("--where"));
-      auto store = open_articles(*cfg, true);
+      auto store = open_articles(*cfg, true, false, shadow_compare);
       if (!store) return report(store.error());
       auto vec = (*store)->embedder().embed(std::span<const std::string>(&text, 1));
       if (!vec) return report(vec.error());
@@ -299,6 +308,10 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
       auto hits = (*store)->store().search(vec->front(), opts);
       if (!hits) return report(hits.error());
       json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+      if (shadow_compare) {
+        auto h = (*store)->store().health();
+        if (h && h->contains("shadow")) std::fprintf(stderr, "shadow compare: %s\n", (*h)["shadow"].dump().c_str());
+      }
       return k_exit_ok;
     };
   });
@@ -374,16 +387,53 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
       if (json_out) {
         print_json(*h);
       } else {
-        std::printf("%s: %s, postgresql %s, vector %s, %lld rows, %lld with embedding (%.2f%%), index %s\n",
+        auto text = [&](const char* key) { return (*h)[key].is_string() ? (*h)[key].get<std::string>() : std::string("-"); };
+        const bool chroma = (*h)["backend"] == "chromadb";
+        std::printf("%s: %s, %s %s, %s %s, %lld rows, %lld with embedding (%.2f%%), index %s\n",
                     (*h)["healthy"].get<bool>() ? "healthy" : "UNHEALTHY", (*h)["backend"].get<std::string>().c_str(),
-                    (*h)["server_version"].get<std::string>().c_str(),
-                    (*h)["extension_version"].is_string() ? (*h)["extension_version"].get<std::string>().c_str() : "-",
+                    chroma ? "chroma" : "postgresql", text("server_version").c_str(), chroma ? "collection" : "vector",
+                    chroma ? text("collection").c_str() : text("extension_version").c_str(),
                     static_cast<long long>((*h)["rows"].get<std::int64_t>()),
                     static_cast<long long>((*h)["with_embedding"].get<std::int64_t>()),
                     (*h)["coverage_pct"].get<double>(), (*h)["index"]["type"].get<std::string>().c_str());
         for (const auto& r : (*h)["reasons"]) std::printf("  reason: %s\n", r.get<std::string>().c_str());
       }
       return (*h)["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
+    };
+  });
+
+  static std::string outbox_action;
+  auto* outbox = app.add_subcommand("outbox", "VECTOR_BACKEND=dual: writes waiting for the secondary store (status), or "
+                                              "apply them now (drain)");
+  outbox->add_option("ACTION", outbox_action, "status or drain")->required()->check(CLI::IsMember({"status", "drain"}));
+  outbox->add_flag("--json", json_out, "print {pending, drained} as JSON");
+  outbox->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      if (cfg->backend != BackendKind::dual) {
+        return report(Error(ErrorCode::invalid_argument,
+                            fmt::format("the outbox exists only with VECTOR_BACKEND=dual, not {}", to_string(cfg->backend))));
+      }
+      auto store = open_store(*cfg);
+      if (!store) return report(store.error());
+      auto* dual = dynamic_cast<api::DualStore*>(store->get());
+      if (dual == nullptr) return report(Error(ErrorCode::internal, "the dual store is not a DualStore"));
+      std::int64_t drained = 0;
+      if (outbox_action == "drain") {
+        auto n = dual->drain_outbox();
+        if (!n) return report(n.error());
+        drained = *n;
+      }
+      auto pending = dual->outbox_pending();
+      if (!pending) return report(pending.error());
+      if (json_out) {
+        print_json({{"pending", *pending}, {"drained", drained}});
+      } else {
+        std::printf("outbox: %lld drained, %lld pending\n", static_cast<long long>(drained),
+                    static_cast<long long>(*pending));
+      }
+      return k_exit_ok;
     };
   });
 

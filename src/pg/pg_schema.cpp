@@ -28,8 +28,8 @@ struct Migration {
   int version;
   const char* name;
 };
-constexpr Migration k_migrations[] = {{1, "base"}, {2, "vector_columns"}, {3, "vector_index"}};
-constexpr int k_latest = 3;
+constexpr Migration k_migrations[] = {{1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}};
+constexpr int k_latest = 4;
 
 std::string q(std::string_view ident) { return Connection::quote_ident(ident); }
 
@@ -255,6 +255,41 @@ Result<void> down_vector_index(Connection& conn, const json& details) {
   return {};
 }
 
+// ---- migration 4: the dual-mode outbox ---------------------------------------------------------
+// One table for every vstore table of the database (rows carry table_name); the first table to
+// need it creates it, the last to revert drops it.
+
+Result<json> up_dual_outbox(Connection& conn) {
+  json details = json::object();
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, "vstore_outbox"));
+  details["created_table"] = !exists;
+  VS_TRY(conn.exec("CREATE TABLE IF NOT EXISTS vstore_outbox (id bigserial PRIMARY KEY, table_name text NOT NULL, "
+                   "target text NOT NULL, op text NOT NULL CHECK (op IN ('upsert', 'remove')), uri text NOT NULL, "
+                   "payload jsonb, enqueued_at timestamptz NOT NULL DEFAULT now(), attempts integer NOT NULL "
+                   "DEFAULT 0, last_error text)"));
+  VS_TRY(conn.exec("CREATE INDEX IF NOT EXISTS vstore_outbox_target_idx ON vstore_outbox (table_name, target, id)"));
+  return details;
+}
+
+Result<void> down_dual_outbox(Connection& conn, const Config& cfg, std::vector<std::string>& notes) {
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, "vstore_outbox"));
+  if (!exists) return {};
+  Param p[] = {Param::text(cfg.table)};
+  VS_TRY_ASSIGN(PgResult mine, conn.exec_params("SELECT count(*) FROM vstore_outbox WHERE table_name = $1", p));
+  if (mine.get(0, 0) != "0") {
+    return fail(ErrorCode::conflict,
+                fmt::format("the dual-mode outbox holds {} writes of table {} not yet applied to the secondary store; "
+                            "run `vstore outbox drain` first",
+                            mine.text(0, 0), cfg.table));
+  }
+  (void)notes;
+  VS_TRY_ASSIGN(PgResult others, conn.exec_params("SELECT count(*) FROM vstore_schema_migrations WHERE version = 4 "
+                                                  "AND table_name <> $1",
+                                                  p));
+  if (others.get(0, 0) == "0") VS_TRY(conn.exec("DROP TABLE vstore_outbox"));
+  return {};
+}
+
 // Builds the index migration 3 recorded, if it is missing. Returns whether it built one.
 Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const json& details) {
   if (!details.contains("created_index")) return false;
@@ -340,6 +375,7 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
         case 1: details = up_base(conn, config); break;
         case 2: details = up_vector_columns(conn, config); break;
         case 3: details = up_vector_index(conn, config); break;
+        case 4: details = up_dual_outbox(conn); break;
         default: break;
       }
       if (!details) return fail(details.error().with_context(fmt::format("migration {} ({})", m.version, m.name)));
@@ -396,6 +432,7 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
         case 1: done = down_base(conn, config, details, notes); break;
         case 2: done = down_vector_columns(conn, config, details); break;
         case 3: done = down_vector_index(conn, details); break;
+        case 4: done = down_dual_outbox(conn, config, notes); break;
         default: break;
       }
       if (!done) return fail(done.error().with_context(fmt::format("reverting migration {}", v)));

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// open_store(): the VECTOR_BACKEND facade. It resolves where each backend lives and wires the
+// dual store (primary, secondary, outbox) together; the stores themselves live in src/pg,
+// src/chroma and api/dual_store.cpp.
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "api/dual_store.hpp"
+#include "chroma/chroma_store.hpp"
+#include "vstore/article_store.hpp"
+#include "vstore/vector_store.hpp"
+
+namespace vstore {
+namespace {
+
+Result<std::unique_ptr<VectorStore>> open_chroma(const Config& config, const OpenOptions& options) {
+  chroma::ChromaOptions chroma_options;
+  chroma_options.create_collection = options.create;
+  VS_TRY_ASSIGN(auto store, chroma::ChromaStore::open(config, chroma_options));
+  return std::unique_ptr<VectorStore>(std::move(store));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<VectorStore>> open_store(const Config& config, const OpenOptions& options) {
+  switch (config.backend) {
+    case BackendKind::pgvector: {
+      VS_TRY_ASSIGN(std::string conninfo, resolve_conninfo(config));
+      return open_pg_store(conninfo, config);
+    }
+    case BackendKind::chromadb: return open_chroma(config, options);
+    case BackendKind::dual: {
+      VS_TRY_ASSIGN(std::string conninfo, resolve_conninfo(config));
+      VS_TRY_ASSIGN(auto pg, open_pg_store(conninfo, config));
+      // The secondary may be down when a dual store opens: writes then go to the outbox.
+      OpenOptions chroma_options = options;
+      chroma_options.create = true;
+      VS_TRY_ASSIGN(auto chroma, open_chroma(config, chroma_options));
+      const bool chroma_primary = config.primary == BackendKind::chromadb;
+      api::DualOptions dual;
+      const char* env = std::getenv("VSTORE_SHADOW_COMPARE");
+      dual.shadow_compare = options.shadow_compare || (env != nullptr && std::strcmp(env, "1") == 0);
+      VS_TRY_ASSIGN(auto store, api::DualStore::open(chroma_primary ? std::move(chroma) : std::move(pg),
+                                                     chroma_primary ? std::move(pg) : std::move(chroma), conninfo,
+                                                     config, dual));
+      return std::unique_ptr<VectorStore>(std::move(store));
+    }
+  }
+  return fail(ErrorCode::internal, "unknown VECTOR_BACKEND");
+}
+
+}  // namespace vstore

@@ -1,0 +1,575 @@
+// SPDX-License-Identifier: Apache-2.0
+// ChromaStore. Design:
+// - open(): probe /api/v2/heartbeat, then /api/v1/heartbeat (Chroma 0.4/0.5 speak only v1; 1.x
+//   answers v1 with 410), read max_batch_size from pre-flight-checks, then look the collection
+//   up by name (GET takes the name) and keep its id (record operations take the UUID), space,
+//   HNSW parameters and dimension. A missing collection is created (legacy `hnsw:*` metadata,
+//   which both API versions honour) only when the caller asked for it.
+// - Writes: `upsert` in batches of at most max_batch_size records and ~8 MB of JSON. Chroma's
+//   upsert merges metadata, so every contract key the article lacks is sent as null (v2:
+//   "delete this key"), making the stored metadata exactly build_metadata(article), the same
+//   function the pgvector backend stores. Writes are never retried here (ChromaHttp).
+// - Reads: `query` for search; `score` is always the cosine distance. In a cosine collection it
+//   is Chroma's distance; in l2/ip collections the embeddings come back with the hits and the
+//   cosine distance is computed from them, over a 4x wider candidate list that is then re-ranked
+//   by cosine (exact for normalised vectors, whose l2/ip order is the cosine order). `raw_score`
+//   keeps Chroma's own distance. Results are sorted by (score, id), as pgvector sorts them.
+// - Paged reads (`get` with limit/offset) go past the batch limit; Chroma returns storage order,
+//   which is stable for paging.
+// No lock is needed: the object's state is fixed after open() and ChromaHttp is thread-safe.
+#include "chroma/chroma_store.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "vstore/article.hpp"
+
+namespace vstore::chroma {
+namespace {
+
+using nlohmann::json;
+
+constexpr int k_max_top_k = 10000;
+constexpr std::size_t k_max_request_bytes = 8u << 20;
+constexpr std::int64_t k_day = 86400;
+
+// Keys build_metadata() may set; an upsert sends null for the ones an article lacks.
+constexpr std::string_view k_contract_keys[] = {"title",   "news_source", "category",  "future_signal",
+                                                "sentiment", "time_to_impact", "topic", "publication_date_ts",
+                                                "tags",    "summary",     "uri",       "driver_type",
+                                                "publication_date"};
+
+std::string_view space_name(Space s) {
+  switch (s) {
+    case Space::cosine: return "cosine";
+    case Space::l2: return "l2";
+    case Space::ip: return "ip";
+  }
+  return "l2";
+}
+
+Result<void> check_vector(std::span<const float> vec, int dim, std::string_view what) {
+  if (static_cast<int>(vec.size()) != dim) {
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: expected {} dimensions, not {}", what, dim, vec.size()));
+  }
+  double norm = 0;
+  for (std::size_t i = 0; i < vec.size(); ++i) {
+    if (!std::isfinite(vec[i])) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("{}: element {} is {}; vectors must hold finite numbers", what, i, vec[i]));
+    }
+    norm += static_cast<double>(vec[i]) * vec[i];
+  }
+  if (norm == 0.0) {
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: the vector is all zeros; cosine distance is undefined", what));
+  }
+  return {};
+}
+
+double cosine_distance(std::span<const float> a, const json& b) {
+  double dot = 0;
+  double na = 0;
+  double nb = 0;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const double x = a[i];
+    const double y = b[i].get<double>();
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  if (na == 0 || nb == 0) return 1.0;
+  return 1.0 - dot / (std::sqrt(na) * std::sqrt(nb));
+}
+
+json embedding_json(std::span<const float> v) {
+  json arr = json::array();
+  for (float f : v) arr.push_back(f);
+  return arr;
+}
+
+Result<void> decode_embedding(const json& row, std::size_t dim, std::vector<float>& out, std::string_view id) {
+  if (!row.is_array() || row.size() != dim) {
+    return fail(ErrorCode::corruption, fmt::format("chroma returned an embedding of {} values for {}, expected {}",
+                                                   row.is_array() ? row.size() : 0, id, dim));
+  }
+  for (const auto& x : row) {
+    if (!x.is_number()) return fail(ErrorCode::corruption, fmt::format("chroma returned a non-number in the embedding of {}", id));
+    out.push_back(x.get<float>());
+  }
+  return {};
+}
+
+// A plain YYYY-MM-DD or a date-time at exactly midnight UTC, as epoch seconds.
+std::optional<std::int64_t> midnight_epoch(const std::string& s) {
+  if (s.size() < 10 || s[4] != '-' || s[7] != '-') return std::nullopt;
+  const std::string rest = s.substr(10);
+  static constexpr std::string_view k_midnights[] = {"", "T00:00:00", "T00:00:00Z", "T00:00:00+00:00", "T00:00:00.000Z",
+                                                     " 00:00:00"};
+  if (std::find(std::begin(k_midnights), std::end(k_midnights), rest) == std::end(k_midnights)) return std::nullopt;
+  return publication_date_ts(s.substr(0, 10));
+}
+
+// Translates one comparison; date ranges become publication_date_ts ranges where that is exact.
+Result<json> chroma_comparison(const FilterComparison& cmp) {
+  const bool range = cmp.op == FilterOp::gt || cmp.op == FilterOp::gte || cmp.op == FilterOp::lt || cmp.op == FilterOp::lte;
+  const bool date_key = cmp.key == "publication_date" || cmp.key == "publication_date_ts";
+  const bool string_operand = !cmp.values.empty() && std::holds_alternative<std::string>(cmp.values.front());
+  if (range && string_operand && !date_key) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("where.{}: chroma compares only numbers with {}; dates are stored as publication_date_ts "
+                            "(epoch seconds)",
+                            cmp.key, to_string(cmp.op)));
+  }
+  if (!range || !date_key || (cmp.key == "publication_date_ts" && !string_operand)) {
+    return to_chroma_where(FilterNode{cmp});
+  }
+  // publication_date (a full time in pgvector) or a date string on publication_date_ts: Chroma
+  // holds only publication_date_ts, the date's midnight UTC. t >= D and t < D are exact for a
+  // midnight D; anything else would silently change the result, so it is refused.
+  std::optional<std::int64_t> epoch;
+  if (string_operand) {
+    epoch = midnight_epoch(std::get<std::string>(cmp.values.front()));
+  } else if (const auto* i = std::get_if<std::int64_t>(&cmp.values.front())) {
+    epoch = *i;
+  } else if (const auto* d = std::get_if<double>(&cmp.values.front()); d && std::floor(*d) == *d) {
+    epoch = static_cast<std::int64_t>(*d);
+  }
+  const bool exact = epoch && *epoch % k_day == 0 && (cmp.op == FilterOp::gte || cmp.op == FilterOp::lt);
+  if (!exact) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("where.{}: chroma stores publication dates only as publication_date_ts (midnight UTC "
+                            "of the day); use $gte or $lt with a date (YYYY-MM-DD), or compare publication_date_ts "
+                            "with epoch seconds",
+                            cmp.key));
+  }
+  FilterComparison ts{"publication_date_ts", cmp.op, {FilterValue(*epoch)}};
+  return to_chroma_where(FilterNode{std::move(ts)});
+}
+
+// nullopt = matches every record (Chroma rejects an empty `where`, so it is omitted).
+Result<std::optional<json>> translate(const FilterNode& node) {
+  if (const auto* cmp = std::get_if<FilterComparison>(&node.node)) {
+    VS_TRY_ASSIGN(json j, chroma_comparison(*cmp));
+    return std::optional<json>(std::move(j));
+  }
+  const auto& logical = std::get<FilterLogical>(node.node);
+  json children = json::array();
+  for (const auto& child : logical.children) {
+    VS_TRY_ASSIGN(std::optional<json> c, translate(child));
+    if (!c) {
+      if (logical.kind == FilterLogical::Kind::or_) return std::optional<json>{};  // one branch matches all
+      continue;
+    }
+    children.push_back(std::move(*c));
+  }
+  if (logical.kind == FilterLogical::Kind::and_) {
+    if (children.empty()) return std::optional<json>{};
+    if (children.size() == 1) return std::optional<json>(std::move(children[0]));
+    return std::optional<json>(json{{"$and", std::move(children)}});
+  }
+  // `{"$or": []}` matches nothing in Chroma, as in the filter grammar.
+  if (children.size() == 1) return std::optional<json>(std::move(children[0]));
+  return std::optional<json>(json{{"$or", std::move(children)}});
+}
+
+}  // namespace
+
+Result<json> chroma_where(const FilterNode& filter) {
+  VS_TRY_ASSIGN(std::optional<json> where, translate(filter));
+  return where ? std::move(*where) : json(nullptr);
+}
+
+ChromaStore::ChromaStore(const Config& config, ChromaOptions options, std::unique_ptr<ChromaHttp> http)
+    : m_config(config), m_options(std::move(options)), m_http(std::move(http)), m_dimension(config.embedding_dim) {}
+
+Result<std::unique_ptr<ChromaStore>> ChromaStore::open(const Config& config, ChromaOptions options) {
+  if (options.http.base_url.empty()) options.http.base_url = config.chroma_url;
+  if (options.http.token.empty()) options.http.token = config.chroma_token;
+  if (options.http.base_url.empty()) {
+    return fail(ErrorCode::invalid_argument,
+                "CHROMA_URL is not set: VECTOR_BACKEND=chromadb or dual needs the Chroma server's URL, e.g. "
+                "http://localhost:8000");
+  }
+  VS_TRY_ASSIGN(auto http, ChromaHttp::create(options.http));
+  std::unique_ptr<ChromaStore> store(new ChromaStore(config, std::move(options), std::move(http)));
+  VS_TRY(store->detect_api());
+  VS_TRY(store->find_collection());
+  return store;
+}
+
+Result<void> ChromaStore::detect_api() {
+  VS_TRY_ASSIGN(HttpAnswer v2, m_http->probe("/api/v2/heartbeat"));
+  std::string prefix = "/api/v2";
+  if (v2.status != 200) {
+    VS_TRY_ASSIGN(HttpAnswer v1, m_http->probe("/api/v1/heartbeat"));
+    if (v1.status != 200) {
+      return fail(ErrorCode::unavailable,
+                  fmt::format("chroma server {} answers neither /api/v2/heartbeat (HTTP {}) nor /api/v1/heartbeat "
+                              "(HTTP {}); is it a Chroma server?",
+                              m_http->server(), v2.status, v1.status));
+    }
+    m_api = ApiVersion::v1;
+    prefix = "/api/v1";
+  }
+  VS_TRY_ASSIGN(HttpAnswer checks, m_http->probe(prefix + "/pre-flight-checks"));
+  if (checks.status == 200 && checks.body.is_object() && checks.body.contains("max_batch_size") &&
+      checks.body["max_batch_size"].is_number_integer() && checks.body["max_batch_size"].get<std::int64_t>() > 0) {
+    m_max_batch = checks.body["max_batch_size"].get<std::int64_t>();
+  }
+  return {};
+}
+
+std::string ChromaStore::collections_path() const {
+  if (m_api == ApiVersion::v2) {
+    return fmt::format("/api/v2/tenants/{}/databases/{}/collections", m_options.tenant, m_options.database);
+  }
+  return "/api/v1/collections";
+}
+
+std::string ChromaStore::record_path(std::string_view op) const {
+  if (m_api == ApiVersion::v2) return fmt::format("{}/{}/{}", collections_path(), m_collection_id, op);
+  return fmt::format("/api/v1/collections/{}/{}", m_collection_id, op);
+}
+
+Result<void> ChromaStore::find_collection() {
+  const std::string& name = m_config.chroma_collection;
+  const std::string v1_scope = fmt::format("?tenant={}&database={}", m_options.tenant, m_options.database);
+  const std::string scope = m_api == ApiVersion::v1 ? v1_scope : "";
+  auto found = m_http->get(fmt::format("{}/{}{}", collections_path(), name, scope));
+  json collection;
+  if (found) {
+    collection = std::move(*found);
+  } else if (found.error().code() != ErrorCode::not_found && found.error().code() != ErrorCode::invalid_argument) {
+    return fail(found.error());
+  } else if (!m_options.create_collection) {
+    return fail(ErrorCode::not_found,
+                fmt::format("chroma server {} has no collection {} in tenant {}, database {}; `vstore ingest` creates it",
+                            m_http->server(), name, m_options.tenant, m_options.database));
+  } else {
+    json metadata = {{"hnsw:space", space_name(m_options.create_space)}};
+    if (m_options.create_ef_construction) metadata["hnsw:construction_ef"] = *m_options.create_ef_construction;
+    if (m_options.create_ef_search) metadata["hnsw:search_ef"] = *m_options.create_ef_search;
+    if (m_options.create_m) metadata["hnsw:M"] = *m_options.create_m;
+    const json body = {{"name", name}, {"metadata", metadata}, {"get_or_create", true}};
+    VS_TRY_ASSIGN(collection, m_http->post(collections_path() + scope, body, Retry::write));
+  }
+  if (!collection.is_object() || !collection.contains("id") || !collection["id"].is_string()) {
+    return fail(ErrorCode::corruption,
+                fmt::format("chroma server {} described collection {} without an id", m_http->server(), name));
+  }
+  m_collection_id = collection["id"].get<std::string>();
+  // The space: 1.x configuration first, then the legacy metadata key, else Chroma's default l2.
+  std::string space = "l2";
+  const json metadata = collection.contains("metadata") && collection["metadata"].is_object() ? collection["metadata"]
+                                                                                             : json::object();
+  if (metadata.contains("hnsw:space") && metadata["hnsw:space"].is_string()) space = metadata["hnsw:space"].get<std::string>();
+  if (collection.contains("configuration_json") && collection["configuration_json"].is_object()) {
+    const json& cfg = collection["configuration_json"];
+    if (cfg.contains("hnsw") && cfg["hnsw"].is_object()) {
+      m_hnsw_params = cfg["hnsw"];
+      if (m_hnsw_params.contains("space") && m_hnsw_params["space"].is_string()) {
+        space = m_hnsw_params["space"].get<std::string>();
+      }
+    }
+  }
+  if (m_hnsw_params.empty()) {
+    for (const auto& [key, value] : metadata.items()) {
+      if (key.starts_with("hnsw:")) m_hnsw_params[key.substr(5)] = value;
+    }
+  }
+  if (space == "cosine") {
+    m_space = Space::cosine;
+  } else if (space == "ip") {
+    m_space = Space::ip;
+  } else if (space == "l2") {
+    m_space = Space::l2;
+  } else {
+    return fail(ErrorCode::corruption,
+                fmt::format("chroma collection {} has the unknown distance space \"{}\"", name, space));
+  }
+  if (collection.contains("dimension") && collection["dimension"].is_number_integer()) {
+    const int dim = collection["dimension"].get<int>();
+    if (dim != m_config.embedding_dim) {
+      return fail(ErrorCode::conflict,
+                  fmt::format("chroma collection {} on {} stores {}-dimensional vectors but EMBEDDING_DIM={}; set "
+                              "EMBEDDING_DIM={} or use another collection",
+                              name, m_http->server(), dim, m_config.embedding_dim, dim));
+    }
+  }
+  return {};
+}
+
+// ---- writes -----------------------------------------------------------------------------------
+
+Result<void> ChromaStore::upsert(std::span<const ArticleVector> items) {
+  if (items.empty()) return {};
+  std::unordered_set<std::string_view> seen;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    if (item.article.uri.empty()) return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri is empty", i));
+    VS_TRY(check_vector(item.embedding, m_dimension, fmt::format("article {}", item.article.uri)));
+    if (!seen.insert(item.article.uri).second) {
+      return fail(ErrorCode::invalid_argument, fmt::format("uri {} appears twice in one batch", item.article.uri));
+    }
+    if (item.embedding_model.empty()) {
+      return fail(ErrorCode::invalid_argument, fmt::format("article {}: the embedding model is not named", item.article.uri));
+    }
+  }
+  std::size_t start = 0;
+  while (start < items.size()) {
+    json ids = json::array();
+    json embeddings = json::array();
+    json metadatas = json::array();
+    json documents = json::array();
+    std::size_t bytes = 0;
+    std::size_t end = start;
+    while (end < items.size() && static_cast<std::int64_t>(end - start) < m_max_batch &&
+           (end == start || bytes < k_max_request_bytes)) {
+      const auto& item = items[end];
+      json md = build_metadata(item.article);
+      if (m_api == ApiVersion::v2) {
+        for (auto key : k_contract_keys) {
+          if (!md.contains(key)) md[std::string(key)] = nullptr;
+        }
+      }
+      const std::string_view doc = document_text(item.article);
+      bytes += item.embedding.size() * 12 + md.dump().size() + doc.size() + item.article.uri.size() + 16;
+      ids.push_back(item.article.uri);
+      embeddings.push_back(embedding_json(item.embedding));
+      metadatas.push_back(std::move(md));
+      documents.push_back(doc.empty() ? json(nullptr) : json(std::string(doc)));
+      ++end;
+    }
+    const json body = {{"ids", std::move(ids)},
+                       {"embeddings", std::move(embeddings)},
+                       {"metadatas", std::move(metadatas)},
+                       {"documents", std::move(documents)}};
+    auto done = m_http->post(record_path("upsert"), body, Retry::write);
+    if (!done) {
+      return fail(done.error().code(),
+                  fmt::format("{} (records {} to {} of {} not written; {} written before)", done.error().message(),
+                              start + 1, end, items.size(), start));
+    }
+    start = end;
+  }
+  return {};
+}
+
+Result<std::map<std::string, std::string>> ChromaStore::vector_models(std::span<const std::string> ids) {
+  std::map<std::string, std::string> out;
+  const auto batch = static_cast<std::size_t>(m_max_batch);
+  for (std::size_t start = 0; start < ids.size(); start += batch) {
+    const auto chunk = ids.subspan(start, std::min(batch, ids.size() - start));
+    const json probe = {{"ids", json(std::vector<std::string>(chunk.begin(), chunk.end()))}, {"include", json::array()}};
+    VS_TRY_ASSIGN(json present, m_http->post(record_path("get"), probe, Retry::read));
+    if (!present.contains("ids") || !present["ids"].is_array()) {
+      return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get without ids", m_http->server()));
+    }
+    for (const auto& id : present["ids"]) {
+      if (id.is_string()) out.emplace(id.get<std::string>(), std::string());
+    }
+  }
+  return out;
+}
+
+Result<std::int64_t> ChromaStore::remove(std::span<const std::string> ids) {
+  std::int64_t removed = 0;
+  const auto batch = static_cast<std::size_t>(m_max_batch);
+  for (std::size_t start = 0; start < ids.size(); start += batch) {
+    const auto chunk = ids.subspan(start, std::min(batch, ids.size() - start));
+    const json probe = {{"ids", json(std::vector<std::string>(chunk.begin(), chunk.end()))}, {"include", json::array()}};
+    VS_TRY_ASSIGN(json present, m_http->post(record_path("get"), probe, Retry::read));
+    if (!present.contains("ids") || !present["ids"].is_array()) {
+      return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get without ids", m_http->server()));
+    }
+    if (present["ids"].empty()) continue;
+    VS_TRY(m_http->post(record_path("delete"), json{{"ids", present["ids"]}}, Retry::write));
+    removed += static_cast<std::int64_t>(present["ids"].size());
+  }
+  return removed;
+}
+
+// ---- reads ------------------------------------------------------------------------------------
+
+Result<json> ChromaStore::query_raw(std::span<const float> query, int n, const json* where, bool with_embeddings) {
+  json include = json::array({"metadatas", "distances"});
+  if (with_embeddings) include.push_back("embeddings");
+  json body = {{"query_embeddings", json::array({embedding_json(query)})}, {"n_results", n}, {"include", include}};
+  if (where != nullptr && !where->is_null()) body["where"] = *where;
+  VS_TRY_ASSIGN(json res, m_http->post(record_path("query"), body, Retry::read));
+  if (!res.is_object() || !res.contains("ids") || !res["ids"].is_array() || res["ids"].size() != 1 ||
+      !res.contains("distances") || !res["distances"].is_array() || res["distances"].size() != 1) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered a query without ids or distances",
+                                                   m_http->server()));
+  }
+  return res;
+}
+
+Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query, const SearchOptions& options) {
+  if (options.top_k < 1 || options.top_k > k_max_top_k) {
+    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, options.top_k));
+  }
+  VS_TRY(check_vector(query, m_dimension, "query vector"));
+  json where = nullptr;
+  if (options.where) {
+    VS_TRY_ASSIGN(where, chroma_where(*options.where));
+  }
+  const bool cosine = m_space == Space::cosine;
+  const int n = cosine ? options.top_k : std::min(k_max_top_k, options.top_k * 4);
+  VS_TRY_ASSIGN(json res, query_raw(query, n, &where, !cosine));
+  const json& ids = res["ids"][0];
+  const json& distances = res["distances"][0];
+  const json* metadatas = res.contains("metadatas") && res["metadatas"].is_array() && !res["metadatas"].empty()
+                              ? &res["metadatas"][0]
+                              : nullptr;
+  const json* embeddings = res.contains("embeddings") && res["embeddings"].is_array() && !res["embeddings"].empty()
+                               ? &res["embeddings"][0]
+                               : nullptr;
+  if (!cosine && (embeddings == nullptr || !embeddings->is_array() || embeddings->size() != ids.size())) {
+    return fail(ErrorCode::corruption,
+                fmt::format("chroma server {} answered a query without the embeddings asked for", m_http->server()));
+  }
+  std::vector<SearchHit> hits;
+  hits.reserve(ids.size());
+  for (std::size_t i = 0; i < ids.size() && i < distances.size(); ++i) {
+    SearchHit hit;
+    hit.id = ids[i].get<std::string>();
+    hit.raw_score = distances[i].is_number() ? distances[i].get<double>() : 0.0;
+    hit.score = cosine ? hit.raw_score : cosine_distance(query, (*embeddings)[i]);
+    if (metadatas != nullptr && metadatas->is_array() && i < metadatas->size() && (*metadatas)[i].is_object()) {
+      hit.metadata = (*metadatas)[i];
+    }
+    hits.push_back(std::move(hit));
+  }
+  std::stable_sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) {
+    return a.score != b.score ? a.score < b.score : a.id < b.id;
+  });
+  if (static_cast<int>(hits.size()) > options.top_k) hits.resize(static_cast<std::size_t>(options.top_k));
+  return hits;
+}
+
+Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, int top_k) {
+  if (top_k < 1 || top_k >= k_max_top_k) {
+    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k - 1, top_k));
+  }
+  const json body = {{"ids", json::array({std::string(uri)})}, {"include", json::array({"embeddings"})}};
+  VS_TRY_ASSIGN(json res, m_http->post(record_path("get"), body, Retry::read));
+  if (!res.contains("ids") || !res["ids"].is_array() || res["ids"].empty()) {
+    return fail(ErrorCode::not_found, fmt::format("no article with uri {} in chroma collection {}", uri,
+                                                  m_config.chroma_collection));
+  }
+  std::vector<float> vec;
+  if (!res.contains("embeddings") || !res["embeddings"].is_array() || res["embeddings"].empty()) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} returned no embedding for {}", m_http->server(), uri));
+  }
+  VS_TRY(decode_embedding(res["embeddings"][0], static_cast<std::size_t>(m_dimension), vec, uri));
+  SearchOptions opts;
+  opts.top_k = top_k + 1;
+  VS_TRY_ASSIGN(auto hits, search(vec, opts));
+  std::erase_if(hits, [&](const SearchHit& h) { return h.id == uri; });
+  if (static_cast<int>(hits.size()) > top_k) hits.resize(static_cast<std::size_t>(top_k));
+  return hits;
+}
+
+Result<VectorBatch> ChromaStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
+  if (limit && *limit < 0) return fail(ErrorCode::invalid_argument, fmt::format("limit must be >= 0, not {}", *limit));
+  json chroma_filter = nullptr;
+  if (where) {
+    VS_TRY_ASSIGN(chroma_filter, chroma_where(*where));
+  }
+  VectorBatch batch;
+  batch.dim = static_cast<std::size_t>(m_dimension);
+  std::int64_t offset = 0;
+  while (true) {
+    const std::int64_t want = limit ? std::min(m_max_batch, *limit - offset) : m_max_batch;
+    if (want <= 0) break;
+    json body = {{"limit", want}, {"offset", offset}, {"include", json::array({"embeddings", "metadatas"})}};
+    if (!chroma_filter.is_null()) body["where"] = chroma_filter;
+    VS_TRY_ASSIGN(json page, m_http->post(record_path("get"), body, Retry::read));
+    if (!page.contains("ids") || !page["ids"].is_array() || !page.contains("embeddings") ||
+        !page["embeddings"].is_array() || page["embeddings"].size() != page["ids"].size()) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("chroma server {} answered get without matching ids and embeddings", m_http->server()));
+    }
+    const json& ids = page["ids"];
+    const json* metadatas = page.contains("metadatas") && page["metadatas"].is_array() ? &page["metadatas"] : nullptr;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const std::string id = ids[i].get<std::string>();
+      VS_TRY(decode_embedding(page["embeddings"][i], batch.dim, batch.data, id));
+      batch.metadatas.push_back(metadatas != nullptr && i < metadatas->size() && (*metadatas)[i].is_object()
+                                    ? (*metadatas)[i]
+                                    : json::object());
+      batch.ids.push_back(id);
+    }
+    offset += static_cast<std::int64_t>(ids.size());
+    if (static_cast<std::int64_t>(ids.size()) < want) break;
+  }
+  return batch;
+}
+
+Result<void> ChromaStore::drop_collection() {
+  const std::string scope =
+      m_api == ApiVersion::v1 ? fmt::format("?tenant={}&database={}", m_options.tenant, m_options.database) : "";
+  VS_TRY(m_http->del(fmt::format("{}/{}{}", collections_path(), m_config.chroma_collection, scope)));
+  return {};
+}
+
+Result<std::string> ChromaStore::server_version() {
+  VS_TRY_ASSIGN(json v, m_http->get(m_api == ApiVersion::v2 ? "/api/v2/version" : "/api/v1/version"));
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+Result<StoreCounts> ChromaStore::count() {
+  VS_TRY_ASSIGN(json n, m_http->get(record_path("count")));
+  if (!n.is_number_integer()) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered count with {}", m_http->server(), n.dump()));
+  }
+  return StoreCounts{n.get<std::int64_t>(), n.get<std::int64_t>()};
+}
+
+Result<json> ChromaStore::health() {
+  json h;
+  std::vector<std::string> reasons;
+  h["backend"] = "chromadb";
+  h["server"] = m_http->server();
+  h["api"] = m_api == ApiVersion::v2 ? "v2" : "v1";
+  h["collection"] = m_config.chroma_collection;
+  h["collection_id"] = m_collection_id;
+  h["dimension"] = m_dimension;
+  h["extension_version"] = nullptr;
+  h["embedding_model"] = m_config.embedding_model;
+  h["server_version"] = nullptr;
+  h["rows"] = 0;
+  h["with_embedding"] = 0;
+  h["coverage_pct"] = 0.0;
+  const std::string prefix = m_api == ApiVersion::v2 ? "/api/v2" : "/api/v1";
+  if (auto version = m_http->get(prefix + "/version"); version && version->is_string()) {
+    h["server_version"] = *version;
+  } else if (!version) {
+    reasons.push_back(version.error().message());
+  }
+  if (reasons.empty()) {
+    if (auto counts = count(); counts) {
+      h["rows"] = counts->rows;
+      h["with_embedding"] = counts->with_embedding;
+      h["coverage_pct"] = counts->rows == 0 ? 0.0 : 100.0;
+    } else {
+      reasons.push_back(counts.error().message());
+    }
+  }
+  json params = m_hnsw_params;
+  params["space"] = space_name(m_space);
+  h["index"] = {{"type", "hnsw"}, {"name", m_config.chroma_collection}, {"valid", reasons.empty()}, {"params", params}};
+  if (m_space != Space::cosine) {
+    h["notes"] = json::array({fmt::format("collection space is {}; scores are converted to cosine distance",
+                                          space_name(m_space))});
+  }
+  h["healthy"] = reasons.empty();
+  h["reasons"] = reasons;
+  return h;
+}
+
+}  // namespace vstore::chroma

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+// Test support implementation: starting, probing and stopping the Chroma server process.
+#include "support/chroma_fixture.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "chroma/chroma_http.hpp"
+
+namespace vstore::testing {
+namespace {
+
+[[noreturn]] void die(const std::string& why) {
+  std::fprintf(stderr, "chroma test fixture: %s\n", why.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+// The chromadb CLI set-up installed (scripts/setup_chroma_server.sh).
+std::string chroma_cli() {
+  const char* cli = std::getenv("VSTORE_TEST_CHROMA_CLI");
+  if (cli == nullptr || *cli == '\0') die("VSTORE_TEST_CHROMA_CLI is not set (run the tests through ctest)");
+  if (!std::filesystem::exists(cli)) die(fmt::format("{} does not exist; run scripts/setup.sh", cli));
+  return cli;
+}
+
+}  // namespace
+
+int free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) die("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("bind() to a free port failed");
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string unique_collection(const std::string& prefix) {
+  static std::atomic<int> next{0};
+  return fmt::format("{}-{}-{}", prefix, getpid(), next++);
+}
+
+ChromaServer::ChromaServer() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "vstore-chroma-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) die("mkdtemp failed");
+  m_root = tmpl;
+  m_port = free_loopback_port();
+  start();
+}
+
+ChromaServer::~ChromaServer() {
+  stop();
+  std::error_code ec;
+  std::filesystem::remove_all(m_root, ec);
+}
+
+namespace {
+ChromaServer* g_shared = nullptr;
+
+class StopSharedServer : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    delete g_shared;
+    g_shared = nullptr;
+  }
+};
+}  // namespace
+
+ChromaServer& ChromaServer::shared() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_shared = new ChromaServer();
+    ::testing::AddGlobalTestEnvironment(new StopSharedServer());
+  });
+  return *g_shared;
+}
+
+std::string ChromaServer::url() const { return fmt::format("http://127.0.0.1:{}", m_port); }
+
+void ChromaServer::start() {
+  if (m_pid > 0) return;
+  const std::string cli = chroma_cli();
+  const std::string data = m_root + "/data";
+  const std::string log = m_root + "/server.log";
+  const std::string port = std::to_string(m_port);
+  const pid_t pid = fork();
+  if (pid < 0) die("fork failed");
+  if (pid == 0) {
+    setpgid(0, 0);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
+    execlp("node", "node", cli.c_str(), "run", "--path", data.c_str(), "--host", "127.0.0.1", "--port", port.c_str(),
+           static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  m_pid = pid;
+  chroma::HttpOptions options;
+  options.base_url = url();
+  options.connect_timeout = std::chrono::milliseconds(500);
+  auto http = chroma::ChromaHttp::create(options);
+  if (!http) die(http.error().to_string());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(m_pid, &status, WNOHANG) == m_pid) {
+      m_pid = -1;
+      die(fmt::format("the chroma server exited during start-up (status {}); see {}", status, log));
+    }
+    auto answer = (*http)->probe("/api/v2/heartbeat");
+    if (answer && answer->status == 200) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop();
+  die(fmt::format("the chroma server on port {} did not answer its heartbeat within 60 s; see {}", m_port, log));
+}
+
+void ChromaServer::stop() {
+  if (m_pid <= 0) return;
+  kill(-m_pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int status = 0;
+  while (waitpid(m_pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(-m_pid, SIGKILL);
+      waitpid(m_pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  m_pid = -1;
+}
+
+}  // namespace vstore::testing

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Test support: a real Chroma server (set-up's npm chromadb 3.0.12 install) on a free loopback
+// port with a temporary --path, which tests can stop and restart.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace vstore::testing {
+
+/// One Chroma server process. Starting it fails the binary (abort with the reason) when the
+/// server cannot start, so that no Chroma test can silently skip.
+class ChromaServer {
+ public:
+  /// Starts a server in a new temporary directory and waits for its heartbeat.
+  ChromaServer();
+  /// Stops the server and removes its directory.
+  ~ChromaServer();
+  ChromaServer(const ChromaServer&) = delete;
+  ChromaServer& operator=(const ChromaServer&) = delete;
+
+  /// A server shared by the tests of one binary, started on first use.
+  static ChromaServer& shared();
+
+  /// http://127.0.0.1:PORT
+  [[nodiscard]] std::string url() const;
+  [[nodiscard]] int port() const { return m_port; }
+  /// Stops the process (SIGTERM, then SIGKILL after 10 s); the data directory stays.
+  void stop();
+  /// Starts it again on the same port and directory and waits for its heartbeat.
+  void start();
+  [[nodiscard]] bool running() const { return m_pid > 0; }
+
+ private:
+  std::string m_root;
+  int m_port = 0;
+  pid_t m_pid = -1;
+};
+
+/// A free TCP port on 127.0.0.1 (bound and released; another process could take it meanwhile).
+int free_loopback_port();
+
+/// A collection name unique within the test binary ("<prefix>-<pid>-<n>").
+std::string unique_collection(const std::string& prefix);
+
+}  // namespace vstore::testing
