@@ -208,6 +208,7 @@ if [ "$(readlink "$MODEL_LINK" 2>/dev/null || true)" != "$MODEL_DIR" ]; then
 fi
 log "model: all-MiniLM-L6-v2 files in $MODEL_LINK"
 
+bash "$SCRIPT_DIR/setup_chroma_py.sh" || die "scripts/setup_chroma_py.sh failed (chromadb virtual environments for the migrate-chroma tests)"
 ELAPSED=$(( $(date +%s) - START_TS ))
 if [ ${#DID[@]} -eq 0 ]; then
     log "done: everything already in place (${ELAPSED}s)"
