@@ -19,6 +19,8 @@ import numpy as np
 from chromadb.config import Settings
 
 DIM = 16
+# Metadata value None (delete the key) is accepted in update from 1.0 on.
+META_NULL_OK = chromadb.__version__.startswith("1.")
 
 
 def vec(rng):
@@ -70,6 +72,20 @@ def main():
         add(["r%03d" % k for k in range(20, 25)])
         for start in range(0, 30, 10):
             add(["t%03d" % k for k in range(start, start + 10)])
+
+        # 300 log rows so far: a multiple of hnsw:batch_size and hnsw:sync_threshold, so all of
+        # it is flushed. The 7 rows below stay only in embeddings_queue (one of each operation).
+        add(["t%03d" % k for k in range(30, 33)])
+        e = vec(rng)
+        col.update(ids=["r050"], embeddings=[e], metadatas=[{"s": "tail update"}], documents=["tail document"])
+        inputs["r050"] = e
+        col.delete(ids=["r051"])
+        inputs.pop("r051")
+        deleted.add("r051")
+        e = vec(rng)
+        col.upsert(ids=["r052"], embeddings=[e], metadatas=[{"s": "tail upsert", "k": 7}], documents=["upserted"])
+        inputs["r052"] = e
+        col.update(ids=["r053"], metadatas=[{"s": None, "only": True}] if META_NULL_OK else [{"only": True}])
 
         got = col.get(include=["embeddings", "metadatas", "documents"])
         live = []
