@@ -33,6 +33,8 @@ struct MigrateOptions {
   MigrateProgress progress;                ///< optional
   /// For tests only: stop (as if killed) after this many committed batches; 0 = never.
   std::size_t test_stop_after_batches = 0;
+  /// For tests only: sleep this long after each committed batch, so a test can kill the run.
+  int test_batch_delay_ms = 0;
 };
 
 /// The plan and outcome for one collection.

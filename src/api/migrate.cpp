@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -117,6 +118,21 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
   return shape;
 }
 
+// JSON equality that keeps integers, floats and bools apart (nlohmann's == says 3 == 3.0).
+bool same_typed(const json& a, const json& b) {
+  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
+  if (kind(a) != kind(b)) return false;
+  if (a.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (const auto& [k, v] : a.items()) {
+      auto it = b.find(k);
+      if (it == b.end() || !same_typed(v, *it)) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
 bool finite(std::span<const float> v) {
   return std::all_of(v.begin(), v.end(), [](float f) { return std::isfinite(f); });
 }
@@ -189,6 +205,9 @@ class CollectionMigration {
       if (m_options.progress) {
         m_options.progress("copy", static_cast<std::int64_t>(to), static_cast<std::int64_t>(records.size()));
       }
+      if (m_options.test_batch_delay_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(m_options.test_batch_delay_ms));
+      }
       if (m_options.test_stop_after_batches != 0 && ++batches >= m_options.test_stop_after_batches && to < records.size()) {
         return fail(ErrorCode::internal, fmt::format("stopped after {} batches (test hook)", batches));
       }
@@ -251,7 +270,7 @@ class CollectionMigration {
       }
       if (res.is_null(r, 2) || res.text(r, 2) != m_report.embedding_model) ++model_mismatch;
       const json md = res.is_null(r, 3) ? json() : json::parse(res.get(r, 3), nullptr, false);
-      if (md != rec.metadata) {
+      if (!same_typed(md, rec.metadata)) {
         ++metadata_mismatch;
         if (examples.size() < 10) examples.push_back("metadata differs " + rec.id);
       }
