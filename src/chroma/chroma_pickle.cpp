@@ -5,8 +5,8 @@
 // the memo (MEMOIZE/BINPUT/BINGET) aliases them: the Python dialect memoises the state dict
 // before SETITEMS fills it, and its `label_to_id` strings are memo references to the strings
 // first seen in `id_to_label`. Every read is bounds-checked, every opcode outside the set is
-// refused, nesting and counts are bounded by the input length, and the program must end with
-// STOP, one value on the stack and no trailing bytes. The result is then checked for one of
+// refused, at most eight dicts may be built (so nesting stays shallow), and the program must
+// end with STOP, one value on the stack and no trailing bytes. The result is then checked for one of
 // the two shapes: a PersistentData instance (class global, empty args, BUILD with a dict) or a
 // plain dict with the same keys.
 #include "chroma/chroma_pickle.hpp"
@@ -25,6 +25,7 @@ namespace {
 
 constexpr std::string_view k_py_module = "chromadb.segment.impl.vector.local_persistent_hnsw";
 constexpr std::string_view k_py_class = "PersistentData";
+constexpr int k_max_dicts = 8;
 
 struct Node;
 using NodeRef = std::shared_ptr<Node>;
@@ -86,6 +87,8 @@ class Machine {
           return m_stack.back();
         }
         case '}':
+          // Both dialects build four dicts (state + three maps); a cap keeps nesting shallow.
+          if (++m_dicts > k_max_dicts) return bad(fmt::format("more than {} dicts", k_max_dicts));
           m_stack.push_back(make(Dict{}));
           break;
         case ')':
@@ -262,6 +265,7 @@ class Machine {
   unsigned m_op = 0;
   std::vector<NodeRef> m_stack;
   std::vector<NodeRef> m_memo;
+  int m_dicts = 0;
 };
 
 std::unexpected<Error> shape_error(std::string what) {
