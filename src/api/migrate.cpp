@@ -502,6 +502,7 @@ json stats_json(const chroma::SnapshotStats& s) {
           {"metadata_max_seq_id", s.metadata_max_seq_id},
           {"log_rows", s.wal_rows},
           {"log_rows_replayed", s.wal_replayed},
+          {"cosine_exact_from_log", s.exact_from_log},
           {"label_map_format", s.label_map_format}};
 }
 

@@ -15,7 +15,8 @@
 //   pickle's, as 0.4.0-0.5.5 kept it there; else -1). Log semantics follow Chroma: ADD only
 //   when absent, UPDATE only when present (metadata merged, null deletes a key), UPSERT is
 //   update-or-add, DELETE removes. Live ids are those of the metadata side; each must have
-//   a vector or the snapshot is refused.
+//   a vector or the snapshot is refused. For cosine, slots whose vector the log still holds
+//   (older log rows, kept forever before 0.5.6) take the client's exact bytes from the log.
 // - Sequence ids are 8-byte big-endian BLOBs up to 0.6.x and INTEGER from 1.x; both decode.
 #include "chroma/chroma_dir.hpp"
 
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -188,6 +190,47 @@ struct LogRow {
   std::optional<std::vector<float>> vector;
   std::optional<json> metadata;
 };
+
+// Cosine slots hold normalised vectors; the de-normalised float32 is Chroma's reconstruction,
+// not the client's bytes. Where the log still holds a row (at or before the vector segment's
+// sequence number) that set this id's vector after its last delete, and that vector agrees
+// with the reconstruction to float precision, its exact bytes are taken instead. Rows are
+// tried newest first, so an ADD that Chroma ignored (the id existed) cannot win unless it
+// carried the same vector.
+void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq, std::map<std::string, VecState>& vecs,
+                         SnapshotStats& stats) {
+  std::unordered_map<std::string, std::vector<const LogRow*>> by_id;
+  for (const LogRow& r : log) {
+    if (r.seq > vector_seq) break;
+    auto it = vecs.find(r.id);
+    if (it == vecs.end() || it->second.source != VectorSource::hnsw) continue;
+    auto& rows = by_id[r.id];
+    if (r.op == 3) {
+      rows.clear();
+    } else if (r.vector) {
+      rows.push_back(&r);
+    }
+  }
+  for (auto& [id, rows] : by_id) {
+    VecState& state = vecs.at(id);
+    for (auto row = rows.rbegin(); row != rows.rend(); ++row) {
+      const auto& candidate = *(*row)->vector;
+      if (candidate.size() != state.vector.size()) continue;
+      double scale = 1.0;
+      for (float x : candidate) scale = std::max(scale, static_cast<double>(std::abs(x)));
+      bool same = true;
+      for (std::size_t i = 0; i < candidate.size() && same; ++i) {
+        same = std::abs(static_cast<double>(candidate[i]) - state.vector[i]) <= 1e-5 * scale;
+      }
+      if (same) {
+        state.vector = candidate;
+        state.source = VectorSource::wal;
+        ++stats.exact_from_log;
+        break;
+      }
+    }
+  }
+}
 
 }  // namespace
 
@@ -529,7 +572,9 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
       if (!row) break;
       ++snap.stats.wal_rows;
       const std::int64_t seq = st.int64(0);
-      if (seq <= from) continue;
+      // Older rows only matter for cosine: they may still hold the client's exact bytes of a
+      // vector the HNSW files keep normalised.
+      if (seq <= from && collection.space != "cosine") continue;
       LogRow r;
       r.seq = seq;
       r.op = static_cast<int>(st.int64(1));
@@ -569,6 +614,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
     }
   }
   for (const LogRow& r : log) {
+    if (r.seq <= from) continue;
     const bool replay_meta = r.seq > snap.stats.metadata_max_seq_id;
     const bool replay_vec = r.seq > vector_seq;
     if (replay_meta || replay_vec) ++snap.stats.wal_replayed;
@@ -599,6 +645,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
       }
     }
   }
+  if (collection.space == "cosine") recover_exact_bytes(log, vector_seq, vecs, snap.stats);
   if (snap.dimension == 0 && collection.dimension) snap.dimension = static_cast<std::size_t>(*collection.dimension);
   if (collection.dimension && static_cast<std::size_t>(*collection.dimension) != snap.dimension) {
     return fail(ErrorCode::corruption, fmt::format("collection {}: the sysdb says {} dimensions but the vectors have {}",

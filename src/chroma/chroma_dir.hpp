@@ -17,7 +17,8 @@ namespace vstore::chroma {
 /// Where a record's vector was read from.
 enum class VectorSource {
   hnsw,  ///< the flushed HNSW segment files (cosine: Chroma's own de-normalised float32)
-  wal,   ///< the embeddings_queue log (the bytes the client sent)
+  wal,   ///< the embeddings_queue log (the bytes the client sent), including cosine slots
+         ///< whose original bytes older log rows still hold
 };
 
 /// One collection as the sysdb tables describe it.
@@ -51,6 +52,7 @@ struct SnapshotStats {
   std::int64_t metadata_max_seq_id = -1;
   std::int64_t wal_rows = 0;            ///< log rows of this collection
   std::int64_t wal_replayed = 0;        ///< log rows past a segment's sequence number
+  std::int64_t exact_from_log = 0;      ///< cosine slots whose exact bytes were found in older log rows
   std::string label_map_format;         ///< "python", "rust" or "none"
 };
 

@@ -199,8 +199,15 @@ TEST_P(ChromaVersionTest, ReaderReturnsExactlyTheLiveRecordsChromaReturns) {
   for (const auto& gone : truth["deleted"]) EXPECT_FALSE(ids.contains(gone.get<std::string>())) << gone;
   EXPECT_FALSE(truth["deleted"].empty());
   // The directory mixes flushed HNSW slots and records that are only in the log.
-  EXPECT_GT(from_hnsw, 0);
+  EXPECT_GT(snap->stats.hnsw_slots, 0);
   EXPECT_GT(from_wal, 0);
+  if (space == "cosine" && version == "0.4.24") {
+    // 0.4.x never purges the log, so every normalised cosine slot gets the client's bytes back.
+    EXPECT_EQ(from_hnsw, 0);
+    EXPECT_GT(snap->stats.exact_from_log, 100);
+  } else {
+    EXPECT_GT(from_hnsw, 0);
+  }
   EXPECT_GT(snap->stats.wal_replayed, 0);
 }
 
