@@ -209,6 +209,7 @@ fi
 log "model: all-MiniLM-L6-v2 files in $MODEL_LINK"
 
 VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_server.sh" || die "Chroma server set-up failed"
+VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_py.sh" || die "scripts/setup_chroma_py.sh failed (chromadb virtual environments for the migrate-chroma tests)"
 ELAPSED=$(( $(date +%s) - START_TS ))
 if [ ${#DID[@]} -eq 0 ]; then
     log "done: everything already in place (${ELAPSED}s)"

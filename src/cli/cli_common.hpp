@@ -55,5 +55,6 @@ using Action = std::function<int()>;
 void add_db_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_data_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_bench_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action);
 
 }  // namespace vstore::cli

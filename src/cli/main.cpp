@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
     add_db_commands(app, globals, action);
     add_data_commands(app, globals, action);
     add_bench_commands(app, globals, action);
+    add_migrate_commands(app, globals, action);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+/// migrate-chroma: copies a Chroma persistent directory's embeddings into the pgvector table.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vstore/config.hpp"
+#include "vstore/result.hpp"
+
+namespace vstore {
+
+/// Called on long phases: phase name ("read", "copy", "verify"), units done and total.
+using MigrateProgress = std::function<void(std::string_view phase, std::int64_t done, std::int64_t total)>;
+
+/// What to migrate and how.
+struct MigrateOptions {
+  std::string from_dir;                    ///< Chroma persistent directory (stopped, or a copy); required
+  std::optional<std::string> collection;   ///< collection name; required when the directory holds several
+  bool dry_run = false;                    ///< plan only: read everything, write nothing
+  bool verify = false;                     ///< after writing, compare every row and run the overlap check
+  bool insert_missing = false;             ///< create rows for ids without an article row (else: skipped)
+  bool resume = false;                     ///< continue after the last committed batch of an earlier run
+  std::optional<std::string> model;        ///< embedding_model when Chroma stored no embedding function
+  std::size_t batch_size = 5000;           ///< records per COPY + merge transaction. Default 5000. Range 1..1000000.
+  int verify_queries = 50;                 ///< sample queries for overlap@10. Default 50.
+  MigrateProgress progress;                ///< optional
+  /// For tests only: stop (as if killed) after this many committed batches; 0 = never.
+  std::size_t test_stop_after_batches = 0;
+  /// For tests only: sleep this long after each committed batch, so a test can kill the run.
+  int test_batch_delay_ms = 0;
+};
+
+/// The plan and outcome for one collection.
+struct CollectionReport {
+  std::string name;
+  std::string id;
+  std::int64_t count = 0;          ///< live records in Chroma (chromadb_total)
+  std::size_t dimension = 0;
+  std::string metric;              ///< Chroma space: cosine, l2 or ip
+  std::string operator_class;      ///< vector_cosine_ops, vector_l2_ops or vector_ip_ops
+  std::string distance_operator;   ///< <=>, <-> or <#>
+  std::string embedding_model;
+  std::string model_source;        ///< "chroma" (stored embedding function) or "--model"
+  nlohmann::json source_stats;     ///< HNSW slots, tombstones, log rows replayed, sequence numbers
+  std::int64_t to_update = 0;      ///< ids with an article row (dry run and real run)
+  std::int64_t to_insert = 0;      ///< ids without a row, created with --insert-missing
+  std::int64_t to_skip = 0;        ///< ids without a row, left alone
+  std::int64_t migrated = 0;       ///< rows that now hold the Chroma vector (changed + unchanged + inserted)
+  std::int64_t changed = 0;        ///< rows whose embedding or model changed in this run
+  std::int64_t inserted = 0;
+  std::int64_t skipped = 0;
+  std::int64_t errors = 0;         ///< records refused (non-finite values)
+  std::int64_t resumed_after = 0;  ///< records already committed by an earlier run (--resume)
+  std::vector<std::string> error_ids;
+  std::vector<std::string> notes;
+  nlohmann::json verify;           ///< null unless verified
+};
+
+/// The whole run.
+struct MigrateReport {
+  std::string source;
+  std::string schema_version;      ///< Chroma migrations applied, e.g. "sysdb 9, metadb 4, embeddings_queue 2"
+  bool dry_run = false;
+  std::vector<CollectionReport> collections;
+  std::string report_path;         ///< JSON file written (empty for a dry run)
+  /// True when nothing differs: no errors and, when verified, every check passed.
+  [[nodiscard]] bool ok() const;
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Reads the collection(s) from `options.from_dir` offline and, unless dry_run, writes their
+/// vectors into `config.table` in batches: binary COPY into a temporary staging table, then one
+/// merge per batch that sets embedding, embedding_model and vector_metadata of existing rows
+/// (a row already equal is not rewritten) and, with insert_missing, inserts the rest. Each batch
+/// commits with a checkpoint row in `vstore_chroma_checkpoints`, so `resume` continues after a
+/// kill and a repeated run changes nothing. Writes the JSON report under
+/// `config.data_dir/reports/`. Errors: not_found (directory, collection), conflict (directory
+/// in use, unknown Chroma schema, dimension differs from the table), invalid_argument (several
+/// collections and none chosen, no model known), corruption (damaged Chroma files; nothing is
+/// written), unavailable (database). Not thread-safe with another migration of the same table.
+[[nodiscard]] Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config,
+                                                   const MigrateOptions& options);
+
+/// The pgvector operator class and distance operator for a Chroma space ("cosine", "l2", "ip").
+/// Errors: invalid_argument for any other space.
+[[nodiscard]] Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_view space);
+
+}  // namespace vstore

@@ -1,0 +1,677 @@
+// SPDX-License-Identifier: Apache-2.0
+// migrate-chroma: Chroma persistent directory -> pgvector table, exact, resumable, verified.
+//
+// Phases:
+//   1 read    every selected collection is read in full (ChromaDir: sqlite + HNSW files + log
+//             replay) before anything is written, so damaged input writes nothing.
+//   2 plan    the target table's dimension must equal the collection's; ids are classified as
+//             update (a row exists), insert (--insert-missing) or skip, with one query.
+//   3 copy    records sorted by id, in batches. Per batch, one transaction: binary COPY into a
+//             temporary staging table, UPDATE .. FROM staging for rows whose embedding, model or
+//             metadata differ (equal rows are not rewritten, so a second run changes nothing),
+//             INSERT of missing rows when asked, and the checkpoint row (last id committed).
+//             A kill leaves whole batches only; --resume starts after the checkpoint's id.
+//   4 verify  counts, per-id comparison of the stored vector bytes against the source bytes,
+//             metadata equality (jsonb vs Chroma JSON, int and float kept apart) and document
+//             equality for inserted rows, and overlap@10 between an exact search over the source
+//             vectors in Chroma's metric and pgvector's operator for that metric.
+// Vectors travel as float32 bit patterns end to end (pgvector's binary format), never as text.
+#include "vstore/migrate.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "chroma/chroma_dir.hpp"
+#include "pg/pg_binary.hpp"
+#include "pg/pg_catalog.hpp"
+#include "pg/pg_conn.hpp"
+#include "pg/pg_filter.hpp"
+
+namespace vstore {
+namespace {
+
+using nlohmann::json;
+using pg::Connection;
+using pg::Param;
+using pg::PgResult;
+namespace fs = std::filesystem;
+
+constexpr const char* k_checkpoints = "vstore_chroma_checkpoints";
+// Article columns a new row may get from Chroma: string metadata of the same name, and `raw`
+// from the document.
+constexpr std::string_view k_text_columns[] = {"title",       "summary",       "topic",          "category",
+                                               "news_source", "publication_date", "tags",         "sentiment",
+                                               "future_signal", "time_to_impact", "driver_type"};
+
+std::string q(std::string_view ident) { return pg::quote_sql_identifier(ident); }
+
+std::uint64_t fnv1a(std::span<const float> v) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (float f : v) {
+    auto bits = std::bit_cast<std::uint32_t>(f);
+    for (int i = 0; i < 4; ++i) {
+      h ^= (bits >> (8 * i)) & 0xFFU;
+      h *= 1099511628211ULL;
+    }
+  }
+  return h;
+}
+
+double chroma_distance(std::string_view space, std::span<const float> a, std::span<const float> b) {
+  double dot = 0, na = 0, nb = 0, l2 = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double x = a[i], y = b[i];
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+    l2 += (x - y) * (x - y);
+  }
+  if (space == "l2") return l2;
+  if (space == "ip") return 1.0 - dot;
+  return 1.0 - dot / (std::sqrt(na) * std::sqrt(nb));
+}
+
+struct TableShape {
+  int dimension = 0;
+  std::map<std::string, std::string> columns;  // name -> format_type
+  std::string index_opclass;                   // empty when no vector index
+};
+
+Result<TableShape> table_shape(Connection& conn, const std::string& table) {
+  TableShape shape;
+  Param p[] = {Param::text(table)};
+  VS_TRY_ASSIGN(PgResult cols, conn.exec_params("SELECT attname, format_type(atttypid, atttypmod), atttypmod FROM "
+                                                "pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
+                                                "attisdropped",
+                                                p));
+  if (cols.rows() == 0) {
+    return fail(ErrorCode::not_found, fmt::format("table {} does not exist; run `vstore schema up` first", table));
+  }
+  for (int r = 0; r < cols.rows(); ++r) {
+    shape.columns[cols.text(r, 0)] = cols.text(r, 1);
+    if (cols.get(r, 0) == "embedding") shape.dimension = std::stoi(cols.text(r, 2));
+  }
+  for (const char* needed : {"uri", "embedding", "embedding_model", "vector_metadata"}) {
+    if (!shape.columns.contains(needed)) {
+      return fail(ErrorCode::conflict, fmt::format("table {} has no {} column; run `vstore schema up` first", table, needed));
+    }
+  }
+  VS_TRY_ASSIGN(pg::VectorIndex idx, pg::find_vector_index(conn, table));
+  if (!idx.name.empty()) {
+    Param ip[] = {Param::text(idx.name)};
+    VS_TRY_ASSIGN(PgResult opc, conn.exec_params("SELECT o.opcname FROM pg_index i JOIN pg_opclass o ON o.oid = "
+                                                 "i.indclass[0] WHERE i.indexrelid = to_regclass($1)",
+                                                 ip));
+    if (opc.rows() > 0) shape.index_opclass = opc.text(0, 0);
+  }
+  return shape;
+}
+
+// JSON equality that keeps integers, floats and bools apart (nlohmann's == says 3 == 3.0).
+bool same_typed(const json& a, const json& b) {
+  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
+  if (kind(a) != kind(b)) return false;
+  if (a.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (const auto& [k, v] : a.items()) {
+      auto it = b.find(k);
+      if (it == b.end() || !same_typed(v, *it)) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+bool finite(std::span<const float> v) {
+  return std::all_of(v.begin(), v.end(), [](float f) { return std::isfinite(f); });
+}
+
+std::string utc_stamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// The migration of one collection into one table.
+class CollectionMigration {
+ public:
+  CollectionMigration(Connection& conn, const Config& config, const MigrateOptions& options, const std::string& source,
+                      chroma::Snapshot& snap, CollectionReport& report, const TableShape& shape)
+      : m_conn(conn), m_config(config), m_options(options), m_source(source), m_snap(snap), m_report(report),
+        m_shape(shape) {
+    for (auto col : k_text_columns) {
+      if (shape.columns.contains(std::string(col))) m_text_cols.emplace_back(col);
+    }
+    m_has_raw = shape.columns.contains("raw");
+    m_has_pdts = shape.columns.contains("publication_date_ts");
+  }
+
+  Result<void> classify() {
+    VS_TRY(create_id_table());
+    VS_TRY_ASSIGN(PgResult res, m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_ids i JOIN {} t ON t.uri = "
+                                                        "i.uri",
+                                                        q(m_config.table))));
+    const std::int64_t existing = std::stoll(res.text(0, 0));
+    m_report.to_update = existing;
+    const std::int64_t missing = m_report.count - existing;
+    (m_options.insert_missing ? m_report.to_insert : m_report.to_skip) = missing;
+    return {};
+  }
+
+  Result<void> copy() {
+    VS_TRY(ensure_checkpoints());
+    std::string resume_after;
+    if (m_options.resume) {
+      Param p[] = {Param::text(m_source), Param::text(m_snap.collection.id), Param::text(m_config.table)};
+      VS_TRY_ASSIGN(PgResult res, m_conn.exec_params(fmt::format("SELECT last_id, rows_done FROM {} WHERE source = $1 "
+                                                                 "AND collection_id = $2 AND target_table = $3",
+                                                                 k_checkpoints),
+                                                     p));
+      if (res.rows() > 0) {
+        resume_after = res.text(0, 0);
+        m_report.notes.push_back(fmt::format("resumed after id {} ({} records committed earlier)", resume_after,
+                                             res.text(0, 1)));
+      }
+    }
+    const auto& records = m_snap.records;
+    std::size_t start = 0;
+    if (!resume_after.empty()) {
+      start = static_cast<std::size_t>(
+          std::upper_bound(records.begin(), records.end(), resume_after,
+                           [](const std::string& id, const chroma::Record& r) { return id < r.id; }) -
+          records.begin());
+      m_report.resumed_after = static_cast<std::int64_t>(start);
+    }
+    VS_TRY(create_stage());
+    std::size_t batches = 0;
+    const std::size_t batch = std::max<std::size_t>(1, m_options.batch_size);
+    for (std::size_t from = start; from < records.size(); from += batch) {
+      const std::size_t to = std::min(records.size(), from + batch);
+      VS_TRY(copy_batch(from, to));
+      if (m_options.progress) {
+        m_options.progress("copy", static_cast<std::int64_t>(to), static_cast<std::int64_t>(records.size()));
+      }
+      if (m_options.test_batch_delay_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(m_options.test_batch_delay_ms));
+      }
+      if (m_options.test_stop_after_batches != 0 && ++batches >= m_options.test_stop_after_batches && to < records.size()) {
+        return fail(ErrorCode::internal, fmt::format("stopped after {} batches (test hook)", batches));
+      }
+    }
+    if (m_options.resume && start > 0) {
+      // Rows committed by the earlier run count as migrated now; verification below re-checks them.
+      VS_TRY_ASSIGN(PgResult res, m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_ids i JOIN {} t ON t.uri "
+                                                          "= i.uri",
+                                                          q(m_config.table))));
+      const std::int64_t present = std::stoll(res.text(0, 0));
+      m_report.migrated = present - m_report.errors;
+      m_report.skipped = m_report.count - present;
+    }
+    return {};
+  }
+
+  Result<json> verify() {
+    json v;
+    const std::size_t dim = m_snap.dimension;
+    VS_TRY_ASSIGN(PgResult res, m_conn.exec_params(fmt::format("SELECT t.uri, t.embedding, t.embedding_model, "
+                                                               "t.vector_metadata::text, {} FROM vstore_migrate_ids i "
+                                                               "JOIN {} t ON t.uri = i.uri",
+                                                               m_has_raw ? "t.raw" : "NULL::text", q(m_config.table)),
+                                                   {}, true));
+    std::unordered_map<std::string, int> rows;
+    for (int r = 0; r < res.rows(); ++r) rows.emplace(res.text(r, 0), r);
+    std::int64_t checked = 0, missing = 0, vector_mismatch = 0, model_mismatch = 0, metadata_mismatch = 0,
+                 document_mismatch = 0;
+    std::uint64_t source_sum = 0, stored_sum = 0;
+    std::vector<std::string> examples;
+    std::vector<float> stored;
+    std::int64_t done = 0;
+    for (const auto& rec : m_snap.records) {
+      ++done;
+      if (m_options.progress && done % 10000 == 0) {
+        m_options.progress("verify", done, static_cast<std::int64_t>(m_snap.records.size()));
+      }
+      if (!finite(rec.vector)) continue;  // counted as an error at copy time
+      auto it = rows.find(rec.id);
+      if (it == rows.end()) {
+        if (m_options.insert_missing) {
+          ++missing;
+          if (examples.size() < 10) examples.push_back("missing " + rec.id);
+        }
+        continue;
+      }
+      ++checked;
+      const int r = it->second;
+      stored.clear();
+      if (res.is_null(r, 1) || !pg::decode_vector(res.get(r, 1), stored, dim)) {
+        ++vector_mismatch;
+        if (examples.size() < 10) examples.push_back("no vector " + rec.id);
+        continue;
+      }
+      source_sum ^= fnv1a(rec.vector) + std::hash<std::string>{}(rec.id);
+      stored_sum ^= fnv1a(stored) + std::hash<std::string>{}(rec.id);
+      if (std::memcmp(stored.data(), rec.vector.data(), dim * sizeof(float)) != 0) {
+        ++vector_mismatch;
+        if (examples.size() < 10) examples.push_back("vector differs " + rec.id);
+      }
+      if (res.is_null(r, 2) || res.text(r, 2) != m_report.embedding_model) ++model_mismatch;
+      const json md = res.is_null(r, 3) ? json() : json::parse(res.get(r, 3), nullptr, false);
+      if (!same_typed(md, rec.metadata)) {
+        ++metadata_mismatch;
+        if (examples.size() < 10) examples.push_back("metadata differs " + rec.id);
+      }
+      if (m_inserted_ids.contains(rec.id) && m_has_raw) {
+        const std::optional<std::string> raw = res.is_null(r, 4) ? std::nullopt : std::optional<std::string>(res.text(r, 4));
+        if (raw != rec.document) {
+          ++document_mismatch;
+          if (examples.size() < 10) examples.push_back("document differs " + rec.id);
+        }
+      }
+    }
+    v["rows_checked"] = checked;
+    v["missing"] = missing;
+    v["vector_mismatch"] = vector_mismatch;
+    v["model_mismatch"] = model_mismatch;
+    v["metadata_mismatch"] = metadata_mismatch;
+    v["document_mismatch"] = document_mismatch;
+    v["source_checksum"] = fmt::format("{:016x}", source_sum);
+    v["stored_checksum"] = fmt::format("{:016x}", stored_sum);
+    v["expected_rows"] = m_report.migrated;
+    VS_TRY_ASSIGN(double overlap, overlap_at_10(rows));
+    v["overlap_at_10"] = overlap;
+    v["overlap_queries"] = m_overlap_queries;
+    v["examples"] = examples;
+    const bool count_ok = checked == m_report.migrated;
+    v["counts_match"] = count_ok;
+    v["passed"] = count_ok && missing == 0 && vector_mismatch == 0 && model_mismatch == 0 && metadata_mismatch == 0 &&
+                  document_mismatch == 0 && overlap >= 0.95;
+    return v;
+  }
+
+  [[nodiscard]] const std::unordered_set<std::string>& inserted_ids() const { return m_inserted_ids; }
+
+ private:
+  Result<void> create_id_table() {
+    VS_TRY(m_conn.exec("CREATE TEMP TABLE IF NOT EXISTS vstore_migrate_ids (uri text PRIMARY KEY)"));
+    VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_ids"));
+    pg::CopyWriter writer;
+    for (const auto& rec : m_snap.records) {
+      if (!finite(rec.vector)) continue;
+      writer.begin_row(1);
+      writer.bytes_field(rec.id);
+    }
+    VS_TRY(m_conn.copy_in("COPY vstore_migrate_ids FROM STDIN (FORMAT binary)", writer.finish()));
+    VS_TRY(m_conn.exec("ANALYZE vstore_migrate_ids"));
+    return {};
+  }
+
+  Result<void> ensure_checkpoints() {
+    VS_TRY(m_conn.exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (source text NOT NULL, collection_id text NOT NULL, "
+                                   "target_table text NOT NULL, last_id text NOT NULL, rows_done bigint NOT NULL, "
+                                   "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source, collection_id, "
+                                   "target_table))",
+                                   k_checkpoints)));
+    return {};
+  }
+
+  Result<void> create_stage() {
+    std::string cols = fmt::format("uri text, embedding vector({}), embedding_model text, vector_metadata jsonb, pdts bigint, "
+                                   "raw_doc text",
+                                   m_snap.dimension);
+    for (const auto& c : m_text_cols) cols += fmt::format(", {} text", q(c));
+    VS_TRY(m_conn.exec("DROP TABLE IF EXISTS vstore_migrate_stage"));
+    VS_TRY(m_conn.exec(fmt::format("CREATE TEMP TABLE vstore_migrate_stage ({})", cols)));
+    return {};
+  }
+
+  Result<void> copy_batch(std::size_t from, std::size_t to) {
+    pg::CopyWriter writer;
+    writer.reserve((to - from) * (m_snap.dimension * 4 + 256));
+    const int fields = 6 + static_cast<int>(m_text_cols.size());
+    std::vector<std::string> batch_ids;
+    for (std::size_t i = from; i < to; ++i) {
+      const auto& rec = m_snap.records[i];
+      if (!finite(rec.vector)) {
+        ++m_report.errors;
+        if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(rec.id);
+        continue;
+      }
+      writer.begin_row(fields);
+      writer.bytes_field(rec.id);
+      writer.vector_field(rec.vector);
+      writer.bytes_field(m_report.embedding_model);
+      writer.jsonb_field(rec.metadata.dump());
+      if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
+        writer.int64_field(it->get<std::int64_t>());
+      } else {
+        writer.null_field();
+      }
+      writer.text_field(rec.document);
+      for (const auto& c : m_text_cols) {
+        auto it = rec.metadata.find(c);
+        writer.text_field(it != rec.metadata.end() && it->is_string() ? std::optional<std::string>(it->get<std::string>())
+                                                                     : std::nullopt);
+      }
+      batch_ids.push_back(rec.id);
+    }
+    const std::string data = writer.finish();
+    const std::string table = q(m_config.table);
+    VS_TRY(m_conn.exec("BEGIN"));
+    auto body = [&]() -> Result<void> {
+      VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_stage"));
+      VS_TRY(m_conn.copy_in("COPY vstore_migrate_stage FROM STDIN (FORMAT binary)", data));
+      VS_TRY_ASSIGN(PgResult existing,
+                    m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_stage s JOIN {} t ON t.uri = s.uri", table)));
+      const std::int64_t present = std::stoll(existing.text(0, 0));
+      VS_TRY_ASSIGN(PgResult updated,
+                    m_conn.exec(fmt::format(
+                        "UPDATE {} t SET embedding = s.embedding, embedding_model = s.embedding_model, vector_metadata = "
+                        "s.vector_metadata{} FROM vstore_migrate_stage s WHERE t.uri = s.uri AND (t.embedding IS NULL OR "
+                        "t.embedding::text IS DISTINCT FROM s.embedding::text OR t.embedding_model IS DISTINCT FROM "
+                        "s.embedding_model OR t.vector_metadata IS DISTINCT FROM s.vector_metadata)",
+                        table, m_has_pdts ? ", publication_date_ts = COALESCE(s.pdts, t.publication_date_ts)" : "")));
+      std::int64_t inserted = 0;
+      if (m_options.insert_missing) {
+        std::string cols = "uri, embedding, embedding_model, vector_metadata";
+        std::string sel = "s.uri, s.embedding, s.embedding_model, s.vector_metadata";
+        if (m_has_pdts) {
+          cols += ", publication_date_ts";
+          sel += ", s.pdts";
+        }
+        if (m_has_raw) {
+          cols += ", raw";
+          sel += ", s.raw_doc";
+        }
+        for (const auto& c : m_text_cols) {
+          const std::string& type = m_shape.columns.at(c);
+          cols += ", " + q(c);
+          // A value the column's type cannot hold (e.g. a date in another format) stays NULL
+          // for timestamp columns; text columns take it as it is.
+          sel += type.starts_with("timestamp") || type == "date"
+                     ? fmt::format(", CASE WHEN s.{0} ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}' THEN s.{0}::{1} END", q(c), type)
+                     : fmt::format(", s.{}::{}", q(c), type);
+        }
+        VS_TRY_ASSIGN(PgResult ins, m_conn.exec(fmt::format("INSERT INTO {} ({}) SELECT {} FROM vstore_migrate_stage s "
+                                                            "WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.uri = s.uri) "
+                                                            "RETURNING uri",
+                                                            table, cols, sel, table)));
+        inserted = ins.rows();
+        for (int r = 0; r < ins.rows(); ++r) m_inserted_ids.insert(ins.text(r, 0));
+      }
+      const std::string last_id = m_snap.records[to - 1].id;
+      const std::string done = std::to_string(to);
+      Param p[] = {Param::text(m_source), Param::text(m_snap.collection.id), Param::text(m_config.table),
+                   Param::text(last_id), Param::text(done)};
+      VS_TRY(m_conn.exec_params(fmt::format("INSERT INTO {} (source, collection_id, target_table, last_id, rows_done) "
+                                            "VALUES ($1, $2, $3, $4, $5::bigint) ON CONFLICT (source, collection_id, "
+                                            "target_table) DO UPDATE SET last_id = EXCLUDED.last_id, rows_done = "
+                                            "EXCLUDED.rows_done, updated_at = now()",
+                                            k_checkpoints),
+                                p));
+      m_batch_present = present;
+      m_batch_changed = updated.affected();
+      m_batch_inserted = inserted;
+      return {};
+    };
+    if (auto done = body(); !done) {
+      (void)m_conn.exec("ROLLBACK");
+      return done;
+    }
+    VS_TRY(m_conn.exec("COMMIT"));
+    const auto n = static_cast<std::int64_t>(batch_ids.size());
+    m_report.changed += m_batch_changed;
+    m_report.inserted += m_batch_inserted;
+    m_report.migrated += m_batch_present + m_batch_inserted;
+    m_report.skipped += n - m_batch_present - m_batch_inserted;
+    return {};
+  }
+
+  Result<double> overlap_at_10(const std::unordered_map<std::string, int>& stored_rows) {
+    // Candidates: the records that are in the table now.
+    std::vector<const chroma::Record*> candidates;
+    for (const auto& rec : m_snap.records) {
+      if (stored_rows.contains(rec.id) && finite(rec.vector)) candidates.push_back(&rec);
+    }
+    m_overlap_queries = 0;
+    if (candidates.empty()) return 1.0;
+    VS_TRY_ASSIGN(auto ops, pgvector_operator_for(m_snap.collection.space));
+    VS_TRY_ASSIGN(Oid vec_oid, m_conn.type_oid("vector"));
+    const std::size_t k = std::min<std::size_t>(10, candidates.size());
+    const std::size_t queries = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, m_options.verify_queries)),
+                                                      candidates.size());
+    const std::string sql = fmt::format("SELECT t.uri FROM {} t JOIN vstore_migrate_ids i ON i.uri = t.uri WHERE "
+                                        "t.embedding IS NOT NULL ORDER BY t.embedding {} $1 LIMIT {}",
+                                        q(m_config.table), ops.second, k);
+    double total = 0;
+    const std::size_t step = std::max<std::size_t>(1, candidates.size() / queries);
+    std::vector<std::pair<double, std::size_t>> dist(candidates.size());
+    for (std::size_t qi = 0; qi < queries; ++qi) {
+      const auto& query = candidates[(qi * step) % candidates.size()]->vector;
+      for (std::size_t c = 0; c < candidates.size(); ++c) {
+        dist[c] = {chroma_distance(m_snap.collection.space, query, candidates[c]->vector), c};
+      }
+      std::partial_sort(dist.begin(), dist.begin() + static_cast<std::ptrdiff_t>(k), dist.end());
+      std::unordered_set<std::string> exact;
+      for (std::size_t i = 0; i < k; ++i) exact.insert(candidates[dist[i].second]->id);
+      const std::string vec = pg::encode_vector(query);
+      std::vector<Param> params = {Param{vec, true, false, vec_oid}};
+      VS_TRY_ASSIGN(PgResult res, m_conn.exec_params(sql, params));
+      std::size_t hit = 0;
+      for (int r = 0; r < res.rows(); ++r) hit += exact.contains(res.text(r, 0)) ? 1 : 0;
+      total += static_cast<double>(hit) / static_cast<double>(k);
+      ++m_overlap_queries;
+    }
+    return total / static_cast<double>(queries);
+  }
+
+  Connection& m_conn;
+  const Config& m_config;
+  const MigrateOptions& m_options;
+  const std::string& m_source;
+  chroma::Snapshot& m_snap;
+  CollectionReport& m_report;
+  const TableShape& m_shape;
+  std::vector<std::string> m_text_cols;
+  bool m_has_raw = false;
+  bool m_has_pdts = false;
+  std::unordered_set<std::string> m_inserted_ids;
+  std::int64_t m_batch_present = 0;
+  std::int64_t m_batch_changed = 0;
+  std::int64_t m_batch_inserted = 0;
+  std::int64_t m_overlap_queries = 0;
+};
+
+json stats_json(const chroma::SnapshotStats& s) {
+  return {{"hnsw_slots", s.hnsw_slots},
+          {"hnsw_deleted_or_unlabelled", s.hnsw_deleted},
+          {"vector_max_seq_id", s.vector_max_seq_id},
+          {"metadata_max_seq_id", s.metadata_max_seq_id},
+          {"log_rows", s.wal_rows},
+          {"log_rows_replayed", s.wal_replayed},
+          {"cosine_exact_from_log", s.exact_from_log},
+          {"label_map_format", s.label_map_format}};
+}
+
+}  // namespace
+
+Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_view space) {
+  if (space == "cosine") return std::pair<std::string, std::string>{"vector_cosine_ops", "<=>"};
+  if (space == "l2") return std::pair<std::string, std::string>{"vector_l2_ops", "<->"};
+  if (space == "ip") return std::pair<std::string, std::string>{"vector_ip_ops", "<#>"};
+  return fail(ErrorCode::invalid_argument, fmt::format("chroma space {} has no pgvector operator; expected cosine, l2 or ip", space));
+}
+
+bool MigrateReport::ok() const {
+  for (const auto& c : collections) {
+    if (c.errors > 0) return false;
+    if (!c.verify.is_null() && !c.verify.value("passed", false)) return false;
+  }
+  return true;
+}
+
+json MigrateReport::to_json() const {
+  json out;
+  out["source"] = source;
+  out["chroma_schema"] = schema_version;
+  out["dry_run"] = dry_run;
+  std::int64_t total = 0, migrated = 0, skipped = 0, errors = 0;
+  json cols = json::array();
+  for (const auto& c : collections) {
+    total += c.count;
+    migrated += c.migrated;
+    skipped += c.skipped;
+    errors += c.errors;
+    cols.push_back({{"name", c.name},
+                    {"id", c.id},
+                    {"count", c.count},
+                    {"dimension", c.dimension},
+                    {"metric", c.metric},
+                    {"operator_class", c.operator_class},
+                    {"distance_operator", c.distance_operator},
+                    {"embedding_model", c.embedding_model},
+                    {"model_source", c.model_source},
+                    {"source", c.source_stats},
+                    {"to_update", c.to_update},
+                    {"to_insert", c.to_insert},
+                    {"to_skip", c.to_skip},
+                    {"migrated", c.migrated},
+                    {"changed", c.changed},
+                    {"inserted", c.inserted},
+                    {"skipped", c.skipped},
+                    {"errors", c.errors},
+                    {"resumed_after", c.resumed_after},
+                    {"error_ids", c.error_ids},
+                    {"notes", c.notes},
+                    {"verify", c.verify}});
+  }
+  out["collections"] = cols;
+  out["summary"] = {{"chromadb_total", total}, {"migrated", migrated}, {"skipped", skipped}, {"errors", errors}};
+  out["ok"] = ok();
+  return out;
+}
+
+Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config, const MigrateOptions& options) {
+  if (options.from_dir.empty()) return fail(ErrorCode::invalid_argument, "no Chroma directory given");
+  if (options.batch_size < 1 || options.batch_size > 1000000) {
+    return fail(ErrorCode::invalid_argument, fmt::format("batch size must be from 1 to 1000000, not {}", options.batch_size));
+  }
+  std::error_code ec;
+  const fs::path canonical = fs::canonical(options.from_dir, ec);
+  if (ec) return fail(ErrorCode::not_found, fmt::format("chroma directory {} does not exist", options.from_dir));
+  MigrateReport report;
+  report.source = canonical.string();
+  report.dry_run = options.dry_run;
+  VS_TRY_ASSIGN(chroma::ChromaDir dir, chroma::ChromaDir::open(canonical.string()));
+  report.schema_version = dir.schema_version();
+  VS_TRY_ASSIGN(std::vector<chroma::CollectionInfo> all, dir.collections());
+  std::vector<chroma::CollectionInfo> chosen;
+  if (options.collection) {
+    for (const auto& c : all) {
+      if (c.name == *options.collection) chosen.push_back(c);
+    }
+    if (chosen.empty()) {
+      std::string names;
+      for (const auto& c : all) names += (names.empty() ? "" : ", ") + c.name;
+      return fail(ErrorCode::not_found, fmt::format("no collection {} in {} (it has: {})", *options.collection,
+                                                    report.source, names.empty() ? "none" : names));
+    }
+  } else if (all.size() == 1 || options.dry_run) {
+    chosen = all;
+  } else {
+    std::string names;
+    for (const auto& c : all) names += (names.empty() ? "" : ", ") + c.name;
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("{} holds {} collections ({}); choose one with --collection", report.source, all.size(),
+                            names.empty() ? "none" : names));
+  }
+  // Phase 1: read everything before writing anything.
+  std::vector<chroma::Snapshot> snaps;
+  for (std::size_t i = 0; i < chosen.size(); ++i) {
+    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i]));
+    if (options.progress) {
+      options.progress("read", static_cast<std::int64_t>(i + 1), static_cast<std::int64_t>(chosen.size()));
+    }
+    CollectionReport c;
+    c.name = snap.collection.name;
+    c.id = snap.collection.id;
+    c.count = static_cast<std::int64_t>(snap.records.size());
+    c.dimension = snap.dimension;
+    c.metric = snap.collection.space;
+    VS_TRY_ASSIGN(auto ops, pgvector_operator_for(c.metric));
+    c.operator_class = ops.first;
+    c.distance_operator = ops.second;
+    if (snap.collection.embedding_model) {
+      c.embedding_model = *snap.collection.embedding_model;
+      c.model_source = "chroma";
+    } else if (options.model) {
+      c.embedding_model = *options.model;
+      c.model_source = "--model";
+    } else if (!options.dry_run) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("collection {} stored no embedding function, so its model is unknown; name it with --model",
+                              c.name));
+    }
+    c.source_stats = stats_json(snap.stats);
+    report.collections.push_back(std::move(c));
+    snaps.push_back(std::move(snap));
+  }
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(TableShape shape, table_shape(conn, config.table));
+  for (std::size_t i = 0; i < snaps.size(); ++i) {
+    auto& snap = snaps[i];
+    auto& c = report.collections[i];
+    if (snap.records.empty()) {
+      c.notes.push_back("the collection is empty");
+      continue;
+    }
+    if (static_cast<int>(snap.dimension) != shape.dimension) {
+      const auto e = Error(ErrorCode::conflict,
+                           fmt::format("collection {} has {} dimensions but table {} stores vector({}); use a table of "
+                                       "vector({}) (EMBEDDING_DIM={} and `vstore schema up`)",
+                                       c.name, snap.dimension, config.table, shape.dimension, snap.dimension, snap.dimension));
+      if (!options.dry_run) return fail(e);
+      c.notes.push_back(e.message());
+      continue;
+    }
+    if (!shape.index_opclass.empty() && shape.index_opclass != c.operator_class) {
+      c.notes.push_back(fmt::format("chroma space {} maps to {} ({}), but the vector index on {} uses {}; vstore ranks by "
+                                    "cosine distance, so create an index with {} if you query by {}",
+                                    c.metric, c.operator_class, c.distance_operator, config.table, shape.index_opclass,
+                                    c.operator_class, c.metric));
+    }
+    CollectionMigration mig(conn, config, options, report.source, snap, c, shape);
+    VS_TRY(mig.classify());
+    if (options.dry_run) continue;
+    VS_TRY(mig.copy());
+    if (options.verify) {
+      VS_TRY_ASSIGN(c.verify, mig.verify());
+    }
+  }
+  if (!options.dry_run) {
+    const fs::path dir_path = config.data_dir / "reports";
+    fs::create_directories(dir_path, ec);
+    if (ec) return fail(ErrorCode::unavailable, fmt::format("cannot create {}: {}", dir_path.string(), ec.message()));
+    const fs::path file = dir_path / fmt::format("migrate-chroma-{}.json", utc_stamp());
+    std::ofstream out(file);
+    out << report.to_json().dump(2) << "\n";
+    if (!out) return fail(ErrorCode::unavailable, fmt::format("cannot write {}", file.string()));
+    report.report_path = file.string();
+  }
+  return report;
+}
+
+}  // namespace vstore

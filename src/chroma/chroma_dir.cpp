@@ -1,0 +1,675 @@
+// SPDX-License-Identifier: Apache-2.0
+// ChromaDir: reads collections, records and vectors from a stopped Chroma directory.
+//
+// Design:
+// - Open: refuse a directory a live process holds (hot journal / WAL file, or an open file
+//   descriptor on chroma.sqlite3 found under /proc), then open SQLite read-only and read the
+//   `migrations` table; each migration directory must be at or below the newest version this
+//   reader knows (sysdb 10, metadb 5, embeddings_queue 2), otherwise the schema is unknown.
+// - Collections come from sysdb tables (never from listing folders: deleted collections
+//   leave orphan segment folders). Space: `hnsw:space` metadata, else the 1.x config, else l2.
+// - A snapshot is built in two independent replays over the same log:
+//   metadata = `embeddings`/`embedding_metadata` of the METADATA segment + log rows past that
+//   segment's max_seq_id; vectors = HNSW slots whose label is in the pickle and not
+//   tombstoned + log rows past the VECTOR segment's max_seq_id (sqlite row; else the
+//   pickle's, as 0.4.0-0.5.5 kept it there; else -1). Log semantics follow Chroma: ADD only
+//   when absent, UPDATE only when present (metadata merged, null deletes a key), UPSERT is
+//   update-or-add, DELETE removes. Live ids are those of the metadata side; each must have
+//   a vector or the snapshot is refused. For cosine, slots whose vector the log still holds
+//   (older log rows, kept forever before 0.5.6) take the client's exact bytes from the log.
+// - Sequence ids are 8-byte big-endian BLOBs up to 0.6.x and INTEGER from 1.x; both decode.
+#include "chroma/chroma_dir.hpp"
+
+#include <dirent.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "chroma/chroma_hnsw.hpp"
+#include "chroma/chroma_pickle.hpp"
+
+namespace vstore::chroma {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr std::pair<std::string_view, int> k_known_migrations[] = {
+    {"sysdb", 10}, {"metadb", 5}, {"embeddings_queue", 2}};
+constexpr std::string_view k_vector_segment_type = "urn:chroma:segment/vector/hnsw-local-persisted";
+
+struct DbDeleter {
+  void operator()(sqlite3* db) const { sqlite3_close(db); }
+};
+
+// One prepared statement; bind text parameters, step rows.
+class Stmt {
+ public:
+  static Result<Stmt> prepare(sqlite3* db, const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      return fail(ErrorCode::corruption, fmt::format("chroma.sqlite3: {} ({})", sqlite3_errmsg(db), sql));
+    }
+    return Stmt(db, st);
+  }
+  Stmt(Stmt&& o) noexcept : m_db(o.m_db), m_st(std::exchange(o.m_st, nullptr)) {}
+  Stmt& operator=(Stmt&&) = delete;
+  ~Stmt() {
+    if (m_st) sqlite3_finalize(m_st);
+  }
+  void bind(int idx, const std::string& v) { sqlite3_bind_text(m_st, idx, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
+  /// True while a row is available.
+  Result<bool> step() {
+    const int rc = sqlite3_step(m_st);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return fail(ErrorCode::corruption, fmt::format("chroma.sqlite3: {}", sqlite3_errmsg(m_db)));
+  }
+  [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(m_st, col) == SQLITE_NULL; }
+  [[nodiscard]] int type(int col) const { return sqlite3_column_type(m_st, col); }
+  [[nodiscard]] std::string text(int col) const {
+    const auto* p = sqlite3_column_text(m_st, col);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_st, col)))
+             : std::string();
+  }
+  [[nodiscard]] std::string_view blob(int col) const {
+    const void* p = sqlite3_column_blob(m_st, col);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_st, col)))
+             : std::string_view();
+  }
+  [[nodiscard]] std::int64_t int64(int col) const { return sqlite3_column_int64(m_st, col); }
+  [[nodiscard]] double real(int col) const { return sqlite3_column_double(m_st, col); }
+
+ private:
+  Stmt(sqlite3* db, sqlite3_stmt* st) : m_db(db), m_st(st) {}
+  sqlite3* m_db;
+  sqlite3_stmt* m_st;
+};
+
+// A sequence id stored as INTEGER (1.x) or a big-endian BLOB (0.x, 8 or 24 bytes).
+Result<std::int64_t> decode_seq(const Stmt& st, int col) {
+  if (st.type(col) == SQLITE_INTEGER) return st.int64(col);
+  if (st.type(col) == SQLITE_BLOB) {
+    const auto b = st.blob(col);
+    if (b.size() != 8 && b.size() != 24) {
+      return fail(ErrorCode::corruption, fmt::format("a seq_id BLOB has {} bytes, expected 8 or 24", b.size()));
+    }
+    for (std::size_t i = 0; i + 8 < b.size(); ++i) {
+      if (b[i] != 0) return fail(ErrorCode::corruption, "a seq_id BLOB does not fit 64 bits");
+    }
+    std::uint64_t v = 0;
+    for (std::size_t i = b.size() - 8; i < b.size(); ++i) v = (v << 8) | static_cast<unsigned char>(b[i]);
+    return static_cast<std::int64_t>(v);
+  }
+  if (st.type(col) == SQLITE_NULL) return std::int64_t{-1};
+  return fail(ErrorCode::corruption, "a seq_id is neither an INTEGER nor a BLOB");
+}
+
+std::string in_use_message(const std::string& dir, const std::string& why) {
+  return fmt::format(
+      "chroma directory {} is in use ({}); stop Chroma first, then migrate it or a copy taken while it is stopped "
+      "(cp -a {} COPY), or take a consistent copy of the database with sqlite3 {}/chroma.sqlite3 \".backup "
+      "COPY/chroma.sqlite3\" and copy the segment folders beside it",
+      dir, why, dir, dir);
+}
+
+// Pid of another process with `file` open, if any.
+std::optional<long> process_holding(const fs::path& file) {
+  std::error_code ec;
+  const fs::path target = fs::canonical(file, ec);
+  if (ec) return std::nullopt;
+  const long self = static_cast<long>(getpid());
+  for (const auto& proc : fs::directory_iterator("/proc", ec)) {
+    const std::string name = proc.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    const long pid = std::stol(name);
+    if (pid == self) continue;
+    std::error_code fd_ec;
+    for (const auto& fd : fs::directory_iterator(proc.path() / "fd", fd_ec)) {
+      std::error_code link_ec;
+      const fs::path link = fs::read_symlink(fd.path(), link_ec);
+      if (!link_ec && link == target) return pid;
+    }
+  }
+  return std::nullopt;
+}
+
+// Splits a metadata JSON object into user metadata, document and uri.
+void split_metadata(const json& full, json& metadata, std::optional<std::string>& document, std::optional<std::string>& uri) {
+  for (const auto& [k, v] : full.items()) {
+    if (k == "chroma:document") {
+      document = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
+    } else if (k == "chroma:uri") {
+      uri = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
+    } else if (!v.is_null()) {
+      metadata[k] = v;
+    }
+  }
+}
+
+// Metadata-side state of one record during replay.
+struct MetaState {
+  json metadata = json::object();
+  std::optional<std::string> document;
+  std::optional<std::string> uri;
+};
+
+// Merges an update's metadata (null deletes a key) into `state`.
+void merge_metadata(MetaState& state, const json& update) {
+  for (const auto& [k, v] : update.items()) {
+    if (k == "chroma:document") {
+      state.document = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
+    } else if (k == "chroma:uri") {
+      state.uri = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
+    } else if (v.is_null()) {
+      state.metadata.erase(k);
+    } else {
+      state.metadata[k] = v;
+    }
+  }
+}
+
+struct VecState {
+  std::vector<float> vector;
+  VectorSource source = VectorSource::hnsw;
+};
+
+struct LogRow {
+  std::int64_t seq = 0;
+  int op = 0;
+  std::string id;
+  std::optional<std::vector<float>> vector;
+  std::optional<json> metadata;
+};
+
+// Cosine slots hold normalised vectors; the de-normalised float32 is Chroma's reconstruction,
+// not the client's bytes. Where the log still holds a row (at or before the vector segment's
+// sequence number) that set this id's vector after its last delete, and that vector agrees
+// with the reconstruction to float precision, its exact bytes are taken instead. Rows are
+// tried newest first, so an ADD that Chroma ignored (the id existed) cannot win unless it
+// carried the same vector.
+void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq, std::map<std::string, VecState>& vecs,
+                         SnapshotStats& stats) {
+  std::unordered_map<std::string, std::vector<const LogRow*>> by_id;
+  for (const LogRow& r : log) {
+    if (r.seq > vector_seq) break;
+    auto it = vecs.find(r.id);
+    if (it == vecs.end() || it->second.source != VectorSource::hnsw) continue;
+    auto& rows = by_id[r.id];
+    if (r.op == 3) {
+      rows.clear();
+    } else if (r.vector) {
+      rows.push_back(&r);
+    }
+  }
+  for (auto& [id, rows] : by_id) {
+    VecState& state = vecs.at(id);
+    for (auto row = rows.rbegin(); row != rows.rend(); ++row) {
+      const auto& candidate = *(*row)->vector;
+      if (candidate.size() != state.vector.size()) continue;
+      double scale = 1.0;
+      for (float x : candidate) scale = std::max(scale, static_cast<double>(std::abs(x)));
+      bool same = true;
+      for (std::size_t i = 0; i < candidate.size() && same; ++i) {
+        same = std::abs(static_cast<double>(candidate[i]) - state.vector[i]) <= 1e-5 * scale;
+      }
+      if (same) {
+        state.vector = candidate;
+        state.source = VectorSource::wal;
+        ++stats.exact_from_log;
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+struct ChromaDir::Impl {
+  std::string dir;
+  std::unique_ptr<sqlite3, DbDeleter> db;
+  std::string schema;
+  std::map<std::string, int> migrations;
+  bool has_databases = false;
+  bool has_config_json = false;
+  bool has_collection_topic = false;
+  bool has_bool_value = false;
+  bool has_collection_bool = false;
+
+  Result<bool> table_has_column(const std::string& table, const std::string& column) {
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db.get(), fmt::format("PRAGMA table_info({})", table)));
+    while (true) {
+      VS_TRY_ASSIGN(bool row, st.step());
+      if (!row) return false;
+      if (st.text(1) == column) return true;
+    }
+  }
+
+  Result<bool> table_exists(const std::string& table) {
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db.get(), "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"));
+    st.bind(1, table);
+    return st.step();
+  }
+};
+
+ChromaDir::ChromaDir(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+ChromaDir::ChromaDir(ChromaDir&&) noexcept = default;
+ChromaDir& ChromaDir::operator=(ChromaDir&&) noexcept = default;
+ChromaDir::~ChromaDir() = default;
+
+const std::string& ChromaDir::schema_version() const { return m_impl->schema; }
+
+Result<ChromaDir> ChromaDir::open(const std::string& dir) {
+  const fs::path root(dir);
+  const fs::path file = root / "chroma.sqlite3";
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    return fail(ErrorCode::not_found, fmt::format("{} has no chroma.sqlite3; is it a Chroma persistent directory?", dir));
+  }
+  for (const char* suffix : {"-journal", "-wal"}) {
+    if (fs::exists(fs::path(file.string() + suffix), ec)) {
+      return fail(ErrorCode::conflict,
+                  in_use_message(dir, fmt::format("chroma.sqlite3{} exists: a writer is active or died mid-write", suffix)));
+    }
+  }
+  if (auto pid = process_holding(file)) {
+    return fail(ErrorCode::conflict, in_use_message(dir, fmt::format("process {} has chroma.sqlite3 open", *pid)));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  sqlite3* raw = nullptr;
+  const std::string uri = "file:" + fs::absolute(file).string() + "?mode=ro";
+  const int rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+  impl->db.reset(raw);
+  if (rc != SQLITE_OK) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("cannot open {} read-only: {}", file.string(), raw ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(raw, 2000);
+  auto not_chroma = [&](const std::string& why) {
+    return fail(ErrorCode::invalid_argument, fmt::format("{} is not a Chroma database: {}", file.string(), why));
+  };
+  {
+    auto has = impl->table_exists("migrations");
+    if (!has) return not_chroma(has.error().message());
+    if (!*has) return not_chroma("it has no migrations table");
+  }
+  {
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(raw, "SELECT dir, max(version) FROM migrations GROUP BY dir ORDER BY dir"));
+    while (true) {
+      VS_TRY_ASSIGN(bool row, st.step());
+      if (!row) break;
+      impl->migrations[st.text(0)] = static_cast<int>(st.int64(1));
+    }
+  }
+  for (const auto& [name, version] : impl->migrations) {
+    auto known = std::find_if(std::begin(k_known_migrations), std::end(k_known_migrations),
+                              [&](const auto& k) { return k.first == name; });
+    if (known == std::end(k_known_migrations)) {
+      return fail(ErrorCode::conflict, fmt::format("unknown chroma schema in {}: migration directory {} (version {}) is "
+                                                   "not one this reader knows",
+                                                   file.string(), name, version));
+    }
+    if (version > known->second) {
+      return fail(ErrorCode::conflict,
+                  fmt::format("unknown chroma schema in {}: migration {}/{:05} is newer than the newest this reader "
+                              "knows ({}/{:05}); upgrade vstore or export through the Chroma HTTP API",
+                              file.string(), name, version, name, known->second));
+    }
+  }
+  for (const auto& [name, _] : k_known_migrations) {
+    if (!impl->migrations.contains(std::string(name))) {
+      return not_chroma(fmt::format("no {} migration was applied", name));
+    }
+  }
+  impl->schema = fmt::format("sysdb {}, metadb {}, embeddings_queue {}", impl->migrations["sysdb"],
+                             impl->migrations["metadb"], impl->migrations["embeddings_queue"]);
+  VS_TRY_ASSIGN(impl->has_databases, impl->table_exists("databases"));
+  VS_TRY_ASSIGN(impl->has_config_json, impl->table_has_column("collections", "config_json_str"));
+  VS_TRY_ASSIGN(impl->has_collection_topic, impl->table_has_column("collections", "topic"));
+  VS_TRY_ASSIGN(impl->has_bool_value, impl->table_has_column("embedding_metadata", "bool_value"));
+  VS_TRY_ASSIGN(impl->has_collection_bool, impl->table_has_column("collection_metadata", "bool_value"));
+  return ChromaDir(std::move(impl));
+}
+
+namespace {
+
+std::optional<std::string> model_from_config(const json& config) {
+  const json* ef = nullptr;
+  if (auto it = config.find("embedding_function"); it != config.end() && it->is_object()) ef = &*it;
+  if (!ef) return std::nullopt;
+  if (ef->value("type", std::string()) != "known") return std::nullopt;
+  const std::string name = ef->value("name", std::string());
+  if (auto cfg = ef->find("config"); cfg != ef->end() && cfg->is_object()) {
+    for (const char* key : {"model_name", "model"}) {
+      if (auto m = cfg->find(key); m != cfg->end() && m->is_string() && !m->get<std::string>().empty()) {
+        return m->get<std::string>();
+      }
+    }
+  }
+  // Chroma's "default" embedding function is all-MiniLM-L6-v2 (ONNX).
+  if (name == "default" || name == "onnx_mini_lm_l6_v2") return std::string("all-MiniLM-L6-v2");
+  if (!name.empty()) return name;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<std::vector<CollectionInfo>> ChromaDir::collections() {
+  Impl& impl = *m_impl;
+  std::string sql = "SELECT c.id, c.name, c.dimension, ";
+  sql += impl.has_databases ? "d.tenant_id, d.name, " : "'default_tenant', 'default_database', ";
+  sql += impl.has_config_json ? "c.config_json_str " : "NULL ";
+  sql += "FROM collections c ";
+  if (impl.has_databases) sql += "LEFT JOIN databases d ON d.id = c.database_id ";
+  sql += "ORDER BY c.name, c.id";
+  VS_TRY_ASSIGN(Stmt st, Stmt::prepare(impl.db.get(), sql));
+  std::vector<CollectionInfo> out;
+  while (true) {
+    VS_TRY_ASSIGN(bool row, st.step());
+    if (!row) break;
+    CollectionInfo c;
+    c.id = st.text(0);
+    c.name = st.text(1);
+    if (!st.is_null(2)) c.dimension = st.int64(2);
+    if (!st.is_null(3)) c.tenant = st.text(3);
+    if (!st.is_null(4)) c.database = st.text(4);
+    std::optional<std::string> config_space;
+    if (!st.is_null(5)) {
+      const json config = json::parse(st.text(5), nullptr, false);
+      if (config.is_discarded()) {
+        return fail(ErrorCode::corruption, fmt::format("collection {}: config_json_str is not valid JSON", c.name));
+      }
+      if (config.is_object()) {
+        if (auto vi = config.find("vector_index"); vi != config.end() && vi->is_object()) {
+          if (auto h = vi->find("hnsw"); h != vi->end() && h->is_object() && h->contains("space") && (*h)["space"].is_string()) {
+            config_space = (*h)["space"].get<std::string>();
+          }
+        }
+        c.embedding_model = model_from_config(config);
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  for (auto& c : out) {
+    VS_TRY_ASSIGN(Stmt md, Stmt::prepare(impl.db.get(), "SELECT str_value FROM collection_metadata WHERE collection_id = ? "
+                                                        "AND key = 'hnsw:space'"));
+    md.bind(1, c.id);
+    VS_TRY_ASSIGN(bool has_space, md.step());
+    std::optional<std::string> space;
+    if (has_space && !md.is_null(0)) space = md.text(0);
+    c.space = space.value_or(c.space);
+    if (!space) {
+      // 1.x keeps the space in config_json_str; read it again per collection for clarity.
+      VS_TRY_ASSIGN(Stmt cfg, Stmt::prepare(impl.db.get(), impl.has_config_json
+                                                               ? "SELECT config_json_str FROM collections WHERE id = ?"
+                                                               : "SELECT NULL FROM collections WHERE id = ?"));
+      cfg.bind(1, c.id);
+      VS_TRY_ASSIGN(bool has_cfg, cfg.step());
+      if (has_cfg && !cfg.is_null(0)) {
+        const json config = json::parse(cfg.text(0), nullptr, false);
+        if (config.is_object() && config.contains("vector_index") && config["vector_index"].is_object() &&
+            config["vector_index"].contains("hnsw") && config["vector_index"]["hnsw"].is_object() &&
+            config["vector_index"]["hnsw"].contains("space") && config["vector_index"]["hnsw"]["space"].is_string()) {
+          c.space = config["vector_index"]["hnsw"]["space"].get<std::string>();
+        }
+      }
+    }
+    if (c.space != "l2" && c.space != "cosine" && c.space != "ip") {
+      return fail(ErrorCode::corruption, fmt::format("collection {}: unknown hnsw space {}", c.name, c.space));
+    }
+    VS_TRY_ASSIGN(Stmt seg, Stmt::prepare(impl.db.get(), "SELECT id, scope, type FROM segments WHERE collection = ?"));
+    seg.bind(1, c.id);
+    while (true) {
+      VS_TRY_ASSIGN(bool row, seg.step());
+      if (!row) break;
+      const std::string scope = seg.text(1);
+      if (scope == "METADATA") c.metadata_segment = seg.text(0);
+      if (scope == "VECTOR") {
+        if (seg.text(2) != k_vector_segment_type) {
+          return fail(ErrorCode::invalid_argument,
+                      fmt::format("collection {}: vector segment type {} is not {}", c.name, seg.text(2), k_vector_segment_type));
+        }
+        c.vector_segment = seg.text(0);
+      }
+    }
+    if (c.metadata_segment.empty() || c.vector_segment.empty()) {
+      return fail(ErrorCode::corruption, fmt::format("collection {} lacks a METADATA or VECTOR segment", c.name));
+    }
+  }
+  return out;
+}
+
+Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
+  Impl& impl = *m_impl;
+  sqlite3* db = impl.db.get();
+  Snapshot snap;
+  snap.collection = collection;
+  const std::string& name = collection.name;
+  auto ctx = [&](const Error& e) { return fail(e.with_context(fmt::format("collection {}", name))); };
+  // Consistent reads of all tables.
+  VS_TRY_ASSIGN(Stmt begin, Stmt::prepare(db, "BEGIN"));
+  VS_TRY(begin.step());
+  struct EndTxn {
+    sqlite3* db;
+    ~EndTxn() { sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr); }
+  } end_txn{db};
+
+  auto segment_seq = [&](const std::string& segment) -> Result<std::int64_t> {
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, "SELECT seq_id FROM max_seq_id WHERE segment_id = ?"));
+    st.bind(1, segment);
+    VS_TRY_ASSIGN(bool row, st.step());
+    if (!row) return std::int64_t{-1};
+    return decode_seq(st, 0);
+  };
+  VS_TRY_ASSIGN(snap.stats.metadata_max_seq_id, segment_seq(collection.metadata_segment));
+  VS_TRY_ASSIGN(std::int64_t vector_seq, segment_seq(collection.vector_segment));
+
+  // ---- metadata segment ----
+  std::map<std::string, MetaState> meta;
+  {
+    const std::string sql = fmt::format(
+        "SELECT e.embedding_id, m.key, m.string_value, m.int_value, m.float_value, {} FROM embeddings e "
+        "LEFT JOIN embedding_metadata m ON m.id = e.id WHERE e.segment_id = ? ORDER BY e.id",
+        impl.has_bool_value ? "m.bool_value" : "NULL");
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
+    st.bind(1, collection.metadata_segment);
+    while (true) {
+      VS_TRY_ASSIGN(bool row, st.step());
+      if (!row) break;
+      MetaState& m = meta[st.text(0)];
+      if (st.is_null(1)) continue;
+      const std::string key = st.text(1);
+      json value;
+      if (!st.is_null(2)) {
+        value = st.text(2);
+      } else if (!st.is_null(3)) {
+        value = st.int64(3);
+      } else if (!st.is_null(4)) {
+        value = st.real(4);
+      } else if (!st.is_null(5)) {
+        value = st.int64(5) != 0;
+      } else {
+        continue;
+      }
+      if (key == "chroma:document") {
+        if (value.is_string()) m.document = value.get<std::string>();
+      } else if (key == "chroma:uri") {
+        if (value.is_string()) m.uri = value.get<std::string>();
+      } else {
+        m.metadata[key] = std::move(value);
+      }
+    }
+    VS_TRY_ASSIGN(bool has_arrays, impl.table_exists("embedding_metadata_array"));
+    if (has_arrays) {
+      VS_TRY_ASSIGN(Stmt arr, Stmt::prepare(db, "SELECT count(*) FROM embedding_metadata_array a JOIN embeddings e "
+                                                "ON e.id = a.id WHERE e.segment_id = ?"));
+      arr.bind(1, collection.metadata_segment);
+      VS_TRY(arr.step());
+      if (arr.int64(0) > 0) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("collection {}: {} array metadata values; array metadata is not supported yet", name,
+                                arr.int64(0)));
+      }
+    }
+  }
+
+  // ---- HNSW segment files ----
+  std::map<std::string, VecState> vecs;
+  const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
+  const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
+  std::error_code ec;
+  snap.stats.label_map_format = "none";
+  if (fs::exists(seg_dir / "header.bin", ec)) {
+    auto seg = read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine");
+    if (!seg) return ctx(seg.error());
+    snap.dimension = seg->header.dim();
+    snap.stats.hnsw_slots = static_cast<std::int64_t>(seg->elements.size());
+    if (!seg->elements.empty()) {
+      auto labels = read_label_map((seg_dir / "index_metadata.pickle").string());
+      if (!labels) return ctx(labels.error());
+      snap.stats.label_map_format = labels->dialect == PickleDialect::python_persistent_data ? "python" : "rust";
+      if (vector_seq < 0 && labels->max_seq_id) vector_seq = *labels->max_seq_id;
+      std::set<std::uint64_t> seen;
+      for (auto& e : seg->elements) {
+        auto it = labels->label_to_id.find(e.label);
+        if (e.deleted || it == labels->label_to_id.end()) {
+          ++snap.stats.hnsw_deleted;
+          continue;
+        }
+        if (!seen.insert(e.label).second) {
+          return fail(ErrorCode::corruption, fmt::format("collection {}: label {} is in two live HNSW slots", name, e.label));
+        }
+        vecs[it->second] = VecState{std::move(e.vector), VectorSource::hnsw};
+      }
+      if (seen.size() != labels->label_to_id.size()) {
+        return fail(ErrorCode::corruption,
+                    fmt::format("collection {}: the label map has {} labels but data_level0.bin holds {} live slots", name,
+                                labels->label_to_id.size(), seen.size()));
+      }
+    }
+  }
+  snap.stats.vector_max_seq_id = vector_seq;
+
+  // ---- embeddings_queue ----
+  const std::int64_t from = std::min(vector_seq, snap.stats.metadata_max_seq_id);
+  std::vector<LogRow> log;
+  {
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, "SELECT seq_id, operation, id, vector, encoding, metadata FROM embeddings_queue "
+                                             "WHERE topic LIKE ? ORDER BY seq_id"));
+    st.bind(1, "%/" + collection.id);
+    while (true) {
+      VS_TRY_ASSIGN(bool row, st.step());
+      if (!row) break;
+      ++snap.stats.wal_rows;
+      const std::int64_t seq = st.int64(0);
+      // Older rows only matter for cosine: they may still hold the client's exact bytes of a
+      // vector the HNSW files keep normalised.
+      if (seq <= from && collection.space != "cosine") continue;
+      LogRow r;
+      r.seq = seq;
+      r.op = static_cast<int>(st.int64(1));
+      r.id = st.text(2);
+      if (r.op < 0 || r.op > 3) {
+        return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has unknown operation {}", name, seq, r.op));
+      }
+      if (!st.is_null(3)) {
+        const std::string encoding = st.is_null(4) ? std::string("FLOAT32") : st.text(4);
+        if (encoding != "FLOAT32") {
+          return fail(ErrorCode::corruption,
+                      fmt::format("collection {}: log row {} has vector encoding {}, only FLOAT32 is known", name, seq, encoding));
+        }
+        const auto bytes = st.blob(3);
+        if (bytes.size() % 4 != 0 || bytes.empty()) {
+          return fail(ErrorCode::corruption,
+                      fmt::format("collection {}: log row {} has a vector of {} bytes", name, seq, bytes.size()));
+        }
+        std::vector<float> v(bytes.size() / 4);
+        std::memcpy(v.data(), bytes.data(), bytes.size());
+        if (snap.dimension == 0) snap.dimension = v.size();
+        if (v.size() != snap.dimension) {
+          return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has {} dimensions, expected {}", name,
+                                                         seq, v.size(), snap.dimension));
+        }
+        r.vector = std::move(v);
+      }
+      if (!st.is_null(5)) {
+        json md = json::parse(st.text(5), nullptr, false);
+        if (md.is_discarded() || !md.is_object()) {
+          return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has metadata that is not a JSON object",
+                                                         name, seq));
+        }
+        r.metadata = std::move(md);
+      }
+      log.push_back(std::move(r));
+    }
+  }
+  for (const LogRow& r : log) {
+    if (r.seq <= from) continue;
+    const bool replay_meta = r.seq > snap.stats.metadata_max_seq_id;
+    const bool replay_vec = r.seq > vector_seq;
+    if (replay_meta || replay_vec) ++snap.stats.wal_replayed;
+    if (replay_meta) {
+      auto it = meta.find(r.id);
+      const bool present = it != meta.end();
+      if (r.op == 3) {
+        if (present) meta.erase(it);
+      } else if (r.op == 0 || (r.op == 2 && !present)) {
+        if (!present) {
+          MetaState s;
+          if (r.metadata) split_metadata(*r.metadata, s.metadata, s.document, s.uri);
+          meta.emplace(r.id, std::move(s));
+        }
+      } else if (present && r.metadata) {
+        merge_metadata(it->second, *r.metadata);
+      }
+    }
+    if (replay_vec) {
+      auto it = vecs.find(r.id);
+      const bool present = it != vecs.end();
+      if (r.op == 3) {
+        if (present) vecs.erase(it);
+      } else if (r.op == 0 || (r.op == 2 && !present)) {
+        if (!present && r.vector) vecs.emplace(r.id, VecState{*r.vector, VectorSource::wal});
+      } else if (present && r.vector) {
+        it->second = VecState{*r.vector, VectorSource::wal};
+      }
+    }
+  }
+  if (collection.space == "cosine") recover_exact_bytes(log, vector_seq, vecs, snap.stats);
+  if (snap.dimension == 0 && collection.dimension) snap.dimension = static_cast<std::size_t>(*collection.dimension);
+  if (collection.dimension && static_cast<std::size_t>(*collection.dimension) != snap.dimension) {
+    return fail(ErrorCode::corruption, fmt::format("collection {}: the sysdb says {} dimensions but the vectors have {}",
+                                                   name, *collection.dimension, snap.dimension));
+  }
+  snap.records.reserve(meta.size());
+  for (auto& [id, m] : meta) {
+    auto v = vecs.find(id);
+    if (v == vecs.end()) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("collection {}: record {} is in the metadata segment but has no vector in the HNSW files or "
+                              "the log",
+                              name, id));
+    }
+    Record rec;
+    rec.id = id;
+    rec.vector = std::move(v->second.vector);
+    rec.source = v->second.source;
+    rec.metadata = std::move(m.metadata);
+    rec.document = std::move(m.document);
+    rec.uri = std::move(m.uri);
+    snap.records.push_back(std::move(rec));
+  }
+  return snap;
+}
+
+}  // namespace vstore::chroma

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// Offline reader for a Chroma persistent directory (chroma.sqlite3 + HNSW segment folders).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vstore/result.hpp"
+
+namespace vstore::chroma {
+
+/// Where a record's vector was read from.
+enum class VectorSource {
+  hnsw,  ///< the flushed HNSW segment files (cosine: Chroma's own de-normalised float32)
+  wal,   ///< the embeddings_queue log (the bytes the client sent), including cosine slots
+         ///< whose original bytes older log rows still hold
+};
+
+/// One collection as the sysdb tables describe it.
+struct CollectionInfo {
+  std::string id;                 ///< UUID
+  std::string name;
+  std::string tenant = "default_tenant";
+  std::string database = "default_database";
+  std::optional<std::int64_t> dimension;  ///< collections.dimension (NULL before the first add)
+  std::string space = "l2";       ///< l2, cosine or ip
+  std::optional<std::string> embedding_model;  ///< from the stored embedding function config
+  std::string metadata_segment;   ///< segment UUID (scope METADATA)
+  std::string vector_segment;     ///< segment UUID (scope VECTOR)
+};
+
+/// One live record after replay.
+struct Record {
+  std::string id;
+  std::vector<float> vector;
+  nlohmann::json metadata = nlohmann::json::object();  ///< user metadata, chroma:* keys removed
+  std::optional<std::string> document;
+  std::optional<std::string> uri;
+  VectorSource source = VectorSource::hnsw;
+};
+
+/// Counters of how a snapshot was assembled.
+struct SnapshotStats {
+  std::int64_t hnsw_slots = 0;          ///< valid slots in data_level0.bin
+  std::int64_t hnsw_deleted = 0;        ///< slots with DELETE_MARK or no label in the pickle
+  std::int64_t vector_max_seq_id = -1;  ///< the vector segment's persisted sequence number
+  std::int64_t metadata_max_seq_id = -1;
+  std::int64_t wal_rows = 0;            ///< log rows of this collection
+  std::int64_t wal_replayed = 0;        ///< log rows past a segment's sequence number
+  std::int64_t exact_from_log = 0;      ///< cosine slots whose exact bytes were found in older log rows
+  std::string label_map_format;         ///< "python", "rust" or "none"
+};
+
+/// The live contents of one collection, sorted by id, plus the ids deletes removed.
+struct Snapshot {
+  CollectionInfo collection;
+  std::size_t dimension = 0;
+  std::vector<Record> records;
+  SnapshotStats stats;
+};
+
+/// A Chroma persistent directory opened read-only. Not thread-safe.
+class ChromaDir {
+ public:
+  /// Opens `dir`. Refuses (conflict) a directory a live process holds: a hot rollback
+  /// journal or WAL file beside chroma.sqlite3, or any process with the database file open;
+  /// the message says how to take a consistent copy. Refuses (invalid_argument) a file that
+  /// is not a Chroma database and (conflict) a schema newer than this reader knows, naming
+  /// the migration. Errors: not_found (no chroma.sqlite3).
+  [[nodiscard]] static Result<ChromaDir> open(const std::string& dir);
+
+  ChromaDir(ChromaDir&&) noexcept;
+  ChromaDir& operator=(ChromaDir&&) noexcept;
+  ~ChromaDir();
+
+  /// "sysdb 9, metadb 4, embeddings_queue 2": the applied migrations.
+  [[nodiscard]] const std::string& schema_version() const;
+
+  /// Every collection, by name. Errors: corruption (missing segments, bad config JSON).
+  [[nodiscard]] Result<std::vector<CollectionInfo>> collections();
+
+  /// Reads one collection: metadata segment rows, HNSW files, then the embeddings_queue tail
+  /// replayed (add only if absent, update/upsert replace, delete removes). Errors: corruption
+  /// (truncated files, unknown encoding, a live id without a vector), not_found.
+  [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection);
+
+ private:
+  struct Impl;
+  explicit ChromaDir(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace vstore::chroma

@@ -1,0 +1,640 @@
+// SPDX-License-Identifier: Apache-2.0
+// migrate-chroma against real Chroma directories written by each pinned chromadb (0.4.24,
+// 0.5.23, 0.6.3, 1.0.19, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL fixture:
+// every live id, bit-exact vectors, equal metadata and documents, deleted ids absent, for every
+// version and space; skip vs --insert-missing; idempotent re-runs; SIGKILL + --resume; corrupt
+// and live directories refused with nothing written.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "chroma/chroma_dir.hpp"
+#include "pg/pg_binary.hpp"
+#include "pg/pg_conn.hpp"
+#include "support/pg_fixture.hpp"
+#include "vstore/migrate.hpp"
+#include "vstore/schema.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using vstore::testing::PgServer;
+using vstore::testing::sql_value;
+
+constexpr const char* k_versions[] = {"0.4.24", "0.5.23", "0.6.3", "1.0.19"};
+constexpr const char* k_spaces[] = {"cosine", "l2", "ip"};
+constexpr int k_dim = 16;
+
+int shell(const std::string& cmd) {
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The directories, written once per test binary into one temporary root.
+class ChromaDirs {
+ public:
+  static ChromaDirs& instance() {
+    static ChromaDirs dirs;
+    return dirs;
+  }
+  fs::path dir(const std::string& version) const { return m_root / ("chroma-" + version); }
+  const json& truth(const std::string& version) const { return m_truth.at(version); }
+  fs::path root() const { return m_root; }
+  ~ChromaDirs() {
+    std::error_code ec;
+    fs::remove_all(m_root, ec);
+  }
+
+ private:
+  ChromaDirs() {
+    const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+    const char* src = std::getenv("VSTORE_SOURCE_DIR");
+    if (!venvs || !src) {
+      std::fprintf(stderr, "VSTORE_TEST_CHROMA_PY and VSTORE_SOURCE_DIR must be set (by CTest)\n");
+      std::abort();
+    }
+    std::string tmpl = (fs::temp_directory_path() / "vstore-chroma-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) std::abort();
+    m_root = tmpl;
+    std::string cmd;
+    for (const char* v : k_versions) {
+      const fs::path python = fs::path(venvs) / v / "bin" / "python";
+      if (!fs::exists(python)) {
+        std::fprintf(stderr, "no chromadb %s venv at %s: run scripts/setup.sh\n", v, python.c_str());
+        std::abort();
+      }
+      // The four writers run in parallel; each is a separate process that exits before reading.
+      cmd += fmt::format("( '{}' '{}/tests/support/make_chroma_dir.py' '{}' '{}.json' >'{}.log' 2>&1 || echo "
+                         "'chromadb {} failed' ) & ",
+                         python.string(), src, dir(v).string(), dir(v).string(), dir(v).string(), v);
+    }
+    cmd += "wait";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::array<char, 512> buf{};
+    std::string out;
+    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+    pclose(pipe);
+    for (const char* v : k_versions) {
+      std::ifstream in(dir(v).string() + ".json");
+      if (!in) {
+        std::ifstream log(dir(v).string() + ".log");
+        std::string text((std::istreambuf_iterator<char>(log)), {});
+        std::fprintf(stderr, "chromadb %s did not write its directory: %s\n%s\n", v, out.c_str(), text.c_str());
+        std::abort();
+      }
+      m_truth[v] = json::parse(in);
+    }
+  }
+  fs::path m_root;
+  std::map<std::string, json> m_truth;
+};
+
+std::string hex(const std::vector<float>& v) {
+  std::string out;
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (std::size_t i = 0; i < v.size() * 4; ++i) out += fmt::format("{:02x}", p[i]);
+  return out;
+}
+
+// JSON equality that keeps int, float and bool apart (nlohmann compares 3 == 3.0).
+bool same_typed(const json& a, const json& b) {
+  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
+  if (kind(a) != kind(b)) return false;
+  if (a.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (const auto& [k, v] : a.items()) {
+      if (!b.contains(k) || !same_typed(v, b[k])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+const json& truth_collection(const json& truth, const std::string& name) {
+  for (const auto& c : truth["collections"]) {
+    if (c["name"] == name) return c;
+  }
+  static const json none;
+  return none;
+}
+
+vstore::Result<vstore::chroma::Snapshot> read_collection(const fs::path& dir, const std::string& name) {
+  VS_TRY_ASSIGN(auto d, vstore::chroma::ChromaDir::open(dir.string()));
+  VS_TRY_ASSIGN(auto cols, d.collections());
+  for (const auto& c : cols) {
+    if (c.name == name) return d.read(c);
+  }
+  return vstore::fail(vstore::ErrorCode::not_found, "no collection " + name);
+}
+
+struct Case {
+  std::string version;
+  std::string space;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << "chromadb " << c.version << " " << c.space; }
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string v = info.param.version;
+  std::replace(v.begin(), v.end(), '.', '_');
+  return "chromadb_" + v + "_" + info.param.space;
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> out;
+  for (const char* v : k_versions) {
+    for (const char* s : k_spaces) out.push_back({v, s});
+  }
+  return out;
+}
+
+class ChromaVersionTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ChromaVersionTest, ReaderReturnsExactlyTheLiveRecordsChromaReturns) {
+  const auto& [version, space] = GetParam();
+  auto& dirs = ChromaDirs::instance();
+  const json& truth = truth_collection(dirs.truth(version), "c_" + space);
+  ASSERT_FALSE(truth.is_null());
+  auto snap = read_collection(dirs.dir(version), "c_" + space);
+  ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+  EXPECT_EQ(snap->collection.space, space);
+  EXPECT_EQ(snap->dimension, static_cast<std::size_t>(k_dim));
+  ASSERT_EQ(snap->records.size(), truth["live"].size());
+  std::set<std::string> ids;
+  int from_wal = 0;
+  int from_hnsw = 0;
+  for (std::size_t i = 0; i < snap->records.size(); ++i) {
+    const auto& rec = snap->records[i];
+    const auto& want = truth["live"][i];
+    ids.insert(rec.id);
+    ASSERT_EQ(rec.id, want["id"].get<std::string>());
+    // Bytes the client sent, where Chroma still holds them (the log, and HNSW for l2/ip, which
+    // store vectors unchanged); Chroma's own get() bytes for cosine slots (stored normalised).
+    const bool exact_input = rec.source == vstore::chroma::VectorSource::wal || space != "cosine";
+    const std::string expected = exact_input ? want["input"].get<std::string>() : want["chroma"].get<std::string>();
+    EXPECT_EQ(hex(rec.vector), expected) << rec.id << " from " << (exact_input ? "input" : "chroma get");
+    EXPECT_TRUE(same_typed(rec.metadata, want["metadata"])) << rec.id << ": " << rec.metadata.dump() << " vs "
+                                                            << want["metadata"].dump();
+    const std::optional<std::string> doc =
+        want["document"].is_null() ? std::nullopt : std::optional<std::string>(want["document"].get<std::string>());
+    EXPECT_EQ(rec.document, doc) << rec.id;
+    (rec.source == vstore::chroma::VectorSource::wal ? from_wal : from_hnsw)++;
+  }
+  for (const auto& gone : truth["deleted"]) EXPECT_FALSE(ids.contains(gone.get<std::string>())) << gone;
+  EXPECT_FALSE(truth["deleted"].empty());
+  // The directory mixes flushed HNSW slots and records that are only in the log.
+  EXPECT_GT(snap->stats.hnsw_slots, 0);
+  EXPECT_GT(from_wal, 0);
+  if (space == "cosine" && version == "0.4.24") {
+    // 0.4.x never purges the log, so every normalised cosine slot gets the client's bytes back.
+    EXPECT_EQ(from_hnsw, 0);
+    EXPECT_GT(snap->stats.exact_from_log, 100);
+  } else {
+    EXPECT_GT(from_hnsw, 0);
+  }
+  EXPECT_GT(snap->stats.wal_replayed, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllVersionsAndSpaces, ChromaVersionTest, ::testing::ValuesIn(all_cases()), case_name);
+
+
+// ---- migration into PostgreSQL --------------------------------------------------------------
+
+// A fresh database with a vector(16) `articles` table, a data dir for reports, and helpers.
+class MigrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_conninfo = PgServer::instance().create_database("migrate");
+    m_config = vstore::testing::test_config(m_conninfo, k_dim);
+    std::string tmpl = (fs::temp_directory_path() / "vstore-migrate-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    m_data = tmpl;
+    m_config.data_dir = m_data;
+    auto up = vstore::schema_up(m_conninfo, m_config);
+    ASSERT_TRUE(up.has_value()) << up.error().to_string();
+  }
+  void TearDown() override {
+    PgServer::instance().drop_database(m_conninfo);
+    std::error_code ec;
+    fs::remove_all(m_data, ec);
+  }
+
+  vstore::MigrateOptions options(const std::string& version, const std::string& collection) const {
+    vstore::MigrateOptions o;
+    o.from_dir = ChromaDirs::instance().dir(version).string();
+    o.collection = collection;
+    o.model = "test-model";
+    return o;
+  }
+
+  std::int64_t count(const std::string& where = "true") const {
+    return std::stoll(sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE " + where));
+  }
+
+  // uri -> (embedding bytes as hex of float32 little-endian, vector_metadata, raw, model)
+  struct Row {
+    std::string vector_hex;
+    json metadata;
+    std::optional<std::string> raw;
+    std::string model;
+  };
+  std::map<std::string, Row> rows() const {
+    auto conn = vstore::pg::Connection::connect(m_conninfo);
+    EXPECT_TRUE(conn.has_value());
+    auto res = conn->exec_params("SELECT uri, embedding, vector_metadata::text, raw, embedding_model FROM articles", {}, true);
+    EXPECT_TRUE(res.has_value());
+    std::map<std::string, Row> out;
+    for (int r = 0; r < res->rows(); ++r) {
+      Row row;
+      std::vector<float> v;
+      if (!res->is_null(r, 1)) {
+        EXPECT_TRUE(vstore::pg::decode_vector(res->get(r, 1), v, k_dim).has_value());
+      }
+      row.vector_hex = hex(v);
+      row.metadata = res->is_null(r, 2) ? json() : json::parse(res->get(r, 2));
+      if (!res->is_null(r, 3)) row.raw = res->text(r, 3);
+      row.model = res->text(r, 4);
+      out[res->text(r, 0)] = std::move(row);
+    }
+    return out;
+  }
+
+  std::string m_conninfo;
+  vstore::Config m_config;
+  fs::path m_data;
+};
+
+class MigrateVersionTest : public MigrateTest, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(MigrateVersionTest, EveryLiveIdArrivesBitExactWithMetadataAndDocument) {
+  const auto& [version, space] = GetParam();
+  const std::string name = "c_" + space;
+  const json& truth = truth_collection(ChromaDirs::instance().truth(version), name);
+  auto snap = read_collection(ChromaDirs::instance().dir(version), name);
+  ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+  auto opts = options(version, name);
+  opts.insert_missing = true;
+  opts.verify = true;
+  opts.batch_size = 37;  // several batches, the last one partial
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  ASSERT_EQ(report->collections.size(), 1U);
+  const auto& c = report->collections[0];
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(c.count, static_cast<std::int64_t>(truth["live"].size()));
+  EXPECT_EQ(c.migrated, c.count);
+  EXPECT_EQ(c.inserted, c.count);
+  EXPECT_EQ(c.skipped, 0);
+  EXPECT_EQ(c.errors, 0);
+  EXPECT_EQ(c.metric, space);
+  EXPECT_TRUE(c.verify.value("passed", false)) << c.verify.dump(1);
+  EXPECT_GE(c.verify.value("overlap_at_10", 0.0), 0.95);
+  EXPECT_TRUE(fs::exists(report->report_path));
+
+  const auto stored = rows();
+  ASSERT_EQ(stored.size(), truth["live"].size());
+  for (std::size_t i = 0; i < truth["live"].size(); ++i) {
+    const auto& want = truth["live"][i];
+    const auto& rec = snap->records[i];
+    auto it = stored.find(want["id"].get<std::string>());
+    ASSERT_NE(it, stored.end()) << want["id"];
+    const bool exact_input = rec.source == vstore::chroma::VectorSource::wal || space != "cosine";
+    EXPECT_EQ(it->second.vector_hex, exact_input ? want["input"].get<std::string>() : want["chroma"].get<std::string>())
+        << want["id"];
+    EXPECT_TRUE(same_typed(it->second.metadata, want["metadata"])) << it->second.metadata.dump();
+    const std::optional<std::string> doc =
+        want["document"].is_null() ? std::nullopt : std::optional<std::string>(want["document"].get<std::string>());
+    EXPECT_EQ(it->second.raw, doc);
+    EXPECT_EQ(it->second.model, "test-model");
+  }
+  for (const auto& gone : truth["deleted"]) EXPECT_FALSE(stored.contains(gone.get<std::string>())) << gone;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllVersionsAndSpaces, MigrateVersionTest, ::testing::ValuesIn(all_cases()), case_name);
+
+TEST_F(MigrateTest, IdsWithoutAnArticleRowAreSkippedUnlessInsertMissing) {
+  // 50 of the ids have article rows of the application; the rest have none.
+  sql_value(m_conninfo, "INSERT INTO articles (uri, title) SELECT 'r' || lpad(g::text, 3, '0'), 'own title ' || g "
+                        "FROM generate_series(100, 149) g");
+  auto plan_opts = options("0.6.3", "c_l2");
+  plan_opts.dry_run = true;
+  auto plan = vstore::migrate_chroma(m_conninfo, m_config, plan_opts);
+  ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+  const auto total = plan->collections[0].count;
+  EXPECT_EQ(plan->collections[0].to_update, 50);
+  EXPECT_EQ(plan->collections[0].to_skip, total - 50);
+  EXPECT_EQ(count("embedding IS NOT NULL"), 0) << "a dry run writes nothing";
+
+  auto opts = options("0.6.3", "c_l2");
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  const auto& c = report->collections[0];
+  EXPECT_EQ(c.migrated, 50);
+  EXPECT_EQ(c.skipped, total - 50);
+  EXPECT_EQ(c.inserted, 0);
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(count(), 50);
+  EXPECT_EQ(count("embedding IS NOT NULL"), 50);
+  EXPECT_EQ(count("title LIKE 'own title %'"), 50) << "the application's columns are kept";
+}
+
+TEST_F(MigrateTest, ASecondFullRunChangesNothing) {
+  auto opts = options("1.0.19", "c_cosine");
+  opts.insert_missing = true;
+  auto first = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(first.has_value()) << first.error().to_string();
+  const std::string before = sql_value(m_conninfo, "SELECT string_agg(uri || ctid::text || xmin::text, ',' ORDER BY uri) FROM articles");
+  auto second = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(second.has_value()) << second.error().to_string();
+  EXPECT_EQ(second->collections[0].changed, 0);
+  EXPECT_EQ(second->collections[0].inserted, 0);
+  EXPECT_EQ(second->collections[0].migrated, first->collections[0].migrated);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT string_agg(uri || ctid::text || xmin::text, ',' ORDER BY uri) FROM articles"), before);
+}
+
+TEST_F(MigrateTest, ResumeAfterAStopAtSeveralPointsEndsWithExactlyTheRightRows) {
+  const auto expected = static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.5.23"), "c_ip")["live"].size());
+  for (std::size_t stop_after : {1U, 4U, 9U}) {
+    auto opts = options("0.5.23", "c_ip");
+    opts.insert_missing = true;
+    opts.batch_size = 20;
+    opts.test_stop_after_batches = stop_after;
+    auto stopped = vstore::migrate_chroma(m_conninfo, m_config, opts);
+    ASSERT_FALSE(stopped.has_value());
+    // Whole batches only: the rows done so far are what the checkpoint says.
+    EXPECT_EQ(count(), static_cast<std::int64_t>(20 * stop_after));
+    opts.test_stop_after_batches = 0;
+    opts.resume = true;
+    opts.verify = true;
+    auto resumed = vstore::migrate_chroma(m_conninfo, m_config, opts);
+    ASSERT_TRUE(resumed.has_value()) << resumed.error().to_string();
+    EXPECT_EQ(resumed->collections[0].resumed_after, static_cast<std::int64_t>(20 * stop_after));
+    EXPECT_EQ(resumed->collections[0].migrated, expected);
+    EXPECT_TRUE(resumed->ok()) << resumed->to_json().dump(1);
+    EXPECT_EQ(count(), expected);
+    EXPECT_EQ(sql_value(m_conninfo, "SELECT count(DISTINCT uri) FROM articles"), std::to_string(expected));
+    sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  }
+}
+
+// Runs the vstore binary in the background; returns its pid.
+pid_t spawn_vstore(const std::vector<std::string>& args, const std::string& conninfo, const fs::path& data) {
+  const char* bin = std::getenv("VSTORE_BIN");
+  EXPECT_NE(bin, nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setenv("DATABASE_URL", conninfo.c_str(), 1);
+    setenv("VSTORE_DATA_DIR", data.c_str(), 1);
+    setenv("EMBEDDING_DIM", "16", 1);
+    setenv("EMBEDDING_PROVIDER", "hash", 1);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(bin));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    execv(bin, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(MigrateTest, SigkillAtSeveralPointsThenResumeGivesExactlyTheRightRowsAndNoDuplicates) {
+  const auto expected = static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.4.24"), "c_cosine")["live"].size());
+  const std::string dir = ChromaDirs::instance().dir("0.4.24").string();
+  const std::vector<std::string> base = {"migrate-chroma", "--from-dir", dir, "--collection", "c_cosine", "--model",
+                                         "test-model", "--insert-missing", "--batch-size", "10"};
+  std::int64_t last_done = 0;
+  for (std::int64_t kill_at : {10, 60, 150}) {
+    auto args = base;
+    args.insert(args.end(), {"--resume", "--test-batch-delay-ms", "40"});
+    const pid_t pid = spawn_vstore(args, m_conninfo, m_data);
+    std::int64_t done = 0;
+    for (int i = 0; i < 3000 && done < kill_at; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (sql_value(m_conninfo, "SELECT to_regclass('vstore_chroma_checkpoints') IS NOT NULL") != "t") continue;
+      const std::string v = sql_value(m_conninfo, "SELECT max(rows_done) FROM vstore_chroma_checkpoints");
+      done = v.empty() ? 0 : std::stoll(v);
+    }
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    EXPECT_EQ(wait_exit(pid), -1) << "the run must still have been going when killed";
+    done = std::stoll(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"));
+    EXPECT_GE(done, kill_at);
+    EXPECT_LT(done, expected);
+    EXPECT_GT(done, last_done);
+    last_done = done;
+    // Every committed batch is whole and nothing past the checkpoint is visible.
+    EXPECT_EQ(count(), done);
+  }
+  auto args = base;
+  args.insert(args.end(), {"--resume", "--verify"});
+  EXPECT_EQ(wait_exit(spawn_vstore(args, m_conninfo, m_data)), 0);
+  EXPECT_EQ(count(), expected);
+  EXPECT_EQ(count("embedding IS NOT NULL AND embedding_model = 'test-model'"), expected);
+  // A second full run (no --resume) changes nothing.
+  const std::string before = sql_value(m_conninfo, "SELECT string_agg(uri || ctid::text, ',' ORDER BY uri) FROM articles");
+  args = base;
+  args.push_back("--verify");
+  EXPECT_EQ(wait_exit(spawn_vstore(args, m_conninfo, m_data)), 0);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT string_agg(uri || ctid::text, ',' ORDER BY uri) FROM articles"), before);
+}
+
+// A private copy of one version's directory to damage.
+fs::path copy_dir(const std::string& version, const fs::path& into) {
+  const fs::path dst = into / ("copy-" + version);
+  fs::remove_all(dst);
+  fs::copy(ChromaDirs::instance().dir(version), dst, fs::copy_options::recursive);
+  return dst;
+}
+
+std::string vector_segment_of(const fs::path& dir, const std::string& name) {
+  auto d = vstore::chroma::ChromaDir::open(dir.string());
+  EXPECT_TRUE(d.has_value());
+  auto cols = d->collections();
+  EXPECT_TRUE(cols.has_value());
+  for (const auto& c : *cols) {
+    if (c.name == name) return c.vector_segment;
+  }
+  return "";
+}
+
+TEST_F(MigrateTest, TruncatedDataLevel0IsRefusedAndWritesNothing) {
+  const fs::path dir = copy_dir("0.6.3", m_data);
+  const fs::path level0 = dir / vector_segment_of(dir, "c_l2") / "data_level0.bin";
+  ASSERT_TRUE(fs::exists(level0));
+  fs::resize_file(level0, 1000);
+  auto opts = options("0.6.3", "c_l2");
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption);
+  EXPECT_NE(report.error().message().find("truncated"), std::string::npos) << report.error().message();
+  EXPECT_NE(report.error().message().find("data_level0.bin"), std::string::npos) << report.error().message();
+  EXPECT_EQ(count(), 0);
+}
+
+TEST_F(MigrateTest, APickleOfNeitherFormatIsRefusedAndWritesNothing) {
+  const fs::path dir = copy_dir("1.0.19", m_data);
+  const fs::path pickle = dir / vector_segment_of(dir, "c_cosine") / "index_metadata.pickle";
+  ASSERT_TRUE(fs::exists(pickle));
+  {
+    // pickle.dumps([1, 2], protocol=4): a list, which neither writer produces.
+    std::ofstream out(pickle, std::ios::binary | std::ios::trunc);
+    const unsigned char bytes[] = {0x80, 0x04, 0x95, 0x09, 0, 0, 0, 0, 0, 0, 0, ']', 0x94, '(', 'K', 1, 'K', 2, 'e', '.'};
+    out.write(reinterpret_cast<const char*>(bytes), sizeof bytes);
+  }
+  auto opts = options("1.0.19", "c_cosine");
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption);
+  EXPECT_NE(report.error().message().find("index_metadata.pickle"), std::string::npos) << report.error().message();
+  EXPECT_NE(report.error().message().find("opcode 0x5d"), std::string::npos) << report.error().message();
+  EXPECT_EQ(count(), 0);
+}
+
+TEST_F(MigrateTest, AnUnknownChromaSchemaIsRefusedAndWritesNothing) {
+  const fs::path dir = copy_dir("0.5.23", m_data);
+  ASSERT_EQ(shell(fmt::format("python3 -c \"import sqlite3; c = sqlite3.connect('{}'); c.execute(\\\"INSERT INTO "
+                              "migrations (dir, version, filename, sql, hash) VALUES ('sysdb', 99, '00099-x.sql', '', "
+                              "'')\\\"); c.commit()\"",
+                              (dir / "chroma.sqlite3").string())),
+            0);
+  auto opts = options("0.5.23", "c_l2");
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::conflict);
+  EXPECT_NE(report.error().message().find("unknown chroma schema"), std::string::npos) << report.error().message();
+  EXPECT_NE(report.error().message().find("sysdb/00099"), std::string::npos) << report.error().message();
+  EXPECT_EQ(count(), 0);
+
+  // An SQLite file that is not Chroma's at all.
+  const fs::path other = m_data / "other";
+  fs::create_directories(other);
+  ASSERT_EQ(shell(fmt::format("python3 -c \"import sqlite3; c = sqlite3.connect('{}'); c.execute('CREATE TABLE t (x)'); "
+                              "c.commit()\"",
+                              (other / "chroma.sqlite3").string())),
+            0);
+  opts.from_dir = other.string();
+  report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::invalid_argument);
+  EXPECT_NE(report.error().message().find("not a Chroma database"), std::string::npos) << report.error().message();
+}
+
+TEST_F(MigrateTest, ADirectoryALiveProcessHoldsIsRefusedWithHowToCopy) {
+  const fs::path dir = copy_dir("0.6.3", m_data);
+  const pid_t holder = fork();
+  if (holder == 0) {
+    const std::string cmd = "exec 3<'" + (dir / "chroma.sqlite3").string() + "'; exec sleep 30";
+    execl("/bin/bash", "bash", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  bool refused = false;
+  std::string message;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    auto d = vstore::chroma::ChromaDir::open(dir.string());
+    if (!d) {
+      refused = d.error().code() == vstore::ErrorCode::conflict;
+      message = d.error().message();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  EXPECT_TRUE(refused);
+  EXPECT_NE(message.find(fmt::format("process {}", holder)), std::string::npos) << message;
+  EXPECT_NE(message.find("copy"), std::string::npos) << message;
+  EXPECT_TRUE(vstore::chroma::ChromaDir::open(dir.string()).has_value()) << "usable again once the holder is gone";
+
+  std::ofstream(dir / "chroma.sqlite3-journal") << "x";
+  auto d = vstore::chroma::ChromaDir::open(dir.string());
+  ASSERT_FALSE(d.has_value());
+  EXPECT_EQ(d.error().code(), vstore::ErrorCode::conflict);
+  EXPECT_NE(d.error().message().find("chroma.sqlite3-journal"), std::string::npos) << d.error().message();
+}
+
+TEST_F(MigrateTest, CollectionsComeFromSqliteNotFromOrphanFolders) {
+  bool saw_orphan = false;
+  for (const char* v : k_versions) {
+    const fs::path dir = ChromaDirs::instance().dir(v);
+    auto d = vstore::chroma::ChromaDir::open(dir.string());
+    ASSERT_TRUE(d.has_value()) << d.error().to_string();
+    auto cols = d->collections();
+    ASSERT_TRUE(cols.has_value()) << cols.error().to_string();
+    std::vector<std::string> names;
+    std::set<std::string> segments;
+    for (const auto& c : *cols) {
+      names.push_back(c.name);
+      segments.insert(c.vector_segment);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"c_cosine", "c_ip", "c_l2"})) << v;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      if (entry.is_directory() && !segments.contains(entry.path().filename().string())) saw_orphan = true;
+    }
+  }
+  EXPECT_TRUE(saw_orphan) << "the dropped collection should have left an orphan folder in some version";
+}
+
+TEST_F(MigrateTest, SeveralCollectionsNeedAChoiceAndAModelMustBeKnown) {
+  auto opts = options("0.6.3", "c_l2");
+  opts.collection.reset();
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::invalid_argument);
+  EXPECT_NE(report.error().message().find("c_cosine, c_ip, c_l2"), std::string::npos) << report.error().message();
+
+  opts = options("0.6.3", "c_l2");
+  opts.model.reset();
+  report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_NE(report.error().message().find("--model"), std::string::npos) << report.error().message();
+
+  opts = options("0.6.3", "c_nope");
+  report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::not_found);
+  EXPECT_EQ(count(), 0);
+}
+
+TEST_F(MigrateTest, ADimensionOtherThanTheTablesIsRefused) {
+  sql_value(m_conninfo, "DROP TABLE articles; DELETE FROM vstore_schema_migrations");
+  auto cfg = m_config;
+  cfg.embedding_dim = 8;
+  ASSERT_TRUE(vstore::schema_up(m_conninfo, cfg).has_value());
+  auto report = vstore::migrate_chroma(m_conninfo, cfg, options("0.6.3", "c_l2"));
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::conflict);
+  EXPECT_NE(report.error().message().find("16 dimensions"), std::string::npos) << report.error().message();
+  EXPECT_NE(report.error().message().find("vector(8)"), std::string::npos) << report.error().message();
+}
+
+}  // namespace
