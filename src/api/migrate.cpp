@@ -380,6 +380,8 @@ class CollectionMigration {
     auto body = [&]() -> Result<void> {
       VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_stage"));
       VS_TRY(m_conn.copy_in("COPY vstore_migrate_stage FROM STDIN (FORMAT binary)", data));
+      // Without statistics the planner hash-joins the whole target table for every batch.
+      VS_TRY(m_conn.exec("ANALYZE vstore_migrate_stage"));
       VS_TRY_ASSIGN(PgResult existing,
                     m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_stage s JOIN {} t ON t.uri = s.uri", table)));
       const std::int64_t present = std::stoll(existing.text(0, 0));
