@@ -28,6 +28,7 @@ struct MigrateOptions {
   bool insert_missing = false;             ///< create rows for ids without an article row (else: skipped)
   bool resume = false;                     ///< continue after the last committed batch of an earlier run
   bool bulk_index = true;                  ///< drop vstore's vector index for a large load, build it once after
+  std::int64_t bulk_min_rows = 5000;       ///< a load is large from this many rows (and > 2x the table's vectors). Default 5000.
   std::optional<std::string> model;        ///< embedding_model when Chroma stored no embedding function
   std::size_t batch_size = 5000;           ///< records per COPY + merge transaction. Default 5000. Range 1..1000000.
   int verify_queries = 50;                 ///< sample queries for overlap@10. Default 50.

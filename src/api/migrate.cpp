@@ -708,7 +708,7 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     const std::int64_t writes = c.to_update + c.to_insert;
     VS_TRY_ASSIGN(PgResult with, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(config.table))));
     const std::int64_t with_embedding = std::stoll(with.text(0, 0));
-    if (options.bulk_index && writes >= 5000 && writes > 2 * with_embedding) {
+    if (options.bulk_index && writes >= options.bulk_min_rows && writes > 2 * with_embedding) {
       VS_TRY_ASSIGN(std::string dropped, suspend_vector_index(conninfo, config));
       if (!dropped.empty()) c.notes.push_back(fmt::format("vector index {} dropped for the bulk load and rebuilt after it", dropped));
     }
@@ -718,6 +718,9 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     if (rebuilt && *rebuilt) c.timings["index_build_s"] = lap();
     VS_TRY(copied);
     if (!rebuilt) return fail(rebuilt.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));
+    if (*rebuilt) {
+      VS_TRY_ASSIGN(shape, table_shape(conn, config.table));  // the verification sees the new index
+    }
     if (options.verify) {
       VS_TRY_ASSIGN(c.verify, mig.verify());
       c.timings["verify_s"] = lap();

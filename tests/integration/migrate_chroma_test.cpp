@@ -637,4 +637,41 @@ TEST_F(MigrateTest, ADimensionOtherThanTheTablesIsRefused) {
   EXPECT_NE(report.error().message().find("vector(8)"), std::string::npos) << report.error().message();
 }
 
+TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) {
+  auto index_exists = [&] {
+    return sql_value(m_conninfo, "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE "
+                                 "c.relname = 'articles' AND i.indexrelid::regclass::text LIKE '%embedding%'") != "0";
+  };
+  ASSERT_TRUE(index_exists());
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  opts.bulk_min_rows = 100;  // the collection's 243 rows count as a large load here
+  opts.batch_size = 50;
+  opts.test_stop_after_batches = 2;
+  ASSERT_FALSE(vstore::migrate_chroma(m_conninfo, m_config, opts).has_value());
+  EXPECT_TRUE(index_exists()) << "a failed run builds the index it dropped";
+  // A killed run (simulated: drop it as the bulk load would, then stop) leaves it missing.
+  ASSERT_TRUE(vstore::suspend_vector_index(m_conninfo, m_config).has_value());
+  ASSERT_FALSE(index_exists());
+  opts.test_stop_after_batches = 0;
+  opts.resume = true;
+  opts.verify = true;
+  auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(done.has_value()) << done.error().to_string();
+  EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+  EXPECT_TRUE(index_exists()) << "the run that finishes builds the missing index";
+  EXPECT_TRUE(done->collections[0].timings.contains("index_build_s"));
+  EXPECT_TRUE(done->collections[0].verify["index_overlap_at_10"].is_number());
+
+  // From scratch: the note says the index was dropped for the load.
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  opts.resume = false;
+  auto fresh = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(fresh.has_value()) << fresh.error().to_string();
+  ASSERT_FALSE(fresh->collections[0].notes.empty());
+  EXPECT_NE(fresh->collections[0].notes.back().find("dropped for the bulk load"), std::string::npos);
+  EXPECT_TRUE(index_exists());
+  EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
+}
+
 }  // namespace
