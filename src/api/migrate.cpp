@@ -122,6 +122,86 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
   return shape;
 }
 
+// Days from 1970-01-01 to a proleptic Gregorian date.
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2 ? 1 : 0;
+  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? static_cast<unsigned>(-3) : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
+}
+
+// PostgreSQL's binary timestamptz (microseconds since 2000-01-01 UTC) of "YYYY-MM-DD" (midnight
+// UTC, as the store treats plain dates) or "YYYY-MM-DD[T ]HH:MM[:SS[.frac]](Z|+HH[:MM]|-HH[:MM])".
+// Anything else (no zone, other formats) gives nullopt and takes the SQL cast path instead.
+std::optional<std::int64_t> timestamptz_micros(std::string_view s) {
+  auto num = [&](std::size_t pos, std::size_t len) -> std::optional<int> {
+    if (pos + len > s.size()) return std::nullopt;
+    int v = 0;
+    for (std::size_t i = pos; i < pos + len; ++i) {
+      if (s[i] < '0' || s[i] > '9') return std::nullopt;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  auto y = num(0, 4), mo = num(5, 2), d = num(8, 2);
+  if (!y || !mo || !d || s.size() < 10 || s[4] != '-' || s[7] != '-' || *mo < 1 || *mo > 12 || *d < 1) return std::nullopt;
+  static constexpr int k_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
+  if (*d > k_days[*mo - 1] || (*mo == 2 && *d == 29 && !leap)) return std::nullopt;
+  std::int64_t secs = days_from_civil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d)) * 86400;
+  std::int64_t frac_us = 0;
+  if (s.size() > 10) {
+    if (s[10] != 'T' && s[10] != ' ') return std::nullopt;
+    auto h = num(11, 2), mi = num(14, 2);
+    if (!h || !mi || s.size() < 16 || s[13] != ':' || *h > 23 || *mi > 59) return std::nullopt;
+    std::size_t pos = 16;
+    int sec = 0;
+    if (pos < s.size() && s[pos] == ':') {
+      auto sv = num(pos + 1, 2);
+      if (!sv || *sv > 59) return std::nullopt;
+      sec = *sv;
+      pos += 3;
+      if (pos < s.size() && s[pos] == '.') {
+        ++pos;
+        int digits = 0;
+        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+          if (digits < 6) frac_us = frac_us * 10 + (s[pos] - '0');
+          ++digits;
+          ++pos;
+        }
+        if (digits == 0) return std::nullopt;
+        for (int i = digits; i < 6; ++i) frac_us *= 10;
+      }
+    }
+    secs += *h * 3600 + *mi * 60 + sec;
+    if (pos >= s.size()) return std::nullopt;  // no zone: the server's TimeZone would decide
+    if (s[pos] == 'Z' && pos + 1 == s.size()) {
+      // UTC
+    } else if (s[pos] == '+' || s[pos] == '-') {
+      auto zh = num(pos + 1, 2);
+      if (!zh) return std::nullopt;
+      int zm = 0;
+      std::size_t end = pos + 3;
+      if (end < s.size()) {
+        if (s[end] == ':') ++end;
+        auto z = num(end, 2);
+        if (!z) return std::nullopt;
+        zm = *z;
+        end += 2;
+      }
+      if (end != s.size() || *zh > 15 || zm > 59) return std::nullopt;
+      const int offset = (*zh * 3600 + zm * 60) * (s[pos] == '-' ? -1 : 1);
+      secs -= offset;
+    } else {
+      return std::nullopt;
+    }
+  }
+  constexpr std::int64_t k_pg_epoch = 946684800;  // 2000-01-01 in Unix seconds
+  return (secs - k_pg_epoch) * 1000000 + frac_us;
+}
+
 // JSON equality that keeps integers, floats and bools apart (nlohmann's == says 3 == 3.0).
 bool same_typed(const json& a, const json& b) {
   auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
@@ -162,6 +242,12 @@ class CollectionMigration {
     }
     m_has_raw = shape.columns.contains("raw");
     m_has_pdts = shape.columns.contains("publication_date_ts");
+    m_direct = true;
+    for (const auto& c : m_text_cols) {
+      const std::string& type = shape.columns.at(c);
+      if (type != "text" && !type.starts_with("character varying") && type != "timestamp with time zone") m_direct = false;
+    }
+    if (m_has_raw && shape.columns.at("raw") != "text") m_direct = false;
   }
 
   Result<void> classify() {
@@ -170,6 +256,12 @@ class CollectionMigration {
                                                         "i.uri",
                                                         q(m_config.table))));
     const std::int64_t existing = std::stoll(res.text(0, 0));
+    if (m_options.insert_missing && !m_options.dry_run) {
+      VS_TRY_ASSIGN(PgResult ids, m_conn.exec(fmt::format("SELECT i.uri FROM vstore_migrate_ids i JOIN {} t ON t.uri = "
+                                                          "i.uri",
+                                                          q(m_config.table))));
+      for (int r = 0; r < ids.rows(); ++r) m_existing.insert(ids.text(r, 0));
+    }
     m_report.to_update = existing;
     const std::int64_t missing = m_report.count - existing;
     (m_options.insert_missing ? m_report.to_insert : m_report.to_skip) = missing;
@@ -344,47 +436,134 @@ class CollectionMigration {
     return {};
   }
 
-  Result<void> copy_batch(std::size_t from, std::size_t to) {
+  // Text of a string metadata value, or nullopt.
+  static std::optional<std::string> string_value(const json& metadata, const std::string& key) {
+    auto it = metadata.find(key);
+    return it != metadata.end() && it->is_string() ? std::optional<std::string>(it->get<std::string>()) : std::nullopt;
+  }
+
+  // True when every value of `rec` can go straight into the table in binary (text columns, and
+  // timestamptz values that parse as a date or a date-time with a zone).
+  bool direct_encodable(const chroma::Record& rec, std::vector<std::optional<std::int64_t>>& micros) const {
+    micros.assign(m_text_cols.size(), std::nullopt);
+    for (std::size_t i = 0; i < m_text_cols.size(); ++i) {
+      if (m_shape.columns.at(m_text_cols[i]) != "timestamp with time zone") continue;
+      auto v = string_value(rec.metadata, m_text_cols[i]);
+      if (!v) continue;
+      micros[i] = timestamptz_micros(*v);
+      if (!micros[i]) return false;
+    }
+    return true;
+  }
+
+  Result<void> copy_batch(std::size_t from, std::size_t to, bool allow_direct = true) {
     pg::CopyWriter writer;
     writer.reserve((to - from) * (m_snap.dimension * 4 + 256));
+    pg::CopyWriter direct;
+    const bool use_direct = allow_direct && m_direct && m_options.insert_missing;
     const int fields = 6 + static_cast<int>(m_text_cols.size());
+    const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(m_text_cols.size());
     std::vector<std::string> batch_ids;
+    std::vector<std::string> direct_ids;
+    std::size_t staged = 0;
+    std::vector<std::optional<std::int64_t>> micros;
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
       if (!finite(rec.vector)) {
-        ++m_report.errors;
-        if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(rec.id);
+        if (allow_direct) {
+          ++m_report.errors;
+          if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(rec.id);
+        }
         continue;
       }
+      batch_ids.push_back(rec.id);
+      std::optional<std::int64_t> pdts;
+      if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
+        pdts = it->get<std::int64_t>();
+      }
+      if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
+        // A new row: straight into the table in the columns' own binary types.
+        direct.begin_row(direct_fields);
+        direct.bytes_field(rec.id);
+        direct.vector_field(rec.vector);
+        direct.bytes_field(m_report.embedding_model);
+        direct.jsonb_field(rec.metadata.dump());
+        if (m_has_pdts) {
+          pdts ? direct.int64_field(*pdts) : direct.null_field();
+        }
+        if (m_has_raw) direct.text_field(rec.document);
+        for (std::size_t c = 0; c < m_text_cols.size(); ++c) {
+          if (m_shape.columns.at(m_text_cols[c]) == "timestamp with time zone") {
+            micros[c] ? direct.int64_field(*micros[c]) : direct.null_field();
+          } else {
+            direct.text_field(string_value(rec.metadata, m_text_cols[c]));
+          }
+        }
+        direct_ids.push_back(rec.id);
+        continue;
+      }
+      ++staged;
       writer.begin_row(fields);
       writer.bytes_field(rec.id);
       writer.vector_field(rec.vector);
       writer.bytes_field(m_report.embedding_model);
       writer.jsonb_field(rec.metadata.dump());
-      if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
-        writer.int64_field(it->get<std::int64_t>());
-      } else {
-        writer.null_field();
-      }
+      pdts ? writer.int64_field(*pdts) : writer.null_field();
       writer.text_field(rec.document);
-      for (const auto& c : m_text_cols) {
-        auto it = rec.metadata.find(c);
-        writer.text_field(it != rec.metadata.end() && it->is_string() ? std::optional<std::string>(it->get<std::string>())
-                                                                     : std::nullopt);
-      }
-      batch_ids.push_back(rec.id);
+      for (const auto& c : m_text_cols) writer.text_field(string_value(rec.metadata, c));
     }
     const std::string data = writer.finish();
     const std::string table = q(m_config.table);
     VS_TRY(m_conn.exec("BEGIN"));
+    const std::string direct_data = direct.finish();
     auto body = [&]() -> Result<void> {
+      std::int64_t present = 0;
+      std::int64_t changed = 0;
+      std::int64_t inserted = 0;
+      if (!direct_ids.empty()) {
+        std::string cols = "uri, embedding, embedding_model, vector_metadata";
+        if (m_has_pdts) cols += ", publication_date_ts";
+        if (m_has_raw) cols += ", raw";
+        for (const auto& c : m_text_cols) cols += ", " + q(c);
+        VS_TRY(m_conn.copy_in(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), direct_data));
+        inserted += static_cast<std::int64_t>(direct_ids.size());
+      }
+      if (staged > 0) {
+        VS_TRY(merge_staged(data, present, changed, inserted));
+      }
+      VS_TRY(save_checkpoint(to));
+      m_batch_present = present;
+      m_batch_changed = changed;
+      m_batch_inserted = inserted;
+      return {};
+    };
+    if (auto done = body(); !done) {
+      (void)m_conn.exec("ROLLBACK");
+      // A row inserted by someone else since classify(): redo the batch through the merge.
+      if (!direct_ids.empty() && done.error().code() == ErrorCode::conflict) return copy_batch(from, to, false);
+      return done;
+    }
+    VS_TRY(m_conn.exec("COMMIT"));
+    for (auto& id : direct_ids) m_inserted_ids.insert(std::move(id));
+    const auto n = static_cast<std::int64_t>(batch_ids.size());
+    m_report.changed += m_batch_changed;
+    m_report.inserted += m_batch_inserted;
+    m_report.migrated += m_batch_present + m_batch_inserted;
+    m_report.skipped += n - m_batch_present - m_batch_inserted;
+    return {};
+  }
+
+  // Staging COPY, UPDATE of existing rows that differ, INSERT of missing ones (--insert-missing).
+  Result<void> merge_staged(const std::string& data, std::int64_t& present, std::int64_t& changed, std::int64_t& inserted) {
+    const std::string table = q(m_config.table);
+    {
       VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_stage"));
       VS_TRY(m_conn.copy_in("COPY vstore_migrate_stage FROM STDIN (FORMAT binary)", data));
       // Without statistics the planner hash-joins the whole target table for every batch.
       VS_TRY(m_conn.exec("ANALYZE vstore_migrate_stage"));
       VS_TRY_ASSIGN(PgResult existing,
                     m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_stage s JOIN {} t ON t.uri = s.uri", table)));
-      const std::int64_t present = std::stoll(existing.text(0, 0));
+      const std::int64_t existing_rows = std::stoll(existing.text(0, 0));
       VS_TRY_ASSIGN(PgResult updated,
                     m_conn.exec(fmt::format(
                         "UPDATE {} t SET embedding = s.embedding, embedding_model = s.embedding_model, vector_metadata = "
@@ -392,7 +571,6 @@ class CollectionMigration {
                         "t.embedding::text IS DISTINCT FROM s.embedding::text OR t.embedding_model IS DISTINCT FROM "
                         "s.embedding_model OR t.vector_metadata IS DISTINCT FROM s.vector_metadata)",
                         table, m_has_pdts ? ", publication_date_ts = COALESCE(s.pdts, t.publication_date_ts)" : "")));
-      std::int64_t inserted = 0;
       if (m_options.insert_missing) {
         std::string cols = "uri, embedding, embedding_model, vector_metadata";
         std::string sel = "s.uri, s.embedding, s.embedding_model, s.vector_metadata";
@@ -417,9 +595,17 @@ class CollectionMigration {
                                                             "WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.uri = s.uri) "
                                                             "RETURNING uri",
                                                             table, cols, sel, table)));
-        inserted = ins.rows();
+        inserted += ins.rows();
         for (int r = 0; r < ins.rows(); ++r) m_inserted_ids.insert(ins.text(r, 0));
       }
+      present += existing_rows;
+      changed += updated.affected();
+    }
+    return {};
+  }
+
+  Result<void> save_checkpoint(std::size_t to) {
+    {
       const std::string last_id = m_snap.records[to - 1].id;
       const std::string done = std::to_string(to);
       Param p[] = {Param::text(m_source), Param::text(m_snap.collection.id), Param::text(m_config.table),
@@ -430,21 +616,7 @@ class CollectionMigration {
                                             "EXCLUDED.rows_done, updated_at = now()",
                                             k_checkpoints),
                                 p));
-      m_batch_present = present;
-      m_batch_changed = updated.affected();
-      m_batch_inserted = inserted;
-      return {};
-    };
-    if (auto done = body(); !done) {
-      (void)m_conn.exec("ROLLBACK");
-      return done;
     }
-    VS_TRY(m_conn.exec("COMMIT"));
-    const auto n = static_cast<std::int64_t>(batch_ids.size());
-    m_report.changed += m_batch_changed;
-    m_report.inserted += m_batch_inserted;
-    m_report.migrated += m_batch_present + m_batch_inserted;
-    m_report.skipped += n - m_batch_present - m_batch_inserted;
     return {};
   }
 
@@ -521,6 +693,8 @@ class CollectionMigration {
   bool m_has_raw = false;
   bool m_has_pdts = false;
   std::unordered_set<std::string> m_inserted_ids;
+  std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
+  bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   std::int64_t m_batch_present = 0;
   std::int64_t m_batch_changed = 0;
   std::int64_t m_batch_inserted = 0;

@@ -674,4 +674,51 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
 }
 
+TEST_F(MigrateTest, NewRowsGetArticleColumnsFromMetadataInTheirOwnTypes) {
+  // A small directory whose metadata carries the article fields, dates in several forms.
+  const fs::path dir = m_data / "dated";
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  const std::string script = fmt::format(
+      "import chromadb; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path='{}', settings=Settings(anonymized_telemetry=False))\n"
+      "col = c.create_collection(name='dated', metadata={{'hnsw:space': 'cosine'}}, embedding_function=None)\n"
+      "dates = ['2024-03-05', '2024-03-05T10:20:30Z', '2024-03-05T10:20:30.123456+02:00', '2024-03-05 10:20:30-0530',"
+      " '2024-03-05T10:20:30', 'March 5, 2024']\n"
+      "col.add(ids=['a%d' % i for i in range(6)], embeddings=[[1.0 + i, 2.0, 3.0] for i in range(6)],"
+      " metadatas=[{{'publication_date': d, 'title': 'title %d' % i, 'topic': 'tech'}} for i, d in enumerate(dates)],"
+      " documents=['body %d' % i for i in range(6)])\n",
+      dir.string());
+  const fs::path py = m_data / "dated.py";
+  std::ofstream(py) << script;
+  ASSERT_EQ(shell(fmt::format("'{}/1.0.19/bin/python' '{}' >/dev/null 2>&1", venvs, py.string())), 0);
+  sql_value(m_conninfo, "DROP TABLE articles; DELETE FROM vstore_schema_migrations");
+  // A server time zone other than UTC: plain dates must still be midnight UTC (as the store
+  // writes them), zoned values exact, and values without a zone read in the server's zone.
+  sql_value(m_conninfo, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), "
+                        "'America/New_York'); END $$");
+  auto cfg = m_config;
+  cfg.embedding_dim = 3;
+  ASSERT_TRUE(vstore::schema_up(m_conninfo, cfg).has_value());
+  vstore::MigrateOptions opts;
+  opts.from_dir = dir.string();
+  opts.model = "m";
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, cfg, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(report->collections[0].inserted, 6);
+  EXPECT_EQ(count("title = 'title ' || substr(uri, 2) AND topic = 'tech' AND raw = 'body ' || substr(uri, 2)"), 6);
+  // Each value as PostgreSQL itself reads it; a plain date is midnight UTC; no date: NULL.
+  const std::string expected =
+      "VALUES ('a0', '2024-03-05 00:00:00+00'::timestamptz), ('a1', '2024-03-05T10:20:30Z'), "
+      "('a2', '2024-03-05T10:20:30.123456+02:00'), ('a3', '2024-03-05 10:20:30-0530'), ('a4', '2024-03-05T10:20:30'), "
+      "('a5', NULL)";
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(*) FROM articles a JOIN (" + expected +
+                                      ") e(uri, ts) ON e.uri = a.uri WHERE a.publication_date IS NOT DISTINCT FROM e.ts"),
+            "6")
+      << sql_value(m_conninfo, "SELECT string_agg(uri || '=' || COALESCE(publication_date::text, 'null'), ' ') FROM articles");
+}
+
 }  // namespace
