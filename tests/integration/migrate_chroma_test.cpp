@@ -721,4 +721,41 @@ TEST_F(MigrateTest, NewRowsGetArticleColumnsFromMetadataInTheirOwnTypes) {
       << sql_value(m_conninfo, "SELECT string_agg(uri || '=' || COALESCE(publication_date::text, 'null'), ' ') FROM articles");
 }
 
+TEST_F(MigrateTest, TheCommandPrintsThePlanAndTheOneScreenSummary) {
+  const char* bin = std::getenv("VSTORE_BIN");
+  ASSERT_NE(bin, nullptr);
+  auto run = [&](const std::string& args, int& code) {
+    const std::string cmd = fmt::format("env DATABASE_URL='{}' VSTORE_DATA_DIR='{}' EMBEDDING_DIM=16 EMBEDDING_PROVIDER=hash "
+                                        "'{}' {} 2>/dev/null",
+                                        m_conninfo, m_data.string(), bin, args);
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf{};
+    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+    const int status = pclose(pipe);
+    code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  const std::string dir = ChromaDirs::instance().dir("0.5.23").string();
+  const auto live = truth_collection(ChromaDirs::instance().truth("0.5.23"), "c_l2")["live"].size();
+  int code = -1;
+  std::string out = run("migrate-chroma --from-dir '" + dir + "' --dry-run", code);
+  EXPECT_EQ(code, 0) << out;
+  for (const char* name : {"c_cosine", "c_l2", "c_ip"}) EXPECT_NE(out.find(std::string("collection ") + name), std::string::npos) << out;
+  EXPECT_NE(out.find("metric l2 -> vector_l2_ops (<->)"), std::string::npos) << out;
+  EXPECT_NE(out.find(fmt::format("would update 0, insert 0, skip {}", live)), std::string::npos) << out;
+  EXPECT_EQ(count(), 0);
+
+  out = run("migrate-chroma --from-dir '" + dir + "' --collection c_l2 --model m --insert-missing --verify", code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find(fmt::format("chromadb_total: {}\n  migrated: {}\n  skipped: 0\n  errors: 0", live, live)),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("verify: passed"), std::string::npos) << out;
+  EXPECT_NE(out.find("report: " + (m_data / "reports").string()), std::string::npos) << out;
+
+  out = run("migrate-chroma --from-dir '" + dir + "' --model m", code);
+  EXPECT_EQ(code, 1) << "several collections and none chosen";
+}
+
 }  // namespace
