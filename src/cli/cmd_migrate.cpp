@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `vstore migrate-chroma`: the command-line edge over migrate_chroma() (progress, summary, exit code).
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -56,12 +57,11 @@ MigrateProgress progress_bars() {
   return [bars](std::string_view phase, std::int64_t done, std::int64_t total) {
     auto& bar = (*bars)[std::string(phase)];
     if (!bar) bar = std::make_unique<Progress>(fmt::format("migrate-chroma {}", phase), total);
-    if (done < total) {
-      bar->update(done);
-      return;
-    }
     bar->update(done);
-    bars->erase(std::string(phase));
+    if (done >= total) {
+      if (isatty(STDERR_FILENO) != 0) std::fputc('\n', stderr);  // the bar redraws in place on a terminal
+      bars->erase(std::string(phase));
+    }
   };
 }
 

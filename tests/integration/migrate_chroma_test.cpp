@@ -430,7 +430,7 @@ TEST_F(MigrateTest, SigkillAtSeveralPointsThenResumeGivesExactlyTheRightRowsAndN
   std::int64_t last_done = 0;
   for (std::int64_t kill_at : {10, 60, 150}) {
     auto args = base;
-    args.insert(args.end(), {"--resume", "--test-batch-delay-ms", "40"});
+    args.insert(args.end(), {"--resume", "--test-batch-delay-ms", "100"});
     const pid_t pid = spawn_vstore(args, m_conninfo, m_data);
     std::int64_t done = 0;
     for (int i = 0; i < 3000 && done < kill_at; ++i) {
