@@ -27,6 +27,8 @@ struct MigrateOptions {
   bool verify = false;                     ///< after writing, compare every row and run the overlap check
   bool insert_missing = false;             ///< create rows for ids without an article row (else: skipped)
   bool resume = false;                     ///< continue after the last committed batch of an earlier run
+  bool bulk_index = true;                  ///< drop vstore's vector index for a large load, build it once after
+  std::int64_t bulk_min_rows = 5000;       ///< a load is large from this many rows (and > 2x the table's vectors). Default 5000.
   std::optional<std::string> model;        ///< embedding_model when Chroma stored no embedding function
   std::size_t batch_size = 5000;           ///< records per COPY + merge transaction. Default 5000. Range 1..1000000.
   int verify_queries = 50;                 ///< sample queries for overlap@10. Default 50.
@@ -61,6 +63,7 @@ struct CollectionReport {
   std::vector<std::string> error_ids;
   std::vector<std::string> notes;
   nlohmann::json verify;           ///< null unless verified
+  nlohmann::json timings = nlohmann::json::object();  ///< seconds per phase: read_s, classify_s, copy_s, index_build_s, verify_s
 };
 
 /// The whole run.
@@ -80,13 +83,34 @@ struct MigrateReport {
 /// merge per batch that sets embedding, embedding_model and vector_metadata of existing rows
 /// (a row already equal is not rewritten) and, with insert_missing, inserts the rest. Each batch
 /// commits with a checkpoint row in `vstore_chroma_checkpoints`, so `resume` continues after a
-/// kill and a repeated run changes nothing. Writes the JSON report under
+/// kill and a repeated run changes nothing. A large load (>= 5,000 rows, more than doubling the
+/// table's vectors) drops the vector index vstore created and rebuilds it at the end (with
+/// bulk_index); a missing recorded index is rebuilt after every run. Writes the JSON report under
 /// `config.data_dir/reports/`. Errors: not_found (directory, collection), conflict (directory
 /// in use, unknown Chroma schema, dimension differs from the table), invalid_argument (several
 /// collections and none chosen, no model known), corruption (damaged Chroma files; nothing is
 /// written), unavailable (database). Not thread-safe with another migration of the same table.
 [[nodiscard]] Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config,
                                                    const MigrateOptions& options);
+
+/// Options of `vstore bench migrate`.
+struct BenchMigrateOptions {
+  std::string from_dir;                   ///< Chroma directory to migrate; required
+  std::optional<std::string> collection;  ///< required when the directory holds several
+  std::size_t batch_size = 5000;          ///< records per COPY on both sides. Default 5000.
+  MigrateProgress progress;               ///< may be empty
+};
+
+/// Migration throughput against a bare binary COPY of the same vectors, in a database of its
+/// own (`vstore_bench_migrate_<pid>`, created on the server of `admin_conninfo` and dropped at
+/// the end, also on failure), both loads without a vector index: (1) a bare binary COPY of
+/// (uri, embedding) in batches into a table with only a primary key, vectors taken from the
+/// directory read once beforehand (encoding timed, reading not); (2) migrate_chroma() with
+/// --insert-missing into a freshly migrated table made without a vector index, timed whole
+/// (reading the directory, classification, COPY and merge). Returns {rows, dim, rows_per_s,
+/// copy_rows_per_s, ratio, read_s, migrate_s, copy_s, chroma_schema, machine}. Errors: those of
+/// migrate_chroma(), and internal (no CREATEDB privilege). Not thread-safe with other bench_* calls.
+[[nodiscard]] Result<nlohmann::json> bench_migrate(const std::string& admin_conninfo, const BenchMigrateOptions& options);
 
 /// The pgvector operator class and distance operator for a Chroma space ("cosine", "l2", "ip").
 /// Errors: invalid_argument for any other space.

@@ -1,5 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // `vstore migrate-chroma`: the command-line edge over migrate_chroma() (progress, summary, exit code).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -47,6 +52,45 @@ void print_summary(const MigrateReport& r) {
   if (!r.report_path.empty()) std::printf("report: %s\n", r.report_path.c_str());
 }
 
+MigrateProgress progress_bars() {
+  auto bars = std::make_shared<std::map<std::string, std::unique_ptr<Progress>>>();
+  return [bars](std::string_view phase, std::int64_t done, std::int64_t total) {
+    auto& bar = (*bars)[std::string(phase)];
+    if (!bar) bar = std::make_unique<Progress>(fmt::format("migrate-chroma {}", phase), total);
+    bar->update(done);
+    if (done >= total) {
+      if (isatty(STDERR_FILENO) != 0) std::fputc('\n', stderr);  // the bar redraws in place on a terminal
+      bars->erase(std::string(phase));
+    }
+  };
+}
+
+// The cached benchmark directory of rows x dim, written by real Chroma (the chromadb 1.0.19
+// venv of scripts/setup_chroma_py.sh) on first use.
+Result<std::string> bench_directory(const Config& cfg, std::int64_t rows, int dim) {
+  const auto dir = cfg.data_dir / "bench" / fmt::format("chroma-{}x{}", rows, dim);
+  std::error_code ec;
+  if (std::filesystem::exists(dir / "chroma.sqlite3", ec) && std::filesystem::exists(dir / "complete", ec)) {
+    return dir.string();
+  }
+  const auto python = cfg.data_dir / "chroma-py" / "1.0.19" / "bin" / "python";
+  if (!std::filesystem::exists(python, ec)) {
+    return fail(ErrorCode::not_found, fmt::format("no chromadb venv at {}; run scripts/setup.sh or pass --from-dir",
+                                                  python.string()));
+  }
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir.parent_path(), ec);
+  std::fprintf(stderr, "bench migrate: writing %lld x %d vectors with chromadb 1.0.19 into %s (once) ...\n",
+               static_cast<long long>(rows), dim, dir.c_str());
+  const std::string cmd = fmt::format("'{}' '{}/scripts/make_chroma_bench_dir.py' '{}' {} {} >/dev/null", python.string(),
+                                      VSTORE_SOURCE_DIR, dir.string(), rows, dim);
+  const int status = std::system(cmd.c_str());
+  if (status != 0) return fail(ErrorCode::internal, fmt::format("writing the benchmark directory failed: {}", cmd));
+  std::FILE* mark = std::fopen((dir / "complete").c_str(), "w");
+  if (mark) std::fclose(mark);
+  return dir.string();
+}
+
 }  // namespace
 
 void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action) {
@@ -64,6 +108,8 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   cmd->add_flag("--verify", opts.verify, "compare every migrated row (vector bytes, metadata) and overlap@10; exit 1 on any difference");
   cmd->add_flag("--insert-missing", opts.insert_missing, "create article rows for ids without one (from Chroma metadata and document)");
   cmd->add_flag("--resume", opts.resume, "continue after the last batch an earlier run committed");
+  static bool keep_index = false;
+  cmd->add_flag("--keep-index", keep_index, "never drop the vector index for a large load (default: dropped and rebuilt once)");
   cmd->add_option("--model", model, "embedding_model to record when Chroma stored no embedding function");
   cmd->add_option("--batch-size", opts.batch_size, "records per COPY + merge transaction")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))
@@ -78,16 +124,8 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       if (!conninfo) return report(conninfo.error());
       if (!collection.empty()) opts.collection = collection;
       if (!model.empty()) opts.model = model;
-      auto bars = std::make_shared<std::map<std::string, std::unique_ptr<Progress>>>();
-      opts.progress = [bars](std::string_view phase, std::int64_t done, std::int64_t total) {
-        auto& bar = (*bars)[std::string(phase)];
-        if (!bar) bar = std::make_unique<Progress>(fmt::format("migrate-chroma {}", phase), total);
-        bar->update(done);
-        if (done >= total) {
-          bar->finish();
-          bars->erase(std::string(phase));
-        }
-      };
+      opts.bulk_index = !keep_index;
+      opts.progress = progress_bars();
       auto result = migrate_chroma(*conninfo, *cfg, opts);
       if (!result) return report(result.error());
       if (json_out) {
@@ -98,6 +136,53 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
         print_summary(*result);
       }
       return result->ok() ? k_exit_ok : k_exit_failure;
+    };
+  });
+
+  static BenchMigrateOptions bench;
+  static std::string bench_dir;
+  static std::string bench_collection;
+  static std::int64_t bench_rows = 100000;
+  static int bench_dim = 384;
+  static bool bench_json = false;
+  auto* bench_cmd = app.get_subcommand("bench")->add_subcommand(
+      "migrate", "migrate-chroma from a Chroma directory against a bare binary COPY of the same vectors (no vector "
+                 "index on either side)");
+  bench_cmd->add_option("--from-dir", bench_dir, "Chroma directory (default: one of --rows x --dim written by chromadb "
+                                                 "1.0.19 under $VSTORE_DATA_DIR/bench, made once)");
+  bench_cmd->add_option("--collection", bench_collection, "collection name");
+  bench_cmd->add_option("--rows", bench_rows, "rows of the generated directory")
+      ->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))
+      ->capture_default_str();
+  bench_cmd->add_option("--dim", bench_dim, "dimensions of the generated directory")->check(CLI::Range(2, 16000))->capture_default_str();
+  bench_cmd->add_option("--batch-size", bench.batch_size, "records per COPY on both sides")
+      ->check(CLI::Range(std::size_t{100}, std::size_t{1000000}))
+      ->capture_default_str();
+  bench_cmd->add_flag("--json", bench_json, "print the result as one JSON object");
+  bench_cmd->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      if (bench_dir.empty()) {
+        auto made = bench_directory(*cfg, bench_rows, bench_dim);
+        if (!made) return report(made.error());
+        bench_dir = *made;
+      }
+      bench.from_dir = bench_dir;
+      if (!bench_collection.empty()) bench.collection = bench_collection;
+      bench.progress = progress_bars();
+      auto result = bench_migrate(*conninfo, bench);
+      if (!result) return report(result.error());
+      if (bench_json) {
+        print_json(*result);
+      } else {
+        for (const auto& [key, value] : result->items()) {
+          if (!value.is_object()) std::printf("%-18s %s\n", key.c_str(), value.dump().c_str());
+        }
+      }
+      return k_exit_ok;
     };
   });
 }

@@ -430,7 +430,7 @@ TEST_F(MigrateTest, SigkillAtSeveralPointsThenResumeGivesExactlyTheRightRowsAndN
   std::int64_t last_done = 0;
   for (std::int64_t kill_at : {10, 60, 150}) {
     auto args = base;
-    args.insert(args.end(), {"--resume", "--test-batch-delay-ms", "40"});
+    args.insert(args.end(), {"--resume", "--test-batch-delay-ms", "100"});
     const pid_t pid = spawn_vstore(args, m_conninfo, m_data);
     std::int64_t done = 0;
     for (int i = 0; i < 3000 && done < kill_at; ++i) {
@@ -635,6 +635,127 @@ TEST_F(MigrateTest, ADimensionOtherThanTheTablesIsRefused) {
   EXPECT_EQ(report.error().code(), vstore::ErrorCode::conflict);
   EXPECT_NE(report.error().message().find("16 dimensions"), std::string::npos) << report.error().message();
   EXPECT_NE(report.error().message().find("vector(8)"), std::string::npos) << report.error().message();
+}
+
+TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) {
+  auto index_exists = [&] {
+    return sql_value(m_conninfo, "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE "
+                                 "c.relname = 'articles' AND i.indexrelid::regclass::text LIKE '%embedding%'") != "0";
+  };
+  ASSERT_TRUE(index_exists());
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  opts.bulk_min_rows = 100;  // the collection's 243 rows count as a large load here
+  opts.batch_size = 50;
+  opts.test_stop_after_batches = 2;
+  ASSERT_FALSE(vstore::migrate_chroma(m_conninfo, m_config, opts).has_value());
+  EXPECT_TRUE(index_exists()) << "a failed run builds the index it dropped";
+  // A killed run (simulated: drop it as the bulk load would, then stop) leaves it missing.
+  ASSERT_TRUE(vstore::suspend_vector_index(m_conninfo, m_config).has_value());
+  ASSERT_FALSE(index_exists());
+  opts.test_stop_after_batches = 0;
+  opts.resume = true;
+  opts.verify = true;
+  auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(done.has_value()) << done.error().to_string();
+  EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+  EXPECT_TRUE(index_exists()) << "the run that finishes builds the missing index";
+  EXPECT_TRUE(done->collections[0].timings.contains("index_build_s"));
+  EXPECT_TRUE(done->collections[0].verify["index_overlap_at_10"].is_number());
+
+  // From scratch: the note says the index was dropped for the load.
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  opts.resume = false;
+  auto fresh = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(fresh.has_value()) << fresh.error().to_string();
+  ASSERT_FALSE(fresh->collections[0].notes.empty());
+  EXPECT_NE(fresh->collections[0].notes.back().find("dropped for the bulk load"), std::string::npos);
+  EXPECT_TRUE(index_exists());
+  EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
+}
+
+TEST_F(MigrateTest, NewRowsGetArticleColumnsFromMetadataInTheirOwnTypes) {
+  // A small directory whose metadata carries the article fields, dates in several forms.
+  const fs::path dir = m_data / "dated";
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  const std::string script = fmt::format(
+      "import chromadb; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path='{}', settings=Settings(anonymized_telemetry=False))\n"
+      "col = c.create_collection(name='dated', metadata={{'hnsw:space': 'cosine'}}, embedding_function=None)\n"
+      "dates = ['2024-03-05', '2024-03-05T10:20:30Z', '2024-03-05T10:20:30.123456+02:00', '2024-03-05 10:20:30-0530',"
+      " '2024-03-05T10:20:30', 'March 5, 2024']\n"
+      "col.add(ids=['a%d' % i for i in range(6)], embeddings=[[1.0 + i, 2.0, 3.0] for i in range(6)],"
+      " metadatas=[{{'publication_date': d, 'title': 'title %d' % i, 'topic': 'tech'}} for i, d in enumerate(dates)],"
+      " documents=['body %d' % i for i in range(6)])\n",
+      dir.string());
+  const fs::path py = m_data / "dated.py";
+  std::ofstream(py) << script;
+  ASSERT_EQ(shell(fmt::format("'{}/1.0.19/bin/python' '{}' >/dev/null 2>&1", venvs, py.string())), 0);
+  sql_value(m_conninfo, "DROP TABLE articles; DELETE FROM vstore_schema_migrations");
+  // A server time zone other than UTC: plain dates must still be midnight UTC (as the store
+  // writes them), zoned values exact, and values without a zone read in the server's zone.
+  sql_value(m_conninfo, "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), "
+                        "'America/New_York'); END $$");
+  auto cfg = m_config;
+  cfg.embedding_dim = 3;
+  ASSERT_TRUE(vstore::schema_up(m_conninfo, cfg).has_value());
+  vstore::MigrateOptions opts;
+  opts.from_dir = dir.string();
+  opts.model = "m";
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, cfg, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(report->collections[0].inserted, 6);
+  EXPECT_EQ(count("title = 'title ' || substr(uri, 2) AND topic = 'tech' AND raw = 'body ' || substr(uri, 2)"), 6);
+  // Each value as PostgreSQL itself reads it; a plain date is midnight UTC; no date: NULL.
+  const std::string expected =
+      "VALUES ('a0', '2024-03-05 00:00:00+00'::timestamptz), ('a1', '2024-03-05T10:20:30Z'), "
+      "('a2', '2024-03-05T10:20:30.123456+02:00'), ('a3', '2024-03-05 10:20:30-0530'), ('a4', '2024-03-05T10:20:30'), "
+      "('a5', NULL)";
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(*) FROM articles a JOIN (" + expected +
+                                      ") e(uri, ts) ON e.uri = a.uri WHERE a.publication_date IS NOT DISTINCT FROM e.ts"),
+            "6")
+      << sql_value(m_conninfo, "SELECT string_agg(uri || '=' || COALESCE(publication_date::text, 'null'), ' ') FROM articles");
+}
+
+TEST_F(MigrateTest, TheCommandPrintsThePlanAndTheOneScreenSummary) {
+  const char* bin = std::getenv("VSTORE_BIN");
+  ASSERT_NE(bin, nullptr);
+  auto run = [&](const std::string& args, int& code) {
+    const std::string cmd = fmt::format("env DATABASE_URL='{}' VSTORE_DATA_DIR='{}' EMBEDDING_DIM=16 EMBEDDING_PROVIDER=hash "
+                                        "'{}' {} 2>/dev/null",
+                                        m_conninfo, m_data.string(), bin, args);
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf{};
+    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+    const int status = pclose(pipe);
+    code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  const std::string dir = ChromaDirs::instance().dir("0.5.23").string();
+  const auto live = truth_collection(ChromaDirs::instance().truth("0.5.23"), "c_l2")["live"].size();
+  int code = -1;
+  std::string out = run("migrate-chroma --from-dir '" + dir + "' --dry-run", code);
+  EXPECT_EQ(code, 0) << out;
+  for (const char* name : {"c_cosine", "c_l2", "c_ip"}) EXPECT_NE(out.find(std::string("collection ") + name), std::string::npos) << out;
+  EXPECT_NE(out.find("metric l2 -> vector_l2_ops (<->)"), std::string::npos) << out;
+  EXPECT_NE(out.find(fmt::format("would update 0, insert 0, skip {}", live)), std::string::npos) << out;
+  EXPECT_EQ(count(), 0);
+
+  out = run("migrate-chroma --from-dir '" + dir + "' --collection c_l2 --model m --insert-missing --verify", code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find(fmt::format("chromadb_total: {}\n  migrated: {}\n  skipped: 0\n  errors: 0", live, live)),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("verify: passed"), std::string::npos) << out;
+  EXPECT_NE(out.find("report: " + (m_data / "reports").string()), std::string::npos) << out;
+
+  out = run("migrate-chroma --from-dir '" + dir + "' --model m", code);
+  EXPECT_EQ(code, 1) << "several collections and none chosen";
 }
 
 }  // namespace

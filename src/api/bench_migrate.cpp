@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+// `vstore bench migrate`: migrate_chroma() throughput against a bare binary COPY of the same vectors.
+//
+// Phases: read the directory once (timed as read_s; gives the vectors for the bare side),
+// create a scratch database, bare COPY of (uri, embedding) batch by batch into a table with
+// only a primary key, then schema_up + drop the vector index + migrate_chroma() timed whole.
+// Both loads are index-free so the comparison is of the write paths, not of HNSW maintenance.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "chroma/chroma_dir.hpp"
+#include "pg/pg_binary.hpp"
+#include "pg/pg_conn.hpp"
+#include "vstore/bench.hpp"
+#include "vstore/migrate.hpp"
+#include "vstore/schema.hpp"
+
+namespace vstore {
+namespace {
+
+using nlohmann::json;
+using pg::Connection;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string dbname_conninfo(const std::string& conninfo, const std::string& dbname) {
+  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
+    if (!conninfo.starts_with(scheme)) continue;
+    const std::size_t path = conninfo.find_first_of("/?", scheme.size());
+    if (path == std::string::npos) return conninfo + "/" + dbname;
+    const std::size_t query = conninfo.find('?', path);
+    return conninfo.substr(0, path) + "/" + dbname + (query == std::string::npos ? "" : conninfo.substr(query));
+  }
+  return conninfo + (conninfo.empty() ? "" : " ") + "dbname=" + dbname;
+}
+
+// Drops the scratch database when it goes out of scope.
+struct ScratchDb {
+  std::string admin;
+  std::string name;
+  bool created = false;
+  ~ScratchDb() {
+    if (!created) return;
+    if (auto conn = Connection::connect(admin)) {
+      (void)conn->exec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", Connection::quote_ident(name)));
+    }
+  }
+};
+
+}  // namespace
+
+Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrateOptions& options) {
+  // Read once: the vectors for the bare side, and the read time on its own.
+  const auto t_read = std::chrono::steady_clock::now();
+  VS_TRY_ASSIGN(chroma::ChromaDir dir, chroma::ChromaDir::open(options.from_dir));
+  VS_TRY_ASSIGN(auto collections, dir.collections());
+  const chroma::CollectionInfo* chosen = nullptr;
+  for (const auto& c : collections) {
+    if (!options.collection || c.name == *options.collection) {
+      if (chosen && !options.collection) {
+        return fail(ErrorCode::invalid_argument, "the directory holds several collections; choose one with --collection");
+      }
+      chosen = &c;
+    }
+  }
+  if (!chosen) return fail(ErrorCode::not_found, "no such collection in the directory");
+  VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(*chosen));
+  const double read_s = seconds_since(t_read);
+  const std::size_t rows = snap.records.size();
+  if (rows == 0) return fail(ErrorCode::invalid_argument, "the collection is empty");
+  const int dim = static_cast<int>(snap.dimension);
+
+  ScratchDb scratch{admin_conninfo, fmt::format("vstore_bench_migrate_{}", getpid())};
+  {
+    VS_TRY_ASSIGN(Connection admin, Connection::connect(admin_conninfo));
+    auto made = admin.exec(fmt::format("CREATE DATABASE {}", Connection::quote_ident(scratch.name)));
+    if (!made) return fail(made.error().with_context(fmt::format("cannot create benchmark database {}", scratch.name)));
+    scratch.created = true;
+  }
+  const std::string conninfo = dbname_conninfo(admin_conninfo, scratch.name);
+
+  // (1) bare binary COPY of the same vectors.
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY(conn.exec("CREATE EXTENSION IF NOT EXISTS vector"));
+  VS_TRY(conn.exec(fmt::format("CREATE TABLE bare_copy (uri text PRIMARY KEY, embedding vector({}))", dim)));
+  const auto t_copy = std::chrono::steady_clock::now();
+  for (std::size_t from = 0; from < rows; from += options.batch_size) {
+    const std::size_t to = std::min(rows, from + options.batch_size);
+    pg::CopyWriter writer;
+    writer.reserve((to - from) * (snap.dimension * 4 + 32));
+    for (std::size_t i = from; i < to; ++i) {
+      writer.begin_row(2);
+      writer.bytes_field(snap.records[i].id);
+      writer.vector_field(snap.records[i].vector);
+    }
+    VS_TRY(conn.copy_in("COPY bare_copy FROM STDIN (FORMAT binary)", writer.finish()));
+    if (options.progress) options.progress("copy", static_cast<std::int64_t>(to), static_cast<std::int64_t>(rows));
+  }
+  const double copy_s = seconds_since(t_copy);
+
+  // (2) the migration, whole.
+  Config cfg;
+  cfg.database_url = conninfo;
+  cfg.embedding_dim = dim;
+  cfg.data_dir = std::filesystem::temp_directory_path() / scratch.name;
+  cfg.pgvector.index_type = IndexType::none;  // no vector index: both sides load index-free
+  VS_TRY(schema_up(conninfo, cfg));
+  MigrateOptions mig;
+  mig.from_dir = options.from_dir;
+  mig.collection = chosen->name;
+  mig.insert_missing = true;
+  mig.model = "bench";
+  mig.batch_size = options.batch_size;
+  mig.progress = options.progress;
+  const auto t_mig = std::chrono::steady_clock::now();
+  VS_TRY_ASSIGN(MigrateReport report, migrate_chroma(conninfo, cfg, mig));
+  const double migrate_s = seconds_since(t_mig);
+  std::error_code ec;
+  std::filesystem::remove_all(cfg.data_dir, ec);
+  if (report.collections.empty() || report.collections[0].migrated != static_cast<std::int64_t>(rows)) {
+    return fail(ErrorCode::internal, fmt::format("the benchmark migration moved {} of {} rows",
+                                                 report.collections.empty() ? 0 : report.collections[0].migrated, rows));
+  }
+  const double rows_per_s = static_cast<double>(rows) / migrate_s;
+  const double copy_rows_per_s = static_cast<double>(rows) / copy_s;
+  return json{{"rows", rows},
+              {"dim", dim},
+              {"rows_per_s", std::round(rows_per_s)},
+              {"copy_rows_per_s", std::round(copy_rows_per_s)},
+              {"ratio", std::round(1000.0 * rows_per_s / copy_rows_per_s) / 1000.0},
+              {"read_s", read_s},
+              {"migrate_s", migrate_s},
+              {"copy_s", copy_s},
+              {"chroma_schema", dir.schema_version()},
+              {"label_map_format", snap.stats.label_map_format},
+              {"machine", bench_machine_info()}};
+}
+
+}  // namespace vstore
