@@ -170,6 +170,31 @@ TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheNextW
   }
 }
 
+TEST_F(DualStoreTest, OpensWhileChromaIsDownAndCatchesUpWhenItReturns) {
+  m_store.reset();
+  m_chroma.stop();
+  OpenOptions options;
+  options.create = true;
+  auto store = open_store(m_cfg, options);
+  ASSERT_TRUE(store) << "a secondary outage must not stop the dual store from opening: " << store.error().to_string();
+  m_store = std::move(*store);
+  m_dual = dynamic_cast<api::DualStore*>(m_store.get());
+  ASSERT_NE(m_dual, nullptr);
+  std::mt19937 rng(8);
+  std::vector<ArticleVector> items;
+  for (int i = 0; i < 12; ++i) items.push_back(item(i, rng));
+  ASSERT_TRUE(m_store->upsert(items));
+  auto pending = m_dual->outbox_pending();
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(*pending, 12);
+  m_chroma.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the lazy secondary retries once a second
+  auto drained = m_dual->drain_outbox();
+  ASSERT_TRUE(drained) << drained.error().to_string();
+  EXPECT_EQ(*drained, 12);
+  expect_same_records();
+}
+
 TEST_F(DualStoreTest, ReadsComeFromThePrimaryAndShadowCompareRecordsOverlap) {
   std::mt19937 rng(5);
   std::vector<ArticleVector> items;
