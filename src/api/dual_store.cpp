@@ -13,6 +13,8 @@
 //   a failing secondary read is counted, never reported to the caller.
 #include "api/dual_store.hpp"
 
+#include <charconv>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -139,7 +141,10 @@ Result<std::int64_t> DualStore::outbox_pending() {
   VS_TRY_ASSIGN(pg::Lease lease, m_pool->acquire());
   Param p[] = {Param::text(m_config.table), Param::text(m_target)};
   VS_TRY_ASSIGN(PgResult res, lease->exec_params("SELECT count(*) FROM vstore_outbox WHERE table_name = $1 AND target = $2", p));
-  return static_cast<std::int64_t>(std::stoll(res.text(0, 0)));
+  std::int64_t pending = 0;
+  const std::string_view text = res.get(0, 0);
+  std::from_chars(text.data(), text.data() + text.size(), pending);
+  return pending;
 }
 
 Result<std::int64_t> DualStore::drain_outbox() {
