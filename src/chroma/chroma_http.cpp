@@ -192,8 +192,13 @@ Result<json> ChromaHttp::call(std::string_view method, std::string_view path, co
         return parsed;
       } else {
         if (!write) m_impl->give_back(std::move(client));
-        last = Error(code_for_status(res->status), fmt::format("chroma server {} rejected {} {} (HTTP {}): {}", m_server,
-                                                               method, full, res->status, server_message(res->body)));
+        const bool auth = res->status == 401 || res->status == 403;
+        last = Error(code_for_status(res->status),
+                     fmt::format("chroma server {} rejected {} {} (HTTP {}): {}{}", m_server, method, full, res->status,
+                                 server_message(res->body),
+                                 auth ? (m_impl->options.token.empty() ? "; CHROMA_TOKEN is not set"
+                                                                       : "; check CHROMA_TOKEN")
+                                      : ""));
       }
     } catch (const std::exception& e) {
       return fail(ErrorCode::internal, fmt::format("chroma server {}: {} {}: {}", m_server, method, full, e.what()));

@@ -146,5 +146,42 @@ TEST_F(ChromaV1Test, AMissingCollectionIsNotFoundOnV1Too) {
   EXPECT_EQ(store.error().code(), ErrorCode::not_found) << store.error().to_string();
 }
 
+TEST(ChromaToken, TheTokenIsSentAsXChromaTokenAndNeverAppearsInErrors) {
+  const std::string token = "tok-9f3e1b7c";
+  testing::ChromaServer server(testing::ChromaFlavor::python_v1, token);
+  Config cfg;
+  cfg.backend = BackendKind::chromadb;
+  cfg.chroma_url = server.url();
+  cfg.chroma_collection = "articles";
+  cfg.embedding_dim = k_dim;
+  ChromaOptions options;
+  options.create_collection = true;
+
+  cfg.chroma_token = token;
+  auto store = ChromaStore::open(cfg, options);
+  ASSERT_TRUE(store) << store.error().to_string();
+  ArticleVector a;
+  a.article.uri = "t:1";
+  a.embedding = Embedding(k_dim, 0.5f);
+  a.embedding_model = "test-model";
+  ASSERT_TRUE((*store)->upsert(std::span(&a, 1)));
+  auto counts = (*store)->count();
+  ASSERT_TRUE(counts) << counts.error().to_string();
+  EXPECT_EQ(counts->rows, 1);
+
+  cfg.chroma_token = "wrong-secret-value";
+  auto wrong = ChromaStore::open(cfg, options);
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message().find("HTTP 403"), std::string::npos) << wrong.error().message();
+  EXPECT_NE(wrong.error().message().find("check CHROMA_TOKEN"), std::string::npos) << wrong.error().message();
+  EXPECT_NE(wrong.error().message().find(server.url()), std::string::npos);
+  EXPECT_EQ(wrong.error().message().find("wrong-secret-value"), std::string::npos);
+
+  cfg.chroma_token.clear();
+  auto none = ChromaStore::open(cfg, options);
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message().find("CHROMA_TOKEN is not set"), std::string::npos) << none.error().message();
+}
+
 }  // namespace
 }  // namespace vstore

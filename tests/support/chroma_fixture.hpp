@@ -18,7 +18,9 @@ enum class ChromaFlavor { rust_v2, python_v1 };
 class ChromaServer {
  public:
   /// Starts a server in a new temporary directory and waits for its heartbeat.
-  explicit ChromaServer(ChromaFlavor flavor = ChromaFlavor::rust_v2);
+  /// `token` (python_v1 only; the 1.x server has no authentication): the server then demands
+  /// it in the `x-chroma-token` header.
+  explicit ChromaServer(ChromaFlavor flavor = ChromaFlavor::rust_v2, std::string token = "");
   /// Stops the server and removes its directory.
   ~ChromaServer();
   ChromaServer(const ChromaServer&) = delete;
@@ -38,6 +40,7 @@ class ChromaServer {
 
  private:
   ChromaFlavor m_flavor;
+  std::string m_token;
   std::string m_root;
   int m_port = 0;
   pid_t m_pid = -1;
