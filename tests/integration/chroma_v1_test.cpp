@@ -146,9 +146,11 @@ TEST_F(ChromaV1Test, AMissingCollectionIsNotFoundOnV1Too) {
   EXPECT_EQ(store.error().code(), ErrorCode::not_found) << store.error().to_string();
 }
 
-TEST(ChromaToken, TheTokenIsSentAsXChromaTokenAndNeverAppearsInErrors) {
+class ChromaToken : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ChromaToken, TheTokenReachesTheServerAndNeverAppearsInErrors) {
   const std::string token = "tok-9f3e1b7c";
-  testing::ChromaServer server(testing::ChromaFlavor::python_v1, token);
+  testing::ChromaServer server(testing::ChromaFlavor::python_v1, token, GetParam());
   Config cfg;
   cfg.backend = BackendKind::chromadb;
   cfg.chroma_url = server.url();
@@ -182,6 +184,9 @@ TEST(ChromaToken, TheTokenIsSentAsXChromaTokenAndNeverAppearsInErrors) {
   ASSERT_FALSE(none);
   EXPECT_NE(none.error().message().find("CHROMA_TOKEN is not set"), std::string::npos) << none.error().message();
 }
+
+INSTANTIATE_TEST_SUITE_P(Headers, ChromaToken, ::testing::Values("X-Chroma-Token", "Authorization"),
+                         [](const auto& info) { return std::string(info.param) == "Authorization" ? "bearer" : "x_chroma_token"; });
 
 }  // namespace
 }  // namespace vstore

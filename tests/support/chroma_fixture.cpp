@@ -61,7 +61,8 @@ std::string unique_collection(const std::string& prefix) {
   return fmt::format("{}-{}-{}", prefix, getpid(), next++);
 }
 
-ChromaServer::ChromaServer(ChromaFlavor flavor, std::string token) : m_flavor(flavor), m_token(std::move(token)) {
+ChromaServer::ChromaServer(ChromaFlavor flavor, std::string token, std::string token_header)
+    : m_flavor(flavor), m_token(std::move(token)), m_token_header(std::move(token_header)) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "vstore-chroma-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) die("mkdtemp failed");
   m_root = tmpl;
@@ -120,7 +121,7 @@ void ChromaServer::start() {
       if (!m_token.empty()) {
         setenv("CHROMA_SERVER_AUTHN_PROVIDER", "chromadb.auth.token_authn.TokenAuthenticationServerProvider", 1);
         setenv("CHROMA_SERVER_AUTHN_CREDENTIALS", m_token.c_str(), 1);
-        setenv("CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", "X-Chroma-Token", 1);
+        setenv("CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", m_token_header.c_str(), 1);
       }
       execl(program.c_str(), program.c_str(), "run", "--path", data.c_str(), "--host", "127.0.0.1", "--port",
             port.c_str(), static_cast<char*>(nullptr));

@@ -19,8 +19,9 @@ class ChromaServer {
  public:
   /// Starts a server in a new temporary directory and waits for its heartbeat.
   /// `token` (python_v1 only; the 1.x server has no authentication): the server then demands
-  /// it in the `x-chroma-token` header.
-  explicit ChromaServer(ChromaFlavor flavor = ChromaFlavor::rust_v2, std::string token = "");
+  /// it in the header `token_header` ("X-Chroma-Token" or "Authorization", as `Bearer TOKEN`).
+  explicit ChromaServer(ChromaFlavor flavor = ChromaFlavor::rust_v2, std::string token = "",
+                        std::string token_header = "X-Chroma-Token");
   /// Stops the server and removes its directory.
   ~ChromaServer();
   ChromaServer(const ChromaServer&) = delete;
@@ -41,6 +42,7 @@ class ChromaServer {
  private:
   ChromaFlavor m_flavor;
   std::string m_token;
+  std::string m_token_header;
   std::string m_root;
   int m_port = 0;
   pid_t m_pid = -1;
