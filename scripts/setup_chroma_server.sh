@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Chroma server that vstore's tests and benchmarks run: npm chromadb 3.0.12 with
-# chromadb-js-bindings-linux-x64-gnu 1.0.5 (the Rust server of Python chromadb 1.0.19; newer
-# bindings need glibc 2.38), pinned by scripts/chroma-server/package-lock.json, into
-# "$VSTORE_DATA_DIR/chroma-server". Idempotent: a second run only compares a checksum.
-# Start the server with:
-#   node "$VSTORE_DATA_DIR/chroma-server/node_modules/chromadb/dist/cli.mjs" run --path DIR --host 127.0.0.1 --port P
+# Installs the Chroma servers that vstore's tests and benchmarks run:
+#   1. npm chromadb 3.0.12 with chromadb-js-bindings-linux-x64-gnu 1.0.5 (the Rust server of
+#      Python chromadb 1.0.19, API v2; newer bindings need glibc 2.38), pinned by
+#      scripts/chroma-server/package-lock.json, into "$VSTORE_DATA_DIR/chroma-server". Start it with
+#      node "$VSTORE_DATA_DIR/chroma-server/node_modules/chromadb/dist/cli.mjs" run --path DIR --host 127.0.0.1 --port P
+#   2. PyPI chromadb 0.5.5 (a server that speaks only the v1 API), pinned by
+#      scripts/chroma-server/requirements-py-0.5.5.txt, in the venv "$VSTORE_DATA_DIR/chroma-py-0.5.5".
+#      Start it with "$VSTORE_DATA_DIR/chroma-py-0.5.5/bin/chroma" run --path DIR --host 127.0.0.1 --port P
+# Idempotent: a second run only compares checksums.
 # Environment: VSTORE_DATA_DIR (default <repo>/.vstore).
 set -euo pipefail
 
@@ -28,8 +31,27 @@ NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
 
 WANT=$(cat "$SRC/package.json" "$SRC/package-lock.json" | sha256sum | cut -d' ' -f1)
 STAMP=$DEST/.installed.sha256
+install_python_v1() {
+    local venv=$DATA_DIR/chroma-py-0.5.5 req=$SRC/requirements-py-0.5.5.txt
+    local want stamp=$DATA_DIR/chroma-py-0.5.5/.requirements.sha256
+    want=$(sha256sum <"$req" | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/chroma" ]; then
+        log "chromadb 0.5.5 (Python, API v1) already installed in $venv"
+        return 0
+    fi
+    log "installing chromadb 0.5.5 (Python, API v1) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >"$DATA_DIR/chroma-py-0.5.5.log" 2>&1 \
+        || { tail -n 20 "$DATA_DIR/chroma-py-0.5.5.log" >&2; die "pip install -r $req failed (log: $DATA_DIR/chroma-py-0.5.5.log)"; }
+    [ -x "$venv/bin/chroma" ] || die "chromadb 0.5.5 installed no $venv/bin/chroma"
+    printf '%s\n' "$want" >"$stamp"
+    rm -f "$DATA_DIR/chroma-py-0.5.5.log"
+}
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -f "$CLI" ] && ls "$BINDING_DIR"/*.node >/dev/null 2>&1; then
     log "chromadb 3.0.12 already installed in $DEST"
+    install_python_v1
     exit 0
 fi
 
@@ -47,3 +69,4 @@ node -e "require('$(ls "$BINDING_DIR"/*.node | head -n 1)')" >/dev/null 2>&1 \
 printf '%s\n' "$WANT" >"$STAMP"
 rm -f "$DEST/npm-ci.log"
 log "installed in $DEST"
+install_python_v1

@@ -8,11 +8,15 @@
 //   JSON payload with the article, its vector and model. Rows are applied oldest first, runs of
 //   the same op as one batch, and deleted in the same order once the secondary accepted them.
 // - After a failed drain no drain is tried for one second, so a secondary that is down costs
-//   one outbox insert per write, not a timed-out request.
+//   one outbox insert per write, not a timed-out request. A secondary that could not be opened
+//   at all is reopened through SecondaryOpener at most once a second; until then each of its
+//   calls fails like a write to a server that is down.
 // - Shadow compare runs a search on the secondary too and records overlap@k in DualStats;
 //   a failing secondary read is counted, never reported to the caller.
 #include "api/dual_store.hpp"
 
+#include <charconv>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -67,9 +71,11 @@ Result<ArticleVector> item_from_payload(const json& payload) {
 }  // namespace
 
 DualStore::DualStore(std::unique_ptr<VectorStore> primary, std::unique_ptr<VectorStore> secondary,
-                     const std::string& conninfo, const Config& config, DualOptions options)
+                     std::string secondary_name, SecondaryOpener reopen, const std::string& conninfo,
+                     const Config& config, DualOptions options)
     : m_primary(std::move(primary)),
       m_secondary(std::move(secondary)),
+      m_reopen(std::move(reopen)),
       m_config(config),
       m_options(options),
       m_pool(std::make_unique<pg::Pool>(conninfo, [&] {
@@ -77,14 +83,16 @@ DualStore::DualStore(std::unique_ptr<VectorStore> primary, std::unique_ptr<Vecto
         pool.size = std::min(pool.size, 4);
         return pool;
       }())),
-      m_target(m_secondary->backend_name()) {}
+      m_target(std::move(secondary_name)) {}
 
 DualStore::~DualStore() = default;
 
 Result<std::unique_ptr<DualStore>> DualStore::open(std::unique_ptr<VectorStore> primary,
-                                                   std::unique_ptr<VectorStore> secondary, const std::string& conninfo,
+                                                   std::unique_ptr<VectorStore> secondary, std::string secondary_name,
+                                                   SecondaryOpener reopen, const std::string& conninfo,
                                                    const Config& config, DualOptions options) {
-  std::unique_ptr<DualStore> store(new DualStore(std::move(primary), std::move(secondary), conninfo, config, options));
+  std::unique_ptr<DualStore> store(new DualStore(std::move(primary), std::move(secondary), std::move(secondary_name),
+                                                 std::move(reopen), conninfo, config, options));
   VS_TRY_ASSIGN(pg::Lease lease, store->m_pool->acquire());
   VS_TRY_ASSIGN(PgResult exists, lease->exec("SELECT to_regclass('vstore_outbox') IS NOT NULL"));
   if (exists.get(0, 0) != "t") {
@@ -92,6 +100,23 @@ Result<std::unique_ptr<DualStore>> DualStore::open(std::unique_ptr<VectorStore> 
                 "VECTOR_BACKEND=dual needs the outbox table vstore_outbox (schema version 4); run `vstore schema up`");
   }
   return store;
+}
+
+Result<VectorStore*> DualStore::secondary() {
+  std::lock_guard lock(m_secondary_mutex);
+  if (m_secondary) return m_secondary.get();
+  const auto now = std::chrono::steady_clock::now();
+  if (m_reopen && now >= m_next_open) {
+    m_next_open = now + k_retry_pause;
+    auto opened = m_reopen();
+    if (opened) {
+      m_secondary = std::move(*opened);
+      return m_secondary.get();
+    }
+    m_open_error = opened.error();
+  }
+  if (m_open_error) return fail(*m_open_error);
+  return fail(ErrorCode::unavailable, fmt::format("the secondary store {} is not open", m_target));
 }
 
 DualStats DualStore::stats() const {
@@ -139,7 +164,10 @@ Result<std::int64_t> DualStore::outbox_pending() {
   VS_TRY_ASSIGN(pg::Lease lease, m_pool->acquire());
   Param p[] = {Param::text(m_config.table), Param::text(m_target)};
   VS_TRY_ASSIGN(PgResult res, lease->exec_params("SELECT count(*) FROM vstore_outbox WHERE table_name = $1 AND target = $2", p));
-  return static_cast<std::int64_t>(std::stoll(res.text(0, 0)));
+  std::int64_t pending = 0;
+  const std::string_view text = res.get(0, 0);
+  std::from_chars(text.data(), text.data() + text.size(), pending);
+  return pending;
 }
 
 Result<std::int64_t> DualStore::drain_outbox() {
@@ -181,11 +209,13 @@ Result<std::int64_t> DualStore::drain_locked() {
           items.push_back(std::move(item));
         }
       }
-      done = m_secondary->upsert(items);
+      auto target = secondary();
+      done = target ? (*target)->upsert(items) : Result<void>(fail(target.error()));
     } else {
       std::vector<std::string> ids;
       for (int r = 0; r < end; ++r) ids.push_back(rows.text(r, 2));
-      auto removed = m_secondary->remove(ids);
+      auto target = secondary();
+      auto removed = target ? (*target)->remove(ids) : Result<std::int64_t>(fail(target.error()));
       if (!removed) done = fail(removed.error());
     }
     if (!done) {
@@ -231,7 +261,8 @@ Result<void> DualStore::upsert(std::span<const ArticleVector> items) {
       return to_outbox(drained ? "waiting behind earlier outbox rows" : drained.error().message());
     }
   }
-  auto written = m_secondary->upsert(items);
+  auto target = secondary();
+  auto written = target ? (*target)->upsert(items) : Result<void>(fail(target.error()));
   if (!written) {
     m_retry_at = std::chrono::steady_clock::now() + k_retry_pause;
     return to_outbox(written.error().message());
@@ -254,7 +285,8 @@ Result<std::int64_t> DualStore::remove(std::span<const std::string> ids) {
     auto drained = drain_locked();
     if (!drained || !m_outbox_empty) return to_outbox(drained ? "waiting behind earlier outbox rows" : drained.error().message());
   }
-  auto done = m_secondary->remove(ids);
+  auto target = secondary();
+  auto done = target ? (*target)->remove(ids) : Result<std::int64_t>(fail(target.error()));
   if (!done) return to_outbox(done.error().message());
   return removed;
 }
@@ -262,7 +294,8 @@ Result<std::int64_t> DualStore::remove(std::span<const std::string> ids) {
 Result<std::vector<SearchHit>> DualStore::search(std::span<const float> query, const SearchOptions& options) {
   VS_TRY_ASSIGN(auto hits, m_primary->search(query, options));
   if (m_options.shadow_compare) {
-    auto shadow = m_secondary->search(query, options);
+    auto target = secondary();
+    auto shadow = target ? (*target)->search(query, options) : Result<std::vector<SearchHit>>(fail(target.error()));
     std::lock_guard lock(m_stats_mutex);
     if (!shadow) {
       ++m_stats.shadow_failures;
@@ -291,8 +324,9 @@ Result<json> DualStore::health() {
   VS_TRY_ASSIGN(json h, m_primary->health());
   h["backend"] = "dual";
   h["primary"] = m_primary->backend_name();
-  auto secondary = m_secondary->health();
-  h["secondary"] = secondary ? *secondary : json{{"healthy", false}, {"reasons", {secondary.error().message()}}};
+  auto target = secondary();
+  auto report = target ? (*target)->health() : Result<json>(fail(target.error()));
+  h["secondary"] = report ? *report : json{{"healthy", false}, {"reasons", {report.error().message()}}};
   std::vector<std::string> reasons = h.value("reasons", std::vector<std::string>{});
   if (auto pending = outbox_pending(); pending) {
     h["outbox_pending"] = *pending;

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,10 +38,17 @@ struct DualStats {
 
 class DualStore final : public VectorStore {
  public:
-  /// Takes both stores; `conninfo` is the PostgreSQL database holding the outbox (migration 4).
+  /// Opens the secondary store on demand (it may be down when the dual store opens).
+  using SecondaryOpener = std::function<Result<std::unique_ptr<VectorStore>>()>;
+
+  /// Takes the primary and, when it could be opened, the secondary; `secondary_name` is the
+  /// secondary's backend_name() (the outbox's target) and `reopen` opens it later when
+  /// `secondary` is null (tried at most once a second; until then its calls count as failed).
+  /// `conninfo` is the PostgreSQL database holding the outbox (migration 4).
   /// Errors: conflict (outbox table missing: run `vstore schema up`), unavailable.
   [[nodiscard]] static Result<std::unique_ptr<DualStore>> open(std::unique_ptr<VectorStore> primary,
                                                                std::unique_ptr<VectorStore> secondary,
+                                                               std::string secondary_name, SecondaryOpener reopen,
                                                                const std::string& conninfo, const Config& config,
                                                                DualOptions options = {});
 
@@ -75,17 +84,22 @@ class DualStore final : public VectorStore {
   [[nodiscard]] Result<std::int64_t> outbox_pending();
   [[nodiscard]] DualStats stats() const;
   [[nodiscard]] VectorStore& primary() { return *m_primary; }
-  [[nodiscard]] VectorStore& secondary() { return *m_secondary; }
+  /// The secondary store, opened now if it was not yet. Errors: the last open error.
+  [[nodiscard]] Result<VectorStore*> secondary();
 
  private:
-  DualStore(std::unique_ptr<VectorStore> primary, std::unique_ptr<VectorStore> secondary, const std::string& conninfo,
-            const Config& config, DualOptions options);
+  DualStore(std::unique_ptr<VectorStore> primary, std::unique_ptr<VectorStore> secondary, std::string secondary_name,
+            SecondaryOpener reopen, const std::string& conninfo, const Config& config, DualOptions options);
   [[nodiscard]] Result<void> enqueue_upserts(std::span<const ArticleVector> items, const std::string& reason);
   [[nodiscard]] Result<void> enqueue_removes(std::span<const std::string> ids, const std::string& reason);
   [[nodiscard]] Result<std::int64_t> drain_locked();
 
   std::unique_ptr<VectorStore> m_primary;
-  std::unique_ptr<VectorStore> m_secondary;
+  std::mutex m_secondary_mutex;
+  std::unique_ptr<VectorStore> m_secondary;  ///< null until opened; guarded by m_secondary_mutex
+  SecondaryOpener m_reopen;
+  std::optional<Error> m_open_error;                        ///< guarded by m_secondary_mutex
+  std::chrono::steady_clock::time_point m_next_open{};      ///< guarded by m_secondary_mutex
   Config m_config;
   DualOptions m_options;
   std::unique_ptr<pg::Pool> m_pool;  ///< to the database holding the outbox

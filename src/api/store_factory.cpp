@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // open_store(): the VECTOR_BACKEND facade. It resolves where each backend lives and wires the
 // dual store (primary, secondary, outbox) together; the stores themselves live in src/pg,
-// src/chroma and api/dual_store.cpp.
+// src/chroma and api/dual_store.cpp. A dual store whose Chroma secondary cannot be reached at
+// open still opens: DualStore keeps trying to open it (at most once a second), and meanwhile
+// writes go to the primary and the outbox.
 #include <cstdlib>
 #include <cstring>
 
@@ -34,17 +36,26 @@ Result<std::unique_ptr<VectorStore>> open_store(const Config& config, const Open
     case BackendKind::dual: {
       VS_TRY_ASSIGN(std::string conninfo, resolve_conninfo(config));
       VS_TRY_ASSIGN(auto pg, open_pg_store(conninfo, config));
-      // The secondary may be down when a dual store opens: writes then go to the outbox.
       OpenOptions chroma_options = options;
       chroma_options.create = true;
-      VS_TRY_ASSIGN(auto chroma, open_chroma(config, chroma_options));
       const bool chroma_primary = config.primary == BackendKind::chromadb;
+      auto opened = open_chroma(config, chroma_options);
+      std::unique_ptr<VectorStore> chroma;
+      if (opened) {
+        chroma = std::move(*opened);
+      } else if (chroma_primary || !opened.error().retryable()) {
+        return fail(opened.error());
+      }
+      // When the secondary is down, chroma stays null: its writes wait in the outbox.
+      api::DualStore::SecondaryOpener reopen;
+      if (!chroma_primary) reopen = [config, chroma_options] { return open_chroma(config, chroma_options); };
       api::DualOptions dual;
       const char* env = std::getenv("VSTORE_SHADOW_COMPARE");
       dual.shadow_compare = options.shadow_compare || (env != nullptr && std::strcmp(env, "1") == 0);
       VS_TRY_ASSIGN(auto store, api::DualStore::open(chroma_primary ? std::move(chroma) : std::move(pg),
-                                                     chroma_primary ? std::move(pg) : std::move(chroma), conninfo,
-                                                     config, dual));
+                                                     chroma_primary ? std::move(pg) : std::move(chroma),
+                                                     chroma_primary ? "pgvector" : "chromadb", std::move(reopen),
+                                                     conninfo, config, dual));
       return std::unique_ptr<VectorStore>(std::move(store));
     }
   }

@@ -41,6 +41,14 @@ std::string server_message(const std::string& body) {
   return body.substr(0, 300);
 }
 
+// Chroma 1.x and Chroma Cloud read `x-chroma-token`; the Python 0.4-0.6 servers read
+// `Authorization: Bearer` by default, or `X-Chroma-Token` when configured so. Both are sent.
+void add_token(httplib::Headers& headers, const std::string& token) {
+  if (token.empty()) return;
+  headers.emplace("x-chroma-token", token);
+  headers.emplace("Authorization", "Bearer " + token);
+}
+
 ErrorCode code_for_status(int status) {
   switch (status) {
     case 400:
@@ -132,7 +140,7 @@ Result<std::unique_ptr<ChromaHttp>> ChromaHttp::create(HttpOptions options) {
 Result<HttpAnswer> ChromaHttp::probe(std::string_view path) {
   const std::string full = m_impl->path_prefix + std::string(path);
   httplib::Headers headers;
-  if (!m_impl->options.token.empty()) headers.emplace("x-chroma-token", m_impl->options.token);
+  add_token(headers, m_impl->options.token);
   try {
     auto client = m_impl->take();
     auto res = client->Get(full, headers);
@@ -155,7 +163,7 @@ Result<HttpAnswer> ChromaHttp::probe(std::string_view path) {
 Result<json> ChromaHttp::call(std::string_view method, std::string_view path, const json* body, Retry retry) {
   const std::string full = m_impl->path_prefix + std::string(path);
   httplib::Headers headers;
-  if (!m_impl->options.token.empty()) headers.emplace("x-chroma-token", m_impl->options.token);
+  add_token(headers, m_impl->options.token);
   std::string payload;
   try {
     if (body != nullptr) payload = body->dump(-1, ' ', false, json::error_handler_t::replace);
@@ -192,8 +200,13 @@ Result<json> ChromaHttp::call(std::string_view method, std::string_view path, co
         return parsed;
       } else {
         if (!write) m_impl->give_back(std::move(client));
-        last = Error(code_for_status(res->status), fmt::format("chroma server {} rejected {} {} (HTTP {}): {}", m_server,
-                                                               method, full, res->status, server_message(res->body)));
+        const bool auth = res->status == 401 || res->status == 403;
+        last = Error(code_for_status(res->status),
+                     fmt::format("chroma server {} rejected {} {} (HTTP {}): {}{}", m_server, method, full, res->status,
+                                 server_message(res->body),
+                                 auth ? (m_impl->options.token.empty() ? "; CHROMA_TOKEN is not set"
+                                                                       : "; check CHROMA_TOKEN")
+                                      : ""));
       }
     } catch (const std::exception& e) {
       return fail(ErrorCode::internal, fmt::format("chroma server {}: {} {}: {}", m_server, method, full, e.what()));

@@ -16,7 +16,8 @@ namespace vstore::chroma {
 /// How the client reaches the server.
 struct HttpOptions {
   std::string base_url;   ///< http(s)://HOST[:PORT][/PATH]; required
-  std::string token;      ///< sent as `x-chroma-token` when not empty; never logged
+  std::string token;      ///< sent as `x-chroma-token` and `Authorization: Bearer` (the two
+                          ///< headers Chroma's token auth reads) when not empty; never logged
   std::chrono::milliseconds connect_timeout{5000};  ///< Default 5 s.
   std::chrono::milliseconds io_timeout{60000};      ///< read/write timeout. Default 60 s.
   int read_attempts = 4;                            ///< tries of a read (1 = no retry). Default 4.

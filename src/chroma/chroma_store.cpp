@@ -6,9 +6,9 @@
 //   HNSW parameters and dimension. A missing collection is created (legacy `hnsw:*` metadata,
 //   which both API versions honour) only when the caller asked for it.
 // - Writes: `upsert` in batches of at most max_batch_size records and ~8 MB of JSON. Chroma's
-//   upsert merges metadata, so every contract key the article lacks is sent as null (v2:
-//   "delete this key"), making the stored metadata exactly build_metadata(article), the same
-//   function the pgvector backend stores. Writes are never retried here (ChromaHttp).
+//   upsert merges metadata (1.x and 0.5 alike), so every contract key the article lacks is sent
+//   as null ("delete this key"), making the stored metadata exactly build_metadata(article), the
+//   same function the pgvector backend stores. Writes are never retried here (ChromaHttp).
 // - Reads: `query` for search; `score` is always the cosine distance. In a cosine collection it
 //   is Chroma's distance; in l2/ip collections the embeddings come back with the hits and the
 //   cosine distance is computed from them, over a 4x wider candidate list that is then re-ranked
@@ -240,9 +240,14 @@ Result<void> ChromaStore::find_collection() {
   const std::string scope = m_api == ApiVersion::v1 ? v1_scope : "";
   auto found = m_http->get(fmt::format("{}/{}{}", collections_path(), name, scope));
   json collection;
+  // 1.x answers a missing collection with 404; Python 0.4/0.5 with 500 ValueError("Collection
+  // x does not exist.").
+  const bool missing = !found && (found.error().code() == ErrorCode::not_found ||
+                                  found.error().code() == ErrorCode::invalid_argument ||
+                                  found.error().message().find("does not exist") != std::string::npos);
   if (found) {
     collection = std::move(*found);
-  } else if (found.error().code() != ErrorCode::not_found && found.error().code() != ErrorCode::invalid_argument) {
+  } else if (!missing) {
     return fail(found.error());
   } else if (!m_options.create_collection) {
     return fail(ErrorCode::not_found,
@@ -330,10 +335,8 @@ Result<void> ChromaStore::upsert(std::span<const ArticleVector> items) {
            (end == start || bytes < k_max_request_bytes)) {
       const auto& item = items[end];
       json md = build_metadata(item.article);
-      if (m_api == ApiVersion::v2) {
-        for (auto key : k_contract_keys) {
-          if (!md.contains(key)) md[std::string(key)] = nullptr;
-        }
+      for (auto key : k_contract_keys) {
+        if (!md.contains(key)) md[std::string(key)] = nullptr;
       }
       const std::string_view doc = document_text(item.article);
       bytes += item.embedding.size() * 12 + md.dump().size() + doc.size() + item.article.uri.size() + 16;

@@ -20,8 +20,8 @@ enum class ApiVersion { v1, v2 };
 
 /// What open() needs beyond Config (defaults suit the product).
 struct ChromaOptions {
-  std::string tenant = "default_tenant";
-  std::string database = "default_database";
+  std::string tenant = "default_tenant";      ///< Chroma tenant. Default "default_tenant".
+  std::string database = "default_database";  ///< Chroma database. Default "default_database".
   bool create_collection = false;  ///< create the collection (cosine space) when missing
   Space create_space = Space::cosine;  ///< space of a collection created here (tests use l2/ip)
   std::optional<int> create_ef_construction;  ///< `hnsw:construction_ef` of a created collection

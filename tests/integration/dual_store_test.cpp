@@ -62,7 +62,9 @@ class DualStoreTest : public ::testing::Test {
   // Both stores' records: same ids, vectors within float rounding, same metadata.
   void expect_same_records() {
     auto pg = m_dual->primary().get_vectors(std::nullopt, std::nullopt);
-    auto ch = m_dual->secondary().get_vectors(std::nullopt, std::nullopt);
+    auto secondary = m_dual->secondary();
+    ASSERT_TRUE(secondary) << secondary.error().to_string();
+    auto ch = (*secondary)->get_vectors(std::nullopt, std::nullopt);
     ASSERT_TRUE(pg) << pg.error().to_string();
     ASSERT_TRUE(ch) << ch.error().to_string();
     ASSERT_EQ(std::set<std::string>(pg->ids.begin(), pg->ids.end()), std::set<std::string>(ch->ids.begin(), ch->ids.end()));
@@ -117,7 +119,9 @@ TEST_F(DualStoreTest, ChromaStoppedMidStreamLosesNothingAndTheOutboxDrainsAfterR
   EXPECT_EQ((*health)["outbox_pending"], *pending);
 
   m_chroma.start();
-  auto chroma_before = m_dual->secondary().count();
+  auto secondary = m_dual->secondary();
+  ASSERT_TRUE(secondary) << secondary.error().to_string();
+  auto chroma_before = (*secondary)->count();
   ASSERT_TRUE(chroma_before) << chroma_before.error().to_string();
   EXPECT_LT(chroma_before->rows, k_batches * k_batch);
   auto drained = m_dual->drain_outbox();
@@ -126,7 +130,7 @@ TEST_F(DualStoreTest, ChromaStoppedMidStreamLosesNothingAndTheOutboxDrainsAfterR
   auto left = m_dual->outbox_pending();
   ASSERT_TRUE(left);
   EXPECT_EQ(*left, 0);
-  auto chroma_after = m_dual->secondary().count();
+  auto chroma_after = (*secondary)->count();
   ASSERT_TRUE(chroma_after);
   EXPECT_EQ(chroma_after->rows, k_batches * k_batch);
   expect_same_records();
@@ -160,7 +164,9 @@ TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheNextW
   ASSERT_TRUE(left);
   EXPECT_EQ(*left, 0);
   expect_same_records();
-  auto ch = m_dual->secondary().get_vectors(std::nullopt, std::nullopt);
+  auto secondary = m_dual->secondary();
+  ASSERT_TRUE(secondary) << secondary.error().to_string();
+  auto ch = (*secondary)->get_vectors(std::nullopt, std::nullopt);
   ASSERT_TRUE(ch);
   for (std::size_t i = 0; i < ch->ids.size(); ++i) {
     EXPECT_TRUE(ch->ids[i] != "d:1" && ch->ids[i] != "d:2" && ch->ids[i] != "d:3");
@@ -168,6 +174,31 @@ TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheNextW
       EXPECT_NEAR(ch->data[i * k_dim], changed.embedding[0], 1e-5);
     }
   }
+}
+
+TEST_F(DualStoreTest, OpensWhileChromaIsDownAndCatchesUpWhenItReturns) {
+  m_store.reset();
+  m_chroma.stop();
+  OpenOptions options;
+  options.create = true;
+  auto store = open_store(m_cfg, options);
+  ASSERT_TRUE(store) << "a secondary outage must not stop the dual store from opening: " << store.error().to_string();
+  m_store = std::move(*store);
+  m_dual = dynamic_cast<api::DualStore*>(m_store.get());
+  ASSERT_NE(m_dual, nullptr);
+  std::mt19937 rng(8);
+  std::vector<ArticleVector> items;
+  for (int i = 0; i < 12; ++i) items.push_back(item(i, rng));
+  ASSERT_TRUE(m_store->upsert(items));
+  auto pending = m_dual->outbox_pending();
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(*pending, 12);
+  m_chroma.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the secondary is reopened at most once a second
+  auto drained = m_dual->drain_outbox();
+  ASSERT_TRUE(drained) << drained.error().to_string();
+  EXPECT_EQ(*drained, 12);
+  expect_same_records();
 }
 
 TEST_F(DualStoreTest, ReadsComeFromThePrimaryAndShadowCompareRecordsOverlap) {

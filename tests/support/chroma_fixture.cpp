@@ -32,12 +32,12 @@ namespace {
   std::abort();
 }
 
-// The chromadb CLI set-up installed (scripts/setup_chroma_server.sh).
-std::string chroma_cli() {
-  const char* cli = std::getenv("VSTORE_TEST_CHROMA_CLI");
-  if (cli == nullptr || *cli == '\0') die("VSTORE_TEST_CHROMA_CLI is not set (run the tests through ctest)");
-  if (!std::filesystem::exists(cli)) die(fmt::format("{} does not exist; run scripts/setup.sh", cli));
-  return cli;
+// A program set-up installed (scripts/setup_chroma_server.sh), named by `variable`.
+std::string installed(const char* variable) {
+  const char* path = std::getenv(variable);
+  if (path == nullptr || *path == '\0') die(fmt::format("{} is not set (run the tests through ctest)", variable));
+  if (!std::filesystem::exists(path)) die(fmt::format("{} does not exist; run scripts/setup.sh", path));
+  return path;
 }
 
 }  // namespace
@@ -61,7 +61,8 @@ std::string unique_collection(const std::string& prefix) {
   return fmt::format("{}-{}-{}", prefix, getpid(), next++);
 }
 
-ChromaServer::ChromaServer() {
+ChromaServer::ChromaServer(ChromaFlavor flavor, std::string token, std::string token_header)
+    : m_flavor(flavor), m_token(std::move(token)), m_token_header(std::move(token_header)) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "vstore-chroma-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) die("mkdtemp failed");
   m_root = tmpl;
@@ -100,7 +101,8 @@ std::string ChromaServer::url() const { return fmt::format("http://127.0.0.1:{}"
 
 void ChromaServer::start() {
   if (m_pid > 0) return;
-  const std::string cli = chroma_cli();
+  const bool python = m_flavor == ChromaFlavor::python_v1;
+  const std::string program = installed(python ? "VSTORE_TEST_CHROMA_PY_V1" : "VSTORE_TEST_CHROMA_CLI");
   const std::string data = m_root + "/data";
   const std::string log = m_root + "/server.log";
   const std::string port = std::to_string(m_port);
@@ -114,8 +116,19 @@ void ChromaServer::start() {
       dup2(fd, STDERR_FILENO);
       close(fd);
     }
-    execlp("node", "node", cli.c_str(), "run", "--path", data.c_str(), "--host", "127.0.0.1", "--port", port.c_str(),
-           static_cast<char*>(nullptr));
+    if (python) {
+      setenv("ANONYMIZED_TELEMETRY", "False", 1);  // no calls out of the machine
+      if (!m_token.empty()) {
+        setenv("CHROMA_SERVER_AUTHN_PROVIDER", "chromadb.auth.token_authn.TokenAuthenticationServerProvider", 1);
+        setenv("CHROMA_SERVER_AUTHN_CREDENTIALS", m_token.c_str(), 1);
+        setenv("CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", m_token_header.c_str(), 1);
+      }
+      execl(program.c_str(), program.c_str(), "run", "--path", data.c_str(), "--host", "127.0.0.1", "--port",
+            port.c_str(), static_cast<char*>(nullptr));
+    } else {
+      execlp("node", "node", program.c_str(), "run", "--path", data.c_str(), "--host", "127.0.0.1", "--port",
+             port.c_str(), static_cast<char*>(nullptr));
+    }
     _exit(127);
   }
   m_pid = pid;
@@ -131,7 +144,7 @@ void ChromaServer::start() {
       m_pid = -1;
       die(fmt::format("the chroma server exited during start-up (status {}); see {}", status, log));
     }
-    auto answer = (*http)->probe("/api/v2/heartbeat");
+    auto answer = (*http)->probe(python ? "/api/v1/heartbeat" : "/api/v2/heartbeat");
     if (answer && answer->status == 200) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -9,12 +9,19 @@
 
 namespace vstore::testing {
 
+/// Which server: the npm chromadb 3.0.12 Rust server (API v2), or PyPI chromadb 0.5.5, a
+/// Python server that speaks only the v1 API.
+enum class ChromaFlavor { rust_v2, python_v1 };
+
 /// One Chroma server process. Starting it fails the binary (abort with the reason) when the
 /// server cannot start, so that no Chroma test can silently skip.
 class ChromaServer {
  public:
   /// Starts a server in a new temporary directory and waits for its heartbeat.
-  ChromaServer();
+  /// `token` (python_v1 only; the 1.x server has no authentication): the server then demands
+  /// it in the header `token_header` ("X-Chroma-Token" or "Authorization", as `Bearer TOKEN`).
+  explicit ChromaServer(ChromaFlavor flavor = ChromaFlavor::rust_v2, std::string token = "",
+                        std::string token_header = "X-Chroma-Token");
   /// Stops the server and removes its directory.
   ~ChromaServer();
   ChromaServer(const ChromaServer&) = delete;
@@ -33,6 +40,9 @@ class ChromaServer {
   [[nodiscard]] bool running() const { return m_pid > 0; }
 
  private:
+  ChromaFlavor m_flavor;
+  std::string m_token;
+  std::string m_token_header;
   std::string m_root;
   int m_port = 0;
   pid_t m_pid = -1;
