@@ -40,6 +40,7 @@
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
 #include "pg/pg_filter.hpp"
+#include "pg/pg_time.hpp"
 #include "vstore/schema.hpp"
 
 namespace vstore {
@@ -120,86 +121,6 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
     if (opc.rows() > 0) shape.index_opclass = opc.text(0, 0);
   }
   return shape;
-}
-
-// Days from 1970-01-01 to a proleptic Gregorian date.
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? static_cast<unsigned>(-3) : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-// PostgreSQL's binary timestamptz (microseconds since 2000-01-01 UTC) of "YYYY-MM-DD" (midnight
-// UTC, as the store treats plain dates) or "YYYY-MM-DD[T ]HH:MM[:SS[.frac]](Z|+HH[:MM]|-HH[:MM])".
-// Anything else (no zone, other formats) gives nullopt and takes the SQL cast path instead.
-std::optional<std::int64_t> timestamptz_micros(std::string_view s) {
-  auto num = [&](std::size_t pos, std::size_t len) -> std::optional<int> {
-    if (pos + len > s.size()) return std::nullopt;
-    int v = 0;
-    for (std::size_t i = pos; i < pos + len; ++i) {
-      if (s[i] < '0' || s[i] > '9') return std::nullopt;
-      v = v * 10 + (s[i] - '0');
-    }
-    return v;
-  };
-  auto y = num(0, 4), mo = num(5, 2), d = num(8, 2);
-  if (!y || !mo || !d || s.size() < 10 || s[4] != '-' || s[7] != '-' || *mo < 1 || *mo > 12 || *d < 1) return std::nullopt;
-  static constexpr int k_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
-  if (*d > k_days[*mo - 1] || (*mo == 2 && *d == 29 && !leap)) return std::nullopt;
-  std::int64_t secs = days_from_civil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d)) * 86400;
-  std::int64_t frac_us = 0;
-  if (s.size() > 10) {
-    if (s[10] != 'T' && s[10] != ' ') return std::nullopt;
-    auto h = num(11, 2), mi = num(14, 2);
-    if (!h || !mi || s.size() < 16 || s[13] != ':' || *h > 23 || *mi > 59) return std::nullopt;
-    std::size_t pos = 16;
-    int sec = 0;
-    if (pos < s.size() && s[pos] == ':') {
-      auto sv = num(pos + 1, 2);
-      if (!sv || *sv > 59) return std::nullopt;
-      sec = *sv;
-      pos += 3;
-      if (pos < s.size() && s[pos] == '.') {
-        ++pos;
-        int digits = 0;
-        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-          if (digits < 6) frac_us = frac_us * 10 + (s[pos] - '0');
-          ++digits;
-          ++pos;
-        }
-        if (digits == 0) return std::nullopt;
-        for (int i = digits; i < 6; ++i) frac_us *= 10;
-      }
-    }
-    secs += *h * 3600 + *mi * 60 + sec;
-    if (pos >= s.size()) return std::nullopt;  // no zone: the server's TimeZone would decide
-    if (s[pos] == 'Z' && pos + 1 == s.size()) {
-      // UTC
-    } else if (s[pos] == '+' || s[pos] == '-') {
-      auto zh = num(pos + 1, 2);
-      if (!zh) return std::nullopt;
-      int zm = 0;
-      std::size_t end = pos + 3;
-      if (end < s.size()) {
-        if (s[end] == ':') ++end;
-        auto z = num(end, 2);
-        if (!z) return std::nullopt;
-        zm = *z;
-        end += 2;
-      }
-      if (end != s.size() || *zh > 15 || zm > 59) return std::nullopt;
-      const int offset = (*zh * 3600 + zm * 60) * (s[pos] == '-' ? -1 : 1);
-      secs -= offset;
-    } else {
-      return std::nullopt;
-    }
-  }
-  constexpr std::int64_t k_pg_epoch = 946684800;  // 2000-01-01 in Unix seconds
-  return (secs - k_pg_epoch) * 1000000 + frac_us;
 }
 
 // JSON equality that keeps integers, floats and bools apart (nlohmann's == says 3 == 3.0).
@@ -450,7 +371,7 @@ class CollectionMigration {
       if (m_shape.columns.at(m_text_cols[i]) != "timestamp with time zone") continue;
       auto v = string_value(rec.metadata, m_text_cols[i]);
       if (!v) continue;
-      micros[i] = timestamptz_micros(*v);
+      micros[i] = pg::timestamptz_micros(*v, pg::Zoneless::refuse);
       if (!micros[i]) return false;
     }
     return true;

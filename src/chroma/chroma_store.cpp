@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "vstore/article.hpp"
+#include "vstore/vector_check.hpp"
 
 namespace vstore::chroma {
 namespace {
@@ -49,24 +50,6 @@ std::string_view space_name(Space s) {
     case Space::ip: return "ip";
   }
   return "l2";
-}
-
-Result<void> check_vector(std::span<const float> vec, int dim, std::string_view what) {
-  if (static_cast<int>(vec.size()) != dim) {
-    return fail(ErrorCode::invalid_argument, fmt::format("{}: expected {} dimensions, not {}", what, dim, vec.size()));
-  }
-  double norm = 0;
-  for (std::size_t i = 0; i < vec.size(); ++i) {
-    if (!std::isfinite(vec[i])) {
-      return fail(ErrorCode::invalid_argument,
-                  fmt::format("{}: element {} is {}; vectors must hold finite numbers", what, i, vec[i]));
-    }
-    norm += static_cast<double>(vec[i]) * vec[i];
-  }
-  if (norm == 0.0) {
-    return fail(ErrorCode::invalid_argument, fmt::format("{}: the vector is all zeros; cosine distance is undefined", what));
-  }
-  return {};
 }
 
 double cosine_distance(std::span<const float> a, const json& b) {

@@ -21,7 +21,9 @@
 
 #include "pg/pg_binary.hpp"
 #include "pg/pg_catalog.hpp"
+#include "pg/pg_time.hpp"
 #include "vstore/article.hpp"
+#include "vstore/vector_check.hpp"
 
 namespace vstore::pg {
 namespace {
@@ -31,7 +33,6 @@ using nlohmann::json;
 constexpr int k_latest_schema = 3;
 constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
 constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
-constexpr std::int64_t k_pg_epoch_unix_s = 946684800;  // 2000-01-01T00:00:00Z, PostgreSQL's epoch
 constexpr int k_max_top_k = 10000;
 
 thread_local SearchPlan t_last_plan = SearchPlan::index;
@@ -139,25 +140,6 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
   info.index_name = idx.name;
   info.index_type = idx.name.empty() ? "none" : idx.method;
   return info;
-}
-
-Result<void> check_vector(std::span<const float> vec, int dim, std::string_view what) {
-  if (static_cast<int>(vec.size()) != dim) {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("{}: expected {} dimensions, not {}", what, dim, vec.size()));
-  }
-  double norm = 0;
-  for (std::size_t i = 0; i < vec.size(); ++i) {
-    if (!std::isfinite(vec[i])) {
-      return fail(ErrorCode::invalid_argument,
-                  fmt::format("{}: element {} is {}; vectors must hold finite numbers", what, i, vec[i]));
-    }
-    norm += static_cast<double>(vec[i]) * vec[i];
-  }
-  if (norm == 0.0) {
-    return fail(ErrorCode::invalid_argument, fmt::format("{}: the vector is all zeros; cosine distance is undefined", what));
-  }
-  return {};
 }
 
 std::optional<std::string> normalized_timestamp(const std::optional<std::string>& date) {
@@ -371,70 +353,6 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& it
 
 namespace {
 
-// Microseconds since 2000-01-01T00:00:00Z (PostgreSQL's binary timestamptz) of an ISO 8601
-// date-time "YYYY-MM-DDTHH:MM:SS[.f{1,6}][Z|+hh|+hh:mm|+hhmm|-...]" as normalized_timestamp()
-// gives it; no zone means UTC (sessions run in UTC). Anything else: nullopt (the caller then
-// lets the server parse the text instead).
-std::optional<std::int64_t> iso_to_pg_micros(std::string_view s) {
-  const auto digits = [&](std::size_t pos, std::size_t n) -> std::optional<int> {
-    if (pos + n > s.size()) return std::nullopt;
-    int v = 0;
-    for (std::size_t i = pos; i < pos + n; ++i) {
-      if (s[i] < '0' || s[i] > '9') return std::nullopt;
-      v = v * 10 + (s[i] - '0');
-    }
-    return v;
-  };
-  if (s.size() < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':') return std::nullopt;
-  const auto y = digits(0, 4), mo = digits(5, 2), d = digits(8, 2), h = digits(11, 2), mi = digits(14, 2),
-             sec = digits(17, 2);
-  if (!y || !mo || !d || !h || !mi || !sec || *h > 23 || *mi > 59 || *sec > 59) return std::nullopt;
-  const std::chrono::year_month_day ymd{std::chrono::year{*y}, std::chrono::month{static_cast<unsigned>(*mo)},
-                                        std::chrono::day{static_cast<unsigned>(*d)}};
-  if (!ymd.ok()) return std::nullopt;
-  std::size_t pos = 19;
-  std::int64_t micros = 0;
-  if (pos < s.size() && s[pos] == '.') {
-    std::size_t n = 0;
-    ++pos;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      if (n == 6) return std::nullopt;  // finer than PostgreSQL keeps: let the server round it
-      micros = micros * 10 + (s[pos] - '0');
-      ++n;
-      ++pos;
-    }
-    if (n == 0) return std::nullopt;
-    for (; n < 6; ++n) micros *= 10;
-  }
-  std::int64_t offset_s = 0;
-  if (pos < s.size()) {
-    if (s[pos] == 'Z' && pos + 1 == s.size()) {
-      pos = s.size();
-    } else if (s[pos] == '+' || s[pos] == '-') {
-      const int sign = s[pos] == '+' ? 1 : -1;
-      const auto oh = digits(pos + 1, 2);
-      if (!oh) return std::nullopt;
-      std::size_t after = pos + 3;
-      int om = 0;
-      if (after < s.size()) {
-        if (s[after] == ':') ++after;
-        const auto m = digits(after, 2);
-        if (!m) return std::nullopt;
-        om = *m;
-        after += 2;
-      }
-      if (after != s.size() || *oh > 15 || om > 59) return std::nullopt;
-      offset_s = sign * (*oh * 3600 + om * 60);
-      pos = s.size();
-    } else {
-      return std::nullopt;
-    }
-  }
-  const std::int64_t days = std::chrono::sys_days{ymd}.time_since_epoch().count();
-  const std::int64_t epoch_s = days * 86400 + *h * 3600 + *mi * 60 + *sec - offset_s;
-  return (epoch_s - k_pg_epoch_unix_s) * 1000000 + micros;
-}
-
 enum class Binary { text, timestamptz, boolean, jsonb, other };
 
 Binary binary_kind(const std::string& format_type) {
@@ -458,7 +376,7 @@ bool write_native(CopyWriter& writer, const Article& a, const std::string& col, 
     case Binary::jsonb: writer.jsonb_field(*v); return true;
     case Binary::boolean: writer.bool_field(*v == "true"); return true;
     case Binary::timestamptz:
-      if (auto us = iso_to_pg_micros(*v)) {
+      if (auto us = timestamptz_micros(*v, Zoneless::utc)) {
         writer.int64_field(*us);
         return true;
       }

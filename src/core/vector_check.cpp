@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+// check_vector(): dimension, finiteness and non-zero checks shared by every backend.
+#include "vstore/vector_check.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace vstore {
+
+Result<void> check_vector(std::span<const float> vec, int dim, std::string_view what) {
+  if (static_cast<int>(vec.size()) != dim) {
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: expected {} dimensions, not {}", what, dim, vec.size()));
+  }
+  double norm = 0;
+  for (std::size_t i = 0; i < vec.size(); ++i) {
+    if (!std::isfinite(vec[i])) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("{}: element {} is {}; vectors must hold finite numbers", what, i, vec[i]));
+    }
+    norm += static_cast<double>(vec[i]) * vec[i];
+  }
+  if (norm == 0.0) {
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: the vector is all zeros; cosine distance is undefined", what));
+  }
+  return {};
+}
+
+}  // namespace vstore
