@@ -344,17 +344,21 @@ Result<void> ChromaStore::upsert(std::span<const ArticleVector> items) {
   return {};
 }
 
+Result<json> ChromaStore::present_ids(std::span<const std::string> chunk) {
+  const json probe = {{"ids", json(std::vector<std::string>(chunk.begin(), chunk.end()))}, {"include", json::array()}};
+  VS_TRY_ASSIGN(json present, m_http->post(record_path("get"), probe, Retry::read));
+  if (!present.contains("ids") || !present["ids"].is_array()) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get without ids", m_http->server()));
+  }
+  return std::move(present["ids"]);
+}
+
 Result<std::map<std::string, std::string>> ChromaStore::vector_models(std::span<const std::string> ids) {
   std::map<std::string, std::string> out;
   const auto batch = static_cast<std::size_t>(m_max_batch);
   for (std::size_t start = 0; start < ids.size(); start += batch) {
-    const auto chunk = ids.subspan(start, std::min(batch, ids.size() - start));
-    const json probe = {{"ids", json(std::vector<std::string>(chunk.begin(), chunk.end()))}, {"include", json::array()}};
-    VS_TRY_ASSIGN(json present, m_http->post(record_path("get"), probe, Retry::read));
-    if (!present.contains("ids") || !present["ids"].is_array()) {
-      return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get without ids", m_http->server()));
-    }
-    for (const auto& id : present["ids"]) {
+    VS_TRY_ASSIGN(json present, present_ids(ids.subspan(start, std::min(batch, ids.size() - start))));
+    for (const auto& id : present) {
       if (id.is_string()) out.emplace(id.get<std::string>(), std::string());
     }
   }
@@ -365,15 +369,10 @@ Result<std::int64_t> ChromaStore::remove(std::span<const std::string> ids) {
   std::int64_t removed = 0;
   const auto batch = static_cast<std::size_t>(m_max_batch);
   for (std::size_t start = 0; start < ids.size(); start += batch) {
-    const auto chunk = ids.subspan(start, std::min(batch, ids.size() - start));
-    const json probe = {{"ids", json(std::vector<std::string>(chunk.begin(), chunk.end()))}, {"include", json::array()}};
-    VS_TRY_ASSIGN(json present, m_http->post(record_path("get"), probe, Retry::read));
-    if (!present.contains("ids") || !present["ids"].is_array()) {
-      return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get without ids", m_http->server()));
-    }
-    if (present["ids"].empty()) continue;
-    VS_TRY(m_http->post(record_path("delete"), json{{"ids", present["ids"]}}, Retry::write));
-    removed += static_cast<std::int64_t>(present["ids"].size());
+    VS_TRY_ASSIGN(json present, present_ids(ids.subspan(start, std::min(batch, ids.size() - start))));
+    if (present.empty()) continue;
+    VS_TRY(m_http->post(record_path("delete"), json{{"ids", present}}, Retry::write));
+    removed += static_cast<std::int64_t>(present.size());
   }
   return removed;
 }

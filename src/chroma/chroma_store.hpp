@@ -65,6 +65,8 @@ class ChromaStore final : public VectorStore {
   void test_set_max_batch(std::int64_t n) { m_max_batch = n; }
 
  private:
+  // The ids of `chunk` (at most one batch) the collection holds, as Chroma lists them.
+  [[nodiscard]] Result<nlohmann::json> present_ids(std::span<const std::string> chunk);
   ChromaStore(const Config& config, ChromaOptions options, std::unique_ptr<ChromaHttp> http);
   [[nodiscard]] Result<void> detect_api();
   [[nodiscard]] Result<void> find_collection();
