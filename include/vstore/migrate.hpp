@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/// migrate-chroma: copies a Chroma persistent directory's embeddings into the pgvector table.
+/// migrate-chroma: copies a Chroma collection's embeddings (a persistent directory or a running
+/// server) into the pgvector table.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +22,19 @@ using MigrateProgress = std::function<void(std::string_view phase, std::int64_t 
 
 /// What to migrate and how.
 struct MigrateOptions {
-  std::string from_dir;                    ///< Chroma persistent directory (stopped, or a copy); required
-  std::optional<std::string> collection;   ///< collection name; required when the directory holds several
+  std::string from_dir;                    ///< Chroma persistent directory (stopped, or a copy)
+  /// A running Chroma server, http(s)://HOST[:PORT][/PATH], read over its HTTP API (v2, or v1
+  /// for Chroma 0.4/0.5) with Config::chroma_token (CHROMA_TOKEN). Exactly one of from_dir and
+  /// from_url is required.
+  std::string from_url;
+  /// Collection name. A directory: required when it holds several. A server: default
+  /// Config::chroma_collection (CHROMA_COLLECTION, "articles").
+  std::optional<std::string> collection;
+  std::string tenant = "default_tenant";      ///< server tenant (from_url only). Default "default_tenant".
+  std::string database = "default_database";  ///< server database (from_url only). Default "default_database".
+  /// Records per `get` request to a server, never more than its max_batch_size; 0 = that
+  /// limit, or fewer for wide vectors (answers near 16 MB). Default 0.
+  std::int64_t page_size = 0;
   bool dry_run = false;                    ///< plan only: read everything, write nothing
   bool verify = false;                     ///< after writing, compare every row and run the overlap check
   bool insert_missing = false;             ///< create rows for ids without an article row (else: skipped)
@@ -68,8 +80,11 @@ struct CollectionReport {
 
 /// The whole run.
 struct MigrateReport {
-  std::string source;
-  std::string schema_version;      ///< Chroma migrations applied, e.g. "sysdb 9, metadb 4, embeddings_queue 2"
+  std::string source;              ///< directory path, or the server URL with secrets redacted
+  std::string source_kind;         ///< "directory" or "server"
+  /// A directory: the Chroma migrations applied, e.g. "sysdb 9, metadb 4, embeddings_queue 2";
+  /// a server: its API, e.g. "api v2, chroma 1.0.0, max_batch_size 5461".
+  std::string schema_version;
   bool dry_run = false;
   std::vector<CollectionReport> collections;
   std::string report_path;         ///< JSON file written (empty for a dry run)
@@ -78,7 +93,10 @@ struct MigrateReport {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// Reads the collection(s) from `options.from_dir` offline and, unless dry_run, writes their
+/// Reads the collection(s) from `options.from_dir` offline, or one collection from the server
+/// at `options.from_url` (paged `get` of ids, embeddings, documents, metadatas and uris past
+/// max_batch_size, float32 exactly as the server sent it), into memory, and, unless dry_run,
+/// writes their
 /// vectors into `config.table` in batches: binary COPY into a temporary staging table, then one
 /// merge per batch that sets embedding, embedding_model and vector_metadata of existing rows
 /// (a row already equal is not rewritten) and, with insert_missing, inserts the rest. Each batch
@@ -87,9 +105,11 @@ struct MigrateReport {
 /// table's vectors) drops the vector index vstore created and rebuilds it at the end (with
 /// bulk_index); a missing recorded index is rebuilt after every run. Writes the JSON report under
 /// `config.data_dir/reports/`. Errors: not_found (directory, collection), conflict (directory
-/// in use, unknown Chroma schema, dimension differs from the table), invalid_argument (several
-/// collections and none chosen, no model known), corruption (damaged Chroma files; nothing is
-/// written), unavailable (database). Not thread-safe with another migration of the same table.
+/// in use, unknown Chroma schema, dimension differs from the table, a server collection written
+/// to while it was read), invalid_argument (neither or both sources, several collections and
+/// none chosen, no model known), corruption (damaged Chroma files or server answers; nothing
+/// is written), unavailable/timeout (database, or the Chroma server, named by its redacted URL;
+/// nothing is written). Not thread-safe with another migration of the same table.
 [[nodiscard]] Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config,
                                                    const MigrateOptions& options);
 

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// migrate-chroma: Chroma persistent directory -> pgvector table, exact, resumable, verified.
+// migrate-chroma: Chroma persistent directory or server -> pgvector table, exact, resumable, verified.
 //
 // Phases:
-//   1 read    every selected collection is read in full (ChromaDir: sqlite + HNSW files + log
-//             replay) before anything is written, so damaged input writes nothing.
+//   1 read    every selected collection is read in full before anything is written, so damaged
+//             input or a server that fails half-way writes nothing: from a directory by
+//             ChromaDir (sqlite + HNSW files + log replay), from a server by ChromaRemote (paged
+//             `get`). Both give the same Snapshot (records sorted by id), and everything after
+//             this phase is shared.
 //   2 plan    the target table's dimension must equal the collection's; ids are classified as
 //             update (a row exists), insert (--insert-missing) or skip, with one query.
 //   3 copy    records sorted by id, in batches. Per batch, one transaction: binary COPY into a
@@ -36,6 +39,7 @@
 #include <fmt/format.h>
 
 #include "chroma/chroma_dir.hpp"
+#include "chroma/chroma_remote.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
@@ -633,6 +637,101 @@ json stats_json(const chroma::SnapshotStats& s) {
           {"label_map_format", s.label_map_format}};
 }
 
+// What phase 1 read: the source's name and the collections chosen, in full.
+struct SourceCollection {
+  chroma::Snapshot snap;
+  json stats;          // how it was read (CollectionReport::source_stats)
+  double read_s = 0;   // seconds
+};
+struct SourceRead {
+  std::string source;  // directory path, or the redacted server URL (also the checkpoint key)
+  std::string kind;    // "directory" or "server"
+  std::string schema_version;
+  std::vector<SourceCollection> collections;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// A stopped Chroma directory, offline: every collection on a dry run without --collection.
+Result<SourceRead> read_directory(const MigrateOptions& options) {
+  std::error_code ec;
+  const fs::path canonical = fs::canonical(options.from_dir, ec);
+  if (ec) return fail(ErrorCode::not_found, fmt::format("chroma directory {} does not exist", options.from_dir));
+  SourceRead out;
+  out.source = canonical.string();
+  out.kind = "directory";
+  VS_TRY_ASSIGN(chroma::ChromaDir dir, chroma::ChromaDir::open(canonical.string()));
+  out.schema_version = dir.schema_version();
+  VS_TRY_ASSIGN(std::vector<chroma::CollectionInfo> all, dir.collections());
+  std::vector<chroma::CollectionInfo> chosen;
+  std::string names;
+  for (const auto& c : all) names += (names.empty() ? "" : ", ") + c.name;
+  if (options.collection) {
+    for (const auto& c : all) {
+      if (c.name == *options.collection) chosen.push_back(c);
+    }
+    if (chosen.empty()) {
+      return fail(ErrorCode::not_found, fmt::format("no collection {} in {} (it has: {})", *options.collection, out.source,
+                                                    names.empty() ? "none" : names));
+    }
+  } else if (all.size() == 1 || options.dry_run) {
+    chosen = all;
+  } else {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("{} holds {} collections ({}); choose one with --collection", out.source, all.size(),
+                            names.empty() ? "none" : names));
+  }
+  for (std::size_t i = 0; i < chosen.size(); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i]));
+    const double read_s = seconds_since(t0);
+    json stats = stats_json(snap.stats);
+    SourceCollection read{std::move(snap), std::move(stats), read_s};
+    if (options.progress) {
+      options.progress("read", static_cast<std::int64_t>(i + 1), static_cast<std::int64_t>(chosen.size()));
+    }
+    out.collections.push_back(std::move(read));
+  }
+  return out;
+}
+
+// A running Chroma server over HTTP: one collection, --collection or CHROMA_COLLECTION.
+Result<SourceRead> read_server(const Config& config, const MigrateOptions& options) {
+  chroma::RemoteOptions remote_options;
+  remote_options.http.base_url = options.from_url;
+  remote_options.http.token = config.chroma_token;
+  remote_options.tenant = options.tenant;
+  remote_options.database = options.database;
+  remote_options.page_size = options.page_size;
+  VS_TRY_ASSIGN(chroma::ChromaRemote remote, chroma::ChromaRemote::open(std::move(remote_options)));
+  SourceRead out;
+  out.source = remote.server();
+  out.kind = "server";
+  out.schema_version = remote.describe();
+  const std::string name = options.collection.value_or(config.chroma_collection);
+  const auto t0 = std::chrono::steady_clock::now();
+  VS_TRY_ASSIGN(chroma::CollectionInfo info, remote.collection(name));
+  chroma::RemoteProgress progress;
+  if (options.progress) {
+    progress = [&options](std::int64_t done, std::int64_t total) { options.progress("read", std::min(done, total), total); };
+  }
+  VS_TRY_ASSIGN(chroma::Snapshot snap, remote.read(info, progress));
+  const chroma::RemoteStats& st = remote.stats();
+  json stats = {{"server", remote.server()},
+                {"api", st.api},
+                {"server_version", st.server_version},
+                {"tenant", options.tenant},
+                {"database", options.database},
+                {"max_batch_size", st.max_batch_size},
+                {"page_size", st.page_size},
+                {"pages", st.pages},
+                {"count", st.count}};
+  out.collections.push_back(SourceCollection{std::move(snap), std::move(stats), seconds_since(t0)});
+  return out;
+}
+
 }  // namespace
 
 Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_view space) {
@@ -653,6 +752,7 @@ bool MigrateReport::ok() const {
 json MigrateReport::to_json() const {
   json out;
   out["source"] = source;
+  out["source_kind"] = source_kind;
   out["chroma_schema"] = schema_version;
   out["dry_run"] = dry_run;
   std::int64_t total = 0, migrated = 0, skipped = 0, errors = 0;
@@ -693,48 +793,24 @@ json MigrateReport::to_json() const {
 }
 
 Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config, const MigrateOptions& options) {
-  if (options.from_dir.empty()) return fail(ErrorCode::invalid_argument, "no Chroma directory given");
+  if (options.from_dir.empty() == options.from_url.empty()) {
+    return fail(ErrorCode::invalid_argument,
+                options.from_dir.empty() ? "no Chroma source given: pass a directory (--from-dir) or a server URL (--from-url)"
+                                         : "give a Chroma directory (--from-dir) or a server URL (--from-url), not both");
+  }
   if (options.batch_size < 1 || options.batch_size > 1000000) {
     return fail(ErrorCode::invalid_argument, fmt::format("batch size must be from 1 to 1000000, not {}", options.batch_size));
   }
-  std::error_code ec;
-  const fs::path canonical = fs::canonical(options.from_dir, ec);
-  if (ec) return fail(ErrorCode::not_found, fmt::format("chroma directory {} does not exist", options.from_dir));
-  MigrateReport report;
-  report.source = canonical.string();
-  report.dry_run = options.dry_run;
-  VS_TRY_ASSIGN(chroma::ChromaDir dir, chroma::ChromaDir::open(canonical.string()));
-  report.schema_version = dir.schema_version();
-  VS_TRY_ASSIGN(std::vector<chroma::CollectionInfo> all, dir.collections());
-  std::vector<chroma::CollectionInfo> chosen;
-  if (options.collection) {
-    for (const auto& c : all) {
-      if (c.name == *options.collection) chosen.push_back(c);
-    }
-    if (chosen.empty()) {
-      std::string names;
-      for (const auto& c : all) names += (names.empty() ? "" : ", ") + c.name;
-      return fail(ErrorCode::not_found, fmt::format("no collection {} in {} (it has: {})", *options.collection,
-                                                    report.source, names.empty() ? "none" : names));
-    }
-  } else if (all.size() == 1 || options.dry_run) {
-    chosen = all;
-  } else {
-    std::string names;
-    for (const auto& c : all) names += (names.empty() ? "" : ", ") + c.name;
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("{} holds {} collections ({}); choose one with --collection", report.source, all.size(),
-                            names.empty() ? "none" : names));
-  }
   // Phase 1: read everything before writing anything.
+  VS_TRY_ASSIGN(SourceRead source, options.from_url.empty() ? read_directory(options) : read_server(config, options));
+  MigrateReport report;
+  report.source = source.source;
+  report.source_kind = source.kind;
+  report.schema_version = source.schema_version;
+  report.dry_run = options.dry_run;
   std::vector<chroma::Snapshot> snaps;
-  for (std::size_t i = 0; i < chosen.size(); ++i) {
-    const auto t_read = std::chrono::steady_clock::now();
-    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i]));
-    const double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_read).count();
-    if (options.progress) {
-      options.progress("read", static_cast<std::int64_t>(i + 1), static_cast<std::int64_t>(chosen.size()));
-    }
+  for (auto& read : source.collections) {
+    chroma::Snapshot& snap = read.snap;
     CollectionReport c;
     c.name = snap.collection.name;
     c.id = snap.collection.id;
@@ -755,8 +831,8 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
                   fmt::format("collection {} stored no embedding function, so its model is unknown; name it with --model",
                               c.name));
     }
-    c.source_stats = stats_json(snap.stats);
-    c.timings["read_s"] = read_s;
+    c.source_stats = std::move(read.stats);
+    c.timings["read_s"] = read.read_s;
     report.collections.push_back(std::move(c));
     snaps.push_back(std::move(snap));
   }
@@ -823,6 +899,7 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
   }
   if (!options.dry_run) {
     const fs::path dir_path = config.data_dir / "reports";
+    std::error_code ec;
     fs::create_directories(dir_path, ec);
     if (ec) return fail(ErrorCode::unavailable, fmt::format("cannot create {}: {}", dir_path.string(), ec.message()));
     const fs::path file = dir_path / fmt::format("migrate-chroma-{}.json", utc_stamp());

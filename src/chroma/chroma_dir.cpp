@@ -341,14 +341,16 @@ Result<ChromaDir> ChromaDir::open(const std::string& dir) {
   return ChromaDir(std::move(impl));
 }
 
-namespace {
-
-std::optional<std::string> model_from_config(const json& config) {
+std::optional<std::string> embedding_model_from_config(const json& config) {
   const json* ef = nullptr;
   if (auto it = config.find("embedding_function"); it != config.end() && it->is_object()) ef = &*it;
   if (!ef) return std::nullopt;
-  if (ef->value("type", std::string()) != "known") return std::nullopt;
-  const std::string name = ef->value("name", std::string());
+  auto text = [ef](const char* key) {
+    auto it = ef->find(key);
+    return it != ef->end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (text("type") != "known") return std::nullopt;
+  const std::string name = text("name");
   if (auto cfg = ef->find("config"); cfg != ef->end() && cfg->is_object()) {
     for (const char* key : {"model_name", "model"}) {
       if (auto m = cfg->find(key); m != cfg->end() && m->is_string() && !m->get<std::string>().empty()) {
@@ -361,8 +363,6 @@ std::optional<std::string> model_from_config(const json& config) {
   if (!name.empty()) return name;
   return std::nullopt;
 }
-
-}  // namespace
 
 Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   Impl& impl = *m_impl;
@@ -395,7 +395,7 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
             config_space = (*h)["space"].get<std::string>();
           }
         }
-        c.embedding_model = model_from_config(config);
+        c.embedding_model = embedding_model_from_config(config);
       }
     }
     out.push_back(std::move(c));

@@ -19,6 +19,7 @@ enum class VectorSource {
   hnsw,  ///< the flushed HNSW segment files (cosine: Chroma's own de-normalised float32)
   wal,   ///< the embeddings_queue log (the bytes the client sent), including cosine slots
          ///< whose original bytes older log rows still hold
+  server,  ///< a running server's `get` answer (ChromaRemote)
 };
 
 /// One collection as the sysdb tables describe it.
@@ -94,5 +95,11 @@ class ChromaDir {
   explicit ChromaDir(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> m_impl;
 };
+
+/// The model a Chroma embedding-function configuration names (`config_json_str` on disk, or
+/// `configuration_json` of the HTTP API; both keep it under `embedding_function`):
+/// `config.model_name`/`config.model` of a "known" function, all-MiniLM-L6-v2 for Chroma's
+/// default, else the function's name; nullopt when none is stored.
+[[nodiscard]] std::optional<std::string> embedding_model_from_config(const nlohmann::json& config);
 
 }  // namespace vstore::chroma

@@ -18,7 +18,8 @@ namespace vstore::cli {
 namespace {
 
 void print_plan(const MigrateReport& r) {
-  std::printf("chroma directory %s (schema: %s)\n", r.source.c_str(), r.schema_version.c_str());
+  std::printf("chroma %s %s (%s%s)\n", r.source_kind.c_str(), r.source.c_str(),
+              r.source_kind == "directory" ? "schema: " : "", r.schema_version.c_str());
   for (const auto& c : r.collections) {
     std::printf("  collection %s: %lld records, dimension %zu, metric %s -> %s (%s), model %s\n", c.name.c_str(),
                 static_cast<long long>(c.count), c.dimension, c.metric.c_str(), c.operator_class.c_str(),
@@ -100,10 +101,20 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   static bool json_out = false;
   auto* cmd = app.add_subcommand(
       "migrate-chroma",
-      "copy every embedding of a stopped Chroma persistent directory (chromadb 0.4-1.x) into the pgvector table, "
-      "bit-exact; resumable (--resume) and verifiable (--verify)");
-  cmd->add_option("--from-dir", opts.from_dir, "Chroma persistent directory (stopped, or a copy)")->required();
-  cmd->add_option("--collection", collection, "collection name; required when the directory holds several");
+      "copy every embedding of a Chroma collection into the pgvector table, bit-exact: from a stopped persistent "
+      "directory (chromadb 0.4-1.x, offline) or a running server (HTTP API v2 or v1); resumable (--resume) and "
+      "verifiable (--verify)");
+  auto* source = cmd->add_option_group("source", "where to read from (exactly one)");
+  source->add_option("--from-dir", opts.from_dir, "Chroma persistent directory (stopped, or a copy)");
+  source->add_option("--from-url", opts.from_url, "running Chroma server, http(s)://HOST[:PORT]; sends CHROMA_TOKEN if set");
+  source->require_option(1);
+  cmd->add_option("--collection", collection,
+                  "collection name; a directory: required when it holds several; a server: default CHROMA_COLLECTION");
+  cmd->add_option("--tenant", opts.tenant, "Chroma tenant (--from-url)")->capture_default_str();
+  cmd->add_option("--database", opts.database, "Chroma database (--from-url)")->capture_default_str();
+  cmd->add_option("--page-size", opts.page_size,
+                  "records per get request (--from-url; default: the server's max_batch_size, fewer for wide vectors)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
   cmd->add_flag("--dry-run", opts.dry_run, "print the plan (collections, counts, dimension, metric, update/insert/skip)");
   cmd->add_flag("--verify", opts.verify, "compare every migrated row (vector bytes, metadata) and overlap@10; exit 1 on any difference");
   cmd->add_flag("--insert-missing", opts.insert_missing, "create article rows for ids without one (from Chroma metadata and document)");

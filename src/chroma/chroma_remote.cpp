@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: Apache-2.0
+// ChromaRemote. Design:
+// - open(): the same probing as ChromaStore (v2 heartbeat, else v1 for Chroma 0.4/0.5), then
+//   max_batch_size from pre-flight-checks and the version string, all through ChromaHttp, which
+//   sends CHROMA_TOKEN in both token headers, retries reads, and names the (redacted) server in
+//   every error.
+// - collection(): GET by name (both APIs take the name there; record operations take the id).
+//   Space: `hnsw:space` metadata first (honoured by every version and immutable), then the 1.x
+//   `configuration_json.hnsw.space`, else Chroma's default l2, the order ChromaDir uses.
+// - read(): count, then `get` pages of limit/offset until a short page. Chroma returns storage
+//   order (rowid in 1.x and from 0.5.9, the string id before), which is stable while nobody
+//   writes, so paging sees every record once. A count that differs afterwards, or an id seen
+//   twice, means the collection changed under the reader: refused (conflict) rather than
+//   migrating a torn copy. Records are then sorted by id, as ChromaDir sorts them, because
+//   checkpoints resume after an id.
+// - Vectors: Chroma sends float32 values as JSON numbers (1.x: the shortest decimal that reads
+//   back as that float; Python 0.x: the exact value as a double). nlohmann parses each to the
+//   nearest double; rounding that double to float gives the original float in both cases
+//   (tested over sampled bit patterns in chroma_remote_test.cpp).
+// nlohmann::json exceptions are caught in read() and collection() and turned into corruption.
+#include "chroma/chroma_remote.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+namespace vstore::chroma {
+namespace {
+
+using nlohmann::json;
+
+// 2^128 - 2^103: doubles from here up round to infinity as float.
+constexpr double k_float_overflow = 0x1.ffffffp+127;
+
+// Target size of one `get` answer when the caller names no page size.
+constexpr std::int64_t k_page_bytes = 16 << 20;
+
+// A path segment with everything but RFC 3986 unreserved characters percent-encoded.
+std::string path_segment(std::string_view s) {
+  std::string out;
+  for (unsigned char ch : s) {
+    const bool unreserved = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                            ch == '.' || ch == '_' || ch == '~';
+    if (unreserved) {
+      out += static_cast<char>(ch);
+    } else {
+      out += fmt::format("%{:02X}", ch);
+    }
+  }
+  return out;
+}
+
+// The optional string at `values[i]`, where `values` may be null (not included) or hold nulls.
+std::optional<std::string> string_at(const json* values, std::size_t i) {
+  if (values == nullptr || i >= values->size() || !(*values)[i].is_string()) return std::nullopt;
+  return (*values)[i].get<std::string>();
+}
+
+// The array `page[key]`, or nullptr when absent or null; corruption for any other shape or a
+// length other than `n`.
+Result<const json*> column(const json& page, const char* key, std::size_t n, const std::string& server) {
+  auto it = page.find(key);
+  if (it == page.end() || it->is_null()) return static_cast<const json*>(nullptr);
+  if (!it->is_array() || it->size() != n) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get with {} {} for {} ids", server,
+                                                   it->is_array() ? std::to_string(it->size()) : it->type_name(), key, n));
+  }
+  return &*it;
+}
+
+}  // namespace
+
+Result<void> decode_json_vector(const json& values, std::size_t dim, std::vector<float>& out) {
+  if (!values.is_array()) {
+    return fail(ErrorCode::corruption, fmt::format("an embedding is a JSON {}, not an array", values.type_name()));
+  }
+  if (dim > 0 && values.size() != dim) {
+    return fail(ErrorCode::corruption, fmt::format("an embedding has {} values, expected {}", values.size(), dim));
+  }
+  out.reserve(out.size() + values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const json& x = values[i];
+    double d = 0;
+    if (x.is_number_float()) {
+      d = x.get<double>();
+    } else if (x.is_number_integer()) {
+      d = x.is_number_unsigned() ? static_cast<double>(x.get<std::uint64_t>()) : static_cast<double>(x.get<std::int64_t>());
+    } else {
+      return fail(ErrorCode::corruption, fmt::format("element {} of an embedding is a JSON {}, not a number", i, x.type_name()));
+    }
+    if (!std::isfinite(d) || std::fabs(d) >= k_float_overflow) {
+      return fail(ErrorCode::corruption, fmt::format("element {} of an embedding, {}, is outside the float32 range", i, d));
+    }
+    out.push_back(static_cast<float>(d));
+  }
+  return {};
+}
+
+struct ChromaRemote::Impl {
+  RemoteOptions options;
+  std::unique_ptr<ChromaHttp> http;
+  ApiVersion api = ApiVersion::v2;
+  std::int64_t max_batch = 1000;
+  std::string version;
+  RemoteStats stats;
+
+  [[nodiscard]] std::string scope() const {
+    return api == ApiVersion::v1 ? fmt::format("?tenant={}&database={}", path_segment(options.tenant),
+                                               path_segment(options.database))
+                                 : "";
+  }
+  [[nodiscard]] std::string collections_path() const {
+    if (api == ApiVersion::v2) {
+      return fmt::format("/api/v2/tenants/{}/databases/{}/collections", path_segment(options.tenant),
+                         path_segment(options.database));
+    }
+    return "/api/v1/collections";
+  }
+  [[nodiscard]] std::string record_path(const std::string& id, std::string_view op) const {
+    return fmt::format("{}/{}/{}", collections_path(), path_segment(id), op);
+  }
+
+  Result<std::int64_t> count(const CollectionInfo& c) {
+    VS_TRY_ASSIGN(json n, http->get(record_path(c.id, "count")));
+    if (!n.is_number_integer() || n.get<std::int64_t>() < 0) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("chroma server {} answered the count of collection {} with {}", http->server(), c.name, n.dump()));
+    }
+    return n.get<std::int64_t>();
+  }
+
+  // One page of records into `snap`; returns how many ids the page held.
+  Result<std::size_t> read_page(const CollectionInfo& c, std::int64_t offset, std::int64_t limit, Snapshot& snap,
+                                std::unordered_set<std::string>& seen) {
+    const json body = {{"limit", limit},
+                       {"offset", offset},
+                       {"include", json::array({"embeddings", "documents", "metadatas", "uris"})}};
+    VS_TRY_ASSIGN(json page, http->post(record_path(c.id, "get"), body, Retry::read));
+    const std::string& server = http->server();
+    if (!page.is_object() || !page.contains("ids") || !page["ids"].is_array()) {
+      return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get on collection {} without ids", server, c.name));
+    }
+    const json& ids = page["ids"];
+    const std::size_t n = ids.size();
+    VS_TRY_ASSIGN(const json* embeddings, column(page, "embeddings", n, server));
+    VS_TRY_ASSIGN(const json* documents, column(page, "documents", n, server));
+    VS_TRY_ASSIGN(const json* metadatas, column(page, "metadatas", n, server));
+    VS_TRY_ASSIGN(const json* uris, column(page, "uris", n, server));
+    if (embeddings == nullptr && n > 0) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("chroma server {} answered get on collection {} without the embeddings asked for", server, c.name));
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!ids[i].is_string()) {
+        return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get with an id that is a JSON {}", server,
+                                                       ids[i].type_name()));
+      }
+      Record rec;
+      rec.id = ids[i].get<std::string>();
+      if (!seen.insert(rec.id).second) {
+        return fail(ErrorCode::conflict,
+                    fmt::format("collection {} on {} changed while it was read (id {} came twice); stop the writers and "
+                                "run again",
+                                c.name, server, rec.id));
+      }
+      if (auto done = decode_json_vector((*embeddings)[i], snap.dimension, rec.vector); !done) {
+        return fail(done.error().code(),
+                    fmt::format("chroma server {}, collection {}, record {}: {}", server, c.name, rec.id, done.error().message()));
+      }
+      if (snap.dimension == 0) snap.dimension = rec.vector.size();
+      if (metadatas != nullptr && (*metadatas)[i].is_object()) {
+        // Chroma keeps the document and uri as reserved keys; a server answers with them apart,
+        // but strip them as ChromaDir does, along with nulls (a deleted key).
+        for (const auto& [key, value] : (*metadatas)[i].items()) {
+          if (key == "chroma:document" || key == "chroma:uri" || value.is_null()) continue;
+          rec.metadata[key] = value;
+        }
+      } else if (metadatas != nullptr && !(*metadatas)[i].is_null()) {
+        return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get with metadata of {} that is a JSON {}",
+                                                       server, rec.id, (*metadatas)[i].type_name()));
+      }
+      rec.document = string_at(documents, i);
+      rec.uri = string_at(uris, i);
+      rec.source = VectorSource::server;
+      snap.records.push_back(std::move(rec));
+    }
+    return n;
+  }
+};
+
+ChromaRemote::ChromaRemote(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+ChromaRemote::ChromaRemote(ChromaRemote&&) noexcept = default;
+ChromaRemote& ChromaRemote::operator=(ChromaRemote&&) noexcept = default;
+ChromaRemote::~ChromaRemote() = default;
+
+Result<ChromaRemote> ChromaRemote::open(RemoteOptions options) {
+  if (options.page_size < 0) {
+    return fail(ErrorCode::invalid_argument, fmt::format("page size must be >= 0, not {}", options.page_size));
+  }
+  auto impl = std::make_unique<Impl>();
+  VS_TRY_ASSIGN(impl->http, ChromaHttp::create(options.http));
+  impl->options = std::move(options);
+  ChromaHttp& http = *impl->http;
+  VS_TRY_ASSIGN(HttpAnswer v2, http.probe("/api/v2/heartbeat"));
+  std::string prefix = "/api/v2";
+  if (v2.status != 200) {
+    VS_TRY_ASSIGN(HttpAnswer v1, http.probe("/api/v1/heartbeat"));
+    if (v1.status != 200) {
+      return fail(ErrorCode::unavailable,
+                  fmt::format("chroma server {} answers neither /api/v2/heartbeat (HTTP {}) nor /api/v1/heartbeat "
+                              "(HTTP {}); is it a Chroma server?",
+                              http.server(), v2.status, v1.status));
+    }
+    impl->api = ApiVersion::v1;
+    prefix = "/api/v1";
+  }
+  VS_TRY_ASSIGN(HttpAnswer checks, http.probe(prefix + "/pre-flight-checks"));
+  if (checks.status == 200 && checks.body.is_object() && checks.body.contains("max_batch_size") &&
+      checks.body["max_batch_size"].is_number_integer() && checks.body["max_batch_size"].get<std::int64_t>() > 0) {
+    impl->max_batch = checks.body["max_batch_size"].get<std::int64_t>();
+  }
+  VS_TRY_ASSIGN(json version, http.get(prefix + "/version"));
+  impl->version = version.is_string() ? version.get<std::string>() : version.dump();
+  impl->stats.api = impl->api == ApiVersion::v2 ? "v2" : "v1";
+  impl->stats.server_version = impl->version;
+  impl->stats.max_batch_size = impl->max_batch;
+  return ChromaRemote(std::move(impl));
+}
+
+const std::string& ChromaRemote::server() const { return m_impl->http->server(); }
+
+std::string ChromaRemote::describe() const {
+  return fmt::format("api {}, chroma {}, max_batch_size {}", m_impl->stats.api, m_impl->version, m_impl->max_batch);
+}
+
+const RemoteStats& ChromaRemote::stats() const { return m_impl->stats; }
+
+Result<std::vector<std::string>> ChromaRemote::collection_names() {
+  Impl& impl = *m_impl;
+  VS_TRY_ASSIGN(json list, impl.http->get(impl.collections_path() + impl.scope()));
+  if (!list.is_array()) {
+    return fail(ErrorCode::corruption,
+                fmt::format("chroma server {} answered the collection list with a JSON {}", server(), list.type_name()));
+  }
+  std::vector<std::string> names;
+  for (const auto& c : list) {
+    auto it = c.find("name");
+    if (c.is_object() && it != c.end() && it->is_string()) names.push_back(it->get<std::string>());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<CollectionInfo> ChromaRemote::collection(const std::string& name) {
+  Impl& impl = *m_impl;
+  auto found = impl.http->get(fmt::format("{}/{}{}", impl.collections_path(), path_segment(name), impl.scope()));
+  // 1.x answers a missing collection with 404; Python 0.4/0.5 with 500 (or 400 from 0.5/0.6)
+  // and "Collection x does not exist.".
+  if (!found) {
+    const bool missing = found.error().code() == ErrorCode::not_found ||
+                         found.error().message().find("does not exist") != std::string::npos;
+    if (!missing) return fail(found.error());
+    std::string names = "none";
+    if (auto all = collection_names(); all && !all->empty()) {
+      names.clear();
+      for (const auto& n : *all) names += (names.empty() ? "" : ", ") + n;
+    }
+    return fail(ErrorCode::not_found, fmt::format("chroma server {} has no collection {} in tenant {}, database {} (it "
+                                                  "has: {})",
+                                                  server(), name, impl.options.tenant, impl.options.database, names));
+  }
+  const json& c = *found;
+  try {
+    if (!c.is_object() || !c.contains("id") || !c["id"].is_string()) {
+      return fail(ErrorCode::corruption, fmt::format("chroma server {} described collection {} without an id", server(), name));
+    }
+    CollectionInfo info;
+    info.id = c["id"].get<std::string>();
+    info.name = name;
+    info.tenant = impl.options.tenant;
+    info.database = impl.options.database;
+    if (c.contains("dimension") && c["dimension"].is_number_integer()) info.dimension = c["dimension"].get<std::int64_t>();
+    std::optional<std::string> space;
+    if (c.contains("metadata") && c["metadata"].is_object()) {
+      const json& md = c["metadata"];
+      if (md.contains("hnsw:space") && md["hnsw:space"].is_string()) space = md["hnsw:space"].get<std::string>();
+    }
+    if (c.contains("configuration_json") && c["configuration_json"].is_object()) {
+      const json& cfg = c["configuration_json"];
+      if (!space && cfg.contains("hnsw") && cfg["hnsw"].is_object() && cfg["hnsw"].contains("space") &&
+          cfg["hnsw"]["space"].is_string()) {
+        space = cfg["hnsw"]["space"].get<std::string>();
+      }
+      info.embedding_model = embedding_model_from_config(cfg);
+    }
+    info.space = space.value_or("l2");
+    if (info.space != "l2" && info.space != "cosine" && info.space != "ip") {
+      return fail(ErrorCode::corruption, fmt::format("chroma collection {} on {} has the unknown distance space {}", name,
+                                                     server(), info.space));
+    }
+    return info;
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} described collection {} oddly: {}", server(), name, e.what()));
+  }
+}
+
+Result<Snapshot> ChromaRemote::read(const CollectionInfo& collection, const RemoteProgress& progress) {
+  Impl& impl = *m_impl;
+  impl.stats.pages = 0;
+  if (impl.options.page_size > 0) {
+    impl.stats.page_size = std::min(impl.options.page_size, impl.max_batch);
+  } else {
+    // About k_page_bytes of JSON per answer (a float is up to ~16 characters), at least 100
+    // records, at most the server's limit: 5461 x 384 dimensions is ~33 MB, so wide vectors
+    // come in smaller pages than the server would allow.
+    const auto dim = static_cast<std::int64_t>(collection.dimension.value_or(0));
+    const std::int64_t by_bytes = std::max<std::int64_t>(100, k_page_bytes / (dim * 16 + 256));
+    impl.stats.page_size = std::min(impl.max_batch, by_bytes);
+  }
+  Snapshot snap;
+  snap.collection = collection;
+  if (collection.dimension) snap.dimension = static_cast<std::size_t>(*collection.dimension);
+  snap.stats.label_map_format = "none";
+  VS_TRY_ASSIGN(const std::int64_t before, impl.count(collection));
+  snap.records.reserve(static_cast<std::size_t>(before));
+  std::unordered_set<std::string> seen;
+  seen.reserve(static_cast<std::size_t>(before));
+  try {
+    std::int64_t offset = 0;
+    while (true) {
+      VS_TRY_ASSIGN(const std::size_t got, impl.read_page(collection, offset, impl.stats.page_size, snap, seen));
+      ++impl.stats.pages;
+      offset += static_cast<std::int64_t>(got);
+      if (progress) progress(offset, before);
+      if (static_cast<std::int64_t>(got) < impl.stats.page_size) break;
+    }
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered get on collection {} oddly: {}", server(),
+                                                   collection.name, e.what()));
+  }
+  VS_TRY_ASSIGN(const std::int64_t after, impl.count(collection));
+  const auto read_n = static_cast<std::int64_t>(snap.records.size());
+  if (after != before || read_n != before) {
+    return fail(ErrorCode::conflict, fmt::format("collection {} on {} changed while it was read ({} records before, {} "
+                                                 "read, {} after); stop the writers and run again",
+                                                 collection.name, server(), before, read_n, after));
+  }
+  impl.stats.count = before;
+  std::sort(snap.records.begin(), snap.records.end(), [](const Record& a, const Record& b) { return a.id < b.id; });
+  return snap;
+}
+
+}  // namespace vstore::chroma

@@ -1,0 +1,639 @@
+// SPDX-License-Identifier: Apache-2.0
+// migrate-chroma --from-url against real Chroma servers (npm chromadb 3.0.12 over API v2, and
+// PyPI chromadb 0.5.5 over v1 with a token) and the real PostgreSQL fixture: collections written
+// over HTTP with more records than the server's max_batch_size, updates and deletes; every live
+// id arrives bit-exact with metadata and document, deleted ids are absent, --verify passes, a
+// second run changes nothing, --resume continues, and a server that is down writes nothing.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <httplib.h>
+
+#include "chroma/chroma_http.hpp"
+#include "pg/pg_binary.hpp"
+#include "pg/pg_conn.hpp"
+#include "support/chroma_fixture.hpp"
+#include "support/pg_fixture.hpp"
+#include "vstore/migrate.hpp"
+#include "vstore/schema.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using vstore::testing::ChromaFlavor;
+using vstore::testing::ChromaServer;
+using vstore::testing::PgServer;
+using vstore::testing::sql_value;
+
+constexpr int k_dim = 16;
+constexpr const char* k_model = "text-embedding-3-small";
+
+std::string hex(const std::vector<float>& v) {
+  std::string out;
+  for (float f : v) out += fmt::format("{:08x}", std::bit_cast<std::uint32_t>(f));
+  return out;
+}
+
+// JSON equality that keeps int, float and bool apart (nlohmann compares 3 == 3.0).
+bool same_typed(const json& a, const json& b) {
+  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
+  if (kind(a) != kind(b)) return false;
+  if (a.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (const auto& [k, v] : a.items()) {
+      if (!b.contains(k) || !same_typed(v, b[k])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+// A float32 with a random sign, mantissa and exponent in [2^-20, 2^21): every bit of the
+// mantissa matters, so a lossy round trip through decimal text shows.
+float random_float(std::mt19937& rng) {
+  std::uniform_int_distribution<std::uint32_t> mantissa(0, (1U << 23) - 1);
+  std::uniform_int_distribution<std::uint32_t> exponent(127 - 20, 127 + 20);
+  std::uniform_int_distribution<std::uint32_t> sign(0, 1);
+  return std::bit_cast<float>((sign(rng) << 31) | (exponent(rng) << 23) | mantissa(rng));
+}
+
+// Values whose shortest decimal is the hardest to read back: sub-normals, the extremes, and
+// decimals that are not exact in binary.
+const std::array<float, 10> k_special = {0.1f,
+                                         1.0f / 3.0f,
+                                         -0.0f,
+                                         std::numeric_limits<float>::denorm_min(),
+                                         std::numeric_limits<float>::min(),
+                                         3.0e-39f,
+                                         16777215.0f,
+                                         1e-7f,
+                                         0.3f,
+                                         std::nextafter(1.0f, 2.0f)};
+
+// What a record should look like after the migration.
+struct Live {
+  std::vector<float> vector;
+  json metadata = json::object();
+  std::optional<std::string> document;
+};
+
+// A Chroma collection written over HTTP (the v2 or the v1 API), with the expected live records.
+class Collection {
+ public:
+  Collection(vstore::chroma::ChromaHttp& http, bool v1, std::string name, const std::string& space,
+             const json& configuration)
+      : m_http(http), m_v1(v1), m_name(std::move(name)) {
+    json body = {{"name", m_name}, {"metadata", {{"hnsw:space", space}, {"owner", "tests"}}}};
+    if (!configuration.is_null()) body["configuration"] = configuration;
+    auto made = m_http.post(collections_path(), body, vstore::chroma::Retry::write);
+    EXPECT_TRUE(made) << made.error().to_string();
+    if (made) m_id = (*made)["id"].get<std::string>();
+  }
+
+  [[nodiscard]] const std::string& name() const { return m_name; }
+  [[nodiscard]] const std::map<std::string, Live>& live() const { return m_live; }
+  [[nodiscard]] const std::set<std::string>& deleted() const { return m_deleted; }
+
+  // Upserts records `from` .. `to` - 1 (ids "rec-00000" ...), in requests of `batch`.
+  void upsert(int from, int to, std::uint32_t seed, int batch) {
+    std::mt19937 rng(seed);
+    for (int start = from; start < to; start += batch) {
+      json ids = json::array(), embeddings = json::array(), metadatas = json::array(), documents = json::array();
+      for (int n = start; n < std::min(to, start + batch); ++n) {
+        Live rec;
+        rec.vector.resize(k_dim);
+        for (float& f : rec.vector) f = random_float(rng);
+        if (n % 25 == 0) {
+          for (std::size_t i = 0; i < k_special.size(); ++i) rec.vector[i] = k_special[i];
+        }
+        if (n % 11 != 3) {
+          rec.metadata = {{"i", n},
+                          {"f", n + 0.25},
+                          {"whole", 2.0},
+                          {"third", 1.0 / 3.0},
+                          {"b", n % 2 == 0},
+                          {"topic", fmt::format("topic {} \"quoted\" \u00fcml\u00e4ut", n % 7)},
+                          {"seed", static_cast<std::int64_t>(seed)}};
+        }
+        if (n % 13 != 5) rec.document = fmt::format("document {} of {} \u2713 with a\nnewline", n, m_name);
+        const std::string id = fmt::format("rec-{:05d}", n);
+        ids.push_back(id);
+        json vec = json::array();
+        for (float f : rec.vector) vec.push_back(f);  // the double of each float, exactly
+        embeddings.push_back(std::move(vec));
+        metadatas.push_back(rec.metadata.empty() ? json(nullptr) : rec.metadata);
+        documents.push_back(rec.document ? json(*rec.document) : json(nullptr));
+        // Chroma's upsert merges metadata; every key is sent each time, so this is the result.
+        if (auto old = m_live.find(id); old != m_live.end() && rec.metadata.empty()) rec.metadata = old->second.metadata;
+        if (auto old = m_live.find(id); old != m_live.end() && !rec.document) rec.document = old->second.document;
+        m_live[id] = std::move(rec);
+        m_deleted.erase(id);
+      }
+      const json body = {{"ids", ids}, {"embeddings", embeddings}, {"metadatas", metadatas}, {"documents", documents}};
+      auto done = m_http.post(record_path("upsert"), body, vstore::chroma::Retry::write);
+      ASSERT_TRUE(done) << done.error().to_string();
+    }
+  }
+
+  // Deletes every `step`-th live id from `offset`.
+  void remove_every(int step, int offset) {
+    json ids = json::array();
+    int n = 0;
+    for (const auto& [id, rec] : m_live) {
+      if (n++ % step == offset) ids.push_back(id);
+    }
+    for (const auto& id : ids) {
+      m_live.erase(id.get<std::string>());
+      m_deleted.insert(id.get<std::string>());
+    }
+    auto done = m_http.post(record_path("delete"), json{{"ids", ids}}, vstore::chroma::Retry::write);
+    ASSERT_TRUE(done) << done.error().to_string();
+  }
+
+  // The vectors the server returns for every live id, read from the raw JSON text of `get` by
+  // ids with std::from_chars (decimal straight to the nearest float): an oracle independent of
+  // the reader's parse-to-double-then-round path.
+  [[nodiscard]] std::map<std::string, std::vector<float>> served(const std::string& url, const std::string& token) const {
+    std::map<std::string, std::vector<float>> out;
+    httplib::Client http(url);
+    httplib::Headers headers;
+    if (!token.empty()) {
+      headers.emplace("x-chroma-token", token);
+      headers.emplace("Authorization", "Bearer " + token);
+    }
+    std::vector<std::string> all;
+    for (const auto& [id, rec] : m_live) all.push_back(id);
+    for (std::size_t start = 0; start < all.size(); start += 500) {
+      const std::vector<std::string> chunk(all.begin() + static_cast<std::ptrdiff_t>(start),
+                                           all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), start + 500)));
+      const json body = {{"ids", chunk}, {"include", json::array({"embeddings"})}};
+      auto res = http.Post(record_path("get"), headers, body.dump(), "application/json");
+      if (!res || res->status != 200) {
+        ADD_FAILURE() << "get by ids failed";
+        return out;
+      }
+      const json parsed = json::parse(res->body);
+      const std::string& text = res->body;
+      std::size_t pos = text.find("\"embeddings\"");
+      pos = text.find('[', pos);
+      int depth = 0;
+      std::size_t row = 0;
+      std::vector<float> current;
+      while (pos < text.size()) {
+        const char ch = text[pos];
+        if (ch == '[') {
+          ++depth;
+          ++pos;
+        } else if (ch == ']') {
+          if (--depth == 1) out[parsed["ids"][row++].get<std::string>()] = std::exchange(current, {});
+          ++pos;
+          if (depth == 0) break;
+        } else if (ch == ',' || ch == ' ' || ch == '\n') {
+          ++pos;
+        } else {
+          float f = 0;
+          const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), f);
+          if (ec != std::errc()) {
+            ADD_FAILURE() << "not a number at " << text.substr(pos, 20);
+            return out;
+          }
+          current.push_back(f);
+          pos = static_cast<std::size_t>(end - text.data());
+        }
+      }
+    }
+    return out;
+  }
+
+  [[nodiscard]] std::int64_t server_count() const {
+    auto n = m_http.get(record_path("count"));
+    EXPECT_TRUE(n) << n.error().to_string();
+    return n ? n->get<std::int64_t>() : -1;
+  }
+
+ private:
+  [[nodiscard]] std::string collections_path() const {
+    return m_v1 ? "/api/v1/collections?tenant=default_tenant&database=default_database"
+                : "/api/v2/tenants/default_tenant/databases/default_database/collections";
+  }
+  [[nodiscard]] std::string record_path(std::string_view op) const {
+    return m_v1 ? fmt::format("/api/v1/collections/{}/{}", m_id, op)
+                : fmt::format("/api/v2/tenants/default_tenant/databases/default_database/collections/{}/{}", m_id, op);
+  }
+
+  vstore::chroma::ChromaHttp& m_http;
+  bool m_v1;
+  std::string m_name;
+  std::string m_id;
+  std::map<std::string, Live> m_live;
+  std::set<std::string> m_deleted;
+};
+
+std::unique_ptr<vstore::chroma::ChromaHttp> client(const std::string& url, const std::string& token = "") {
+  vstore::chroma::HttpOptions options;
+  options.base_url = url;
+  options.token = token;
+  auto http = vstore::chroma::ChromaHttp::create(options);
+  EXPECT_TRUE(http) << http.error().to_string();
+  return http ? std::move(*http) : nullptr;
+}
+
+std::int64_t max_batch_size(vstore::chroma::ChromaHttp& http, const std::string& prefix) {
+  auto checks = http.get(prefix + "/pre-flight-checks");
+  EXPECT_TRUE(checks) << checks.error().to_string();
+  return checks ? (*checks)["max_batch_size"].get<std::int64_t>() : 0;
+}
+
+// The two v2 collections, written once per test binary: cosine with a stored embedding function
+// and more records than max_batch_size; l2 without one (the model comes from --model).
+struct V2Collections {
+  std::unique_ptr<vstore::chroma::ChromaHttp> http;
+  std::int64_t max_batch = 0;
+  std::unique_ptr<Collection> cosine;
+  std::unique_ptr<Collection> l2;
+
+  static V2Collections& instance() {
+    static V2Collections c;
+    return c;
+  }
+
+ private:
+  V2Collections() {
+    http = client(ChromaServer::shared().url());
+    max_batch = max_batch_size(*http, "/api/v2");
+    const int total = static_cast<int>(max_batch) + 1500;  // > max_batch_size after the deletes
+    const json ef = {{"embedding_function", {{"type", "known"}, {"name", "openai"}, {"config", {{"model_name", k_model}}}}}};
+    cosine = std::make_unique<Collection>(*http, false, vstore::testing::unique_collection("url-cos"), "cosine", ef);
+    cosine->upsert(0, total, 7, 2000);
+    cosine->upsert(100, 400, 8, 300);  // updates: new vectors, metadata and documents
+    cosine->remove_every(9, 4);
+    l2 = std::make_unique<Collection>(*http, false, vstore::testing::unique_collection("url-l2"), "l2", json());
+    l2->upsert(0, 2500, 9, 1000);
+    l2->upsert(2000, 2600, 10, 600);
+    l2->remove_every(7, 2);
+  }
+};
+
+class MigrateUrlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    m_conninfo = PgServer::instance().create_database("migrate_url");
+    m_config = vstore::testing::test_config(m_conninfo, k_dim);
+    std::string tmpl = (fs::temp_directory_path() / "vstore-migrate-url-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    m_data = tmpl;
+    m_config.data_dir = m_data;
+    auto up = vstore::schema_up(m_conninfo, m_config);
+    ASSERT_TRUE(up.has_value()) << up.error().to_string();
+  }
+  void TearDown() override {
+    PgServer::instance().drop_database(m_conninfo);
+    std::error_code ec;
+    fs::remove_all(m_data, ec);
+  }
+
+  [[nodiscard]] std::int64_t count(const std::string& where = "true") const {
+    return std::stoll(sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE " + where));
+  }
+
+  struct Row {
+    std::vector<float> vector;
+    json metadata;
+    std::optional<std::string> raw;
+    std::string model;
+  };
+  [[nodiscard]] std::map<std::string, Row> rows() const {
+    auto conn = vstore::pg::Connection::connect(m_conninfo);
+    EXPECT_TRUE(conn.has_value());
+    auto res = conn->exec_params("SELECT uri, embedding, vector_metadata::text, raw, embedding_model FROM articles", {}, true);
+    EXPECT_TRUE(res.has_value());
+    std::map<std::string, Row> out;
+    for (int r = 0; r < res->rows(); ++r) {
+      Row row;
+      if (!res->is_null(r, 1)) {
+        EXPECT_TRUE(vstore::pg::decode_vector(res->get(r, 1), row.vector, k_dim));
+      }
+      row.metadata = res->is_null(r, 2) ? json() : json::parse(res->get(r, 2));
+      if (!res->is_null(r, 3)) row.raw = res->text(r, 3);
+      row.model = res->text(r, 4);
+      out[res->text(r, 0)] = std::move(row);
+    }
+    return out;
+  }
+
+  // Every live id with the server's exact vector (`served`), metadata and document; no deleted
+  // id; nothing else. With `input_exact` (l2, and the log) the client's own bytes as well; else
+  // (cosine, which Chroma stores normalised) the same vector within float rounding.
+  void expect_table_holds(const Collection& c, const std::string& model,
+                          const std::map<std::string, std::vector<float>>& served, bool input_exact) const {
+    const auto stored = rows();
+    EXPECT_EQ(stored.size(), c.live().size());
+    EXPECT_EQ(served.size(), c.live().size());
+    std::size_t as_served = 0;
+    std::size_t as_sent = 0;
+    for (const auto& [id, want] : c.live()) {
+      auto it = stored.find(id);
+      ASSERT_NE(it, stored.end()) << id;
+      const std::vector<float>& got = it->second.vector;
+      auto from_server = served.find(id);
+      ASSERT_NE(from_server, served.end()) << id;
+      EXPECT_EQ(hex(got), hex(from_server->second)) << id << ": not the bytes the server returned";
+      as_served += hex(got) == hex(from_server->second) ? 1 : 0;
+      as_sent += hex(got) == hex(want.vector) ? 1 : 0;
+      if (input_exact) {
+        EXPECT_EQ(hex(got), hex(want.vector)) << id << ": not the bytes the client sent";
+      } else {
+        double norm = 0;
+        for (float f : want.vector) norm += static_cast<double>(f) * f;
+        ASSERT_EQ(got.size(), want.vector.size()) << id;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+          EXPECT_NEAR(got[i], want.vector[i], 1e-6 * std::sqrt(norm)) << id << " element " << i;
+        }
+      }
+      EXPECT_TRUE(same_typed(it->second.metadata, want.metadata)) << id << ": " << it->second.metadata.dump() << " vs "
+                                                                  << want.metadata.dump();
+      EXPECT_EQ(it->second.raw, want.document) << id;
+      EXPECT_EQ(it->second.model, model) << id;
+    }
+    EXPECT_EQ(as_served, c.live().size()) << "vectors bit-exact as the server returns them";
+    if (input_exact) {
+      EXPECT_EQ(as_sent, c.live().size()) << "vectors bit-exact as the client sent them";
+    }
+    std::printf("[ figures  ] %s: %zu live, %zu bit-exact as served, %zu bit-exact as sent\n", c.name().c_str(),
+                c.live().size(), as_served, as_sent);
+    for (const auto& gone : c.deleted()) EXPECT_FALSE(stored.contains(gone)) << gone;
+  }
+
+  [[nodiscard]] vstore::MigrateOptions url_options(const Collection& c) const {
+    vstore::MigrateOptions o;
+    o.from_url = ChromaServer::shared().url();
+    o.collection = c.name();
+    o.insert_missing = true;
+    o.verify = true;
+    o.batch_size = 1000;
+    return o;
+  }
+
+  std::string m_conninfo;
+  vstore::Config m_config;
+  fs::path m_data;
+};
+
+TEST_F(MigrateUrlTest, ACosineCollectionLargerThanTheBatchLimitArrivesWholeAndBitExact) {
+  const auto& cols = V2Collections::instance();
+  const Collection& c = *cols.cosine;
+  ASSERT_GT(static_cast<std::int64_t>(c.live().size()), cols.max_batch) << "more records than one get may return";
+  ASSERT_EQ(c.server_count(), static_cast<std::int64_t>(c.live().size()));
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, url_options(c));
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(report->source_kind, "server");
+  EXPECT_EQ(report->source, ChromaServer::shared().url());
+  EXPECT_NE(report->schema_version.find("api v2"), std::string::npos) << report->schema_version;
+  ASSERT_EQ(report->collections.size(), 1U);
+  const auto& r = report->collections[0];
+  const auto live = static_cast<std::int64_t>(c.live().size());
+  EXPECT_EQ(r.count, live);
+  EXPECT_EQ(r.migrated, live);
+  EXPECT_EQ(r.inserted, live);
+  EXPECT_EQ(r.skipped, 0);
+  EXPECT_EQ(r.errors, 0);
+  EXPECT_EQ(r.metric, "cosine");
+  EXPECT_EQ(r.operator_class, "vector_cosine_ops");
+  EXPECT_EQ(r.embedding_model, k_model) << "from the collection's embedding function configuration";
+  EXPECT_EQ(r.model_source, "chroma");
+  EXPECT_EQ(r.source_stats["page_size"], cols.max_batch);
+  EXPECT_EQ(r.source_stats["pages"], 2) << r.source_stats.dump();
+  EXPECT_TRUE(r.verify.value("passed", false)) << r.verify.dump(1);
+  EXPECT_EQ(r.verify.value("rows_checked", 0), live);
+  EXPECT_EQ(r.verify.value("vector_mismatch", -1), 0);
+  EXPECT_GE(r.verify.value("overlap_at_10", 0.0), 0.95);
+  EXPECT_TRUE(fs::exists(report->report_path));
+  expect_table_holds(c, k_model, c.served(ChromaServer::shared().url(), ""), false);
+
+  // A second full run changes nothing: no row is rewritten.
+  const std::string state = "SELECT string_agg(uri || ctid::text || xmin::text, ',' ORDER BY uri) FROM articles";
+  const std::string before = sql_value(m_conninfo, state);
+  auto again = vstore::migrate_chroma(m_conninfo, m_config, url_options(c));
+  ASSERT_TRUE(again.has_value()) << again.error().to_string();
+  EXPECT_TRUE(again->ok()) << again->to_json().dump(1);
+  EXPECT_EQ(again->collections[0].changed, 0);
+  EXPECT_EQ(again->collections[0].inserted, 0);
+  EXPECT_EQ(again->collections[0].migrated, live);
+  EXPECT_EQ(sql_value(m_conninfo, state), before);
+}
+
+TEST_F(MigrateUrlTest, AnL2CollectionReadInSmallPagesArrivesWholeAndBitExact) {
+  const Collection& c = *V2Collections::instance().l2;
+  auto opts = url_options(c);
+  opts.page_size = 250;
+  opts.model = "test-model";
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  const auto& r = report->collections[0];
+  const auto live = static_cast<std::int64_t>(c.live().size());
+  EXPECT_EQ(r.count, live);
+  EXPECT_EQ(r.migrated, live);
+  EXPECT_EQ(r.metric, "l2");
+  EXPECT_EQ(r.operator_class, "vector_l2_ops");
+  EXPECT_EQ(r.model_source, "--model");
+  EXPECT_EQ(r.source_stats["page_size"], 250);
+  EXPECT_EQ(r.source_stats["pages"], live / 250 + 1) << r.source_stats.dump();
+  EXPECT_TRUE(r.verify.value("passed", false)) << r.verify.dump(1);
+  expect_table_holds(c, "test-model", c.served(ChromaServer::shared().url(), ""), true);
+}
+
+TEST_F(MigrateUrlTest, ExistingRowsAreUpdatedOthersSkippedAndAStoppedRunResumes) {
+  const Collection& c = *V2Collections::instance().l2;
+  const auto live = static_cast<std::int64_t>(c.live().size());
+  // 40 of the ids have article rows of the application.
+  sql_value(m_conninfo, "INSERT INTO articles (uri, title) SELECT 'rec-' || lpad(g::text, 5, '0'), 'own ' || g FROM "
+                        "generate_series(1, 40) g");
+  const std::int64_t owned = count();
+  auto plan_opts = url_options(c);
+  plan_opts.insert_missing = false;
+  plan_opts.dry_run = true;
+  auto plan = vstore::migrate_chroma(m_conninfo, m_config, plan_opts);
+  ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+  const std::int64_t present = std::stoll(sql_value(
+      m_conninfo, "SELECT count(*) FROM articles WHERE uri IN ('" + [&] {
+        std::string ids;
+        for (const auto& [id, rec] : c.live()) ids += (ids.empty() ? "" : "','") + id;
+        return ids;
+      }() + "')"));
+  EXPECT_EQ(plan->collections[0].to_update, present);
+  EXPECT_EQ(plan->collections[0].to_skip, live - present);
+  EXPECT_EQ(count("embedding IS NOT NULL"), 0) << "a dry run writes nothing";
+
+  auto opts = url_options(c);
+  opts.model = "test-model";
+  opts.batch_size = 300;
+  opts.test_stop_after_batches = 3;
+  ASSERT_FALSE(vstore::migrate_chroma(m_conninfo, m_config, opts).has_value());
+  EXPECT_GT(count(), owned);
+  EXPECT_LT(count(), live);
+  opts.test_stop_after_batches = 0;
+  opts.resume = true;
+  auto resumed = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(resumed.has_value()) << resumed.error().to_string();
+  EXPECT_TRUE(resumed->ok()) << resumed->to_json().dump(1);
+  EXPECT_EQ(resumed->collections[0].resumed_after, 900);
+  EXPECT_EQ(resumed->collections[0].migrated, live);
+  EXPECT_EQ(count(), live + owned - present);
+  EXPECT_EQ(count("title LIKE 'own %' AND embedding IS NOT NULL"), present) << "the application's rows got their vectors";
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(DISTINCT uri) FROM articles"), std::to_string(count()));
+}
+
+TEST_F(MigrateUrlTest, AServerThatIsDownGivesAClearErrorAndWritesNothing) {
+  std::string url;
+  {
+    ChromaServer server;
+    url = server.url();
+    auto http = client(url);
+    Collection c(*http, false, "down", "l2", json());
+    c.upsert(0, 30, 3, 30);
+    server.stop();
+    m_config.chroma_token = "s3cret-token-value";
+    vstore::MigrateOptions opts;
+    opts.from_url = url;
+    opts.collection = "down";
+    opts.insert_missing = true;
+    opts.model = "m";
+    auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+    ASSERT_FALSE(report.has_value());
+    EXPECT_EQ(report.error().code(), vstore::ErrorCode::unavailable) << report.error().to_string();
+    EXPECT_NE(report.error().message().find("chroma server " + url), std::string::npos) << report.error().message();
+    EXPECT_NE(report.error().message().find("unreachable"), std::string::npos) << report.error().message();
+    EXPECT_EQ(report.error().message().find("s3cret"), std::string::npos) << report.error().message();
+  }
+  EXPECT_EQ(count(), 0);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT to_regclass('vstore_chroma_checkpoints') IS NULL"), "t");
+}
+
+TEST_F(MigrateUrlTest, AMissingCollectionIsNamedWithTheOnesThereAre) {
+  const Collection& c = *V2Collections::instance().l2;
+  auto opts = url_options(c);
+  opts.collection = "no-such-collection";
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::not_found) << report.error().to_string();
+  EXPECT_NE(report.error().message().find("no collection no-such-collection"), std::string::npos) << report.error().message();
+  EXPECT_NE(report.error().message().find(c.name()), std::string::npos) << report.error().message();
+
+  // Without --collection the server path reads CHROMA_COLLECTION.
+  opts.collection.reset();
+  m_config.chroma_collection = c.name();
+  opts.model = "m";
+  opts.dry_run = true;
+  auto plan = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+  EXPECT_EQ(plan->collections[0].name, c.name());
+
+  opts.from_dir = m_data.string();
+  auto both = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(both.has_value());
+  EXPECT_EQ(both.error().code(), vstore::ErrorCode::invalid_argument);
+  EXPECT_EQ(count(), 0);
+}
+
+TEST_F(MigrateUrlTest, TheV1ApiWithATokenMigratesTooAndABadTokenIsRefused) {
+  const std::string token = "tok-5a9c2e11";
+  ChromaServer server(ChromaFlavor::python_v1, token, "Authorization");
+  auto http = client(server.url(), token);
+  const std::int64_t max_batch = max_batch_size(*http, "/api/v1");
+  ASSERT_GT(max_batch, 0);
+  Collection c(*http, true, "v1-l2", "l2", json());
+  c.upsert(0, 900, 11, 300);
+  c.upsert(850, 950, 12, 100);
+  c.remove_every(10, 1);
+  vstore::MigrateOptions opts;
+  opts.from_url = server.url();
+  opts.collection = "v1-l2";
+  opts.insert_missing = true;
+  opts.verify = true;
+  opts.model = "test-model";
+  opts.page_size = 200;
+
+  m_config.chroma_token = "wrong-secret-value";
+  auto refused = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message().find(server.url()), std::string::npos) << refused.error().message();
+  EXPECT_NE(refused.error().message().find("CHROMA_TOKEN"), std::string::npos) << refused.error().message();
+  EXPECT_EQ(refused.error().message().find("wrong-secret-value"), std::string::npos) << refused.error().message();
+  EXPECT_EQ(count(), 0);
+
+  m_config.chroma_token = token;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_NE(report->schema_version.find("api v1, chroma 0.5.5"), std::string::npos) << report->schema_version;
+  const auto& r = report->collections[0];
+  EXPECT_EQ(r.count, static_cast<std::int64_t>(c.live().size()));
+  EXPECT_EQ(r.migrated, r.count);
+  EXPECT_EQ(r.source_stats["pages"], r.count / 200 + 1);
+  expect_table_holds(c, "test-model", c.served(server.url(), token), true);
+}
+
+TEST_F(MigrateUrlTest, TheCommandTakesFromUrlAndPrintsThePlanAndTheSummary) {
+  const char* bin = std::getenv("VSTORE_BIN");
+  ASSERT_NE(bin, nullptr);
+  const Collection& c = *V2Collections::instance().l2;
+  auto run = [&](const std::string& args, int& code) {
+    const std::string cmd = fmt::format("env DATABASE_URL='{}' VSTORE_DATA_DIR='{}' EMBEDDING_DIM=16 EMBEDDING_PROVIDER=hash "
+                                        "CHROMA_COLLECTION='{}' '{}' {} 2>&1",
+                                        m_conninfo, m_data.string(), c.name(), bin, args);
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf{};
+    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+    const int status = pclose(pipe);
+    code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  const std::string url = ChromaServer::shared().url();
+  const auto live = c.live().size();
+  int code = -1;
+  std::string out = run("migrate-chroma --from-url " + url + " --dry-run", code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("chroma server " + url + " (api v2, chroma "), std::string::npos) << out;
+  EXPECT_NE(out.find(fmt::format("collection {}: {} records, dimension 16, metric l2 -> vector_l2_ops (<->)", c.name(), live)),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(count(), 0);
+
+  out = run("migrate-chroma --from-url " + url + " --model m --insert-missing --verify", code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find(fmt::format("chromadb_total: {}\n  migrated: {}\n  skipped: 0\n  errors: 0", live, live)),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("verify: passed"), std::string::npos) << out;
+  EXPECT_EQ(count(), static_cast<std::int64_t>(live));
+
+  out = run("migrate-chroma --from-url " + url + " --from-dir /tmp --model m", code);
+  EXPECT_EQ(code, 2) << "both sources is a usage error: " << out;
+  out = run("migrate-chroma --model m", code);
+  EXPECT_EQ(code, 2) << "no source is a usage error: " << out;
+}
+
+}  // namespace
