@@ -15,13 +15,17 @@
 //   checkpoints resume after an id.
 // - Vectors: Chroma sends float32 values as JSON numbers (1.x: the shortest decimal that reads
 //   back as that float; Python 0.x: the exact value as a double). nlohmann parses each to the
-//   nearest double; rounding that double to float gives the original float in both cases
-//   (tested over sampled bit patterns in chroma_remote_test.cpp).
+//   nearest double; rounding that double to float gives the original float in both cases,
+//   except for a double exactly halfway between two floats (one value and its negative among
+//   all 2^32), which to_float_exact() settles by the shortest decimal (chroma_remote_test.cpp).
 // nlohmann::json exceptions are caught in read() and collection() and turned into corruption.
 #include "chroma/chroma_remote.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <initializer_list>
+#include <limits>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -70,6 +74,34 @@ Result<const json*> column(const json& page, const char* key, std::size_t n, con
   return &*it;
 }
 
+// The double that the shortest decimal of `f` reads as.
+double shortest_as_double(float f) {
+  char buf[64];
+  const auto written = std::to_chars(buf, buf + sizeof buf, f);
+  double d = 0;
+  std::from_chars(buf, written.ptr, d);
+  return d;
+}
+
+// The float32 a JSON number was written from, given the double it parsed to. Rounding the
+// double to float is right except when the double lands exactly halfway between two floats
+// (the decimal was on one side of that midpoint, the double is on it, and ties go to even):
+// for float32 shortest decimals this happens for 7.038531e-26 and its negative (exhaustive
+// check over all 2^32 bit patterns). There, the float whose shortest decimal reads as this
+// double is the one that was written.
+float to_float_exact(double d) {
+  const float f = static_cast<float>(d);
+  const double fd = f;
+  if (fd == d) return f;
+  const float inf = std::numeric_limits<float>::infinity();
+  const float other = std::nextafter(f, d > fd ? inf : -inf);
+  if (std::fabs(d - fd) != std::fabs(static_cast<double>(other) - d)) return f;
+  for (float candidate : {f, other}) {
+    if (std::isfinite(candidate) && shortest_as_double(candidate) == d) return candidate;
+  }
+  return f;
+}
+
 }  // namespace
 
 Result<void> decode_json_vector(const json& values, std::size_t dim, std::vector<float>& out) {
@@ -93,7 +125,7 @@ Result<void> decode_json_vector(const json& values, std::size_t dim, std::vector
     if (!std::isfinite(d) || std::fabs(d) >= k_float_overflow) {
       return fail(ErrorCode::corruption, fmt::format("element {} of an embedding, {}, is outside the float32 range", i, d));
     }
-    out.push_back(static_cast<float>(d));
+    out.push_back(to_float_exact(d));
   }
   return {};
 }

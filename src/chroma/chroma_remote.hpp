@@ -87,9 +87,10 @@ class ChromaRemote {
 };
 
 /// Decodes one embedding (a JSON array of numbers, as Chroma sends it) into float32: each
-/// number is parsed to the nearest double, then rounded to float. For the shortest decimal of
-/// a float32 (what Chroma 1.x writes) and for the exact decimal of its double (Python 0.x) this
-/// gives the original float bit for bit (a bare "-0", which no Chroma writes, is the JSON
+/// number is parsed to the nearest double, then rounded to float, a double exactly halfway
+/// between two floats going to the one whose shortest decimal reads as it. For the shortest
+/// decimal of a float32 (what Chroma 1.x writes) and for the exact decimal of its double
+/// (Python 0.x) this gives the original float bit for bit, for every finite float (a bare "-0", which no Chroma writes, is the JSON
 /// integer 0 and loses its sign; "-0.0" keeps it). Appends to `out`. Errors: corruption (not an array,
 /// `dim` != its length when dim > 0, a non-number, a value outside float range).
 [[nodiscard]] Result<void> decode_json_vector(const nlohmann::json& values, std::size_t dim, std::vector<float>& out);

@@ -77,9 +77,11 @@ float random_float(std::mt19937& rng) {
   return std::bit_cast<float>((sign(rng) << 31) | (exponent(rng) << 23) | mantissa(rng));
 }
 
-// Values whose shortest decimal is the hardest to read back: sub-normals, the extremes, and
-// decimals that are not exact in binary.
-const std::array<float, 10> k_special = {0.1f,
+// Values whose shortest decimal is the hardest to read back: sub-normals, the extremes,
+// decimals that are not exact in binary, and 7.038531e-26 (0x15ae43fd), the one float whose
+// shortest decimal rounds wrongly through a plain double-to-float cast.
+const std::array<float, 11> k_special = {std::bit_cast<float>(0x15ae43fdU),
+                                         0.1f,
                                          1.0f / 3.0f,
                                          -0.0f,
                                          std::numeric_limits<float>::denorm_min(),

@@ -86,6 +86,19 @@ TEST(ChromaRemoteVectors, TheDoubleOfEveryFloatAsPythonWritesItReadsBackBitExact
   EXPECT_EQ(mismatches(arr.dump(), floats), 0U);
 }
 
+TEST(ChromaRemoteVectors, TheOneDecimalThatRoundsTwiceWronglyThroughADoubleIsSettled) {
+  // 7.038531e-26 is the shortest decimal of the float 0x15ae43fd; the nearest double lies
+  // exactly halfway between that float and the next, and a plain cast rounds to the other one.
+  const float sent = std::bit_cast<float>(0x15ae43fdU);
+  ASSERT_EQ(shortest(sent), "7.038531e-26");
+  ASSERT_NE(std::bit_cast<std::uint32_t>(static_cast<float>(7.038531e-26)), 0x15ae43fdU) << "the double-rounding case";
+  std::vector<float> got;
+  ASSERT_TRUE(decode_json_vector(json::parse("[7.038531e-26, -7.038531e-26, 7.0385313e-26]"), 3, got));
+  EXPECT_EQ(std::bit_cast<std::uint32_t>(got[0]), 0x15ae43fdU);
+  EXPECT_EQ(std::bit_cast<std::uint32_t>(got[1]), 0x95ae43fdU);
+  EXPECT_EQ(std::bit_cast<std::uint32_t>(got[2]), std::bit_cast<std::uint32_t>(7.0385313e-26f));
+}
+
 TEST(ChromaRemoteVectors, NegativeZeroKeepsItsSignWhenWrittenAsAFloat) {
   std::vector<float> got;
   ASSERT_TRUE(decode_json_vector(json::parse("[-0.0, 0.0, -0e0]"), 3, got));
