@@ -137,19 +137,23 @@ struct BenchIngestOptions {
   int m = 16;                  ///< HNSW m for the timed index build. Default 16. Range 2..100.
   int ef_construction = 64;    ///< Default 64. Range 4..1000, >= 2*m.
   std::uint64_t seed = 42;     ///< Default 42.
+  int repeats = 3;             ///< loads per side, medians reported. Default 3. Range 1..20.
   BenchProgress progress;      ///< may be empty
 };
 
 /// Runs the ingest benchmark in its own database (`vstore_bench_ingest_<pid>`, dropped at the
 /// end, also on failure). The same generated articles (clustered vectors plus title, summary,
-/// topic, news_source, publication_date) are loaded twice, both without a vector index:
+/// topic, news_source, publication_date) are loaded three ways, all without a vector index:
 /// (1) a bare binary COPY, batch by batch, of the columns the store writes into a plain table
-/// with only a primary key on uri; (2) the store's batch upsert (PgVectorStore::upsert, batch
-/// rows per call) into a freshly migrated table whose HNSW index was dropped (its B-tree indexes
-/// stay). Only the loading calls are timed (client-side COPY encoding included on both sides,
-/// data generation not). Then the HNSW index is built on the upserted rows and timed as
-/// index_build_s. Returns {rows, dim, upsert_rows_per_s, copy_rows_per_s, ratio,
-/// index_build_s, machine, server, version, ...}. Errors as bench_query.
+/// with only a primary key on uri; (2) the same COPY into a table with the store's B-tree
+/// indexes; (3) the store's batch upsert (PgVectorStore::upsert, batch rows per call) into a
+/// freshly migrated table whose HNSW index was dropped (its B-tree indexes stay). Each load
+/// runs `repeats` times from an empty table, phases rotated, medians reported; afterwards the
+/// three tables are compared column by column (an error if they differ). Only the loading
+/// calls are timed (client-side encoding included on every side, data generation not). Then
+/// the HNSW index is built on the upserted rows and timed as index_build_s. Returns {rows,
+/// dim, upsert_rows_per_s, copy_rows_per_s, ratio, ratio_same_indexes, index_build_s,
+/// machine, server, version, ...}. Errors as bench_query.
 [[nodiscard]] Result<nlohmann::json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOptions& options);
 
 /// Options of `vstore bench embed`.

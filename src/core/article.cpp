@@ -92,6 +92,17 @@ std::optional<std::int64_t> publication_date_ts(std::string_view date) {
   if (first == std::string::npos) return std::nullopt;
   s = s.substr(first, s.find_last_not_of(" \t\r\n\f\v") - first + 1);
 
+  // 1, the common case without std::regex: the same pattern's prefix, checked by hand.
+  auto digits = [&](std::size_t from, std::size_t n) {
+    for (std::size_t i = from; i < from + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+    }
+    return true;
+  };
+  if (s.size() >= 19 && digits(0, 4) && s[4] == '-' && digits(5, 2) && s[7] == '-' && digits(8, 2) && s[10] == 'T' &&
+      digits(11, 2) && s[13] == ':' && digits(14, 2) && s[16] == ':' && digits(17, 2)) {
+    return civil_epoch(to_int(s.substr(0, 4)), to_int(s.substr(5, 2)), to_int(s.substr(8, 2)));
+  }
   static const std::regex iso_dt(R"(^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?)");
   static const std::regex ymd_prefix(R"(^(\d{4})-(\d{2})-(\d{2}))");
   static const std::regex ymd_exact(R"(^(\d{4})-(\d{2})-(\d{2})$)");

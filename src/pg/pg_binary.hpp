@@ -74,6 +74,9 @@ inline Result<void> decode_vector(std::string_view bytes, std::vector<float>& ou
 }
 
 /// Builds a binary COPY stream: header, tuples, trailer.
+/// A streamed COPY hands this much to libpq at a time (the store and the benchmarks' bare COPY).
+inline constexpr std::size_t k_copy_slice_bytes = 256 * 1024;
+
 class CopyWriter {
  public:
   CopyWriter() {
@@ -115,7 +118,15 @@ class CopyWriter {
   /// (a row abandoned half-way).
   [[nodiscard]] std::size_t size() const { return m_buf.size(); }
   void truncate(std::size_t mark) { m_buf.resize(mark); }
-  /// Finishes the stream and returns it.
+  /// The bytes written since the last take(), handed over for sending; the writer goes on
+  /// from there (a mark from size() before a take() is no longer valid).
+  std::string take() {
+    std::string out = std::move(m_buf);
+    m_buf.clear();
+    m_buf.reserve(out.capacity());
+    return out;
+  }
+  /// Finishes the stream and returns it (or, after take(), the rest of it).
   std::string finish() {
     put_be16(m_buf, 0xFFFF);
     return std::move(m_buf);

@@ -210,16 +210,45 @@ Result<Oid> Connection::type_oid(const std::string& type_name) {
   return oid;
 }
 
-Result<std::int64_t> Connection::copy_in(const std::string& copy_sql, std::string_view data) {
-  VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
+namespace {
+// Sends `data` to a COPY in progress, in chunks libpq accepts.
+bool put_copy_data(PGconn* conn, std::string_view data) {
   constexpr std::size_t k_chunk = 1 << 20;
   for (std::size_t off = 0; off < data.size(); off += k_chunk) {
     const std::size_t len = std::min(k_chunk, data.size() - off);
-    if (PQputCopyData(m_conn.get(), data.data() + off, static_cast<int>(len)) != 1) {
-      return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
-    }
+    if (PQputCopyData(conn, data.data() + off, static_cast<int>(len)) != 1) return false;
   }
-  if (PQputCopyEnd(m_conn.get(), nullptr) != 1) {
+  return true;
+}
+}  // namespace
+
+Result<std::int64_t> Connection::copy_in(const std::string& copy_sql, std::string_view data) {
+  VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
+  if (!put_copy_data(m_conn.get(), data)) return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
+  return copy_finish(nullptr);
+}
+
+Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
+                                             const std::function<Result<bool>(CopyWriter&)>& fill) {
+  VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
+  CopyWriter writer;
+  for (;;) {
+    Result<bool> more = fill(writer);
+    if (!more) {
+      // Abort the COPY on the server; the caller's error is the one that counts.
+      (void)copy_finish("the client stopped the copy");
+      return fail(std::move(more.error()));
+    }
+    const bool last = !*more;
+    const std::string data = last ? writer.finish() : writer.take();
+    if (!put_copy_data(m_conn.get(), data)) return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
+    if (last) break;
+  }
+  return copy_finish(nullptr);
+}
+
+Result<std::int64_t> Connection::copy_finish(const char* abort_message) {
+  if (PQputCopyEnd(m_conn.get(), abort_message) != 1) {
     return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
   }
   std::int64_t rows = 0;

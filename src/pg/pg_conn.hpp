@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -14,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pg/pg_binary.hpp"
 #include "vstore/result.hpp"
 
 namespace vstore::pg {
@@ -75,6 +77,12 @@ class Connection {
   /// Runs `copy_sql` (a COPY ... FROM STDIN) and sends `data` in chunks. Errors leave the
   /// connection usable unless marked poisoned.
   [[nodiscard]] Result<std::int64_t> copy_in(const std::string& copy_sql, std::string_view data);
+  /// Runs `copy_sql` (a binary COPY ... FROM STDIN) and streams what `fill` writes: `fill` is
+  /// called until it returns false, and after each call the rows written so far go to the
+  /// server, so the client encodes the next rows while the server stores these. An error from
+  /// `fill` aborts the COPY (nothing of it is kept) and is returned. Returns the rows copied.
+  [[nodiscard]] Result<std::int64_t> copy_stream(const std::string& copy_sql,
+                                                 const std::function<Result<bool>(CopyWriter&)>& fill);
 
   /// Quotes an identifier ("my""name").
   [[nodiscard]] static std::string quote_ident(std::string_view ident);
@@ -90,6 +98,8 @@ class Connection {
   [[nodiscard]] Result<Oid> type_oid(const std::string& type_name);
 
  private:
+  // Ends the COPY in progress (aborting it when `abort_message` is set) and collects its result.
+  [[nodiscard]] Result<std::int64_t> copy_finish(const char* abort_message);
   struct Deleter {
     void operator()(PGconn* conn) const { PQfinish(conn); }
   };

@@ -12,6 +12,7 @@
 //   to exact. Session GUCs are cached per connection so the common query needs no extra trip.
 #include "pg/pg_store.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -310,7 +311,25 @@ std::vector<std::pair<std::string, std::string>> insert_columns(const TableInfo&
   return out;
 }
 
+// vector_metadata of an existing row that an upsert updates: every metadata key, because the
+// update leaves the row's own columns as they are and the read path falls back to these values
+// where a column is NULL.
 std::string vector_metadata_json(const ArticleVector& item) { return build_metadata(item.article).dump(); }
+
+// vector_metadata of a row vstore inserts: only the keys that have no column in the table. The
+// row's columns are written from the same article and the read path builds those keys from the
+// live columns, so a copy in the JSON would be dead weight (and pushes a 384-d row past the
+// 2 kB TOAST threshold, which moves the vector out of line).
+std::string new_row_metadata_json(const TableInfo& info, const ArticleVector& item) {
+  const bool every_key_a_column = std::ranges::all_of(
+      k_metadata_columns, [&](std::string_view key) { return info.columns.count(std::string(key)) != 0; });
+  if (every_key_a_column) return "{}";  // the table vstore creates
+  Metadata md = build_metadata(item.article);
+  for (auto key : k_metadata_columns) {
+    if (info.columns.count(std::string(key)) != 0) md.erase(std::string(key));
+  }
+  return md.dump();
+}
 
 std::optional<std::string> ts_text(const Article& a) {
   if (!a.publication_date) return std::nullopt;
@@ -318,9 +337,13 @@ std::optional<std::string> ts_text(const Article& a) {
   return std::nullopt;
 }
 
-constexpr const char* k_conflict_update =
-    " ON CONFLICT (uri) DO UPDATE SET embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model, "
-    "vector_metadata = EXCLUDED.vector_metadata, publication_date_ts = COALESCE(EXCLUDED.publication_date_ts, ";
+// The ON CONFLICT clause of an upsert: only the vector columns of an existing row change.
+std::string conflict_update(std::string_view metadata_value) {
+  return fmt::format(
+      " ON CONFLICT (uri) DO UPDATE SET embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model, "
+      "vector_metadata = {}, publication_date_ts = COALESCE(EXCLUDED.publication_date_ts, t.publication_date_ts)",
+      metadata_value);
+}
 }  // namespace
 
 Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& item) {
@@ -338,12 +361,13 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& it
   }
   const std::string vec = encode_vector(item.embedding);
   values.emplace_back(item.embedding_model);
-  values.push_back(vector_metadata_json(item));
+  values.push_back(new_row_metadata_json(m_info, item));
   values.push_back(ts_text(item.article));
+  values.push_back(vector_metadata_json(item));
   col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
-  val_sql += fmt::format(", ${}, ${}::jsonb, ${}::bigint, ${}", n + 1, n + 2, n + 3, n + 4);
-  const std::string sql = fmt::format("INSERT INTO {} AS t ({}) VALUES ({}){}t.publication_date_ts)", q(m_info.table),
-                                      col_sql, val_sql, k_conflict_update);
+  val_sql += fmt::format(", ${}, ${}::jsonb, ${}::bigint, ${}", n + 1, n + 2, n + 3, n + 5);
+  const std::string sql = fmt::format("INSERT INTO {} AS t ({}) VALUES ({}){}", q(m_info.table), col_sql, val_sql,
+                                      conflict_update(fmt::format("${}::jsonb", n + 4)));
   std::vector<Param> params;
   for (const auto& v : values) params.push_back(v ? Param::text(*v) : Param::null_value());
   params.push_back(Param{vec, true, false, vec_oid});
@@ -386,14 +410,11 @@ bool write_native(CopyWriter& writer, const Article& a, const std::string& col, 
   return false;
 }
 
-void write_vector_columns(CopyWriter& writer, const ArticleVector& item) {
+void write_vector_columns(CopyWriter& writer, const ArticleVector& item, const std::string& metadata_json) {
   writer.bytes_field(item.embedding_model);
-  writer.jsonb_field(vector_metadata_json(item));
-  if (auto ts = ts_text(item.article)) {
-    writer.int64_field(parse_int(*ts));
-  } else {
-    writer.null_field();
-  }
+  writer.jsonb_field(metadata_json);
+  const auto ts = item.article.publication_date ? publication_date_ts(*item.article.publication_date) : std::nullopt;
+  ts ? writer.int64_field(*ts) : writer.null_field();
   writer.vector_field(item.embedding);
 }
 
@@ -407,8 +428,14 @@ void write_vector_columns(CopyWriter& writer, const ArticleVector& item) {
 // - Rows whose uri exists (and the rest) are COPYed into a temporary staging table in text
 //   form and merged with one INSERT ... ON CONFLICT, which changes only the vector columns of
 //   existing rows and casts the text to each column's type on the server.
-// - Both run in one transaction. If another session inserts one of the "new" uris between the
-//   look-up and the COPY, the COPY fails with a unique violation; the transaction is rolled
+// - Which uris exist: a batch is first COPYed optimistically as if every uri were new (inside a
+//   savepoint; a bulk load of new articles needs no look-up at all). A unique violation rolls
+//   back to the savepoint, and the batch is split by a look-up of its uris instead; the store
+//   keeps looking up first while batches keep meeting existing rows, and turns optimistic again
+//   after a batch whose uris were all new. New rows are streamed: the server stores one slice
+//   while the next is encoded.
+// - All of it runs in one transaction. If another session inserts one of the "new" uris between
+//   the look-up and the COPY, the COPY fails with a unique violation; the transaction is rolled
 //   back and the whole batch is merged instead, which handles the conflict row by row.
 Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const ArticleVector> items) {
   const auto cols = insert_columns(m_info);
@@ -419,12 +446,11 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
     native = native && kinds.back() != Binary::other;
   }
 
-  VS_TRY(conn.exec("BEGIN"));
-  auto body = [&](bool direct) -> Result<void> {
+  enum class Mode { optimistic, look_up, merge };
+  auto body = [&](Mode mode) -> Result<void> {
     std::vector<const ArticleVector*> merge_rows;
-    std::string direct_data;
-    std::size_t direct_rows = 0;
-    if (direct) {
+    std::unordered_set<std::string> existing;
+    if (mode == Mode::look_up) {
       std::vector<std::string> uris;
       uris.reserve(items.size());
       for (const auto& item : items) uris.push_back(item.article.uri);
@@ -433,53 +459,70 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
       VS_TRY_ASSIGN(PgResult res, conn.exec_params(fmt::format("SELECT uri FROM {} WHERE uri = ANY($1::text[])",
                                                                q(m_info.table)),
                                                    p));
-      std::unordered_set<std::string> existing;
       for (int row = 0; row < res.rows(); ++row) existing.insert(res.text(row, 0));
-      CopyWriter writer;
-      writer.reserve((items.size() - existing.size()) * (static_cast<std::size_t>(m_info.dimension) * 4 + 1024));
-      const int fields = static_cast<int>(cols.size()) + 5;
-      for (const auto& item : items) {
-        if (existing.count(item.article.uri) != 0) {
-          merge_rows.push_back(&item);
-          continue;
-        }
-        // A value that cannot be encoded sends the row to the merge instead; what was written
-        // of it is dropped.
-        const std::size_t mark = writer.size();
-        writer.begin_row(fields);
-        writer.bytes_field(item.article.uri);
-        bool ok = true;
-        for (std::size_t c = 0; ok && c < cols.size(); ++c) {
-          ok = write_native(writer, item.article, cols[c].first, kinds[c]);
-        }
-        if (!ok) {
-          writer.truncate(mark);
-          merge_rows.push_back(&item);
-          continue;
-        }
-        write_vector_columns(writer, item);
-        ++direct_rows;
+      m_look_up_first.store(!existing.empty(), std::memory_order_relaxed);
+    }
+    if (mode != Mode::merge) {
+      if (existing.size() < items.size()) {
+        // Stream the new rows: the server stores one slice while the next is encoded.
+        std::string col_sql = "uri";
+        for (const auto& [col, type] : cols) col_sql += ", " + q(col);
+        col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
+        const int fields = static_cast<int>(cols.size()) + 5;
+        std::size_t next = 0;
+        auto fill = [&](CopyWriter& writer) -> Result<bool> {
+          while (next < items.size() && writer.size() < k_copy_slice_bytes) {
+            const ArticleVector& item = items[next++];
+            if (existing.count(item.article.uri) != 0) {
+              merge_rows.push_back(&item);
+              continue;
+            }
+            // A value that cannot be encoded sends the row to the merge instead; what was
+            // written of it is dropped.
+            const std::size_t mark = writer.size();
+            writer.begin_row(fields);
+            writer.bytes_field(item.article.uri);
+            bool ok = true;
+            for (std::size_t c = 0; ok && c < cols.size(); ++c) {
+              ok = write_native(writer, item.article, cols[c].first, kinds[c]);
+            }
+            if (!ok) {
+              writer.truncate(mark);
+              merge_rows.push_back(&item);
+              continue;
+            }
+            write_vector_columns(writer, item, new_row_metadata_json(m_info, item));
+          }
+          return next < items.size();
+        };
+        VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", q(m_info.table), col_sql), fill));
       }
-      direct_data = writer.finish();
     } else {
       for (const auto& item : items) merge_rows.push_back(&item);
     }
 
-    if (direct_rows > 0) {
-      std::string col_sql = "uri";
-      for (const auto& [col, type] : cols) col_sql += ", " + q(col);
-      col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
-      VS_TRY(conn.copy_in(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", q(m_info.table), col_sql), direct_data));
-    }
     if (!merge_rows.empty()) VS_TRY(merge_through_stage(conn, cols, merge_rows));
     return {};
   };
-  auto done = body(native);
+  auto attempt = [&]() -> Result<void> {
+    if (!native) return body(Mode::merge);
+    if (!m_look_up_first.load(std::memory_order_relaxed)) {
+      VS_TRY(conn.exec("SAVEPOINT vstore_optimistic"));
+      Result<void> tried = body(Mode::optimistic);
+      if (tried || tried.error().code() != ErrorCode::conflict) return tried;
+      // Some uri exists already: undo the attempt and split the batch by a look-up.
+      VS_TRY(conn.exec("ROLLBACK TO SAVEPOINT vstore_optimistic"));
+      m_look_up_first.store(true, std::memory_order_relaxed);
+    }
+    return body(Mode::look_up);
+  };
+  VS_TRY(conn.exec("BEGIN"));
+  Result<void> done = attempt();
   if (!done && native && done.error().code() == ErrorCode::conflict) {
     // A concurrent insert of one of the new uris: merge the whole batch instead.
     (void)conn.exec("ROLLBACK");
     VS_TRY(conn.exec("BEGIN"));
-    done = body(false);
+    done = body(Mode::merge);
   }
   if (!done) {
     (void)conn.exec("ROLLBACK");
@@ -492,23 +535,27 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
 Result<void> PgVectorStore::merge_through_stage(Connection& conn,
                                                 const std::vector<std::pair<std::string, std::string>>& cols,
                                                 std::span<const ArticleVector* const> rows) {
-  // Staging table: text for article columns (cast at merge), native types for the rest.
-  std::string stage_cols = "uri text";
+  // Staging table: text for article columns (cast at merge), native types for the rest. A new
+  // row gets the metadata keys without a column (vector_metadata), an existing row every key
+  // (vector_metadata_full, looked up by uri), as upsert_one does.
+  std::string stage_cols = "uri text PRIMARY KEY";
   for (const auto& [col, type] : cols) stage_cols += fmt::format(", {} text", q(col));
-  stage_cols += fmt::format(", embedding_model text, vector_metadata jsonb, publication_date_ts bigint, embedding vector({})",
+  stage_cols += fmt::format(", embedding_model text, vector_metadata jsonb, publication_date_ts bigint, embedding vector({}), "
+                            "vector_metadata_full jsonb",
                             m_info.dimension);
-  const std::string stage = fmt::format("vstore_stage_{}", m_info.dimension);
+  const std::string stage = fmt::format("vstore_merge_stage_{}", m_info.dimension);
 
   CopyWriter writer;
   writer.reserve(rows.size() * (static_cast<std::size_t>(m_info.dimension) * 4 + 512));
-  const int fields = static_cast<int>(cols.size()) + 5;
+  const int fields = static_cast<int>(cols.size()) + 6;
   for (const ArticleVector* item : rows) {
     writer.begin_row(fields);
     writer.bytes_field(item->article.uri);
     for (const auto& [col, type] : cols) {
       writer.text_field(article_column_value(item->article, col, kind_of(type) == ColumnKind::timestamp));
     }
-    write_vector_columns(writer, *item);
+    write_vector_columns(writer, *item, new_row_metadata_json(m_info, *item));
+    writer.jsonb_field(vector_metadata_json(*item));
   }
   const std::string data = writer.finish();
 
@@ -523,8 +570,9 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn,
 
   VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS", q(stage), stage_cols)));
   VS_TRY(conn.copy_in(fmt::format("COPY {} FROM STDIN (FORMAT binary)", q(stage)), data));
-  VS_TRY(conn.exec(fmt::format("INSERT INTO {} AS t ({}) SELECT {} FROM {} s{}t.publication_date_ts)", q(m_info.table),
-                               col_sql, sel_sql, q(stage), k_conflict_update)));
+  VS_TRY(conn.exec(fmt::format(
+      "INSERT INTO {} AS t ({}) SELECT {} FROM {} s{}", q(m_info.table), col_sql, sel_sql, q(stage),
+      conflict_update(fmt::format("(SELECT f.vector_metadata_full FROM {} f WHERE f.uri = EXCLUDED.uri)", q(stage))))));
   return {};
 }
 

@@ -74,6 +74,8 @@ class PgVectorStore final : public VectorStore {
   Pool m_pool;
   std::vector<std::unique_ptr<Pool>> m_read_pools;
   std::atomic<std::size_t> m_read_next{0};
+  /// Batch upsert looks up which uris exist before its COPY (set while batches meet existing rows).
+  std::atomic<bool> m_look_up_first{false};
   std::atomic<double> m_rows_estimate{1.0};
   std::atomic<std::chrono::steady_clock::rep> m_rows_checked_at{0};
   std::string m_metadata_expr;  ///< SQL building the metadata JSON of row alias "a"

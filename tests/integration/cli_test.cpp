@@ -207,6 +207,23 @@ TEST_F(CliTest, BadInputFailsWithOneLineReasonAndWritesNothing) {
   EXPECT_EQ(usage.code, 2);
 }
 
+// The ingest benchmark at a small size: every side loaded the same rows (the benchmark fails
+// otherwise), and the keys of issue 2 are there with plausible values.
+TEST_F(CliTest, BenchIngestPrintsBothRatesOfTheSameRows) {
+  CmdResult r = run("bench ingest --rows 3000 --dim 16 --batch 500 --repeats 1 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["rows"], 3000);
+  EXPECT_EQ(j["dim"], 16);
+  for (const char* key : {"upsert_rows_per_s", "copy_rows_per_s", "copy_pk_only_rows_per_s", "ratio", "ratio_pk_only",
+                          "index_build_s"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_NEAR(j["ratio"].get<double>(), j["copy_s"].get<double>() / j["upsert_s"].get<double>(), 0.01);
+  EXPECT_EQ(j["upsert_runs_rows_per_s"].size(), 1u);
+}
+
 TEST_F(CliTest, DbStartNamesTheMissingBinariesAndTheSetupStep) {
   CmdResult r = run("db start", "VSTORE_PG_BINDIR=/nonexistent/bin VSTORE_DATA_DIR=" + s_dir + "/other");
   EXPECT_EQ(r.code, 1);

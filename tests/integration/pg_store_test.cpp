@@ -128,6 +128,48 @@ TEST_F(StoreTest, UpsertOfExistingUriReplacesVectorAndKeepsOtherColumns) {
             sql_value(m_db, "SELECT l2_normalize('[1,0,1,0,0,0,0,0]'::vector)::text"));
 }
 
+// A row vstore inserts keeps in vector_metadata only the keys without a column (the read path
+// builds the rest from the columns); an existing row it updates keeps every key, so that a
+// NULL column of the application's row still reads the upserted value. Both through the
+// batch and the single-row path.
+TEST_F(StoreTest, MetadataOfNewRowsComesFromColumnsAndExistingRowsKeepTheUpsertedKeys) {
+  sql_value(m_db, "INSERT INTO articles (uri, sentiment) VALUES ('own:1', 'neutral'), ('own:2', 'neutral')");
+  std::vector<ArticleVector> batch;
+  for (int i = 0; i < 20; ++i) batch.push_back(item("new:" + std::to_string(i), unit({1, 0, static_cast<float>(i)})));
+  batch.push_back(item("own:1", unit({0, 1, 0})));
+  ASSERT_TRUE(m_store->upsert(batch));
+  ArticleVector single = item("own:2", unit({0, 1, 1}));
+  ASSERT_TRUE(m_store->upsert(std::span(&single, 1)));
+  ArticleVector single_new = item("new:single", unit({0, 0, 1}));
+  ASSERT_TRUE(m_store->upsert(std::span(&single_new, 1)));
+
+  EXPECT_EQ(sql_value(m_db, "SELECT vector_metadata::text FROM articles WHERE uri = 'new:0'"), "{}");
+  EXPECT_EQ(sql_value(m_db, "SELECT vector_metadata::text FROM articles WHERE uri = 'new:single'"), "{}");
+  EXPECT_EQ(sql_value(m_db, "SELECT vector_metadata->>'title' FROM articles WHERE uri = 'own:1'"), "Title own:1");
+  EXPECT_EQ(sql_value(m_db, "SELECT vector_metadata->>'title' FROM articles WHERE uri = 'own:2'"), "Title own:2");
+  EXPECT_EQ(sql_value(m_db, "SELECT title IS NULL FROM articles WHERE uri IN ('own:1', 'own:2') GROUP BY 1"), "t");
+
+  auto rows = m_store->get_vectors(100, std::nullopt);
+  ASSERT_TRUE(rows) << rows.error().to_string();
+  std::map<std::string, Metadata> md;
+  for (std::size_t i = 0; i < rows->ids.size(); ++i) md[rows->ids[i]] = rows->metadatas[i];
+  ASSERT_EQ(md.size(), 23u);
+  const Metadata& fresh = md.at("new:0");
+  EXPECT_EQ(fresh["title"], "Title new:0");
+  EXPECT_EQ(fresh["summary"], "Summary new:0");
+  EXPECT_EQ(fresh["topic"], "AI");
+  EXPECT_EQ(fresh["news_source"], "Reuters");
+  EXPECT_EQ(fresh["tags"], "x, y");
+  EXPECT_EQ(fresh["uri"], "new:0");
+  EXPECT_EQ(fresh["publication_date"], "2025-01-02T10:00:00Z");
+  EXPECT_EQ(fresh["publication_date_ts"], 1735776000);
+  EXPECT_EQ(md.at("new:single")["title"], "Title new:single");
+  for (const char* own : {"own:1", "own:2"}) {
+    EXPECT_EQ(md.at(own)["title"], std::string("Title ") + own) << own;  // the column is NULL
+    EXPECT_EQ(md.at(own)["sentiment"], "neutral") << own;                // the column wins
+  }
+}
+
 // New rows of a batch go straight into the table by binary COPY in the columns' own types;
 // single upserts go through text parameters the server casts. Both must store the same values.
 TEST_F(StoreTest, BatchOfNewRowsStoresExactlyWhatSingleUpsertsStore) {

@@ -110,6 +110,7 @@ void ChromaServer::start() {
   if (pid < 0) die("fork failed");
   if (pid == 0) {
     setpgid(0, 0);
+    if (chdir(m_root.c_str()) != 0) _exit(126);  // the Python server writes chroma.log into its cwd
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
