@@ -383,15 +383,19 @@ class CollectionMigration {
 
   Result<void> copy_batch(std::size_t from, std::size_t to, bool allow_direct = true) {
     pg::CopyWriter writer;
-    writer.reserve((to - from) * (m_snap.dimension * 4 + 256));
-    pg::CopyWriter direct;
     const bool use_direct = allow_direct && m_direct && m_options.insert_missing;
     const int fields = 6 + static_cast<int>(m_text_cols.size());
-    const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(m_text_cols.size());
     std::vector<std::string> batch_ids;
+    std::vector<std::size_t> direct_rows;  // indexes into m_snap.records
     std::vector<std::string> direct_ids;
     std::size_t staged = 0;
     std::vector<std::optional<std::int64_t>> micros;
+    auto pdts_of = [](const chroma::Record& rec) -> std::optional<std::int64_t> {
+      if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
+        return it->get<std::int64_t>();
+      }
+      return std::nullopt;
+    };
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
       if (!finite(rec.vector)) {
@@ -402,12 +406,31 @@ class CollectionMigration {
         continue;
       }
       batch_ids.push_back(rec.id);
-      std::optional<std::int64_t> pdts;
-      if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
-        pdts = it->get<std::int64_t>();
-      }
       if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
-        // A new row: straight into the table in the columns' own binary types.
+        direct_rows.push_back(i);  // a new row: streamed straight into the table below
+        direct_ids.push_back(rec.id);
+        continue;
+      }
+      ++staged;
+      const std::optional<std::int64_t> pdts = pdts_of(rec);
+      writer.begin_row(fields);
+      writer.bytes_field(rec.id);
+      writer.vector_field(rec.vector);
+      writer.bytes_field(m_report.embedding_model);
+      writer.jsonb_field(rec.metadata.dump());
+      pdts ? writer.int64_field(*pdts) : writer.null_field();
+      writer.text_field(rec.document);
+      for (const auto& c : m_text_cols) writer.text_field(string_value(rec.metadata, c));
+    }
+    // New rows go straight into the table in the columns' own binary types, streamed: the
+    // server stores one slice while the next is encoded.
+    const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(m_text_cols.size());
+    std::size_t next_direct = 0;
+    auto fill_direct = [&](pg::CopyWriter& direct) -> Result<bool> {
+      for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
+        const auto& rec = m_snap.records[direct_rows[next_direct]];
+        (void)direct_encodable(rec, micros);  // true: checked above
+        const std::optional<std::int64_t> pdts = pdts_of(rec);
         direct.begin_row(direct_fields);
         direct.bytes_field(rec.id);
         direct.vector_field(rec.vector);
@@ -424,23 +447,12 @@ class CollectionMigration {
             direct.text_field(string_value(rec.metadata, m_text_cols[c]));
           }
         }
-        direct_ids.push_back(rec.id);
-        continue;
       }
-      ++staged;
-      writer.begin_row(fields);
-      writer.bytes_field(rec.id);
-      writer.vector_field(rec.vector);
-      writer.bytes_field(m_report.embedding_model);
-      writer.jsonb_field(rec.metadata.dump());
-      pdts ? writer.int64_field(*pdts) : writer.null_field();
-      writer.text_field(rec.document);
-      for (const auto& c : m_text_cols) writer.text_field(string_value(rec.metadata, c));
-    }
+      return next_direct < direct_rows.size();
+    };
     const std::string data = writer.finish();
     const std::string table = q(m_config.table);
     VS_TRY(m_conn.exec("BEGIN"));
-    const std::string direct_data = direct.finish();
     auto body = [&]() -> Result<void> {
       std::int64_t present = 0;
       std::int64_t changed = 0;
@@ -450,7 +462,7 @@ class CollectionMigration {
         if (m_has_pdts) cols += ", publication_date_ts";
         if (m_has_raw) cols += ", raw";
         for (const auto& c : m_text_cols) cols += ", " + q(c);
-        VS_TRY(m_conn.copy_in(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), direct_data));
+        VS_TRY(m_conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
         inserted += static_cast<std::int64_t>(direct_ids.size());
       }
       if (staged > 0) {

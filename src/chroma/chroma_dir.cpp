@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -474,6 +475,48 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
   VS_TRY_ASSIGN(snap.stats.metadata_max_seq_id, segment_seq(collection.metadata_segment));
   VS_TRY_ASSIGN(std::int64_t vector_seq, segment_seq(collection.vector_segment));
 
+  // ---- HNSW segment files ---- (read on a second thread while sqlite gives the metadata)
+  struct HnswPart {
+    std::map<std::string, VecState> vecs;
+    std::size_t dimension = 0;
+    std::int64_t slots = 0;
+    std::int64_t deleted = 0;
+    std::string label_map_format = "none";
+    std::optional<std::int64_t> label_max_seq_id;
+  };
+  const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
+  const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
+  auto read_hnsw = [seg_dir, expected_dim, &collection, &name]() -> Result<HnswPart> {
+    HnswPart part;
+    std::error_code ec;
+    if (!fs::exists(seg_dir / "header.bin", ec)) return part;
+    VS_TRY_ASSIGN(auto seg, read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine"));
+    part.dimension = seg.header.dim();
+    part.slots = static_cast<std::int64_t>(seg.elements.size());
+    if (seg.elements.empty()) return part;
+    VS_TRY_ASSIGN(auto labels, read_label_map((seg_dir / "index_metadata.pickle").string()));
+    part.label_map_format = labels.dialect == PickleDialect::python_persistent_data ? "python" : "rust";
+    part.label_max_seq_id = labels.max_seq_id;
+    std::set<std::uint64_t> seen;
+    for (auto& e : seg.elements) {
+      auto it = labels.label_to_id.find(e.label);
+      if (e.deleted || it == labels.label_to_id.end()) {
+        ++part.deleted;
+        continue;
+      }
+      if (!seen.insert(e.label).second) {
+        return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", e.label));
+      }
+      part.vecs[it->second] = VecState{std::move(e.vector), VectorSource::hnsw};
+    }
+    if (seen.size() != labels.label_to_id.size()) {
+      return fail(ErrorCode::corruption, fmt::format("the label map has {} labels but data_level0.bin holds {} live slots",
+                                                     labels.label_to_id.size(), seen.size()));
+    }
+    return part;
+  };
+  auto hnsw_task = std::async(std::launch::async, read_hnsw);
+
   // ---- metadata segment ----
   std::map<std::string, MetaState> meta;
   {
@@ -523,41 +566,14 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
     }
   }
 
-  // ---- HNSW segment files ----
-  std::map<std::string, VecState> vecs;
-  const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
-  const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
-  std::error_code ec;
-  snap.stats.label_map_format = "none";
-  if (fs::exists(seg_dir / "header.bin", ec)) {
-    auto seg = read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine");
-    if (!seg) return ctx(seg.error());
-    snap.dimension = seg->header.dim();
-    snap.stats.hnsw_slots = static_cast<std::int64_t>(seg->elements.size());
-    if (!seg->elements.empty()) {
-      auto labels = read_label_map((seg_dir / "index_metadata.pickle").string());
-      if (!labels) return ctx(labels.error());
-      snap.stats.label_map_format = labels->dialect == PickleDialect::python_persistent_data ? "python" : "rust";
-      if (vector_seq < 0 && labels->max_seq_id) vector_seq = *labels->max_seq_id;
-      std::set<std::uint64_t> seen;
-      for (auto& e : seg->elements) {
-        auto it = labels->label_to_id.find(e.label);
-        if (e.deleted || it == labels->label_to_id.end()) {
-          ++snap.stats.hnsw_deleted;
-          continue;
-        }
-        if (!seen.insert(e.label).second) {
-          return fail(ErrorCode::corruption, fmt::format("collection {}: label {} is in two live HNSW slots", name, e.label));
-        }
-        vecs[it->second] = VecState{std::move(e.vector), VectorSource::hnsw};
-      }
-      if (seen.size() != labels->label_to_id.size()) {
-        return fail(ErrorCode::corruption,
-                    fmt::format("collection {}: the label map has {} labels but data_level0.bin holds {} live slots", name,
-                                labels->label_to_id.size(), seen.size()));
-      }
-    }
-  }
+  Result<HnswPart> hnsw = hnsw_task.get();
+  if (!hnsw) return ctx(hnsw.error());
+  std::map<std::string, VecState> vecs = std::move(hnsw->vecs);
+  snap.stats.label_map_format = hnsw->label_map_format;
+  snap.stats.hnsw_slots = hnsw->slots;
+  snap.stats.hnsw_deleted = hnsw->deleted;
+  if (hnsw->dimension != 0) snap.dimension = hnsw->dimension;
+  if (vector_seq < 0 && hnsw->label_max_seq_id) vector_seq = *hnsw->label_max_seq_id;
   snap.stats.vector_max_seq_id = vector_seq;
 
   // ---- embeddings_queue ----

@@ -228,6 +228,33 @@ Result<std::int64_t> Connection::copy_in(const std::string& copy_sql, std::strin
   return copy_finish(nullptr);
 }
 
+Result<std::string> Connection::copy_out(const std::string& copy_sql) {
+  PGresult* started = PQexec(m_conn.get(), copy_sql.c_str());
+  if (PQresultStatus(started) != PGRES_COPY_OUT) {
+    Error e = error_from_pg(m_conn.get(), started, "postgresql copy out");
+    PQclear(started);
+    return fail(std::move(e));
+  }
+  PQclear(started);
+  std::string out;
+  char* buf = nullptr;
+  int n = 0;
+  while ((n = PQgetCopyData(m_conn.get(), &buf, 0)) > 0) {
+    out.append(buf, static_cast<std::size_t>(n));
+    PQfreemem(buf);
+  }
+  std::optional<Error> first_error;
+  if (n == -2) first_error = error_from_pg(m_conn.get(), nullptr, "postgresql copy out");
+  while (PGresult* res = PQgetResult(m_conn.get())) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && !first_error) {
+      first_error = error_from_pg(m_conn.get(), res, "postgresql copy out");
+    }
+    PQclear(res);
+  }
+  if (first_error) return fail(std::move(*first_error));
+  return out;
+}
+
 Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
                                              const std::function<Result<bool>(CopyWriter&)>& fill) {
   VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));

@@ -77,6 +77,8 @@ class Connection {
   /// Runs `copy_sql` (a COPY ... FROM STDIN) and sends `data` in chunks. Errors leave the
   /// connection usable unless marked poisoned.
   [[nodiscard]] Result<std::int64_t> copy_in(const std::string& copy_sql, std::string_view data);
+  /// Runs `copy_sql` (a COPY ... TO STDOUT) and returns everything it sent.
+  [[nodiscard]] Result<std::string> copy_out(const std::string& copy_sql);
   /// Runs `copy_sql` (a binary COPY ... FROM STDIN) and streams what `fill` writes: `fill` is
   /// called until it returns false, and after each call the rows written so far go to the
   /// server, so the client encodes the next rows while the server stores these. An error from
