@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // migrate-chroma --from-url against real Chroma servers (npm chromadb 3.0.12 over API v2, and
-// PyPI chromadb 0.5.5 over v1 with a token) and the real PostgreSQL fixture: collections written
-// over HTTP with more records than the server's max_batch_size, updates and deletes; every live
-// id arrives bit-exact with metadata and document, deleted ids are absent, --verify passes, a
-// second run changes nothing, --resume continues, and a server that is down writes nothing.
+// PyPI chromadb 0.5.5 over v1 with a token) and the real PostgreSQL fixture: cosine, l2 and ip
+// collections written over HTTP with more records than the server's max_batch_size, updates
+// and deletes; every live id arrives bit-exact with metadata and document, deleted ids are
+// absent, --verify passes, a second run changes nothing, --resume continues, and a server that
+// is down writes nothing.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -266,13 +267,14 @@ std::int64_t max_batch_size(vstore::chroma::ChromaHttp& http, const std::string&
   return checks ? (*checks)["max_batch_size"].get<std::int64_t>() : 0;
 }
 
-// The two v2 collections, written once per test binary: cosine with a stored embedding function
-// and more records than max_batch_size; l2 without one (the model comes from --model).
+// The v2 collections, written once per test binary: cosine with a stored embedding function
+// and more records than max_batch_size; l2 and ip without one (the model comes from --model).
 struct V2Collections {
   std::unique_ptr<vstore::chroma::ChromaHttp> http;
   std::int64_t max_batch = 0;
   std::unique_ptr<Collection> cosine;
   std::unique_ptr<Collection> l2;
+  std::unique_ptr<Collection> ip;
 
   static V2Collections& instance() {
     static V2Collections c;
@@ -293,6 +295,10 @@ struct V2Collections {
     l2->upsert(0, 2500, 9, 1000);
     l2->upsert(2000, 2600, 10, 600);
     l2->remove_every(7, 2);
+    ip = std::make_unique<Collection>(*http, false, vstore::testing::unique_collection("url-ip"), "ip", json());
+    ip->upsert(0, 1800, 13, 900);
+    ip->upsert(1500, 1900, 14, 400);
+    ip->remove_every(8, 5);
   }
 };
 
@@ -463,6 +469,37 @@ TEST_F(MigrateUrlTest, AnL2CollectionReadInSmallPagesArrivesWholeAndBitExact) {
   EXPECT_EQ(r.source_stats["page_size"], 250);
   EXPECT_EQ(r.source_stats["pages"], live / 250 + 1) << r.source_stats.dump();
   EXPECT_TRUE(r.verify.value("passed", false)) << r.verify.dump(1);
+  expect_table_holds(c, "test-model", c.served(ChromaServer::shared().url(), ""), true);
+}
+
+TEST_F(MigrateUrlTest, AnIpCollectionArrivesWholeAndBitExactAsSent) {
+  const Collection& c = *V2Collections::instance().ip;
+  ASSERT_EQ(c.server_count(), static_cast<std::int64_t>(c.live().size()));
+  auto opts = url_options(c);
+  opts.page_size = 400;
+  opts.model = "test-model";
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  ASSERT_EQ(report->collections.size(), 1U);
+  const auto& r = report->collections[0];
+  const auto live = static_cast<std::int64_t>(c.live().size());
+  EXPECT_EQ(r.count, live);
+  EXPECT_EQ(r.migrated, live);
+  EXPECT_EQ(r.inserted, live);
+  EXPECT_EQ(r.errors, 0);
+  EXPECT_EQ(r.metric, "ip");
+  EXPECT_EQ(r.operator_class, "vector_ip_ops");
+  EXPECT_EQ(r.distance_operator, "<#>");
+  EXPECT_EQ(r.model_source, "--model");
+  EXPECT_EQ(r.source_stats["page_size"], 400);
+  EXPECT_EQ(r.source_stats["pages"], live / 400 + 1) << r.source_stats.dump();
+  EXPECT_TRUE(r.verify.value("passed", false)) << r.verify.dump(1);
+  EXPECT_EQ(r.verify.value("rows_checked", 0), live);
+  EXPECT_EQ(r.verify.value("vector_mismatch", -1), 0);
+  EXPECT_GE(r.verify.value("overlap_at_10", 0.0), 0.95);
+  // ip vectors are stored as sent (only cosine is normalised), so the server returns the
+  // client's bytes, flushed or not.
   expect_table_holds(c, "test-model", c.served(ChromaServer::shared().url(), ""), true);
 }
 

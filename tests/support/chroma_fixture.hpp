@@ -33,6 +33,8 @@ class ChromaServer {
   /// http://127.0.0.1:PORT
   [[nodiscard]] std::string url() const;
   [[nodiscard]] int port() const { return m_port; }
+  /// The server's --path directory (kept until the destructor; read it only while stopped).
+  [[nodiscard]] std::string data_dir() const { return m_root + "/data"; }
   /// Stops the process (SIGTERM, then SIGKILL after 10 s); the data directory stays.
   void stop();
   /// Starts it again on the same port and directory and waits for its heartbeat.
