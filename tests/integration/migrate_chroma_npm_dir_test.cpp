@@ -36,6 +36,7 @@
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
 #include "support/chroma_fixture.hpp"
+#include "support/migrate_checks.hpp"
 #include "support/pg_fixture.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/schema.hpp"
@@ -47,39 +48,14 @@ using nlohmann::json;
 using vstore::chroma::VectorSource;
 using vstore::testing::ChromaServer;
 using vstore::testing::PgServer;
+using vstore::testing::float_bits_hex;
+using vstore::testing::random_float;
+using vstore::testing::same_typed;
 using vstore::testing::sql_value;
 
 constexpr int k_dim = 16;
 constexpr const char* k_spaces[] = {"cosine", "l2", "ip"};
 constexpr const char* k_v2 = "/api/v2/tenants/default_tenant/databases/default_database";
-
-std::string hex(const std::vector<float>& v) {
-  std::string out;
-  for (float f : v) out += fmt::format("{:08x}", std::bit_cast<std::uint32_t>(f));
-  return out;
-}
-
-// JSON equality that keeps int, float and bool apart (nlohmann compares 3 == 3.0).
-bool same_typed(const json& a, const json& b) {
-  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
-  if (kind(a) != kind(b)) return false;
-  if (a.is_object()) {
-    if (a.size() != b.size()) return false;
-    for (const auto& [k, v] : a.items()) {
-      if (!b.contains(k) || !same_typed(v, b[k])) return false;
-    }
-    return true;
-  }
-  return a == b;
-}
-
-// A float32 with random sign, full random mantissa and an exponent in [2^-12, 2^12).
-float random_float(std::mt19937& rng) {
-  std::uniform_int_distribution<std::uint32_t> mantissa(0, (1U << 23) - 1);
-  std::uniform_int_distribution<std::uint32_t> exponent(127 - 12, 127 + 11);
-  std::uniform_int_distribution<std::uint32_t> sign(0, 1);
-  return std::bit_cast<float>((sign(rng) << 31) | (exponent(rng) << 23) | mantissa(rng));
-}
 
 // What the test knows of one live record.
 struct Expected {
@@ -118,7 +94,7 @@ class Writer {
       json embeddings = json::array();
       for (std::size_t n = 0; n < ids.size(); ++n) {
         std::vector<float> v(k_dim);
-        for (float& f : v) f = random_float(rng);
+        for (float& f : v) f = random_float(rng, -12, 11);
         if (n % 40 == 0) {
           v[0] = -0.0f;
           v[1] = std::numeric_limits<float>::denorm_min();
@@ -490,11 +466,11 @@ TEST_P(NpmDirSpaceTest, ReaderFindsTheFlushedAndTheLoggedRecordsWhereTheServerPu
     ASSERT_TRUE(w.live().contains(rec.id)) << rec.id << " is not live";
     const Expectation want = expect_vector(w, space, rec.id);
     EXPECT_EQ(rec.source, want.source) << rec.id;
-    EXPECT_EQ(hex(rec.vector), hex(want.vector)) << rec.id << " from " << (want.source == VectorSource::wal ? "log" : "hnsw");
+    EXPECT_EQ(float_bits_hex(rec.vector), float_bits_hex(want.vector)) << rec.id << " from " << (want.source == VectorSource::wal ? "log" : "hnsw");
     ++by_source[rec.source];
     const Expected& sent = w.live().at(rec.id);
     if (want.source == VectorSource::hnsw && space == "cosine") {
-      cosine_reconstructed_differs += hex(rec.vector) != hex(sent.sent) ? 1 : 0;
+      cosine_reconstructed_differs += float_bits_hex(rec.vector) != float_bits_hex(sent.sent) ? 1 : 0;
       double norm = 0;
       for (float f : sent.sent) norm += static_cast<double>(f) * f;
       for (std::size_t i = 0; i < rec.vector.size(); ++i) {
@@ -602,8 +578,8 @@ TEST_P(NpmDirMigrateTest, EveryLiveIdArrivesWithTheBytesTheDirectoryHoldsAndDele
     std::vector<float> got;
     ASSERT_TRUE(vstore::pg::decode_vector(res->get(r, 1), got, k_dim).has_value()) << id;
     const Expectation want = expect_vector(w, space, id);
-    EXPECT_EQ(hex(got), hex(want.vector)) << id;
-    exact += hex(got) == hex(want.vector) ? 1 : 0;
+    EXPECT_EQ(float_bits_hex(got), float_bits_hex(want.vector)) << id;
+    exact += float_bits_hex(got) == float_bits_hex(want.vector) ? 1 : 0;
     const json metadata = res->is_null(r, 2) ? json() : json::parse(res->get(r, 2));
     EXPECT_TRUE(same_typed(metadata, w.served_metadata().at(id))) << id << ": " << metadata.dump() << " vs "
                                                                   << w.served_metadata().at(id).dump();

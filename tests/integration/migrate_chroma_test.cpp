@@ -26,6 +26,7 @@
 #include "chroma/chroma_dir.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
+#include "support/migrate_checks.hpp"
 #include "support/pg_fixture.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/schema.hpp"
@@ -35,6 +36,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using vstore::testing::PgServer;
+using vstore::testing::same_typed;
 using vstore::testing::sql_value;
 
 constexpr const char* k_versions[] = {"0.4.24", "0.5.23", "0.6.3", "1.0.19"};
@@ -110,20 +112,6 @@ std::string hex(const std::vector<float>& v) {
   const auto* p = reinterpret_cast<const unsigned char*>(v.data());
   for (std::size_t i = 0; i < v.size() * 4; ++i) out += fmt::format("{:02x}", p[i]);
   return out;
-}
-
-// JSON equality that keeps int, float and bool apart (nlohmann compares 3 == 3.0).
-bool same_typed(const json& a, const json& b) {
-  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
-  if (kind(a) != kind(b)) return false;
-  if (a.is_object()) {
-    if (a.size() != b.size()) return false;
-    for (const auto& [k, v] : a.items()) {
-      if (!b.contains(k) || !same_typed(v, b[k])) return false;
-    }
-    return true;
-  }
-  return a == b;
 }
 
 const json& truth_collection(const json& truth, const std::string& name) {

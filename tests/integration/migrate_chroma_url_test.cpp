@@ -33,6 +33,7 @@
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
 #include "support/chroma_fixture.hpp"
+#include "support/migrate_checks.hpp"
 #include "support/pg_fixture.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/schema.hpp"
@@ -44,39 +45,13 @@ using nlohmann::json;
 using vstore::testing::ChromaFlavor;
 using vstore::testing::ChromaServer;
 using vstore::testing::PgServer;
+using vstore::testing::float_bits_hex;
+using vstore::testing::random_float;
+using vstore::testing::same_typed;
 using vstore::testing::sql_value;
 
 constexpr int k_dim = 16;
 constexpr const char* k_model = "text-embedding-3-small";
-
-std::string hex(const std::vector<float>& v) {
-  std::string out;
-  for (float f : v) out += fmt::format("{:08x}", std::bit_cast<std::uint32_t>(f));
-  return out;
-}
-
-// JSON equality that keeps int, float and bool apart (nlohmann compares 3 == 3.0).
-bool same_typed(const json& a, const json& b) {
-  auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
-  if (kind(a) != kind(b)) return false;
-  if (a.is_object()) {
-    if (a.size() != b.size()) return false;
-    for (const auto& [k, v] : a.items()) {
-      if (!b.contains(k) || !same_typed(v, b[k])) return false;
-    }
-    return true;
-  }
-  return a == b;
-}
-
-// A float32 with a random sign, mantissa and exponent in [2^-20, 2^21): every bit of the
-// mantissa matters, so a lossy round trip through decimal text shows.
-float random_float(std::mt19937& rng) {
-  std::uniform_int_distribution<std::uint32_t> mantissa(0, (1U << 23) - 1);
-  std::uniform_int_distribution<std::uint32_t> exponent(127 - 20, 127 + 20);
-  std::uniform_int_distribution<std::uint32_t> sign(0, 1);
-  return std::bit_cast<float>((sign(rng) << 31) | (exponent(rng) << 23) | mantissa(rng));
-}
 
 // Values whose shortest decimal is the hardest to read back: sub-normals, the extremes,
 // decimals that are not exact in binary, and 7.038531e-26 (0x15ae43fd), the one float whose
@@ -125,7 +100,7 @@ class Collection {
       for (int n = start; n < std::min(to, start + batch); ++n) {
         Live rec;
         rec.vector.resize(k_dim);
-        for (float& f : rec.vector) f = random_float(rng);
+        for (float& f : rec.vector) f = random_float(rng, -20, 20);
         if (n % 25 == 0) {
           for (std::size_t i = 0; i < k_special.size(); ++i) rec.vector[i] = k_special[i];
         }
@@ -365,11 +340,11 @@ class MigrateUrlTest : public ::testing::Test {
       const std::vector<float>& got = it->second.vector;
       auto from_server = served.find(id);
       ASSERT_NE(from_server, served.end()) << id;
-      EXPECT_EQ(hex(got), hex(from_server->second)) << id << ": not the bytes the server returned";
-      as_served += hex(got) == hex(from_server->second) ? 1 : 0;
-      as_sent += hex(got) == hex(want.vector) ? 1 : 0;
+      EXPECT_EQ(float_bits_hex(got), float_bits_hex(from_server->second)) << id << ": not the bytes the server returned";
+      as_served += float_bits_hex(got) == float_bits_hex(from_server->second) ? 1 : 0;
+      as_sent += float_bits_hex(got) == float_bits_hex(want.vector) ? 1 : 0;
       if (input_exact) {
-        EXPECT_EQ(hex(got), hex(want.vector)) << id << ": not the bytes the client sent";
+        EXPECT_EQ(float_bits_hex(got), float_bits_hex(want.vector)) << id << ": not the bytes the client sent";
       } else {
         double norm = 0;
         for (float f : want.vector) norm += static_cast<double>(f) * f;

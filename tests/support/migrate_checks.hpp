@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+// Test support for the migrate-chroma tests: exact comparisons of float32 vectors and of Chroma
+// metadata, and float32 values that expose any lossy round trip.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace vstore::testing {
+
+/// Each float's bit pattern as 8 hex digits, in order ("3f800000" for 1.0f).
+inline std::string float_bits_hex(const std::vector<float>& v) {
+  std::string out;
+  for (float f : v) out += fmt::format("{:08x}", std::bit_cast<std::uint32_t>(f));
+  return out;
+}
+
+/// JSON equality that keeps int, float and bool apart (nlohmann's == says 3 == 3.0), in objects
+/// and arrays alike.
+inline bool same_typed(const nlohmann::json& a, const nlohmann::json& b) {
+  auto kind = [](const nlohmann::json& j) {
+    return j.is_number_integer() ? nlohmann::json::value_t::number_integer : j.type();
+  };
+  if (kind(a) != kind(b)) return false;
+  if (a.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (const auto& [k, v] : a.items()) {
+      auto it = b.find(k);
+      if (it == b.end() || !same_typed(v, *it)) return false;
+    }
+    return true;
+  }
+  if (a.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (!same_typed(a[i], b[i])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+/// A float32 with a random sign, a full random mantissa and a binary exponent drawn from
+/// [low, high] (the value lies in [2^low, 2^(high+1))): every bit of the mantissa matters, so a
+/// lossy round trip (through decimal text, or a normalisation) shows.
+inline float random_float(std::mt19937& rng, int low, int high) {
+  std::uniform_int_distribution<std::uint32_t> mantissa(0, (1U << 23) - 1);
+  std::uniform_int_distribution<std::uint32_t> exponent(static_cast<std::uint32_t>(127 + low),
+                                                        static_cast<std::uint32_t>(127 + high));
+  std::uniform_int_distribution<std::uint32_t> sign(0, 1);
+  return std::bit_cast<float>((sign(rng) << 31) | (exponent(rng) << 23) | mantissa(rng));
+}
+
+}  // namespace vstore::testing
