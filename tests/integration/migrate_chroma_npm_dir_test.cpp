@@ -183,30 +183,8 @@ class Writer {
                                     ? std::nullopt
                                     : std::optional<std::string>(parsed["documents"][row].get<std::string>());
       }
-      const std::string& text = res->body;
-      std::size_t pos = text.find('[', text.find("\"embeddings\""));
-      int depth = 0;
-      std::size_t row = 0;
-      std::vector<float> current;
-      while (pos < text.size()) {
-        const char ch = text[pos];
-        if (ch == '[') {
-          ++depth;
-          ++pos;
-        } else if (ch == ']') {
-          if (--depth == 1) m_served[parsed["ids"][row++].get<std::string>()] = std::exchange(current, {});
-          ++pos;
-          if (depth == 0) break;
-        } else if (ch == ',' || ch == ' ' || ch == '\n') {
-          ++pos;
-        } else {
-          float f = 0;
-          const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), f);
-          ASSERT_EQ(ec, std::errc()) << "not a number at " << text.substr(pos, 20);
-          current.push_back(f);
-          pos = static_cast<std::size_t>(end - text.data());
-        }
-      }
+      const std::string bad = vstore::testing::served_embeddings(res->body, m_served);
+      ASSERT_TRUE(bad.empty()) << bad;
     }
   }
 
@@ -512,25 +490,13 @@ TEST_P(NpmDirSpaceTest, ReaderFindsTheFlushedAndTheLoggedRecordsWhereTheServerPu
 
 class NpmDirMigrateTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override {
-    m_conninfo = PgServer::instance().create_database("migrate_npm");
-    m_config = vstore::testing::test_config(m_conninfo, k_dim);
-    std::string tmpl = (fs::temp_directory_path() / "vstore-migrate-npm-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    m_data = tmpl;
-    m_config.data_dir = m_data;
-    auto up = vstore::schema_up(m_conninfo, m_config);
-    ASSERT_TRUE(up.has_value()) << up.error().to_string();
-  }
-  void TearDown() override {
-    PgServer::instance().drop_database(m_conninfo);
-    std::error_code ec;
-    fs::remove_all(m_data, ec);
-  }
+  void SetUp() override { m_target.open("migrate_npm", k_dim); }
+  void TearDown() override { m_target.close(); }
 
-  std::string m_conninfo;
-  vstore::Config m_config;
-  fs::path m_data;
+  vstore::testing::MigrateTarget m_target;
+  std::string& m_conninfo = m_target.conninfo;
+  vstore::Config& m_config = m_target.config;
+  fs::path& m_data = m_target.data;
 };
 
 TEST_P(NpmDirMigrateTest, EveryLiveIdArrivesWithTheBytesTheDirectoryHoldsAndDeletedIdsDoNot) {

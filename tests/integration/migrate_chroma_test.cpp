@@ -207,21 +207,8 @@ INSTANTIATE_TEST_SUITE_P(AllVersionsAndSpaces, ChromaVersionTest, ::testing::Val
 // A fresh database with a vector(16) `articles` table, a data dir for reports, and helpers.
 class MigrateTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    m_conninfo = PgServer::instance().create_database("migrate");
-    m_config = vstore::testing::test_config(m_conninfo, k_dim);
-    std::string tmpl = (fs::temp_directory_path() / "vstore-migrate-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    m_data = tmpl;
-    m_config.data_dir = m_data;
-    auto up = vstore::schema_up(m_conninfo, m_config);
-    ASSERT_TRUE(up.has_value()) << up.error().to_string();
-  }
-  void TearDown() override {
-    PgServer::instance().drop_database(m_conninfo);
-    std::error_code ec;
-    fs::remove_all(m_data, ec);
-  }
+  void SetUp() override { m_target.open("migrate", k_dim); }
+  void TearDown() override { m_target.close(); }
 
   vstore::MigrateOptions options(const std::string& version, const std::string& collection) const {
     vstore::MigrateOptions o;
@@ -263,9 +250,10 @@ class MigrateTest : public ::testing::Test {
     return out;
   }
 
-  std::string m_conninfo;
-  vstore::Config m_config;
-  fs::path m_data;
+  vstore::testing::MigrateTarget m_target;
+  std::string& m_conninfo = m_target.conninfo;
+  vstore::Config& m_config = m_target.config;
+  fs::path& m_data = m_target.data;
 };
 
 class MigrateVersionTest : public MigrateTest, public ::testing::WithParamInterface<Case> {};

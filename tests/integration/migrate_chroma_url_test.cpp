@@ -170,34 +170,9 @@ class Collection {
         ADD_FAILURE() << "get by ids failed";
         return out;
       }
-      const json parsed = json::parse(res->body);
-      const std::string& text = res->body;
-      std::size_t pos = text.find("\"embeddings\"");
-      pos = text.find('[', pos);
-      int depth = 0;
-      std::size_t row = 0;
-      std::vector<float> current;
-      while (pos < text.size()) {
-        const char ch = text[pos];
-        if (ch == '[') {
-          ++depth;
-          ++pos;
-        } else if (ch == ']') {
-          if (--depth == 1) out[parsed["ids"][row++].get<std::string>()] = std::exchange(current, {});
-          ++pos;
-          if (depth == 0) break;
-        } else if (ch == ',' || ch == ' ' || ch == '\n') {
-          ++pos;
-        } else {
-          float f = 0;
-          const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), f);
-          if (ec != std::errc()) {
-            ADD_FAILURE() << "not a number at " << text.substr(pos, 20);
-            return out;
-          }
-          current.push_back(f);
-          pos = static_cast<std::size_t>(end - text.data());
-        }
+      if (const std::string bad = vstore::testing::served_embeddings(res->body, out); !bad.empty()) {
+        ADD_FAILURE() << bad;
+        return out;
       }
     }
     return out;
@@ -279,21 +254,8 @@ struct V2Collections {
 
 class MigrateUrlTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    m_conninfo = PgServer::instance().create_database("migrate_url");
-    m_config = vstore::testing::test_config(m_conninfo, k_dim);
-    std::string tmpl = (fs::temp_directory_path() / "vstore-migrate-url-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    m_data = tmpl;
-    m_config.data_dir = m_data;
-    auto up = vstore::schema_up(m_conninfo, m_config);
-    ASSERT_TRUE(up.has_value()) << up.error().to_string();
-  }
-  void TearDown() override {
-    PgServer::instance().drop_database(m_conninfo);
-    std::error_code ec;
-    fs::remove_all(m_data, ec);
-  }
+  void SetUp() override { m_target.open("migrate_url", k_dim); }
+  void TearDown() override { m_target.close(); }
 
   [[nodiscard]] std::int64_t count(const std::string& where = "true") const {
     return std::stoll(sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE " + where));
@@ -377,9 +339,10 @@ class MigrateUrlTest : public ::testing::Test {
     return o;
   }
 
-  std::string m_conninfo;
-  vstore::Config m_config;
-  fs::path m_data;
+  vstore::testing::MigrateTarget m_target;
+  std::string& m_conninfo = m_target.conninfo;
+  vstore::Config& m_config = m_target.config;
+  fs::path& m_data = m_target.data;
 };
 
 TEST_F(MigrateUrlTest, ACosineCollectionLargerThanTheBatchLimitArrivesWholeAndBitExact) {

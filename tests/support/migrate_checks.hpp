@@ -5,12 +5,16 @@
 
 #include <bit>
 #include <cstdint>
+#include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "vstore/config.hpp"
 
 namespace vstore::testing {
 
@@ -56,5 +60,23 @@ inline float random_float(std::mt19937& rng, int low, int high) {
   std::uniform_int_distribution<std::uint32_t> sign(0, 1);
   return std::bit_cast<float>((sign(rng) << 31) | (exponent(rng) << 23) | mantissa(rng));
 }
+
+/// Reads the `embeddings` of a Chroma `get` response from its raw JSON text with
+/// std::from_chars (decimal straight to the nearest float32): an oracle independent of a
+/// parse-to-double-then-round path. Adds id -> vector to `out` for the response's `ids`, in
+/// order. Returns an empty string, or what was wrong with the text.
+std::string served_embeddings(const std::string& text, std::map<std::string, std::vector<float>>& out);
+
+/// A migration target for one test: a fresh database from the shared test server with a
+/// `vstore schema up` table of vector(dim), and a temporary data directory for reports.
+struct MigrateTarget {
+  std::string conninfo;
+  Config config;
+  std::filesystem::path data;
+  /// Creates both; a failure is a fatal test failure (check HasFatalFailure()).
+  void open(const std::string& name, int dim);
+  /// Drops the database and removes the directory.
+  void close();
+};
 
 }  // namespace vstore::testing
