@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -343,6 +344,50 @@ TEST_F(MigrateTest, ASecondFullRunChangesNothing) {
   EXPECT_EQ(second->collections[0].inserted, 0);
   EXPECT_EQ(second->collections[0].migrated, first->collections[0].migrated);
   EXPECT_EQ(sql_value(m_conninfo, "SELECT string_agg(uri || ctid::text || xmin::text, ',' ORDER BY uri) FROM articles"), before);
+}
+
+// An article row the application inserts while the migration runs, for an id of a later batch:
+// that batch's direct COPY meets a unique violation, rolls back and is redone through the merge,
+// which gives the application's row its vector and keeps its columns. No row is lost or doubled.
+TEST_F(MigrateTest, ARowInsertedByTheApplicationMidRunIsUpdatedNotDuplicated) {
+  const json& live = truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_l2")["live"];
+  std::vector<std::string> ids;
+  for (const auto& rec : live) ids.push_back(rec["id"].get<std::string>());
+  std::sort(ids.begin(), ids.end());
+  ASSERT_GT(ids.size(), 100U);
+  const std::string raced = ids.back();  // in the last batch
+  std::string raced_input;
+  for (const auto& rec : live) {
+    if (rec["id"] == raced) raced_input = rec["input"].get<std::string>();  // l2: the client's bytes
+  }
+  auto opts = options("0.6.3", "c_l2");
+  opts.insert_missing = true;
+  opts.verify = true;
+  opts.batch_size = 20;
+  opts.test_batch_delay_ms = 40;
+  vstore::Result<vstore::MigrateReport> report = vstore::fail(vstore::ErrorCode::internal, "not run");
+  std::thread run([&] { report = vstore::migrate_chroma(m_conninfo, m_config, opts); });
+  // Wait for the first committed batch, then insert the row the migration will meet later.
+  for (int i = 0; i < 500 && count("embedding IS NOT NULL") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(count("embedding IS NOT NULL"), 0);
+  EXPECT_EQ(count(fmt::format("uri = '{}'", raced)), 0) << "the migration got there first; the test needs a slower run";
+  sql_value(m_conninfo, fmt::format("INSERT INTO articles (uri, title) VALUES ('{}', 'the application''s title')", raced));
+  run.join();
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  const auto& c = report->collections[0];
+  const auto total = static_cast<std::int64_t>(ids.size());
+  EXPECT_EQ(c.migrated, total);
+  EXPECT_EQ(c.inserted, total - 1) << "the raced id was updated, not inserted";
+  EXPECT_EQ(c.errors, 0);
+  EXPECT_EQ(count(), total);
+  EXPECT_EQ(count("embedding IS NOT NULL"), total);
+  EXPECT_EQ(sql_value(m_conninfo, fmt::format("SELECT title FROM articles WHERE uri = '{}'", raced)),
+            "the application's title");
+  const auto stored = rows();
+  EXPECT_EQ(stored.at(raced).vector_hex, raced_input);
 }
 
 TEST_F(MigrateTest, ResumeAfterAStopAtSeveralPointsEndsWithExactlyTheRightRows) {
