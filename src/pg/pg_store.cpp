@@ -156,20 +156,26 @@ std::optional<std::string> normalized_timestamp(const std::optional<std::string>
   return std::nullopt;
 }
 
+// The Article field a plain text column takes as it is, or nullptr for the other columns.
+const std::optional<std::string>* plain_text_field(const Article& a, std::string_view column) {
+  if (column == "title") return &a.title;
+  if (column == "summary") return &a.summary;
+  if (column == "raw") return &a.raw;
+  if (column == "topic") return &a.topic;
+  if (column == "category") return &a.category;
+  if (column == "news_source") return &a.news_source;
+  if (column == "sentiment") return &a.sentiment;
+  if (column == "future_signal") return &a.future_signal;
+  if (column == "time_to_impact") return &a.time_to_impact;
+  if (column == "driver_type") return &a.driver_type;
+  return nullptr;
+}
+
 // Text value of an article column for a new row (nullopt = NULL).
 std::optional<std::string> article_column_value(const Article& a, std::string_view column, bool timestamp_column) {
-  if (column == "title") return a.title;
-  if (column == "summary") return a.summary;
-  if (column == "raw") return a.raw;
-  if (column == "topic") return a.topic;
-  if (column == "category") return a.category;
-  if (column == "news_source") return a.news_source;
+  if (const std::optional<std::string>* field = plain_text_field(a, column)) return *field;
   if (column == "publication_date") return timestamp_column ? normalized_timestamp(a.publication_date) : a.publication_date;
   if (column == "tags") return a.tags ? std::optional<std::string>(joined_tags(a)) : std::nullopt;
-  if (column == "sentiment") return a.sentiment;
-  if (column == "future_signal") return a.future_signal;
-  if (column == "time_to_impact") return a.time_to_impact;
-  if (column == "driver_type") return a.driver_type;
   if (column == "analyzed") return a.analyzed ? std::optional<std::string>(*a.analyzed ? "true" : "false") : std::nullopt;
   if (column == "metadata") return a.extra.empty() ? std::nullopt : std::optional<std::string>(a.extra.dump());
   return std::nullopt;
@@ -320,9 +326,12 @@ std::string vector_metadata_json(const ArticleVector& item) { return build_metad
 // row's columns are written from the same article and the read path builds those keys from the
 // live columns, so a copy in the JSON would be dead weight (and pushes a 384-d row past the
 // 2 kB TOAST threshold, which moves the vector out of line).
-std::string new_row_metadata_json(const TableInfo& info, const ArticleVector& item) {
-  const bool every_key_a_column = std::ranges::all_of(
-      k_metadata_columns, [&](std::string_view key) { return info.columns.count(std::string(key)) != 0; });
+bool every_metadata_key_a_column(const TableInfo& info) {
+  return std::ranges::all_of(k_metadata_columns,
+                             [&](std::string_view key) { return info.columns.count(std::string(key)) != 0; });
+}
+
+std::string new_row_metadata_json(const TableInfo& info, const ArticleVector& item, bool every_key_a_column) {
   if (every_key_a_column) return "{}";  // the table vstore creates
   Metadata md = build_metadata(item.article);
   for (auto key : k_metadata_columns) {
@@ -361,7 +370,7 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& it
   }
   const std::string vec = encode_vector(item.embedding);
   values.emplace_back(item.embedding_model);
-  values.push_back(new_row_metadata_json(m_info, item));
+  values.push_back(new_row_metadata_json(m_info, item, every_metadata_key_a_column(m_info)));
   values.push_back(ts_text(item.article));
   values.push_back(vector_metadata_json(item));
   col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
@@ -390,6 +399,12 @@ Binary binary_kind(const std::string& format_type) {
 // Writes one article column of a new row in its binary form; false when the value cannot be
 // encoded here (the caller then takes the text path that the server casts).
 bool write_native(CopyWriter& writer, const Article& a, const std::string& col, Binary kind) {
+  if (kind == Binary::text) {
+    if (const std::optional<std::string>* field = plain_text_field(a, col)) {
+      *field ? writer.bytes_field(**field) : writer.null_field();
+      return true;
+    }
+  }
   const std::optional<std::string> v = article_column_value(a, col, kind == Binary::timestamptz);
   if (!v) {
     writer.null_field();
@@ -446,6 +461,7 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
     native = native && kinds.back() != Binary::other;
   }
 
+  const bool all_keys_columns = every_metadata_key_a_column(m_info);
   enum class Mode { optimistic, look_up, merge };
   auto body = [&](Mode mode) -> Result<void> {
     std::vector<const ArticleVector*> merge_rows;
@@ -491,7 +507,7 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
               merge_rows.push_back(&item);
               continue;
             }
-            write_vector_columns(writer, item, new_row_metadata_json(m_info, item));
+            write_vector_columns(writer, item, new_row_metadata_json(m_info, item, all_keys_columns));
           }
           return next < items.size();
         };
@@ -554,7 +570,7 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn,
     for (const auto& [col, type] : cols) {
       writer.text_field(article_column_value(item->article, col, kind_of(type) == ColumnKind::timestamp));
     }
-    write_vector_columns(writer, *item, new_row_metadata_json(m_info, *item));
+    write_vector_columns(writer, *item, new_row_metadata_json(m_info, *item, every_metadata_key_a_column(m_info)));
     writer.jsonb_field(vector_metadata_json(*item));
   }
   const std::string data = writer.finish();
