@@ -526,10 +526,18 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
         impl.has_bool_value ? "m.bool_value" : "NULL");
     VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
     st.bind(1, collection.metadata_segment);
+    // Rows come ordered by the record, so one look-up per record serves all its keys.
+    std::string current_id;
+    MetaState* current = nullptr;
     while (true) {
       VS_TRY_ASSIGN(bool row, st.step());
       if (!row) break;
-      MetaState& m = meta[st.text(0)];
+      std::string id = st.text(0);
+      if (current == nullptr || id != current_id) {
+        current = &meta[id];
+        current_id = std::move(id);
+      }
+      MetaState& m = *current;
       if (st.is_null(1)) continue;
       const std::string key = st.text(1);
       json value;

@@ -9,10 +9,16 @@
 // holds only graph links and is not needed to export vectors.
 #include "chroma/chroma_hnsw.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -45,6 +51,47 @@ Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t m
   }
   return data;
 }
+
+// The first `size` bytes of a file, mapped read-only (data_level0.bin runs to gigabytes: no
+// zero-filled buffer and no copy through read()).
+class MappedFile {
+ public:
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (m_data != nullptr) munmap(m_data, m_size);
+  }
+  static Result<std::unique_ptr<MappedFile>> open(const std::filesystem::path& path, std::uint64_t min_size,
+                                                  std::uint64_t size) {
+    std::error_code ec;
+    const auto file_size = std::filesystem::file_size(path, ec);
+    if (ec) return fail(ErrorCode::not_found, fmt::format("cannot read {}: {}", path.string(), ec.message()));
+    if (file_size < min_size) {
+      return fail(ErrorCode::corruption, fmt::format("{} has {} bytes but its header needs at least {}; the file is truncated",
+                                                     path.string(), file_size, min_size));
+    }
+    auto out = std::make_unique<MappedFile>();
+    if (size == 0) return out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(ErrorCode::not_found, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+    void* data = mmap(nullptr, static_cast<std::size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
+    const int map_errno = errno;
+    ::close(fd);
+    if (data == MAP_FAILED) {
+      return fail(ErrorCode::unavailable, fmt::format("cannot map {}: {}", path.string(), std::strerror(map_errno)));
+    }
+    (void)madvise(data, static_cast<std::size_t>(size), MADV_SEQUENTIAL);
+    out->m_data = data;
+    out->m_size = static_cast<std::size_t>(size);
+    return out;
+  }
+  [[nodiscard]] std::string_view bytes() const { return {static_cast<const char*>(m_data), m_size}; }
+
+ private:
+  void* m_data = nullptr;
+  std::size_t m_size = 0;
+};
 
 }  // namespace
 
@@ -112,7 +159,8 @@ Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expect
   const std::uint64_t count = seg.header.cur_element_count;
   if (count == 0) return seg;
   const std::uint64_t stride = seg.header.size_data_per_element;
-  VS_TRY_ASSIGN(std::string level0, read_file(root / "data_level0.bin", count * stride, count * stride));
+  VS_TRY_ASSIGN(auto level0_file, MappedFile::open(root / "data_level0.bin", count * stride, count * stride));
+  const std::string_view level0 = level0_file->bytes();
   std::string lengths;
   if (cosine) {
     VS_TRY_ASSIGN(lengths, read_file(root / "length.bin", count * 4, count * 4));
@@ -126,7 +174,11 @@ Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expect
     e.label = load<std::uint64_t>(level0, base + static_cast<std::size_t>(seg.header.label_offset));
     e.vector.resize(dim);
     const std::size_t data = base + static_cast<std::size_t>(seg.header.offset_data);
-    for (std::size_t d = 0; d < dim; ++d) e.vector[d] = load<float>(level0, data + 4 * d);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(e.vector.data(), level0.data() + data, dim * sizeof(float));
+    } else {
+      for (std::size_t d = 0; d < dim; ++d) e.vector[d] = load<float>(level0, data + 4 * d);
+    }
     if (cosine) {
       const float norm = load<float>(lengths, 4 * i);
       for (float& x : e.vector) x = x * norm;
