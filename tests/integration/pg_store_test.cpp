@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
 
 #include "support/pg_fixture.hpp"
 #include "vstore/article.hpp"
@@ -126,6 +127,46 @@ TEST_F(StoreTest, UpsertOfExistingUriReplacesVectorAndKeepsOtherColumns) {
             "Owned title|positive|body");
   EXPECT_EQ(sql_value(m_db, "SELECT embedding::text FROM articles WHERE uri = 'k:1'"),
             sql_value(m_db, "SELECT l2_normalize('[1,0,1,0,0,0,0,0]'::vector)::text"));
+}
+
+// Two writers load overlapping batches at the same time through one store: each batch is first
+// COPYed as if all its uris were new, so the second writer's COPY meets the first one's rows
+// (a unique violation once the first commits) and must fall back to the look-up and merge.
+// Every batch succeeds, every uri is stored once, with the vector of one of the two writers.
+TEST_F(StoreTest, ConcurrentOverlappingBatchesAllSucceedWithEachUriOnce) {
+  constexpr int k_rounds = 6;
+  constexpr int k_batch = 400;
+  auto batch_of = [&](int writer, int round) {
+    std::vector<ArticleVector> out;
+    // Writer 1's batch of round r overlaps writer 0's batches of rounds r and r + 1 by half.
+    const int first = round * k_batch + writer * (k_batch / 2);
+    for (int i = first; i < first + k_batch; ++i) {
+      out.push_back(item("c:" + std::to_string(i), unit({1, static_cast<float>(writer), static_cast<float>(i)})));
+    }
+    return out;
+  };
+  std::vector<std::string> errors[2];
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      for (int r = 0; r < k_rounds; ++r) {
+        auto batch = batch_of(w, r);
+        auto done = m_store->upsert(batch);
+        if (!done) errors[w].push_back(done.error().to_string());
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_TRUE(errors[0].empty()) << errors[0].front();
+  EXPECT_TRUE(errors[1].empty()) << errors[1].front();
+  const int distinct = k_rounds * k_batch + k_batch / 2;
+  EXPECT_EQ(sql_value(m_db, "SELECT count(*) FROM articles WHERE uri LIKE 'c:%'"), std::to_string(distinct));
+  EXPECT_EQ(sql_value(m_db, "SELECT count(DISTINCT uri) FROM articles WHERE uri LIKE 'c:%'"), std::to_string(distinct));
+  // Each stored vector is one of the two writers' for that uri: [1, w, i] normalised.
+  EXPECT_EQ(sql_value(m_db, "SELECT count(*) FROM articles WHERE uri LIKE 'c:%' AND embedding IS NOT NULL AND "
+                            "abs((embedding::real[])[3] / (embedding::real[])[1] - substr(uri, 3)::float) < 1e-3 * "
+                            "substr(uri, 3)::float + 1e-3 AND (embedding::real[])[2] / (embedding::real[])[1] IN (0, 1)"),
+            std::to_string(distinct));
 }
 
 // A row vstore inserts keeps in vector_metadata only the keys without a column (the read path
