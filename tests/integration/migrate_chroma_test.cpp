@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // migrate-chroma against real Chroma directories written by each pinned chromadb (0.4.24,
-// 0.5.23, 0.6.3, 1.0.19, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL fixture:
-// every live id, bit-exact vectors, equal metadata and documents, deleted ids absent, for every
-// version and space; skip vs --insert-missing; idempotent re-runs; SIGKILL + --resume; corrupt
-// and live directories refused with nothing written.
+// 0.5.23, 0.6.3, 1.0.19, 1.5.9, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL
+// fixture: every live id, bit-exact vectors, equal metadata (1.5.9: array values too) and
+// documents, deleted ids absent, for every version and space; the space and embedding function
+// of collections configured without metadata; skip vs --insert-missing; idempotent re-runs;
+// SIGKILL + --resume; corrupt and live directories refused with nothing written.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -37,7 +38,7 @@ using nlohmann::json;
 using vstore::testing::PgServer;
 using vstore::testing::sql_value;
 
-constexpr const char* k_versions[] = {"0.4.24", "0.5.23", "0.6.3", "1.0.19"};
+constexpr const char* k_versions[] = {"0.4.24", "0.5.23", "0.6.3", "1.0.19", "1.5.9"};
 constexpr const char* k_spaces[] = {"cosine", "l2", "ip"};
 constexpr int k_dim = 16;
 
@@ -79,7 +80,7 @@ class ChromaDirs {
         std::fprintf(stderr, "no chromadb %s venv at %s: run scripts/setup.sh\n", v, python.c_str());
         std::abort();
       }
-      // The four writers run in parallel; each is a separate process that exits before reading.
+      // The writers run in parallel; each is a separate process that exits before reading.
       cmd += fmt::format("( '{}' '{}/tests/support/make_chroma_dir.py' '{}' '{}.json' >'{}.log' 2>&1 || echo "
                          "'chromadb {} failed' ) & ",
                          python.string(), src, dir(v).string(), dir(v).string(), dir(v).string(), v);
@@ -112,7 +113,7 @@ std::string hex(const std::vector<float>& v) {
   return out;
 }
 
-// JSON equality that keeps int, float and bool apart (nlohmann compares 3 == 3.0).
+// JSON equality that keeps int, float and bool apart, also inside arrays (nlohmann compares 3 == 3.0).
 bool same_typed(const json& a, const json& b) {
   auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
   if (kind(a) != kind(b)) return false;
@@ -120,6 +121,13 @@ bool same_typed(const json& a, const json& b) {
     if (a.size() != b.size()) return false;
     for (const auto& [k, v] : a.items()) {
       if (!b.contains(k) || !same_typed(v, b[k])) return false;
+    }
+    return true;
+  }
+  if (a.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (!same_typed(a[i], b[i])) return false;
     }
     return true;
   }
@@ -327,6 +335,116 @@ TEST_P(MigrateVersionTest, EveryLiveIdArrivesBitExactWithMetadataAndDocument) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllVersionsAndSpaces, MigrateVersionTest, ::testing::ValuesIn(all_cases()), case_name);
+
+// The JSON type names of the array elements in `metadata` ("string", "int", "float", "boolean").
+std::set<std::string> array_element_kinds(const json& metadata) {
+  std::set<std::string> kinds;
+  for (const auto& [k, v] : metadata.items()) {
+    if (!v.is_array()) continue;
+    for (const auto& e : v) kinds.insert(e.is_number_integer() ? "int" : e.is_number_float() ? "float" : e.type_name());
+  }
+  return kinds;
+}
+
+TEST_F(MigrateTest, ArrayMetadataOfChroma15ArrivesAsTypedArraysAndVerifyComparesThem) {
+  const json& truth = truth_collection(ChromaDirs::instance().truth("1.5.9"), "c_l2");
+  // The directory really holds arrays of all four element types, in the order Chroma returns.
+  std::set<std::string> kinds;
+  std::int64_t with_ws = 0;
+  for (const auto& r : truth["live"]) {
+    const auto k = array_element_kinds(r["metadata"]);
+    kinds.insert(k.begin(), k.end());
+    if (r["metadata"].contains("ws")) ++with_ws;
+  }
+  EXPECT_EQ(kinds, (std::set<std::string>{"boolean", "float", "int", "string"}));
+  ASSERT_GT(with_ws, 200);
+  auto snap = read_collection(ChromaDirs::instance().dir("1.5.9"), "c_l2");
+  ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+  std::map<std::string, json> read;
+  for (const auto& rec : snap->records) read[rec.id] = rec.metadata;
+  EXPECT_EQ(read.at("r012").dump(), R"({"b":true,"f":12.5,"flags":[false,false,true],"i":12,"n":[-3,3],"s":"meta only",)"
+                                    R"("tags":["t0","all","t0"],"ws":[12.25,12.0]})");
+  EXPECT_EQ(read.at("r000")["s"], json::array({"updated", "as", "array"})) << "a scalar turned into an array";
+  EXPECT_EQ(read.at("r000")["tags"], "one tag") << "an array turned into a scalar";
+  EXPECT_FALSE(read.at("r010").contains("ks")) << "an array key deleted by None";
+
+  auto opts = options("1.5.9", "c_l2");
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(count("jsonb_typeof(vector_metadata->'ws') = 'array'"), with_ws);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT vector_metadata->>'ws' FROM articles WHERE uri = 'r012'"), "[12.25, 12.0]");
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT vector_metadata->>'flags' FROM articles WHERE uri = 'r012'"),
+            "[false, false, true]");
+
+  // Rows whose arrays PostgreSQL changes on the way in (an integral float stored as an int, an
+  // array reversed) must fail --verify: element types and order count.
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  sql_value(m_conninfo,
+            "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.uri IN ('r012', 'r013') THEN NEW.vector_metadata := jsonb_set(NEW.vector_metadata, '{ws,1}', "
+            "to_jsonb((NEW.vector_metadata->'ws'->>1)::numeric::bigint)); END IF; "
+            "IF NEW.uri = 'r014' THEN NEW.vector_metadata := jsonb_set(NEW.vector_metadata, '{tags}', "
+            "'[\"t2\", \"t2\", \"all\"]'); END IF; RETURN NEW; END $$; "
+            "CREATE TRIGGER mangle BEFORE INSERT OR UPDATE ON articles FOR EACH ROW EXECUTE FUNCTION mangle()");
+  auto mangled = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(mangled.has_value()) << mangled.error().to_string();
+  EXPECT_FALSE(mangled->ok());
+  const auto& v = mangled->collections[0].verify;
+  EXPECT_FALSE(v.value("passed", true)) << v.dump(1);
+  EXPECT_EQ(v.value("metadata_mismatch", 0), 3) << v.dump(1);
+}
+
+TEST_F(MigrateTest, ASpaceAndEmbeddingFunctionSetOnlyThroughTheConfigurationAreRead) {
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  // 1.0 keeps them in collections.config_json_str; 1.5 writes that as {} and keeps them in
+  // collections.schema_str.
+  for (const char* version : {"1.0.19", "1.5.9"}) {
+    const fs::path dir = m_data / fmt::format("configured-{}", version);
+    const std::string script = fmt::format(
+        "import chromadb; from chromadb.config import Settings\n"
+        "c = chromadb.PersistentClient(path='{}', settings=Settings(anonymized_telemetry=False))\n"
+        "a = c.create_collection(name='cfg_ip', configuration={{'hnsw': {{'space': 'ip'}}}}, embedding_function=None)\n"
+        "a.add(ids=['a%d' % i for i in range(5)], embeddings=[[1.0 + i, 2.0, 3.0] for i in range(5)])\n"
+        "b = c.create_collection(name='cfg_default', configuration={{'hnsw': {{'space': 'cosine'}}}})\n"
+        "b.add(ids=['b%d' % i for i in range(5)], embeddings=[[1.0, 2.0 + i, 3.0] for i in range(5)])\n",
+        dir.string());
+    const fs::path py = m_data / "configured.py";
+    std::ofstream(py) << script;
+    ASSERT_EQ(shell(fmt::format("'{}/{}/bin/python' '{}' >/dev/null 2>&1", venvs, version, py.string())), 0) << version;
+    auto d = vstore::chroma::ChromaDir::open(dir.string());
+    ASSERT_TRUE(d.has_value()) << d.error().to_string();
+    auto cols = d->collections();
+    ASSERT_TRUE(cols.has_value()) << cols.error().to_string();
+    ASSERT_EQ(cols->size(), 2U);
+    EXPECT_EQ((*cols)[0].name, "cfg_default");
+    EXPECT_EQ((*cols)[0].space, "cosine") << version;
+    EXPECT_EQ((*cols)[0].embedding_model, std::optional<std::string>("all-MiniLM-L6-v2")) << version;
+    EXPECT_EQ((*cols)[1].name, "cfg_ip");
+    EXPECT_EQ((*cols)[1].space, "ip") << version;
+    EXPECT_EQ((*cols)[1].embedding_model, std::nullopt) << version;
+    auto snap = d->read((*cols)[1]);
+    ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+    EXPECT_EQ(snap->records.size(), 5U);
+  }
+  // Metadata and schema that disagree on the space are refused, not guessed between.
+  const fs::path dir = m_data / "configured-1.5.9";
+  ASSERT_EQ(shell(fmt::format("python3 -c \"import sqlite3; c = sqlite3.connect('{}'); c.execute(\\\"INSERT INTO "
+                              "collection_metadata (collection_id, key, str_value) SELECT id, 'hnsw:space', 'l2' FROM "
+                              "collections WHERE name = 'cfg_ip'\\\"); c.commit()\"",
+                              (dir / "chroma.sqlite3").string())),
+            0);
+  auto d = vstore::chroma::ChromaDir::open(dir.string());
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  auto cols = d->collections();
+  ASSERT_FALSE(cols.has_value());
+  EXPECT_EQ(cols.error().code(), vstore::ErrorCode::corruption);
+  EXPECT_NE(cols.error().message().find("hnsw:space is l2 but schema_str says ip"), std::string::npos)
+      << cols.error().message();
+}
 
 TEST_F(MigrateTest, IdsWithoutAnArticleRowAreSkippedUnlessInsertMissing) {
   // 50 of the ids have article rows of the application; the rest have none.
