@@ -39,7 +39,9 @@ struct CollectionInfo {
 struct Record {
   std::string id;
   std::vector<float> vector;
-  nlohmann::json metadata = nlohmann::json::object();  ///< user metadata, chroma:* keys removed
+  /// User metadata, chroma:* keys removed: strings, ints, floats, bools and (1.5+) non-empty
+  /// arrays of one of those types.
+  nlohmann::json metadata = nlohmann::json::object();
   std::optional<std::string> document;
   std::optional<std::string> uri;
   VectorSource source = VectorSource::hnsw;
@@ -82,12 +84,15 @@ class ChromaDir {
   /// "sysdb 9, metadb 4, embeddings_queue 2": the applied migrations.
   [[nodiscard]] const std::string& schema_version() const;
 
-  /// Every collection, by name. Errors: corruption (missing segments, bad config JSON).
+  /// Every collection, by name; the space from `hnsw:space`, else `schema_str` (1.3+), else
+  /// `config_json_str`, else l2. Errors: corruption (missing segments, bad config or schema
+  /// JSON, an `hnsw:space` that contradicts `schema_str`).
   [[nodiscard]] Result<std::vector<CollectionInfo>> collections();
 
   /// Reads one collection: metadata segment rows, HNSW files, then the embeddings_queue tail
-  /// replayed (add only if absent, update/upsert replace, delete removes). Errors: corruption
-  /// (truncated files, unknown encoding, a live id without a vector), not_found.
+  /// replayed (add only if absent, update/upsert replace, delete removes). Array metadata
+  /// (1.5+) becomes JSON arrays in Chroma's order. Errors: corruption (truncated files, unknown
+  /// encoding, a live id without a vector, array metadata Chroma cannot have written), not_found.
   [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection);
 
  private:
@@ -96,8 +101,9 @@ class ChromaDir {
   std::unique_ptr<Impl> m_impl;
 };
 
-/// The model a Chroma embedding-function configuration names (`config_json_str` on disk, or
-/// `configuration_json` of the HTTP API; both keep it under `embedding_function`):
+/// The model a Chroma embedding-function configuration names (`config_json_str` on disk, the
+/// vector index config in 1.5's `schema_str`, or `configuration_json` of the HTTP API; all keep
+/// it under `embedding_function`):
 /// `config.model_name`/`config.model` of a "known" function, all-MiniLM-L6-v2 for Chroma's
 /// default, else the function's name; nullopt when none is stored.
 [[nodiscard]] std::optional<std::string> embedding_model_from_config(const nlohmann::json& config);

@@ -667,6 +667,48 @@ TEST_F(MigrateTest, AnUnknownChromaSchemaIsRefusedAndWritesNothing) {
   EXPECT_NE(report.error().message().find("not a Chroma database"), std::string::npos) << report.error().message();
 }
 
+TEST_F(MigrateTest, ArrayMetadataChromaCannotHaveWrittenIsRefusedAndWritesNothing) {
+  struct Damage {
+    std::string sql;
+    std::string message;
+  };
+  // The array rows of c_l2's records.
+  const std::string l2_rows =
+      "FROM embedding_metadata_array WHERE id IN (SELECT e.id FROM embeddings e JOIN segments s ON s.id = e.segment_id "
+      "JOIN collections c ON c.id = s.collection WHERE c.name = 'c_l2')";
+  const std::vector<Damage> damages = {
+      {"UPDATE embedding_metadata_array SET int_value = 1 WHERE rowid = (SELECT min(rowid) " + l2_rows +
+           " AND string_value IS NOT NULL)",
+       "has 2 typed values, not one"},
+      {"INSERT INTO embedding_metadata_array (id, key, string_value) SELECT id, key, 'x' " + l2_rows +
+           " AND key = 'ks' LIMIT 1",
+       "is an array of mixed types"},
+      {"INSERT INTO embedding_metadata_array (id, key, int_value) SELECT id, 'i', 1 " + l2_rows + " AND key = 'ks' LIMIT 1",
+       "is both a scalar and an array"},
+      {"UPDATE embeddings_queue SET metadata = '{\"nested\": {\"x\": 1}}' WHERE seq_id = (SELECT max(seq_id) FROM "
+       "embeddings_queue WHERE topic LIKE '%' || (SELECT id FROM collections WHERE name = 'c_l2'))",
+       "metadata Chroma does not write: key nested holds a JSON object"},
+      {"UPDATE embeddings_queue SET metadata = '{\"a\": [[1]]}' WHERE seq_id = (SELECT max(seq_id) FROM "
+       "embeddings_queue WHERE topic LIKE '%' || (SELECT id FROM collections WHERE name = 'c_l2'))",
+       "key a holds an array that is not of one type"},
+  };
+  for (const auto& damage : damages) {
+    const fs::path dir = copy_dir("1.5.9", m_data);
+    const fs::path py = m_data / "damage.py";
+    std::ofstream(py) << fmt::format("import sqlite3\nc = sqlite3.connect('{}')\nc.execute(r\"\"\"{}\"\"\")\nc.commit()\n",
+                                     (dir / "chroma.sqlite3").string(), damage.sql);
+    ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0) << damage.sql;
+    auto opts = options("1.5.9", "c_l2");
+    opts.from_dir = dir.string();
+    opts.insert_missing = true;
+    auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+    ASSERT_FALSE(report.has_value()) << damage.sql;
+    EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption) << report.error().message();
+    EXPECT_NE(report.error().message().find(damage.message), std::string::npos) << report.error().message();
+    EXPECT_EQ(count(), 0);
+  }
+}
+
 TEST_F(MigrateTest, ADirectoryALiveProcessHoldsIsRefusedWithHowToCopy) {
   const fs::path dir = copy_dir("0.6.3", m_data);
   const pid_t holder = fork();
