@@ -3,7 +3,8 @@
 // 0.5.23, 0.6.3, 1.0.19, 1.5.9, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL
 // fixture: every live id, bit-exact vectors, equal metadata (1.5.9: array values too) and
 // documents, deleted ids absent, for every version and space; the space and embedding function
-// of collections configured without metadata; skip vs --insert-missing; idempotent re-runs;
+// of collections configured without metadata; a 1.0.19 directory that 1.5.9 opened (schema
+// upgraded) read as 1.5.9 returns it; skip vs --insert-missing; idempotent re-runs;
 // SIGKILL + --resume; corrupt and live directories refused with nothing written.
 #include <gtest/gtest.h>
 
@@ -707,6 +708,62 @@ TEST_F(MigrateTest, ArrayMetadataChromaCannotHaveWrittenIsRefusedAndWritesNothin
     EXPECT_NE(report.error().message().find(damage.message), std::string::npos) << report.error().message();
     EXPECT_EQ(count(), 0);
   }
+}
+
+TEST_F(MigrateTest, ADirectoryChroma15OpenedAfter10ReadsAsChroma15ReturnsIt) {
+  // Users upgrade chromadb, open their directory once, then migrate: 1.5.9 applies metadb/00006
+  // and sysdb/00010 (schema_str stays NULL; config_json_str keeps the 1.0 form).
+  const fs::path dir = copy_dir("1.0.19", m_data);
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  const fs::path truth_path = m_data / "upgraded.json";
+  const std::string script = fmt::format(
+      "import json, chromadb, numpy as np; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path='{}', settings=Settings(anonymized_telemetry=False))\n"
+      "out = {{}}\n"
+      "for name in ('c_cosine', 'c_l2', 'c_ip'):\n"
+      "    g = c.get_collection(name).get(include=['embeddings', 'metadatas', 'documents'])\n"
+      "    out[name] = {{i: {{'chroma': np.asarray(e, dtype=np.float32).tobytes().hex(), 'metadata': m or {{}}, "
+      "'document': d}} for i, e, m, d in zip(g['ids'], g['embeddings'], g['metadatas'], g['documents'])}}\n"
+      "json.dump(out, open('{}', 'w'))\n",
+      dir.string(), truth_path.string());
+  const fs::path py = m_data / "upgrade.py";
+  std::ofstream(py) << script;
+  ASSERT_EQ(shell(fmt::format("'{}/1.5.9/bin/python' '{}' >/dev/null 2>&1", venvs, py.string())), 0);
+  const json served = json::parse(std::ifstream(truth_path));
+  auto d = vstore::chroma::ChromaDir::open(dir.string());
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  EXPECT_EQ(d->schema_version(), "sysdb 10, metadb 6, embeddings_queue 2");
+  for (const char* space : k_spaces) {
+    const std::string name = std::string("c_") + space;
+    const json& before = truth_collection(ChromaDirs::instance().truth("1.0.19"), name);
+    auto snap = read_collection(dir, name);
+    ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+    EXPECT_EQ(snap->collection.space, space);
+    ASSERT_EQ(snap->records.size(), served[name].size()) << name;
+    ASSERT_EQ(snap->records.size(), before["live"].size()) << name;
+    for (std::size_t i = 0; i < snap->records.size(); ++i) {
+      const auto& rec = snap->records[i];
+      ASSERT_TRUE(served[name].contains(rec.id)) << name << " " << rec.id;
+      const json& want = served[name][rec.id];
+      ASSERT_EQ(before["live"][i]["id"], rec.id);
+      const bool exact_input = rec.source == vstore::chroma::VectorSource::wal || std::string(space) != "cosine";
+      EXPECT_EQ(hex(rec.vector), exact_input ? before["live"][i]["input"].get<std::string>() : want["chroma"].get<std::string>())
+          << name << " " << rec.id;
+      EXPECT_TRUE(same_typed(rec.metadata, want["metadata"])) << name << " " << rec.id << ": " << rec.metadata.dump();
+      EXPECT_EQ(rec.document, want["document"].is_null() ? std::nullopt
+                                                         : std::optional<std::string>(want["document"].get<std::string>()))
+          << name << " " << rec.id;
+    }
+  }
+  auto opts = options("1.0.19", "c_ip");
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(report->collections[0].migrated, static_cast<std::int64_t>(served["c_ip"].size()));
 }
 
 TEST_F(MigrateTest, ADirectoryALiveProcessHoldsIsRefusedWithHowToCopy) {
