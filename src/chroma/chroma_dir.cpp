@@ -7,9 +7,12 @@
 //   `migrations` table; each migration directory must be at or below the newest version this
 //   reader knows (sysdb 10, metadb 6, embeddings_queue 2), otherwise the schema is unknown.
 // - Collections come from sysdb tables (never from listing folders: deleted collections
-//   leave orphan segment folders). Space: `hnsw:space` metadata, else the 1.3+ `schema_str`
-//   (1.5 writes `config_json_str` as `{}` and keeps space and embedding function only there),
-//   else the 1.x config, else l2; metadata and schema_str that disagree are refused.
+//   leave orphan segment folders). Space, as Chroma 1.x resolves it (verified with 0.6.3, 1.0.19
+//   and 1.5.9 by the distances their queries return): the 1.3+ `schema_str` (1.5 writes
+//   `config_json_str` as `{}` and keeps space and embedding function only there), else the 1.x
+//   `config_json_str`; both hold the space resolved from `hnsw:space` at creation, and win over
+//   it, unless the config is all defaults (l2), when `hnsw:space` wins; 0.x rows: `hnsw:space`;
+//   else l2.
 // - Array metadata (1.5+, metadb 00006): one `embedding_metadata_array` row per element, no
 //   position column; Chroma's get() returns them in rowid order, duplicates kept, so they are
 //   read ORDER BY rowid into a JSON array of one element type. Chroma stores no empty array
@@ -396,6 +399,38 @@ std::optional<std::string> embedding_model_from_config(const json& config) {
   return std::nullopt;
 }
 
+namespace {
+
+// The space of a 1.x index config and whether its other HNSW values are Chroma's defaults.
+struct IndexConfig {
+  std::optional<std::string> space;
+  bool default_params = true;
+};
+
+// Reads `space` from `holder` and the HNSW values from `hnsw` (the same object in
+// config_json_str, nested under "hnsw" in schema_str).
+Result<IndexConfig> index_config(const json& holder, const json& hnsw, const std::string& collection,
+                                 std::string_view column) {
+  IndexConfig out;
+  if (auto sp = holder.find("space"); sp != holder.end()) {
+    if (!sp->is_string()) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("collection {}: {} gives a space that is a JSON {}", collection, column, sp->type_name()));
+    }
+    out.space = sp->get<std::string>();
+  }
+  // Chroma's HnswConfiguration defaults; num_threads (the CPU count) and batch_size aside.
+  constexpr std::pair<const char*, double> k_defaults[] = {
+      {"ef_construction", 100}, {"ef_search", 100}, {"max_neighbors", 16}, {"resize_factor", 1.2}, {"sync_threshold", 1000}};
+  for (const auto& [key, value] : k_defaults) {
+    auto it = hnsw.find(key);
+    if (it != hnsw.end() && !(it->is_number() && it->get<double>() == value)) out.default_params = false;
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   Impl& impl = *m_impl;
   std::string sql = "SELECT c.id, c.name, c.dimension, ";
@@ -407,7 +442,7 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   sql += "ORDER BY c.name, c.id";
   VS_TRY_ASSIGN(Stmt st, Stmt::prepare(impl.db.get(), sql));
   std::vector<CollectionInfo> out;
-  std::vector<std::optional<std::string>> schema_spaces;
+  std::vector<IndexConfig> index_configs;
   while (true) {
     VS_TRY_ASSIGN(bool row, st.step());
     if (!row) break;
@@ -417,16 +452,18 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
     if (!st.is_null(2)) c.dimension = st.int64(2);
     if (!st.is_null(3)) c.tenant = st.text(3);
     if (!st.is_null(4)) c.database = st.text(4);
-    std::optional<std::string> config_space;
+    IndexConfig index;
     if (!st.is_null(5)) {
       const json config = json::parse(st.text(5), nullptr, false);
       if (config.is_discarded()) {
         return fail(ErrorCode::corruption, fmt::format("collection {}: config_json_str is not valid JSON", c.name));
       }
       if (config.is_object()) {
+        // 1.0-1.4: {"vector_index": {"hnsw": {"space": ..., ...}}}; 0.5.4-0.6.x wrote another
+        // shape ("hnsw_configuration") whose values Chroma never used.
         if (auto vi = config.find("vector_index"); vi != config.end() && vi->is_object()) {
-          if (auto h = vi->find("hnsw"); h != vi->end() && h->is_object() && h->contains("space") && (*h)["space"].is_string()) {
-            config_space = (*h)["space"].get<std::string>();
+          if (auto h = vi->find("hnsw"); h != vi->end() && h->is_object()) {
+            VS_TRY_ASSIGN(index, index_config(*h, *h, c.name, "config_json_str"));
           }
         }
         c.embedding_model = embedding_model_from_config(config);
@@ -434,7 +471,6 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
     }
     // 1.3+: the index config of the `#embedding` key (1.5 keeps space and embedding function
     // only here), {"keys": {"#embedding": {"float_list": {"vector_index": {"config": {...}}}}}}.
-    std::optional<std::string> schema_space;
     if (!st.is_null(6)) {
       const json schema = json::parse(st.text(6), nullptr, false);
       if (schema.is_discarded() || !schema.is_object()) {
@@ -447,49 +483,33 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
         if (!cfg) break;
       }
       if (cfg) {
-        if (auto sp = cfg->find("space"); sp != cfg->end()) {
-          if (!sp->is_string()) {
-            return fail(ErrorCode::corruption, fmt::format("collection {}: schema_str gives a space that is a JSON {}",
-                                                           c.name, sp->type_name()));
-          }
-          schema_space = sp->get<std::string>();
+        if (cfg->contains("space")) {
+          auto h = cfg->find("hnsw");
+          VS_TRY_ASSIGN(index, index_config(*cfg, h != cfg->end() && h->is_object() ? *h : json::object(), c.name,
+                                            "schema_str"));
         }
         if (!c.embedding_model) c.embedding_model = embedding_model_from_config(*cfg);
       }
     }
-    schema_spaces.push_back(std::move(schema_space));
+    index_configs.push_back(std::move(index));
     out.push_back(std::move(c));
   }
   for (std::size_t col_idx = 0; col_idx < out.size(); ++col_idx) {
     CollectionInfo& c = out[col_idx];
-    const std::optional<std::string>& schema_space = schema_spaces[col_idx];
+    const IndexConfig& index = index_configs[col_idx];
     VS_TRY_ASSIGN(Stmt md, Stmt::prepare(impl.db.get(), "SELECT str_value FROM collection_metadata WHERE collection_id = ? "
                                                         "AND key = 'hnsw:space'"));
     md.bind(1, c.id);
     VS_TRY_ASSIGN(bool has_space, md.step());
-    std::optional<std::string> space;
-    if (has_space && !md.is_null(0)) space = md.text(0);
-    if (space && schema_space && *space != *schema_space) {
-      return fail(ErrorCode::corruption, fmt::format("collection {}: metadata hnsw:space is {} but schema_str says {}",
-                                                     c.name, *space, *schema_space));
-    }
-    if (!space) space = schema_space;
-    c.space = space.value_or(c.space);
-    if (!space) {
-      // 1.x keeps the space in config_json_str; read it again per collection for clarity.
-      VS_TRY_ASSIGN(Stmt cfg, Stmt::prepare(impl.db.get(), impl.has_config_json
-                                                               ? "SELECT config_json_str FROM collections WHERE id = ?"
-                                                               : "SELECT NULL FROM collections WHERE id = ?"));
-      cfg.bind(1, c.id);
-      VS_TRY_ASSIGN(bool has_cfg, cfg.step());
-      if (has_cfg && !cfg.is_null(0)) {
-        const json config = json::parse(cfg.text(0), nullptr, false);
-        if (config.is_object() && config.contains("vector_index") && config["vector_index"].is_object() &&
-            config["vector_index"].contains("hnsw") && config["vector_index"]["hnsw"].is_object() &&
-            config["vector_index"]["hnsw"].contains("space") && config["vector_index"]["hnsw"]["space"].is_string()) {
-          c.space = config["vector_index"]["hnsw"]["space"].get<std::string>();
-        }
-      }
+    std::optional<std::string> metadata_space;
+    if (has_space && !md.is_null(0)) metadata_space = md.text(0);
+    // As Chroma 1.x resolves it: the stored index config, which took `hnsw:space` into account
+    // when the collection was made, unless it is all defaults (a legacy row) and the metadata
+    // says otherwise; the metadata alone for 0.x rows; else l2.
+    if (index.space && !(metadata_space && index.default_params && *index.space == "l2")) {
+      c.space = *index.space;
+    } else if (metadata_space) {
+      c.space = *metadata_space;
     }
     if (c.space != "l2" && c.space != "cosine" && c.space != "ip") {
       return fail(ErrorCode::corruption, fmt::format("collection {}: unknown hnsw space {}", c.name, c.space));

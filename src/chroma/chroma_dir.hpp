@@ -84,9 +84,10 @@ class ChromaDir {
   /// "sysdb 9, metadb 4, embeddings_queue 2": the applied migrations.
   [[nodiscard]] const std::string& schema_version() const;
 
-  /// Every collection, by name; the space from `hnsw:space`, else `schema_str` (1.3+), else
-  /// `config_json_str`, else l2. Errors: corruption (missing segments, bad config or schema
-  /// JSON, an `hnsw:space` that contradicts `schema_str`).
+  /// Every collection, by name, with the space Chroma searches it with: the 1.x index config
+  /// (`schema_str`, else `config_json_str`) unless it is all defaults and `hnsw:space` differs,
+  /// else `hnsw:space`, else l2. Errors: corruption (missing segments, bad config or schema
+  /// JSON, an unknown space).
   [[nodiscard]] Result<std::vector<CollectionInfo>> collections();
 
   /// Reads one collection: metadata segment rows, HNSW files, then the embeddings_queue tail

@@ -2,8 +2,8 @@
 // migrate-chroma against real Chroma directories written by each pinned chromadb (0.4.24,
 // 0.5.23, 0.6.3, 1.0.19, 1.5.9, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL
 // fixture: every live id, bit-exact vectors, equal metadata (1.5.9: array values too) and
-// documents, deleted ids absent, for every version and space; the space and embedding function
-// of collections configured without metadata; a 1.0.19 directory that 1.5.9 opened (schema
+// documents, deleted ids absent, for every version and space; the space Chroma searches with
+// however it was set (configuration, hnsw:space, both); a 1.0.19 directory that 1.5.9 opened (schema
 // upgraded) read as 1.5.9 returns it; skip vs --insert-missing; idempotent re-runs;
 // SIGKILL + --resume; corrupt and live directories refused with nothing written.
 #include <gtest/gtest.h>
@@ -398,53 +398,74 @@ TEST_F(MigrateTest, ArrayMetadataOfChroma15ArrivesAsTypedArraysAndVerifyCompares
   EXPECT_EQ(v.value("metadata_mismatch", 0), 3) << v.dump(1);
 }
 
-TEST_F(MigrateTest, ASpaceAndEmbeddingFunctionSetOnlyThroughTheConfigurationAreRead) {
+TEST_F(MigrateTest, TheSpaceIsTheOneChromaSearchesWithHoweverItWasSet) {
   const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
   ASSERT_NE(venvs, nullptr);
-  // 1.0 keeps them in collections.config_json_str; 1.5 writes that as {} and keeps them in
-  // collections.schema_str.
-  for (const char* version : {"1.0.19", "1.5.9"}) {
+  // Collections whose space comes from the configuration alone, or from a configuration and an
+  // hnsw:space that disagree; the expected space is the one Chroma's own query uses, told apart
+  // by the distance from [1, 0] to [3, 4]: l2 20, cosine 0.4, ip -2. 1.0 keeps the space in
+  // collections.config_json_str; 1.5 writes that as {} and keeps it (and the embedding
+  // function) in collections.schema_str. A 0.6.3 collection with hnsw:space that 1.5.9 then
+  // opened keeps its 0.x config (which says l2) and is searched by the metadata's space.
+  const std::string make = fmt::format(
+      "import json, sys, chromadb; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))\n"
+      "made = {{'cfg_ip': ({{}}, {{'space': 'ip'}}), 'cfg_default_ef': ({{}}, {{'space': 'cosine'}}),\n"
+      "        'meta_cos_cfg_ip': ({{'hnsw:space': 'cosine'}}, {{'space': 'ip'}}),\n"
+      "        'meta_cos_cfg_l2': ({{'hnsw:space': 'cosine'}}, {{'space': 'l2'}}),\n"
+      "        'meta_cos_cfg_l2_ef200': ({{'hnsw:space': 'cosine'}}, {{'space': 'l2', 'ef_construction': 200}})}}\n"
+      "if len(sys.argv) > 2:\n"
+      "    made = {{'old_cos': ({{'hnsw:space': 'cosine'}}, None)}}\n"
+      "for name, (md, hnsw) in made.items():\n"
+      "    kw = {{'embedding_function': None}} if name != 'cfg_default_ef' else {{}}\n"
+      "    if hnsw: kw['configuration'] = {{'hnsw': hnsw}}\n"
+      "    col = c.create_collection(name=name, metadata=md or None, **kw)\n"
+      "    col.add(ids=['a', 'b'], embeddings=[[1.0, 0.0], [3.0, 4.0]])\n");
+  const std::string ask = fmt::format(
+      "import json, sys, chromadb; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))\n"
+      "out = {{}}\n"
+      "for col in c.list_collections():\n"
+      "    d = col.query(query_embeddings=[[1.0, 0.0]], n_results=2, include=['distances'])['distances'][0]\n"
+      "    far = max(d)\n"
+      "    out[col.name] = 'l2' if abs(far - 20) < 1e-4 else 'cosine' if abs(far - 0.4) < 1e-4 else 'ip' if abs(min(d) + 2) < 1e-4 else str(d)\n"
+      "json.dump(out, open(sys.argv[2], 'w'))\n");
+  std::ofstream(m_data / "make.py") << make;
+  std::ofstream(m_data / "ask.py") << ask;
+  auto python = [&](const std::string& version, const std::string& args) {
+    return shell(fmt::format("'{}/{}/bin/python' {} >>'{}' 2>&1", venvs, version, args, (m_data / "python.log").string()));
+  };
+  for (const char* version : {"1.0.19", "1.5.9", "0.6.3"}) {
     const fs::path dir = m_data / fmt::format("configured-{}", version);
-    const std::string script = fmt::format(
-        "import chromadb; from chromadb.config import Settings\n"
-        "c = chromadb.PersistentClient(path='{}', settings=Settings(anonymized_telemetry=False))\n"
-        "a = c.create_collection(name='cfg_ip', configuration={{'hnsw': {{'space': 'ip'}}}}, embedding_function=None)\n"
-        "a.add(ids=['a%d' % i for i in range(5)], embeddings=[[1.0 + i, 2.0, 3.0] for i in range(5)])\n"
-        "b = c.create_collection(name='cfg_default', configuration={{'hnsw': {{'space': 'cosine'}}}})\n"
-        "b.add(ids=['b%d' % i for i in range(5)], embeddings=[[1.0, 2.0 + i, 3.0] for i in range(5)])\n",
-        dir.string());
-    const fs::path py = m_data / "configured.py";
-    std::ofstream(py) << script;
-    ASSERT_EQ(shell(fmt::format("'{}/{}/bin/python' '{}' >/dev/null 2>&1", venvs, version, py.string())), 0) << version;
+    const fs::path answer = m_data / fmt::format("spaces-{}.json", version);
+    if (std::string(version) == "0.6.3") {
+      ASSERT_EQ(python(version, fmt::format("'{}' '{}' old", (m_data / "make.py").string(), dir.string())), 0);
+      ASSERT_EQ(python("1.5.9", fmt::format("'{}' '{}' '{}'", (m_data / "ask.py").string(), dir.string(), answer.string())), 0);
+    } else {
+      ASSERT_EQ(python(version, fmt::format("'{}' '{}'", (m_data / "make.py").string(), dir.string())), 0) << version;
+      ASSERT_EQ(python(version, fmt::format("'{}' '{}' '{}'", (m_data / "ask.py").string(), dir.string(), answer.string())), 0);
+    }
+    const json chroma_space = json::parse(std::ifstream(answer));
     auto d = vstore::chroma::ChromaDir::open(dir.string());
     ASSERT_TRUE(d.has_value()) << d.error().to_string();
     auto cols = d->collections();
     ASSERT_TRUE(cols.has_value()) << cols.error().to_string();
-    ASSERT_EQ(cols->size(), 2U);
-    EXPECT_EQ((*cols)[0].name, "cfg_default");
-    EXPECT_EQ((*cols)[0].space, "cosine") << version;
-    EXPECT_EQ((*cols)[0].embedding_model, std::optional<std::string>("all-MiniLM-L6-v2")) << version;
-    EXPECT_EQ((*cols)[1].name, "cfg_ip");
-    EXPECT_EQ((*cols)[1].space, "ip") << version;
-    EXPECT_EQ((*cols)[1].embedding_model, std::nullopt) << version;
-    auto snap = d->read((*cols)[1]);
-    ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
-    EXPECT_EQ(snap->records.size(), 5U);
+    ASSERT_EQ(cols->size(), chroma_space.size()) << version;
+    for (const auto& c : *cols) {
+      EXPECT_EQ(c.space, chroma_space.value(c.name, "?")) << version << " " << c.name;
+      EXPECT_EQ(c.embedding_model, c.name == "cfg_default_ef" ? std::optional<std::string>("all-MiniLM-L6-v2") : std::nullopt)
+          << version << " " << c.name;
+      auto snap = d->read(c);
+      ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+      EXPECT_EQ(snap->records.size(), 2U);
+    }
+    std::printf("[ figures  ] chromadb %s searches with: %s\n", version, chroma_space.dump().c_str());
   }
-  // Metadata and schema that disagree on the space are refused, not guessed between.
-  const fs::path dir = m_data / "configured-1.5.9";
-  ASSERT_EQ(shell(fmt::format("python3 -c \"import sqlite3; c = sqlite3.connect('{}'); c.execute(\\\"INSERT INTO "
-                              "collection_metadata (collection_id, key, str_value) SELECT id, 'hnsw:space', 'l2' FROM "
-                              "collections WHERE name = 'cfg_ip'\\\"); c.commit()\"",
-                              (dir / "chroma.sqlite3").string())),
-            0);
-  auto d = vstore::chroma::ChromaDir::open(dir.string());
-  ASSERT_TRUE(d.has_value()) << d.error().to_string();
-  auto cols = d->collections();
-  ASSERT_FALSE(cols.has_value());
-  EXPECT_EQ(cols.error().code(), vstore::ErrorCode::corruption);
-  EXPECT_NE(cols.error().message().find("hnsw:space is l2 but schema_str says ip"), std::string::npos)
-      << cols.error().message();
+  // What Chroma does, written down: the configuration wins unless it is all defaults.
+  const json v15 = json::parse(std::ifstream(m_data / "spaces-1.5.9.json"));
+  EXPECT_EQ(v15, (json{{"cfg_ip", "ip"}, {"cfg_default_ef", "cosine"}, {"meta_cos_cfg_ip", "ip"}, {"meta_cos_cfg_l2", "cosine"},
+                       {"meta_cos_cfg_l2_ef200", "l2"}}));
+  EXPECT_EQ(json::parse(std::ifstream(m_data / "spaces-0.6.3.json")), (json{{"old_cos", "cosine"}}));
 }
 
 TEST_F(MigrateTest, IdsWithoutAnArticleRowAreSkippedUnlessInsertMissing) {
