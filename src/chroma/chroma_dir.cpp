@@ -376,6 +376,20 @@ Result<ChromaDir> ChromaDir::open(const std::string& dir) {
   return ChromaDir(std::move(impl));
 }
 
+std::string effective_space(const std::optional<std::string>& config_space, const json& hnsw,
+                            const std::optional<std::string>& metadata_space) {
+  if (!config_space) return metadata_space.value_or("l2");
+  if (!metadata_space || *config_space != "l2") return *config_space;
+  // Chroma's HnswConfiguration defaults; num_threads (the CPU count) and batch_size aside.
+  constexpr std::pair<const char*, double> k_defaults[] = {
+      {"ef_construction", 100}, {"ef_search", 100}, {"max_neighbors", 16}, {"resize_factor", 1.2}, {"sync_threshold", 1000}};
+  for (const auto& [key, value] : k_defaults) {
+    auto it = hnsw.find(key);
+    if (it != hnsw.end() && !(it->is_number() && it->get<double>() == value)) return *config_space;
+  }
+  return *metadata_space;  // Chroma's legacy fallback: an all-default config yields to hnsw:space
+}
+
 std::optional<std::string> embedding_model_from_config(const json& config) {
   const json* ef = nullptr;
   if (auto it = config.find("embedding_function"); it != config.end() && it->is_object()) ef = &*it;
@@ -401,13 +415,13 @@ std::optional<std::string> embedding_model_from_config(const json& config) {
 
 namespace {
 
-// The space of a 1.x index config and whether its other HNSW values are Chroma's defaults.
+// The space of a 1.x index config and its HNSW values.
 struct IndexConfig {
   std::optional<std::string> space;
-  bool default_params = true;
+  json hnsw = json::object();
 };
 
-// Reads `space` from `holder` and the HNSW values from `hnsw` (the same object in
+// Reads `space` from `holder` and keeps the HNSW values `hnsw` (the same object in
 // config_json_str, nested under "hnsw" in schema_str).
 Result<IndexConfig> index_config(const json& holder, const json& hnsw, const std::string& collection,
                                  std::string_view column) {
@@ -419,13 +433,7 @@ Result<IndexConfig> index_config(const json& holder, const json& hnsw, const std
     }
     out.space = sp->get<std::string>();
   }
-  // Chroma's HnswConfiguration defaults; num_threads (the CPU count) and batch_size aside.
-  constexpr std::pair<const char*, double> k_defaults[] = {
-      {"ef_construction", 100}, {"ef_search", 100}, {"max_neighbors", 16}, {"resize_factor", 1.2}, {"sync_threshold", 1000}};
-  for (const auto& [key, value] : k_defaults) {
-    auto it = hnsw.find(key);
-    if (it != hnsw.end() && !(it->is_number() && it->get<double>() == value)) out.default_params = false;
-  }
+  out.hnsw = hnsw;
   return out;
 }
 
@@ -503,14 +511,7 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
     VS_TRY_ASSIGN(bool has_space, md.step());
     std::optional<std::string> metadata_space;
     if (has_space && !md.is_null(0)) metadata_space = md.text(0);
-    // As Chroma 1.x resolves it: the stored index config, which took `hnsw:space` into account
-    // when the collection was made, unless it is all defaults (a legacy row) and the metadata
-    // says otherwise; the metadata alone for 0.x rows; else l2.
-    if (index.space && !(metadata_space && index.default_params && *index.space == "l2")) {
-      c.space = *index.space;
-    } else if (metadata_space) {
-      c.space = *metadata_space;
-    }
+    c.space = effective_space(index.space, index.hnsw, metadata_space);
     if (c.space != "l2" && c.space != "cosine" && c.space != "ip") {
       return fail(ErrorCode::corruption, fmt::format("collection {}: unknown hnsw space {}", c.name, c.space));
     }

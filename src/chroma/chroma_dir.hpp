@@ -102,6 +102,14 @@ class ChromaDir {
   std::unique_ptr<Impl> m_impl;
 };
 
+/// The space Chroma 1.x searches a collection with: `config_space` (its stored or served 1.x
+/// index config, which took `hnsw:space` into account at creation), unless that config is all
+/// defaults (`hnsw`, the config's HNSW values, holds Chroma's defaults: ef_construction 100,
+/// ef_search 100, max_neighbors 16, resize_factor 1.2, sync_threshold 1000) with space l2 and
+/// `metadata_space` (`hnsw:space`) differs; else `metadata_space`; else l2. Not validated.
+[[nodiscard]] std::string effective_space(const std::optional<std::string>& config_space, const nlohmann::json& hnsw,
+                                          const std::optional<std::string>& metadata_space);
+
 /// The model a Chroma embedding-function configuration names (`config_json_str` on disk, the
 /// vector index config in 1.5's `schema_str`, or `configuration_json` of the HTTP API; all keep
 /// it under `embedding_function`):

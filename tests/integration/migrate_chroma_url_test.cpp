@@ -4,8 +4,8 @@
 // collections written over HTTP with more records than the server's max_batch_size, updates
 // and deletes; every live id arrives bit-exact with metadata and document, deleted ids are
 // absent, --verify passes, a second run changes nothing, --resume continues, and a server that
-// is down writes nothing. Array metadata against PyPI chromadb 1.5.9's server, then --from-dir
-// on the directory it wrote.
+// is down writes nothing; the space is the one the server searches with. Array metadata against
+// PyPI chromadb 1.5.9's server, then --from-dir on the directory it wrote.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -728,6 +728,55 @@ TEST_F(MigrateUrlTest, ArrayMetadataFromAChroma15ServerArrivesAsServedAndItsStop
   ASSERT_TRUE(report.has_value()) << report.error().to_string();
   EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
   expect_rows("--from-dir");
+}
+
+TEST_F(MigrateUrlTest, TheSpaceIsTheOneTheServerSearchesWithHoweverItWasSet) {
+  // A configuration alone, or one that disagrees with hnsw:space; the expected space is the one
+  // the server's own query uses (distance from [1, 0] to [3, 4]: l2 20, cosine 0.4, ip -2).
+  const std::vector<std::pair<json, json>> made = {
+      {json::object(), {{"hnsw", {{"space", "ip"}}}}},
+      {{{"hnsw:space", "cosine"}}, {{"hnsw", {{"space", "ip"}}}}},
+      {{{"hnsw:space", "cosine"}}, {{"hnsw", {{"space", "l2"}}}}},
+      {{{"hnsw:space", "cosine"}}, {{"hnsw", {{"space", "l2"}, {"ef_construction", 200}}}}},
+  };
+  ChromaServer v15(ChromaFlavor::rust_v2_1_5);
+  for (const std::string& url : {ChromaServer::shared().url(), v15.url()}) {
+    auto http = client(url);
+    ASSERT_NE(http, nullptr);
+    const std::string base = "/api/v2/tenants/default_tenant/databases/default_database/collections";
+    std::vector<std::string> spaces;
+    for (const auto& [metadata, configuration] : made) {
+      const std::string name = vstore::testing::unique_collection("space");
+      json body = {{"name", name}, {"configuration", configuration}};
+      if (!metadata.empty()) body["metadata"] = metadata;
+      auto col = http->post(base, body, vstore::chroma::Retry::write);
+      ASSERT_TRUE(col) << col.error().to_string();
+      const std::string path = base + "/" + (*col)["id"].get<std::string>();
+      ASSERT_TRUE(http->post(path + "/add", json{{"ids", {"a", "b"}}, {"embeddings", {{1.0, 0.0}, {3.0, 4.0}}}},
+                             vstore::chroma::Retry::write));
+      auto q = http->post(path + "/query",
+                          json{{"query_embeddings", {{1.0, 0.0}}}, {"n_results", 2}, {"include", json::array({"distances"})}},
+                          vstore::chroma::Retry::read);
+      ASSERT_TRUE(q) << q.error().to_string();
+      const double near = (*q)["distances"][0][0].get<double>();
+      const double far = (*q)["distances"][0][1].get<double>();
+      const std::string expected = std::abs(far - 20) < 1e-4     ? "l2"
+                                   : std::abs(far - 0.4) < 1e-4  ? "cosine"
+                                   : std::abs(near + 2.0) < 1e-4 ? "ip"
+                                                                 : (*q).dump();
+      vstore::MigrateOptions opts;
+      opts.from_url = url;
+      opts.collection = name;
+      opts.dry_run = true;
+      opts.model = "m";
+      auto plan = vstore::migrate_chroma(m_conninfo, m_config, opts);
+      ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+      EXPECT_EQ(plan->collections[0].metric, expected) << url << " " << body.dump();
+      spaces.push_back(expected);
+    }
+    // What the servers do, written down: the configuration wins unless it is all defaults.
+    EXPECT_EQ(spaces, (std::vector<std::string>{"ip", "ip", "cosine", "l2"})) << url;
+  }
 }
 
 TEST_F(MigrateUrlTest, TheCommandTakesFromUrlAndPrintsThePlanAndTheSummary) {
