@@ -359,6 +359,11 @@ TEST_F(MigrateTest, ArrayMetadataOfChroma15ArrivesAsTypedArraysAndVerifyCompares
   }
   EXPECT_EQ(kinds, (std::set<std::string>{"boolean", "float", "int", "string"}));
   ASSERT_GT(with_ws, 200);
+  {
+    auto d = vstore::chroma::ChromaDir::open(ChromaDirs::instance().dir("1.5.9").string());
+    ASSERT_TRUE(d.has_value()) << d.error().to_string();
+    EXPECT_EQ(d->schema_version(), "sysdb 10, metadb 6, embeddings_queue 2");
+  }
   auto snap = read_collection(ChromaDirs::instance().dir("1.5.9"), "c_l2");
   ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
   std::map<std::string, json> read;
