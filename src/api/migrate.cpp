@@ -127,7 +127,8 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
   return shape;
 }
 
-// JSON equality that keeps integers, floats and bools apart (nlohmann's == says 3 == 3.0).
+// JSON equality that keeps integers, floats and bools apart, also inside arrays (nlohmann's ==
+// says 3 == 3.0 and [3] == [3.0]).
 bool same_typed(const json& a, const json& b) {
   auto kind = [](const json& j) { return j.is_number_integer() ? json::value_t::number_integer : j.type(); };
   if (kind(a) != kind(b)) return false;
@@ -136,6 +137,13 @@ bool same_typed(const json& a, const json& b) {
     for (const auto& [k, v] : a.items()) {
       auto it = b.find(k);
       if (it == b.end() || !same_typed(v, *it)) return false;
+    }
+    return true;
+  }
+  if (a.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (!same_typed(a[i], b[i])) return false;
     }
     return true;
   }

@@ -5,9 +5,20 @@
 // - Open: refuse a directory a live process holds (hot journal / WAL file, or an open file
 //   descriptor on chroma.sqlite3 found under /proc), then open SQLite read-only and read the
 //   `migrations` table; each migration directory must be at or below the newest version this
-//   reader knows (sysdb 10, metadb 5, embeddings_queue 2), otherwise the schema is unknown.
+//   reader knows (sysdb 10, metadb 6, embeddings_queue 2), otherwise the schema is unknown.
 // - Collections come from sysdb tables (never from listing folders: deleted collections
-//   leave orphan segment folders). Space: `hnsw:space` metadata, else the 1.x config, else l2.
+//   leave orphan segment folders). Space, as Chroma 1.x resolves it (verified with 0.6.3, 1.0.19
+//   and 1.5.9 by the distances their queries return): the 1.3+ `schema_str` (1.5 writes
+//   `config_json_str` as `{}` and keeps space and embedding function only there), else the 1.x
+//   `config_json_str`; both hold the space resolved from `hnsw:space` at creation, and win over
+//   it, unless the config is all defaults (l2), when `hnsw:space` wins; 0.x rows: `hnsw:space`;
+//   else l2.
+// - Array metadata (1.5+, metadb 00006): one `embedding_metadata_array` row per element, no
+//   position column; Chroma's get() returns them in rowid order, duplicates kept, so they are
+//   read ORDER BY rowid into a JSON array of one element type. Chroma stores no empty array
+//   (one sent over HTTP is in the log as `[]` but leaves the key absent), so a `[]` in the log
+//   is replayed as "key absent"; any other array in the log must be non-empty and of one
+//   scalar type, or the snapshot is refused.
 // - A snapshot is built in two independent replays over the same log:
 //   metadata = `embeddings`/`embedding_metadata` of the METADATA segment + log rows past that
 //   segment's max_seq_id; vectors = HNSW slots whose label is in the pickle and not
@@ -45,7 +56,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr std::pair<std::string_view, int> k_known_migrations[] = {
-    {"sysdb", 10}, {"metadb", 5}, {"embeddings_queue", 2}};
+    {"sysdb", 10}, {"metadb", 6}, {"embeddings_queue", 2}};
 constexpr std::string_view k_vector_segment_type = "urn:chroma:segment/vector/hnsw-local-persisted";
 
 struct DbDeleter {
@@ -151,7 +162,7 @@ void split_metadata(const json& full, json& metadata, std::optional<std::string>
       document = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
     } else if (k == "chroma:uri") {
       uri = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
-    } else if (!v.is_null()) {
+    } else if (!v.is_null() && !(v.is_array() && v.empty())) {
       metadata[k] = v;
     }
   }
@@ -171,12 +182,33 @@ void merge_metadata(MetaState& state, const json& update) {
       state.document = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
     } else if (k == "chroma:uri") {
       state.uri = v.is_string() ? std::optional<std::string>(v.get<std::string>()) : std::nullopt;
-    } else if (v.is_null()) {
+    } else if (v.is_null() || (v.is_array() && v.empty())) {
       state.metadata.erase(k);
     } else {
       state.metadata[k] = v;
     }
   }
+}
+
+// Kind of a scalar metadata value, keeping int and float apart; nullopt for anything else.
+std::optional<json::value_t> scalar_kind(const json& v) {
+  if (v.is_string() || v.is_boolean() || v.is_number_float()) return v.type();
+  if (v.is_number_integer()) return json::value_t::number_integer;
+  return std::nullopt;
+}
+
+// Why a log row's metadata holds a value Chroma cannot have written, or an empty string.
+std::string unknown_log_value(const json& metadata) {
+  for (const auto& [k, v] : metadata.items()) {
+    if (v.is_null() || scalar_kind(v)) continue;
+    if (!v.is_array()) return fmt::format("key {} holds a JSON {}", k, v.type_name());
+    for (const auto& e : v) {
+      if (!scalar_kind(e) || scalar_kind(e) != scalar_kind(v.front())) {
+        return fmt::format("key {} holds an array that is not of one type of string, int, float or bool: {}", k, v.dump());
+      }
+    }
+  }
+  return {};
 }
 
 struct VecState {
@@ -245,6 +277,7 @@ struct ChromaDir::Impl {
   bool has_collection_topic = false;
   bool has_bool_value = false;
   bool has_collection_bool = false;
+  bool has_schema_str = false;
 
   Result<bool> table_has_column(const std::string& table, const std::string& column) {
     VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db.get(), fmt::format("PRAGMA table_info({})", table)));
@@ -339,7 +372,22 @@ Result<ChromaDir> ChromaDir::open(const std::string& dir) {
   VS_TRY_ASSIGN(impl->has_collection_topic, impl->table_has_column("collections", "topic"));
   VS_TRY_ASSIGN(impl->has_bool_value, impl->table_has_column("embedding_metadata", "bool_value"));
   VS_TRY_ASSIGN(impl->has_collection_bool, impl->table_has_column("collection_metadata", "bool_value"));
+  VS_TRY_ASSIGN(impl->has_schema_str, impl->table_has_column("collections", "schema_str"));
   return ChromaDir(std::move(impl));
+}
+
+std::string effective_space(const std::optional<std::string>& config_space, const json& hnsw,
+                            const std::optional<std::string>& metadata_space) {
+  if (!config_space) return metadata_space.value_or("l2");
+  if (!metadata_space || *config_space != "l2") return *config_space;
+  // Chroma's HnswConfiguration defaults; num_threads (the CPU count) and batch_size aside.
+  constexpr std::pair<const char*, double> k_defaults[] = {
+      {"ef_construction", 100}, {"ef_search", 100}, {"max_neighbors", 16}, {"resize_factor", 1.2}, {"sync_threshold", 1000}};
+  for (const auto& [key, value] : k_defaults) {
+    auto it = hnsw.find(key);
+    if (it != hnsw.end() && !(it->is_number() && it->get<double>() == value)) return *config_space;
+  }
+  return *metadata_space;  // Chroma's legacy fallback: an all-default config yields to hnsw:space
 }
 
 std::optional<std::string> embedding_model_from_config(const json& config) {
@@ -365,16 +413,44 @@ std::optional<std::string> embedding_model_from_config(const json& config) {
   return std::nullopt;
 }
 
+namespace {
+
+// The space of a 1.x index config and its HNSW values.
+struct IndexConfig {
+  std::optional<std::string> space;
+  json hnsw = json::object();
+};
+
+// Reads `space` from `holder` and keeps the HNSW values `hnsw` (the same object in
+// config_json_str, nested under "hnsw" in schema_str).
+Result<IndexConfig> index_config(const json& holder, const json& hnsw, const std::string& collection,
+                                 std::string_view column) {
+  IndexConfig out;
+  if (auto sp = holder.find("space"); sp != holder.end()) {
+    if (!sp->is_string()) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("collection {}: {} gives a space that is a JSON {}", collection, column, sp->type_name()));
+    }
+    out.space = sp->get<std::string>();
+  }
+  out.hnsw = hnsw;
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   Impl& impl = *m_impl;
   std::string sql = "SELECT c.id, c.name, c.dimension, ";
   sql += impl.has_databases ? "d.tenant_id, d.name, " : "'default_tenant', 'default_database', ";
-  sql += impl.has_config_json ? "c.config_json_str " : "NULL ";
+  sql += impl.has_config_json ? "c.config_json_str, " : "NULL, ";
+  sql += impl.has_schema_str ? "c.schema_str " : "NULL ";
   sql += "FROM collections c ";
   if (impl.has_databases) sql += "LEFT JOIN databases d ON d.id = c.database_id ";
   sql += "ORDER BY c.name, c.id";
   VS_TRY_ASSIGN(Stmt st, Stmt::prepare(impl.db.get(), sql));
   std::vector<CollectionInfo> out;
+  std::vector<IndexConfig> index_configs;
   while (true) {
     VS_TRY_ASSIGN(bool row, st.step());
     if (!row) break;
@@ -384,47 +460,58 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
     if (!st.is_null(2)) c.dimension = st.int64(2);
     if (!st.is_null(3)) c.tenant = st.text(3);
     if (!st.is_null(4)) c.database = st.text(4);
-    std::optional<std::string> config_space;
+    IndexConfig index;
     if (!st.is_null(5)) {
       const json config = json::parse(st.text(5), nullptr, false);
       if (config.is_discarded()) {
         return fail(ErrorCode::corruption, fmt::format("collection {}: config_json_str is not valid JSON", c.name));
       }
       if (config.is_object()) {
+        // 1.0-1.4: {"vector_index": {"hnsw": {"space": ..., ...}}}; 0.5.4-0.6.x wrote another
+        // shape ("hnsw_configuration") whose values Chroma never used.
         if (auto vi = config.find("vector_index"); vi != config.end() && vi->is_object()) {
-          if (auto h = vi->find("hnsw"); h != vi->end() && h->is_object() && h->contains("space") && (*h)["space"].is_string()) {
-            config_space = (*h)["space"].get<std::string>();
+          if (auto h = vi->find("hnsw"); h != vi->end() && h->is_object()) {
+            VS_TRY_ASSIGN(index, index_config(*h, *h, c.name, "config_json_str"));
           }
         }
         c.embedding_model = embedding_model_from_config(config);
       }
     }
+    // 1.3+: the index config of the `#embedding` key (1.5 keeps space and embedding function
+    // only here), {"keys": {"#embedding": {"float_list": {"vector_index": {"config": {...}}}}}}.
+    if (!st.is_null(6)) {
+      const json schema = json::parse(st.text(6), nullptr, false);
+      if (schema.is_discarded() || !schema.is_object()) {
+        return fail(ErrorCode::corruption, fmt::format("collection {}: schema_str is not a JSON object", c.name));
+      }
+      const json* cfg = &schema;
+      for (const char* key : {"keys", "#embedding", "float_list", "vector_index", "config"}) {
+        auto it = cfg->find(key);
+        cfg = it != cfg->end() && it->is_object() ? &*it : nullptr;
+        if (!cfg) break;
+      }
+      if (cfg) {
+        if (cfg->contains("space")) {
+          auto h = cfg->find("hnsw");
+          VS_TRY_ASSIGN(index, index_config(*cfg, h != cfg->end() && h->is_object() ? *h : json::object(), c.name,
+                                            "schema_str"));
+        }
+        if (!c.embedding_model) c.embedding_model = embedding_model_from_config(*cfg);
+      }
+    }
+    index_configs.push_back(std::move(index));
     out.push_back(std::move(c));
   }
-  for (auto& c : out) {
+  for (std::size_t col_idx = 0; col_idx < out.size(); ++col_idx) {
+    CollectionInfo& c = out[col_idx];
+    const IndexConfig& index = index_configs[col_idx];
     VS_TRY_ASSIGN(Stmt md, Stmt::prepare(impl.db.get(), "SELECT str_value FROM collection_metadata WHERE collection_id = ? "
                                                         "AND key = 'hnsw:space'"));
     md.bind(1, c.id);
     VS_TRY_ASSIGN(bool has_space, md.step());
-    std::optional<std::string> space;
-    if (has_space && !md.is_null(0)) space = md.text(0);
-    c.space = space.value_or(c.space);
-    if (!space) {
-      // 1.x keeps the space in config_json_str; read it again per collection for clarity.
-      VS_TRY_ASSIGN(Stmt cfg, Stmt::prepare(impl.db.get(), impl.has_config_json
-                                                               ? "SELECT config_json_str FROM collections WHERE id = ?"
-                                                               : "SELECT NULL FROM collections WHERE id = ?"));
-      cfg.bind(1, c.id);
-      VS_TRY_ASSIGN(bool has_cfg, cfg.step());
-      if (has_cfg && !cfg.is_null(0)) {
-        const json config = json::parse(cfg.text(0), nullptr, false);
-        if (config.is_object() && config.contains("vector_index") && config["vector_index"].is_object() &&
-            config["vector_index"].contains("hnsw") && config["vector_index"]["hnsw"].is_object() &&
-            config["vector_index"]["hnsw"].contains("space") && config["vector_index"]["hnsw"]["space"].is_string()) {
-          c.space = config["vector_index"]["hnsw"]["space"].get<std::string>();
-        }
-      }
-    }
+    std::optional<std::string> metadata_space;
+    if (has_space && !md.is_null(0)) metadata_space = md.text(0);
+    c.space = effective_space(index.space, index.hnsw, metadata_space);
     if (c.space != "l2" && c.space != "cosine" && c.space != "ip") {
       return fail(ErrorCode::corruption, fmt::format("collection {}: unknown hnsw space {}", c.name, c.space));
     }
@@ -562,14 +649,54 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
     }
     VS_TRY_ASSIGN(bool has_arrays, impl.table_exists("embedding_metadata_array"));
     if (has_arrays) {
-      VS_TRY_ASSIGN(Stmt arr, Stmt::prepare(db, "SELECT count(*) FROM embedding_metadata_array a JOIN embeddings e "
-                                                "ON e.id = a.id WHERE e.segment_id = ?"));
+      VS_TRY_ASSIGN(Stmt arr, Stmt::prepare(db, "SELECT e.embedding_id, a.key, a.string_value, a.int_value, a.float_value, "
+                                                "a.bool_value FROM embedding_metadata_array a JOIN embeddings e ON e.id = "
+                                                "a.id WHERE e.segment_id = ? ORDER BY e.id, a.key, a.rowid"));
       arr.bind(1, collection.metadata_segment);
-      VS_TRY(arr.step());
-      if (arr.int64(0) > 0) {
-        return fail(ErrorCode::invalid_argument,
-                    fmt::format("collection {}: {} array metadata values; array metadata is not supported yet", name,
-                                arr.int64(0)));
+      // The array keys seen so far per record; a key must not also hold a scalar.
+      std::map<std::string, std::set<std::string>> array_keys;
+      while (true) {
+        VS_TRY_ASSIGN(bool row, arr.step());
+        if (!row) break;
+        const std::string id = arr.text(0);
+        const std::string key = arr.text(1);
+        int set_columns = 0;
+        json value;
+        for (int col = 2; col <= 5; ++col) {
+          if (arr.is_null(col)) continue;
+          ++set_columns;
+          if (col == 2) value = arr.text(col);
+          if (col == 3) value = arr.int64(col);
+          if (col == 4) value = arr.real(col);
+          if (col == 5) value = arr.int64(col) != 0;
+        }
+        if (set_columns != 1) {
+          return fail(ErrorCode::corruption,
+                      fmt::format("collection {}: an array element of record {} key {} has {} typed values, not one", name,
+                                  id, key, set_columns));
+        }
+        if (key == "chroma:document" || key == "chroma:uri") {
+          return fail(ErrorCode::corruption, fmt::format("collection {}: record {} has an array {}", name, id, key));
+        }
+        auto rec = meta.find(id);
+        if (rec == meta.end()) {
+          return fail(ErrorCode::corruption, fmt::format("collection {}: array metadata of unknown record {}", name, id));
+        }
+        json& md = rec->second.metadata;
+        if (array_keys[id].insert(key).second) {
+          if (md.contains(key)) {
+            return fail(ErrorCode::corruption,
+                        fmt::format("collection {}: record {} key {} is both a scalar and an array", name, id, key));
+          }
+          md[key] = json::array();
+        }
+        json& elements = md[key];
+        if (!elements.empty() && scalar_kind(elements.front()) != scalar_kind(value)) {
+          return fail(ErrorCode::corruption, fmt::format("collection {}: record {} key {} is an array of mixed types ({} "
+                                                         "after {})",
+                                                         name, id, key, value.dump(), elements.front().dump()));
+        }
+        elements.push_back(std::move(value));
       }
     }
   }
@@ -631,6 +758,10 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
         if (md.is_discarded() || !md.is_object()) {
           return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has metadata that is not a JSON object",
                                                          name, seq));
+        }
+        if (const std::string why = unknown_log_value(md); !why.empty()) {
+          return fail(ErrorCode::corruption,
+                      fmt::format("collection {}: log row {} has metadata Chroma does not write: {}", name, seq, why));
         }
         r.metadata = std::move(md);
       }

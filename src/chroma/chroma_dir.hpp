@@ -39,7 +39,9 @@ struct CollectionInfo {
 struct Record {
   std::string id;
   std::vector<float> vector;
-  nlohmann::json metadata = nlohmann::json::object();  ///< user metadata, chroma:* keys removed
+  /// User metadata, chroma:* keys removed: strings, ints, floats, bools and (1.5+) non-empty
+  /// arrays of one of those types.
+  nlohmann::json metadata = nlohmann::json::object();
   std::optional<std::string> document;
   std::optional<std::string> uri;
   VectorSource source = VectorSource::hnsw;
@@ -82,12 +84,16 @@ class ChromaDir {
   /// "sysdb 9, metadb 4, embeddings_queue 2": the applied migrations.
   [[nodiscard]] const std::string& schema_version() const;
 
-  /// Every collection, by name. Errors: corruption (missing segments, bad config JSON).
+  /// Every collection, by name, with the space Chroma searches it with: the 1.x index config
+  /// (`schema_str`, else `config_json_str`) unless it is all defaults and `hnsw:space` differs,
+  /// else `hnsw:space`, else l2. Errors: corruption (missing segments, bad config or schema
+  /// JSON, an unknown space).
   [[nodiscard]] Result<std::vector<CollectionInfo>> collections();
 
   /// Reads one collection: metadata segment rows, HNSW files, then the embeddings_queue tail
-  /// replayed (add only if absent, update/upsert replace, delete removes). Errors: corruption
-  /// (truncated files, unknown encoding, a live id without a vector), not_found.
+  /// replayed (add only if absent, update/upsert replace, delete removes). Array metadata
+  /// (1.5+) becomes JSON arrays in Chroma's order. Errors: corruption (truncated files, unknown
+  /// encoding, a live id without a vector, array metadata Chroma cannot have written), not_found.
   [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection);
 
  private:
@@ -96,8 +102,17 @@ class ChromaDir {
   std::unique_ptr<Impl> m_impl;
 };
 
-/// The model a Chroma embedding-function configuration names (`config_json_str` on disk, or
-/// `configuration_json` of the HTTP API; both keep it under `embedding_function`):
+/// The space Chroma 1.x searches a collection with: `config_space` (its stored or served 1.x
+/// index config, which took `hnsw:space` into account at creation), unless that config is all
+/// defaults (`hnsw`, the config's HNSW values, holds Chroma's defaults: ef_construction 100,
+/// ef_search 100, max_neighbors 16, resize_factor 1.2, sync_threshold 1000) with space l2 and
+/// `metadata_space` (`hnsw:space`) differs; else `metadata_space`; else l2. Not validated.
+[[nodiscard]] std::string effective_space(const std::optional<std::string>& config_space, const nlohmann::json& hnsw,
+                                          const std::optional<std::string>& metadata_space);
+
+/// The model a Chroma embedding-function configuration names (`config_json_str` on disk, the
+/// vector index config in 1.5's `schema_str`, or `configuration_json` of the HTTP API; all keep
+/// it under `embedding_function`):
 /// `config.model_name`/`config.model` of a "known" function, all-MiniLM-L6-v2 for Chroma's
 /// default, else the function's name; nullopt when none is stored.
 [[nodiscard]] std::optional<std::string> embedding_model_from_config(const nlohmann::json& config);

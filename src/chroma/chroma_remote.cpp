@@ -5,8 +5,9 @@
 //   sends CHROMA_TOKEN in both token headers, retries reads, and names the (redacted) server in
 //   every error.
 // - collection(): GET by name (both APIs take the name there; record operations take the id).
-//   Space: `hnsw:space` metadata first (honoured by every version and immutable), then the 1.x
-//   `configuration_json.hnsw.space`, else Chroma's default l2, the order ChromaDir uses.
+//   Space: effective_space(), as ChromaDir: the 1.x `configuration_json.hnsw.space` (the
+//   space resolved at creation, which the server searches with) unless that config is all
+//   defaults and `hnsw:space` metadata differs, else `hnsw:space`, else Chroma's default l2.
 // - read(): count, then `get` pages of limit/offset until a short page. Chroma returns storage
 //   order (rowid in 1.x and from 0.5.9, the string id before), which is stable while nobody
 //   writes, so paging sees every record once. A count that differs afterwards, or an id seen
@@ -314,20 +315,23 @@ Result<CollectionInfo> ChromaRemote::collection(const std::string& name) {
     info.tenant = impl.options.tenant;
     info.database = impl.options.database;
     if (c.contains("dimension") && c["dimension"].is_number_integer()) info.dimension = c["dimension"].get<std::int64_t>();
-    std::optional<std::string> space;
+    std::optional<std::string> metadata_space;
     if (c.contains("metadata") && c["metadata"].is_object()) {
       const json& md = c["metadata"];
-      if (md.contains("hnsw:space") && md["hnsw:space"].is_string()) space = md["hnsw:space"].get<std::string>();
+      if (md.contains("hnsw:space") && md["hnsw:space"].is_string()) metadata_space = md["hnsw:space"].get<std::string>();
     }
+    std::optional<std::string> config_space;
+    json hnsw = json::object();
     if (c.contains("configuration_json") && c["configuration_json"].is_object()) {
       const json& cfg = c["configuration_json"];
-      if (!space && cfg.contains("hnsw") && cfg["hnsw"].is_object() && cfg["hnsw"].contains("space") &&
+      if (cfg.contains("hnsw") && cfg["hnsw"].is_object() && cfg["hnsw"].contains("space") &&
           cfg["hnsw"]["space"].is_string()) {
-        space = cfg["hnsw"]["space"].get<std::string>();
+        config_space = cfg["hnsw"]["space"].get<std::string>();
+        hnsw = cfg["hnsw"];
       }
       info.embedding_model = embedding_model_from_config(cfg);
     }
-    info.space = space.value_or("l2");
+    info.space = effective_space(config_space, hnsw, metadata_space);
     if (info.space != "l2" && info.space != "cosine" && info.space != "ip") {
       return fail(ErrorCode::corruption, fmt::format("chroma collection {} on {} has the unknown distance space {}", name,
                                                      server(), info.space));

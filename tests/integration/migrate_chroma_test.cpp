@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // migrate-chroma against real Chroma directories written by each pinned chromadb (0.4.24,
-// 0.5.23, 0.6.3, 1.0.19, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL fixture:
-// every live id, bit-exact vectors, equal metadata and documents, deleted ids absent, for every
-// version and space; skip vs --insert-missing; idempotent re-runs; SIGKILL + --resume; corrupt
-// and live directories refused with nothing written.
+// 0.5.23, 0.6.3, 1.0.19, 1.5.9, venvs from scripts/setup_chroma_py.sh) and the real PostgreSQL
+// fixture: every live id, bit-exact vectors, equal metadata (1.5.9: array values too) and
+// documents, deleted ids absent, for every version and space; the space Chroma searches with
+// however it was set (configuration, hnsw:space, both); a 1.0.19 directory that 1.5.9 opened (schema
+// upgraded) read as 1.5.9 returns it; skip vs --insert-missing; idempotent re-runs;
+// SIGKILL + --resume; corrupt and live directories refused with nothing written.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -40,7 +42,7 @@ using vstore::testing::PgServer;
 using vstore::testing::same_typed;
 using vstore::testing::sql_value;
 
-constexpr const char* k_versions[] = {"0.4.24", "0.5.23", "0.6.3", "1.0.19"};
+constexpr const char* k_versions[] = {"0.4.24", "0.5.23", "0.6.3", "1.0.19", "1.5.9"};
 constexpr const char* k_spaces[] = {"cosine", "l2", "ip"};
 constexpr int k_dim = 16;
 
@@ -82,7 +84,7 @@ class ChromaDirs {
         std::fprintf(stderr, "no chromadb %s venv at %s: run scripts/setup.sh\n", v, python.c_str());
         std::abort();
       }
-      // The four writers run in parallel; each is a separate process that exits before reading.
+      // The writers run in parallel; each is a separate process that exits before reading.
       cmd += fmt::format("( '{}' '{}/tests/support/make_chroma_dir.py' '{}' '{}.json' >'{}.log' 2>&1 || echo "
                          "'chromadb {} failed' ) & ",
                          python.string(), src, dir(v).string(), dir(v).string(), dir(v).string(), v);
@@ -304,6 +306,142 @@ TEST_P(MigrateVersionTest, EveryLiveIdArrivesBitExactWithMetadataAndDocument) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllVersionsAndSpaces, MigrateVersionTest, ::testing::ValuesIn(all_cases()), case_name);
+
+// The JSON type names of the array elements in `metadata` ("string", "int", "float", "boolean").
+std::set<std::string> array_element_kinds(const json& metadata) {
+  std::set<std::string> kinds;
+  for (const auto& [k, v] : metadata.items()) {
+    if (!v.is_array()) continue;
+    for (const auto& e : v) kinds.insert(e.is_number_integer() ? "int" : e.is_number_float() ? "float" : e.type_name());
+  }
+  return kinds;
+}
+
+TEST_F(MigrateTest, ArrayMetadataOfChroma15ArrivesAsTypedArraysAndVerifyComparesThem) {
+  const json& truth = truth_collection(ChromaDirs::instance().truth("1.5.9"), "c_l2");
+  // The directory really holds arrays of all four element types, in the order Chroma returns.
+  std::set<std::string> kinds;
+  std::int64_t with_ws = 0;
+  for (const auto& r : truth["live"]) {
+    const auto k = array_element_kinds(r["metadata"]);
+    kinds.insert(k.begin(), k.end());
+    if (r["metadata"].contains("ws")) ++with_ws;
+  }
+  EXPECT_EQ(kinds, (std::set<std::string>{"boolean", "float", "int", "string"}));
+  ASSERT_GT(with_ws, 200);
+  {
+    auto d = vstore::chroma::ChromaDir::open(ChromaDirs::instance().dir("1.5.9").string());
+    ASSERT_TRUE(d.has_value()) << d.error().to_string();
+    EXPECT_EQ(d->schema_version(), "sysdb 10, metadb 6, embeddings_queue 2");
+  }
+  auto snap = read_collection(ChromaDirs::instance().dir("1.5.9"), "c_l2");
+  ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+  std::map<std::string, json> read;
+  for (const auto& rec : snap->records) read[rec.id] = rec.metadata;
+  EXPECT_EQ(read.at("r012").dump(), R"({"b":true,"f":12.5,"flags":[false,false,true],"i":12,"n":[-3,3],"s":"meta only",)"
+                                    R"("tags":["t0","all","t0"],"ws":[12.25,12.0]})");
+  EXPECT_EQ(read.at("r000")["s"], json::array({"updated", "as", "array"})) << "a scalar turned into an array";
+  EXPECT_EQ(read.at("r000")["tags"], "one tag") << "an array turned into a scalar";
+  EXPECT_FALSE(read.at("r010").contains("ks")) << "an array key deleted by None";
+
+  auto opts = options("1.5.9", "c_l2");
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(count("jsonb_typeof(vector_metadata->'ws') = 'array'"), with_ws);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT vector_metadata->>'ws' FROM articles WHERE uri = 'r012'"), "[12.25, 12.0]");
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT vector_metadata->>'flags' FROM articles WHERE uri = 'r012'"),
+            "[false, false, true]");
+
+  // Rows whose arrays PostgreSQL changes on the way in (an integral float stored as an int, an
+  // array reversed) must fail --verify: element types and order count.
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  sql_value(m_conninfo,
+            "CREATE FUNCTION mangle() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.uri IN ('r012', 'r013') THEN NEW.vector_metadata := jsonb_set(NEW.vector_metadata, '{ws,1}', "
+            "to_jsonb((NEW.vector_metadata->'ws'->>1)::numeric::bigint)); END IF; "
+            "IF NEW.uri = 'r014' THEN NEW.vector_metadata := jsonb_set(NEW.vector_metadata, '{tags}', "
+            "'[\"t2\", \"t2\", \"all\"]'); END IF; RETURN NEW; END $$; "
+            "CREATE TRIGGER mangle BEFORE INSERT OR UPDATE ON articles FOR EACH ROW EXECUTE FUNCTION mangle()");
+  auto mangled = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(mangled.has_value()) << mangled.error().to_string();
+  EXPECT_FALSE(mangled->ok());
+  const auto& v = mangled->collections[0].verify;
+  EXPECT_FALSE(v.value("passed", true)) << v.dump(1);
+  EXPECT_EQ(v.value("metadata_mismatch", 0), 3) << v.dump(1);
+}
+
+TEST_F(MigrateTest, TheSpaceIsTheOneChromaSearchesWithHoweverItWasSet) {
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  // Collections whose space comes from the configuration alone, or from a configuration and an
+  // hnsw:space that disagree; the expected space is the one Chroma's own query uses, told apart
+  // by the distance from [1, 0] to [3, 4]: l2 20, cosine 0.4, ip -2. 1.0 keeps the space in
+  // collections.config_json_str; 1.5 writes that as {} and keeps it (and the embedding
+  // function) in collections.schema_str. A 0.6.3 collection with hnsw:space that 1.5.9 then
+  // opened keeps its 0.x config (which says l2) and is searched by the metadata's space.
+  const std::string make = fmt::format(
+      "import json, sys, chromadb; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))\n"
+      "made = {{'cfg_ip': ({{}}, {{'space': 'ip'}}), 'cfg_default_ef': ({{}}, {{'space': 'cosine'}}),\n"
+      "        'meta_cos_cfg_ip': ({{'hnsw:space': 'cosine'}}, {{'space': 'ip'}}),\n"
+      "        'meta_cos_cfg_l2': ({{'hnsw:space': 'cosine'}}, {{'space': 'l2'}}),\n"
+      "        'meta_cos_cfg_l2_ef200': ({{'hnsw:space': 'cosine'}}, {{'space': 'l2', 'ef_construction': 200}})}}\n"
+      "if len(sys.argv) > 2:\n"
+      "    made = {{'old_cos': ({{'hnsw:space': 'cosine'}}, None)}}\n"
+      "for name, (md, hnsw) in made.items():\n"
+      "    kw = {{'embedding_function': None}} if name != 'cfg_default_ef' else {{}}\n"
+      "    if hnsw: kw['configuration'] = {{'hnsw': hnsw}}\n"
+      "    col = c.create_collection(name=name, metadata=md or None, **kw)\n"
+      "    col.add(ids=['a', 'b'], embeddings=[[1.0, 0.0], [3.0, 4.0]])\n");
+  const std::string ask = fmt::format(
+      "import json, sys, chromadb; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))\n"
+      "out = {{}}\n"
+      "for col in c.list_collections():\n"
+      "    d = col.query(query_embeddings=[[1.0, 0.0]], n_results=2, include=['distances'])['distances'][0]\n"
+      "    far = max(d)\n"
+      "    out[col.name] = 'l2' if abs(far - 20) < 1e-4 else 'cosine' if abs(far - 0.4) < 1e-4 else 'ip' if abs(min(d) + 2) < 1e-4 else str(d)\n"
+      "json.dump(out, open(sys.argv[2], 'w'))\n");
+  std::ofstream(m_data / "make.py") << make;
+  std::ofstream(m_data / "ask.py") << ask;
+  auto python = [&](const std::string& version, const std::string& args) {
+    return shell(fmt::format("'{}/{}/bin/python' {} >>'{}' 2>&1", venvs, version, args, (m_data / "python.log").string()));
+  };
+  for (const char* version : {"1.0.19", "1.5.9", "0.6.3"}) {
+    const fs::path dir = m_data / fmt::format("configured-{}", version);
+    const fs::path answer = m_data / fmt::format("spaces-{}.json", version);
+    if (std::string(version) == "0.6.3") {
+      ASSERT_EQ(python(version, fmt::format("'{}' '{}' old", (m_data / "make.py").string(), dir.string())), 0);
+      ASSERT_EQ(python("1.5.9", fmt::format("'{}' '{}' '{}'", (m_data / "ask.py").string(), dir.string(), answer.string())), 0);
+    } else {
+      ASSERT_EQ(python(version, fmt::format("'{}' '{}'", (m_data / "make.py").string(), dir.string())), 0) << version;
+      ASSERT_EQ(python(version, fmt::format("'{}' '{}' '{}'", (m_data / "ask.py").string(), dir.string(), answer.string())), 0);
+    }
+    const json chroma_space = json::parse(std::ifstream(answer));
+    auto d = vstore::chroma::ChromaDir::open(dir.string());
+    ASSERT_TRUE(d.has_value()) << d.error().to_string();
+    auto cols = d->collections();
+    ASSERT_TRUE(cols.has_value()) << cols.error().to_string();
+    ASSERT_EQ(cols->size(), chroma_space.size()) << version;
+    for (const auto& c : *cols) {
+      EXPECT_EQ(c.space, chroma_space.value(c.name, "?")) << version << " " << c.name;
+      EXPECT_EQ(c.embedding_model, c.name == "cfg_default_ef" ? std::optional<std::string>("all-MiniLM-L6-v2") : std::nullopt)
+          << version << " " << c.name;
+      auto snap = d->read(c);
+      ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+      EXPECT_EQ(snap->records.size(), 2U);
+    }
+    std::printf("[ figures  ] chromadb %s searches with: %s\n", version, chroma_space.dump().c_str());
+  }
+  // What Chroma does, written down: the configuration wins unless it is all defaults.
+  const json v15 = json::parse(std::ifstream(m_data / "spaces-1.5.9.json"));
+  EXPECT_EQ(v15, (json{{"cfg_ip", "ip"}, {"cfg_default_ef", "cosine"}, {"meta_cos_cfg_ip", "ip"}, {"meta_cos_cfg_l2", "cosine"},
+                       {"meta_cos_cfg_l2_ef200", "l2"}}));
+  EXPECT_EQ(json::parse(std::ifstream(m_data / "spaces-0.6.3.json")), (json{{"old_cos", "cosine"}}));
+}
 
 TEST_F(MigrateTest, IdsWithoutAnArticleRowAreSkippedUnlessInsertMissing) {
   // 50 of the ids have article rows of the application; the rest have none.
@@ -568,6 +706,104 @@ TEST_F(MigrateTest, AnUnknownChromaSchemaIsRefusedAndWritesNothing) {
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().code(), vstore::ErrorCode::invalid_argument);
   EXPECT_NE(report.error().message().find("not a Chroma database"), std::string::npos) << report.error().message();
+}
+
+TEST_F(MigrateTest, ArrayMetadataChromaCannotHaveWrittenIsRefusedAndWritesNothing) {
+  struct Damage {
+    std::string sql;
+    std::string message;
+  };
+  // The array rows of c_l2's records.
+  const std::string l2_rows =
+      "FROM embedding_metadata_array WHERE id IN (SELECT e.id FROM embeddings e JOIN segments s ON s.id = e.segment_id "
+      "JOIN collections c ON c.id = s.collection WHERE c.name = 'c_l2')";
+  const std::vector<Damage> damages = {
+      {"UPDATE embedding_metadata_array SET int_value = 1 WHERE rowid = (SELECT min(rowid) " + l2_rows +
+           " AND string_value IS NOT NULL)",
+       "has 2 typed values, not one"},
+      {"INSERT INTO embedding_metadata_array (id, key, string_value) SELECT id, key, 'x' " + l2_rows +
+           " AND key = 'ks' LIMIT 1",
+       "is an array of mixed types"},
+      {"INSERT INTO embedding_metadata_array (id, key, int_value) SELECT id, 'i', 1 " + l2_rows + " AND key = 'ks' LIMIT 1",
+       "is both a scalar and an array"},
+      {"UPDATE embeddings_queue SET metadata = '{\"nested\": {\"x\": 1}}' WHERE seq_id = (SELECT max(seq_id) FROM "
+       "embeddings_queue WHERE topic LIKE '%' || (SELECT id FROM collections WHERE name = 'c_l2'))",
+       "metadata Chroma does not write: key nested holds a JSON object"},
+      {"UPDATE embeddings_queue SET metadata = '{\"a\": [[1]]}' WHERE seq_id = (SELECT max(seq_id) FROM "
+       "embeddings_queue WHERE topic LIKE '%' || (SELECT id FROM collections WHERE name = 'c_l2'))",
+       "key a holds an array that is not of one type"},
+  };
+  for (const auto& damage : damages) {
+    const fs::path dir = copy_dir("1.5.9", m_data);
+    const fs::path py = m_data / "damage.py";
+    std::ofstream(py) << fmt::format("import sqlite3\nc = sqlite3.connect('{}')\nc.execute(r\"\"\"{}\"\"\")\nc.commit()\n",
+                                     (dir / "chroma.sqlite3").string(), damage.sql);
+    ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0) << damage.sql;
+    auto opts = options("1.5.9", "c_l2");
+    opts.from_dir = dir.string();
+    opts.insert_missing = true;
+    auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+    ASSERT_FALSE(report.has_value()) << damage.sql;
+    EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption) << report.error().message();
+    EXPECT_NE(report.error().message().find(damage.message), std::string::npos) << report.error().message();
+    EXPECT_EQ(count(), 0);
+  }
+}
+
+TEST_F(MigrateTest, ADirectoryChroma15OpenedAfter10ReadsAsChroma15ReturnsIt) {
+  // Users upgrade chromadb, open their directory once, then migrate: 1.5.9 applies metadb/00006
+  // and sysdb/00010 (schema_str stays NULL; config_json_str keeps the 1.0 form).
+  const fs::path dir = copy_dir("1.0.19", m_data);
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  const fs::path truth_path = m_data / "upgraded.json";
+  const std::string script = fmt::format(
+      "import json, chromadb, numpy as np; from chromadb.config import Settings\n"
+      "c = chromadb.PersistentClient(path='{}', settings=Settings(anonymized_telemetry=False))\n"
+      "out = {{}}\n"
+      "for name in ('c_cosine', 'c_l2', 'c_ip'):\n"
+      "    g = c.get_collection(name).get(include=['embeddings', 'metadatas', 'documents'])\n"
+      "    out[name] = {{i: {{'chroma': np.asarray(e, dtype=np.float32).tobytes().hex(), 'metadata': m or {{}}, "
+      "'document': d}} for i, e, m, d in zip(g['ids'], g['embeddings'], g['metadatas'], g['documents'])}}\n"
+      "json.dump(out, open('{}', 'w'))\n",
+      dir.string(), truth_path.string());
+  const fs::path py = m_data / "upgrade.py";
+  std::ofstream(py) << script;
+  ASSERT_EQ(shell(fmt::format("'{}/1.5.9/bin/python' '{}' >/dev/null 2>&1", venvs, py.string())), 0);
+  const json served = json::parse(std::ifstream(truth_path));
+  auto d = vstore::chroma::ChromaDir::open(dir.string());
+  ASSERT_TRUE(d.has_value()) << d.error().to_string();
+  EXPECT_EQ(d->schema_version(), "sysdb 10, metadb 6, embeddings_queue 2");
+  for (const char* space : k_spaces) {
+    const std::string name = std::string("c_") + space;
+    const json& before = truth_collection(ChromaDirs::instance().truth("1.0.19"), name);
+    auto snap = read_collection(dir, name);
+    ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+    EXPECT_EQ(snap->collection.space, space);
+    ASSERT_EQ(snap->records.size(), served[name].size()) << name;
+    ASSERT_EQ(snap->records.size(), before["live"].size()) << name;
+    for (std::size_t i = 0; i < snap->records.size(); ++i) {
+      const auto& rec = snap->records[i];
+      ASSERT_TRUE(served[name].contains(rec.id)) << name << " " << rec.id;
+      const json& want = served[name][rec.id];
+      ASSERT_EQ(before["live"][i]["id"], rec.id);
+      const bool exact_input = rec.source == vstore::chroma::VectorSource::wal || std::string(space) != "cosine";
+      EXPECT_EQ(hex(rec.vector), exact_input ? before["live"][i]["input"].get<std::string>() : want["chroma"].get<std::string>())
+          << name << " " << rec.id;
+      EXPECT_TRUE(same_typed(rec.metadata, want["metadata"])) << name << " " << rec.id << ": " << rec.metadata.dump();
+      EXPECT_EQ(rec.document, want["document"].is_null() ? std::nullopt
+                                                         : std::optional<std::string>(want["document"].get<std::string>()))
+          << name << " " << rec.id;
+    }
+  }
+  auto opts = options("1.0.19", "c_ip");
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  EXPECT_EQ(report->collections[0].migrated, static_cast<std::int64_t>(served["c_ip"].size()));
 }
 
 TEST_F(MigrateTest, ADirectoryALiveProcessHoldsIsRefusedWithHowToCopy) {

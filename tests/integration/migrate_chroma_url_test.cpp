@@ -4,7 +4,8 @@
 // collections written over HTTP with more records than the server's max_batch_size, updates
 // and deletes; every live id arrives bit-exact with metadata and document, deleted ids are
 // absent, --verify passes, a second run changes nothing, --resume continues, and a server that
-// is down writes nothing.
+// is down writes nothing; the space is the one the server searches with. Array metadata against
+// PyPI chromadb 1.5.9's server, then --from-dir on the directory it wrote.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -570,6 +571,143 @@ TEST_F(MigrateUrlTest, TheV1ApiWithATokenMigratesTooAndABadTokenIsRefused) {
   EXPECT_EQ(r.migrated, r.count);
   EXPECT_EQ(r.source_stats["pages"], r.count / 200 + 1);
   expect_table_holds(c, "test-model", c.served(server.url(), token), true);
+}
+
+TEST_F(MigrateUrlTest, ArrayMetadataFromAChroma15ServerArrivesAsServedAndItsStoppedDirectoryAgrees) {
+  ChromaServer server(ChromaFlavor::rust_v2_1_5);
+  auto http = client(server.url());
+  ASSERT_NE(http, nullptr);
+  const std::string base = "/api/v2/tenants/default_tenant/databases/default_database/collections";
+  auto made = http->post(base, json{{"name", "arrays"}, {"metadata", {{"hnsw:space", "l2"}}}}, vstore::chroma::Retry::write);
+  ASSERT_TRUE(made) << made.error().to_string();
+  const std::string path = base + "/" + (*made)["id"].get<std::string>();
+  std::mt19937 rng(21);
+  std::map<std::string, std::vector<float>> sent;
+  for (int start = 0; start < 300; start += 100) {
+    json ids = json::array(), embeddings = json::array(), metadatas = json::array();
+    for (int n = start; n < start + 100; ++n) {
+      const std::string id = fmt::format("rec-{:05d}", n);
+      std::vector<float> v(k_dim);
+      for (float& f : v) f = random_float(rng, -20, 20);
+      json md = {{"tags", {fmt::format("t{}", n % 3), "all", fmt::format("t{}", n % 3)}},
+                 {"ks", {n, -n, n}},
+                 {"ws", {n + 0.25, 2.0}},
+                 {"flags", {n % 2 == 0, true}},
+                 {"s", "x"}};
+      if (n % 10 == 0) md["empty"] = json::array();  // accepted over HTTP, stored as no key
+      if (n % 10 == 1) md["mixed"] = {n, 2.5};       // accepted, stored as floats
+      ids.push_back(id);
+      embeddings.push_back(json(v));
+      metadatas.push_back(std::move(md));
+      sent[id] = std::move(v);
+    }
+    auto done = http->post(path + "/upsert", json{{"ids", ids}, {"embeddings", embeddings}, {"metadatas", metadatas}},
+                           vstore::chroma::Retry::write);
+    ASSERT_TRUE(done) << done.error().to_string();
+  }
+  // Array -> scalar, scalar -> array, a key deleted by null and one by an empty array.
+  json ids = json::array(), metadatas = json::array();
+  for (int n = 0; n < 20; ++n) {
+    ids.push_back(fmt::format("rec-{:05d}", n));
+    metadatas.push_back(json{{"tags", "one"}, {"s", {"now", "array"}}, {"ks", nullptr}, {"ws", json::array()}});
+  }
+  ASSERT_TRUE(http->post(path + "/update", json{{"ids", ids}, {"metadatas", metadatas}}, vstore::chroma::Retry::write));
+  json gone = json::array();
+  for (int n = 100; n < 110; ++n) gone.push_back(fmt::format("rec-{:05d}", n));
+  ASSERT_TRUE(http->post(path + "/delete", json{{"ids", gone}}, vstore::chroma::Retry::write));
+
+  auto got = http->post(path + "/get", json{{"include", json::array({"metadatas"})}}, vstore::chroma::Retry::read);
+  ASSERT_TRUE(got) << got.error().to_string();
+  std::map<std::string, json> served;
+  for (std::size_t i = 0; i < (*got)["ids"].size(); ++i) served[(*got)["ids"][i].get<std::string>()] = (*got)["metadatas"][i];
+  ASSERT_EQ(served.size(), 290U);
+  // What Chroma 1.5.9 makes of it (the test fails if a server changes these rules).
+  EXPECT_EQ(served.at("rec-00000").dump(), R"({"flags":[true,true],"s":["now","array"],"tags":"one"})");
+  EXPECT_TRUE(same_typed(served.at("rec-00021")["mixed"], json{21.0, 2.5})) << served.at("rec-00021").dump();
+  EXPECT_FALSE(served.at("rec-00030").contains("empty")) << served.at("rec-00030").dump();
+  EXPECT_TRUE(same_typed(served.at("rec-00031")["ws"], json{31.25, 2.0})) << served.at("rec-00031").dump();
+
+  auto expect_rows = [&](const std::string& source) {
+    const auto stored = rows();
+    EXPECT_EQ(stored.size(), served.size()) << source;
+    for (const auto& [id, md] : served) {
+      auto it = stored.find(id);
+      ASSERT_NE(it, stored.end()) << source << " " << id;
+      EXPECT_TRUE(same_typed(it->second.metadata, md)) << source << " " << id << ": " << it->second.metadata.dump()
+                                                       << " vs " << md.dump();
+      EXPECT_EQ(float_bits_hex(it->second.vector), float_bits_hex(sent.at(id))) << source << " " << id;
+    }
+  };
+  vstore::MigrateOptions opts;
+  opts.from_url = server.url();
+  opts.collection = "arrays";
+  opts.insert_missing = true;
+  opts.verify = true;
+  opts.model = "test-model";
+  opts.page_size = 64;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  expect_rows("--from-url");
+
+  // The directory the server wrote (its vectors only in the log: fewer than sync_threshold).
+  server.stop();
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  opts.from_url.clear();
+  opts.from_dir = server.data_dir();
+  report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  expect_rows("--from-dir");
+}
+
+TEST_F(MigrateUrlTest, TheSpaceIsTheOneTheServerSearchesWithHoweverItWasSet) {
+  // A configuration alone, or one that disagrees with hnsw:space; the expected space is the one
+  // the server's own query uses (distance from [1, 0] to [3, 4]: l2 20, cosine 0.4, ip -2).
+  const std::vector<std::pair<json, json>> made = {
+      {json::object(), {{"hnsw", {{"space", "ip"}}}}},
+      {{{"hnsw:space", "cosine"}}, {{"hnsw", {{"space", "ip"}}}}},
+      {{{"hnsw:space", "cosine"}}, {{"hnsw", {{"space", "l2"}}}}},
+      {{{"hnsw:space", "cosine"}}, {{"hnsw", {{"space", "l2"}, {"ef_construction", 200}}}}},
+  };
+  ChromaServer v15(ChromaFlavor::rust_v2_1_5);
+  for (const std::string& url : {ChromaServer::shared().url(), v15.url()}) {
+    auto http = client(url);
+    ASSERT_NE(http, nullptr);
+    const std::string base = "/api/v2/tenants/default_tenant/databases/default_database/collections";
+    std::vector<std::string> spaces;
+    for (const auto& [metadata, configuration] : made) {
+      const std::string name = vstore::testing::unique_collection("space");
+      json body = {{"name", name}, {"configuration", configuration}};
+      if (!metadata.empty()) body["metadata"] = metadata;
+      auto col = http->post(base, body, vstore::chroma::Retry::write);
+      ASSERT_TRUE(col) << col.error().to_string();
+      const std::string path = base + "/" + (*col)["id"].get<std::string>();
+      ASSERT_TRUE(http->post(path + "/add", json{{"ids", {"a", "b"}}, {"embeddings", {{1.0, 0.0}, {3.0, 4.0}}}},
+                             vstore::chroma::Retry::write));
+      auto q = http->post(path + "/query",
+                          json{{"query_embeddings", {{1.0, 0.0}}}, {"n_results", 2}, {"include", json::array({"distances"})}},
+                          vstore::chroma::Retry::read);
+      ASSERT_TRUE(q) << q.error().to_string();
+      const double near = (*q)["distances"][0][0].get<double>();
+      const double far = (*q)["distances"][0][1].get<double>();
+      const std::string expected = std::abs(far - 20) < 1e-4     ? "l2"
+                                   : std::abs(far - 0.4) < 1e-4  ? "cosine"
+                                   : std::abs(near + 2.0) < 1e-4 ? "ip"
+                                                                 : (*q).dump();
+      vstore::MigrateOptions opts;
+      opts.from_url = url;
+      opts.collection = name;
+      opts.dry_run = true;
+      opts.model = "m";
+      auto plan = vstore::migrate_chroma(m_conninfo, m_config, opts);
+      ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+      EXPECT_EQ(plan->collections[0].metric, expected) << url << " " << body.dump();
+      spaces.push_back(expected);
+    }
+    // What the servers do, written down: the configuration wins unless it is all defaults.
+    EXPECT_EQ(spaces, (std::vector<std::string>{"ip", "ip", "cosine", "l2"})) << url;
+  }
 }
 
 TEST_F(MigrateUrlTest, TheCommandTakesFromUrlAndPrintsThePlanAndTheSummary) {

@@ -102,7 +102,11 @@ std::string ChromaServer::url() const { return fmt::format("http://127.0.0.1:{}"
 void ChromaServer::start() {
   if (m_pid > 0) return;
   const bool python = m_flavor == ChromaFlavor::python_v1;
-  const std::string program = installed(python ? "VSTORE_TEST_CHROMA_PY_V1" : "VSTORE_TEST_CHROMA_CLI");
+  const bool pypi = python || m_flavor == ChromaFlavor::rust_v2_1_5;
+  const std::string program = m_flavor == ChromaFlavor::rust_v2_1_5
+                                  ? installed("VSTORE_TEST_CHROMA_PY") + "/1.5.9/bin/chroma"
+                                  : installed(python ? "VSTORE_TEST_CHROMA_PY_V1" : "VSTORE_TEST_CHROMA_CLI");
+  if (!std::filesystem::exists(program)) die(fmt::format("{} does not exist; run scripts/setup.sh", program));
   const std::string data = m_root + "/data";
   const std::string log = m_root + "/server.log";
   const std::string port = std::to_string(m_port);
@@ -117,7 +121,7 @@ void ChromaServer::start() {
       dup2(fd, STDERR_FILENO);
       close(fd);
     }
-    if (python) {
+    if (pypi) {
       setenv("ANONYMIZED_TELEMETRY", "False", 1);  // no calls out of the machine
       if (!m_token.empty()) {
         setenv("CHROMA_SERVER_AUTHN_PROVIDER", "chromadb.auth.token_authn.TokenAuthenticationServerProvider", 1);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Test support: a real Chroma server (set-up's npm chromadb 3.0.12 install) on a free loopback
-// port with a temporary --path, which tests can stop and restart.
+// Test support: a real Chroma server (set-up's npm chromadb 3.0.12 install, or a PyPI chromadb
+// venv's `chroma run`) on a free loopback port with a temporary --path, which tests can stop and
+// restart.
 #pragma once
 
 #include <sys/types.h>
@@ -9,9 +10,10 @@
 
 namespace vstore::testing {
 
-/// Which server: the npm chromadb 3.0.12 Rust server (API v2), or PyPI chromadb 0.5.5, a
-/// Python server that speaks only the v1 API.
-enum class ChromaFlavor { rust_v2, python_v1 };
+/// Which server: the npm chromadb 3.0.12 Rust server (API v2, the 1.0.19 code), PyPI chromadb
+/// 0.5.5, a Python server that speaks only the v1 API, or the Rust server of PyPI chromadb 1.5.9
+/// (API v2, array metadata), from the migrate-chroma venvs (scripts/setup_chroma_py.sh).
+enum class ChromaFlavor { rust_v2, python_v1, rust_v2_1_5 };
 
 /// One Chroma server process. Starting it fails the binary (abort with the reason) when the
 /// server cannot start, so that no Chroma test can silently skip.

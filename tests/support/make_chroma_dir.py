@@ -4,8 +4,10 @@
 Test-only. Usage: python make_chroma_dir.py OUT_DIR TRUTH_JSON
 Three collections (cosine, l2, ip) get adds, updates (with and without vectors), upserts of
 old and new ids, deletes and re-adds, then a tail of adds smaller than hnsw:sync_threshold so
-that part of the data exists only in embeddings_queue. A fourth collection is dropped to leave
-an orphan segment folder. Embeddings are always explicit; no embedding function ever runs.
+that part of the data exists only in embeddings_queue. From chromadb 1.5 some metadata values
+are arrays (str, int, float, bool; duplicates and order that matter), turned into scalars and
+back by updates, deleted by a None, and set by rows left only in the log. A fourth collection is
+dropped to leave an orphan segment folder. Embeddings are always explicit; no embedding function ever runs.
 The truth file holds, per collection, every live id with the vector the client last sent
 (input), the vector Chroma's own get() returns, metadata and document, and the deleted ids.
 """
@@ -21,6 +23,19 @@ from chromadb.config import Settings
 DIM = 16
 # Metadata value None (delete the key) is accepted in update from 1.0 on.
 META_NULL_OK = chromadb.__version__.startswith("1.")
+# Array metadata values exist from 1.5 on.
+ARRAYS = tuple(int(p) for p in chromadb.__version__.split(".")[:2]) >= (1, 5)
+
+
+def meta(k):
+    m = {"i": k, "f": k + 0.5, "b": k % 2 == 0, "s": "cat%d" % (k % 5)}
+    if ARRAYS:
+        m["tags"] = ["t%d" % (k % 3), "all", "t%d" % (k % 3)]
+        m["ks"] = [k, -k, 2 * k, k]
+        m["ws"] = [k + 0.25, float(k)]
+        if k % 4 == 0:
+            m["flags"] = [False, k % 8 == 0, True]
+    return m
 
 
 def vec(rng):
@@ -48,7 +63,7 @@ def main():
 
         def add(ids, kind="add", with_docs=True):
             embs = [vec(rng) for _ in ids]
-            metas = [{"i": k, "f": k + 0.5, "b": k % 2 == 0, "s": "cat%d" % (k % 5)} for k in range(len(ids))]
+            metas = [meta(k) for k in range(len(ids))]
             docs = ["document %s in %s" % (i, space) for i in ids] if with_docs else None
             getattr(col, kind)(ids=ids, embeddings=embs, metadatas=metas, documents=docs)
             for i, e in zip(ids, embs):
@@ -59,10 +74,17 @@ def main():
             add(["r%03d" % k for k in range(start, start + 20)])
         ids = ["r%03d" % k for k in range(0, 10)]
         embs = [vec(rng) for _ in ids]
-        col.update(ids=ids, embeddings=embs, metadatas=[{"s": "updated", "z": 1.5}] * len(ids),
+        upd = {"s": "updated", "z": 1.5}
+        if ARRAYS:
+            # scalar -> array and array -> scalar
+            upd.update({"s": ["updated", "as", "array"], "tags": "one tag", "z": [1.5, -0.0]})
+        col.update(ids=ids, embeddings=embs, metadatas=[upd] * len(ids),
                    documents=["rewritten %s" % i for i in ids])
         inputs.update(zip(ids, embs))
-        col.update(ids=["r%03d" % k for k in range(10, 15)], metadatas=[{"s": "meta only", "n": -3}] * 5)
+        upd = {"s": "meta only", "n": -3}
+        if ARRAYS:
+            upd.update({"ks": None, "n": [-3, 3]})
+        col.update(ids=["r%03d" % k for k in range(10, 15)], metadatas=[upd] * 5)
         add(["r%03d" % k for k in range(15, 20)] + ["u%03d" % k for k in range(5)], kind="upsert")
         gone = ["r%03d" % k for k in range(20, 40)]
         col.delete(ids=gone)
@@ -77,13 +99,17 @@ def main():
         # it is flushed. The 7 rows below stay only in embeddings_queue (one of each operation).
         add(["t%03d" % k for k in range(30, 33)])
         e = vec(rng)
-        col.update(ids=["r050"], embeddings=[e], metadatas=[{"s": "tail update"}], documents=["tail document"])
+        upd = {"s": "tail update", "tail": [3, 2, 1]} if ARRAYS else {"s": "tail update"}
+        col.update(ids=["r050"], embeddings=[e], metadatas=[upd], documents=["tail document"])
         inputs["r050"] = e
         col.delete(ids=["r051"])
         inputs.pop("r051")
         deleted.add("r051")
         e = vec(rng)
-        col.upsert(ids=["r052"], embeddings=[e], metadatas=[{"s": "tail upsert", "k": 7}], documents=["upserted"])
+        upd = {"s": "tail upsert", "k": 7}
+        if ARRAYS:
+            upd["tags"] = ["tail", "upsert"]
+        col.upsert(ids=["r052"], embeddings=[e], metadatas=[upd], documents=["upserted"])
         inputs["r052"] = e
         col.update(ids=["r053"], metadatas=[{"s": None, "only": True}] if META_NULL_OK else [{"only": True}])
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// decode_json_vector (float32 from Chroma's JSON numbers, bit for bit) and
-// embedding_model_from_config, without a server.
+// decode_json_vector (float32 from Chroma's JSON numbers, bit for bit), embedding_model_from_config
+// and effective_space, without a server.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -157,6 +157,28 @@ TEST(ChromaRemoteConfig, TheModelComesFromAKnownEmbeddingFunction) {
   // Odd shapes from a server give no model rather than an exception.
   EXPECT_EQ(embedding_model_from_config(json::parse(R"({"embedding_function": {"type": 3, "name": []}})")), std::nullopt);
   EXPECT_EQ(embedding_model_from_config(json::parse("[1, 2]")), std::nullopt);
+}
+
+TEST(ChromaSpace, TheStoredConfigWinsUnlessItIsAllDefaultsAndHnswSpaceDiffers) {
+  using vstore::chroma::effective_space;
+  const std::optional<std::string> none;
+  const json defaults = json::parse(R"({"space": "l2", "ef_construction": 100, "ef_search": 100, "max_neighbors": 16,
+      "resize_factor": 1.2, "sync_threshold": 1000, "num_threads": 2, "batch_size": 50})");
+  EXPECT_EQ(effective_space(none, json::object(), none), "l2");
+  EXPECT_EQ(effective_space(none, json::object(), "cosine"), "cosine") << "0.x: the metadata alone";
+  EXPECT_EQ(effective_space("ip", defaults, none), "ip");
+  EXPECT_EQ(effective_space("ip", defaults, "cosine"), "ip") << "a configured space wins over hnsw:space";
+  EXPECT_EQ(effective_space("l2", defaults, "cosine"), "cosine") << "an all-default config yields";
+  EXPECT_EQ(effective_space("l2", json::object(), "cosine"), "cosine");
+  json custom = defaults;
+  custom["ef_construction"] = 200;
+  EXPECT_EQ(effective_space("l2", custom, "cosine"), "l2") << "l2 chosen along with other values";
+  custom = defaults;
+  custom["sync_threshold"] = 100;
+  EXPECT_EQ(effective_space("l2", custom, "ip"), "l2");
+  custom = defaults;
+  custom["resize_factor"] = "1.2";
+  EXPECT_EQ(effective_space("l2", custom, "ip"), "l2") << "a value of another type is not the default";
 }
 
 }  // namespace
