@@ -287,6 +287,19 @@ class MigrateUrlTest : public ::testing::Test {
     return out;
   }
 
+  // The report of a run that inserted every live record of `c` (a fresh table) in `metric`.
+  static void expect_all_inserted(const vstore::CollectionReport& r, const Collection& c, const std::string& metric,
+                                  const std::string& operator_class) {
+    const auto live = static_cast<std::int64_t>(c.live().size());
+    EXPECT_EQ(r.count, live);
+    EXPECT_EQ(r.migrated, live);
+    EXPECT_EQ(r.inserted, live);
+    EXPECT_EQ(r.skipped, 0);
+    EXPECT_EQ(r.errors, 0);
+    EXPECT_EQ(r.metric, metric);
+    EXPECT_EQ(r.operator_class, operator_class);
+  }
+
   // Every live id with the server's exact vector (`served`), metadata and document; no deleted
   // id; nothing else. With `input_exact` (l2, and the log) the client's own bytes as well; else
   // (cosine, which Chroma stores normalised) the same vector within float rounding.
@@ -360,13 +373,7 @@ TEST_F(MigrateUrlTest, ACosineCollectionLargerThanTheBatchLimitArrivesWholeAndBi
   ASSERT_EQ(report->collections.size(), 1U);
   const auto& r = report->collections[0];
   const auto live = static_cast<std::int64_t>(c.live().size());
-  EXPECT_EQ(r.count, live);
-  EXPECT_EQ(r.migrated, live);
-  EXPECT_EQ(r.inserted, live);
-  EXPECT_EQ(r.skipped, 0);
-  EXPECT_EQ(r.errors, 0);
-  EXPECT_EQ(r.metric, "cosine");
-  EXPECT_EQ(r.operator_class, "vector_cosine_ops");
+  expect_all_inserted(r, c, "cosine", "vector_cosine_ops");
   EXPECT_EQ(r.embedding_model, k_model) << "from the collection's embedding function configuration";
   EXPECT_EQ(r.model_source, "chroma");
   EXPECT_EQ(r.source_stats["page_size"], cols.max_batch);
@@ -423,12 +430,7 @@ TEST_F(MigrateUrlTest, AnIpCollectionArrivesWholeAndBitExactAsSent) {
   ASSERT_EQ(report->collections.size(), 1U);
   const auto& r = report->collections[0];
   const auto live = static_cast<std::int64_t>(c.live().size());
-  EXPECT_EQ(r.count, live);
-  EXPECT_EQ(r.migrated, live);
-  EXPECT_EQ(r.inserted, live);
-  EXPECT_EQ(r.errors, 0);
-  EXPECT_EQ(r.metric, "ip");
-  EXPECT_EQ(r.operator_class, "vector_ip_ops");
+  expect_all_inserted(r, c, "ip", "vector_ip_ops");
   EXPECT_EQ(r.distance_operator, "<#>");
   EXPECT_EQ(r.model_source, "--model");
   EXPECT_EQ(r.source_stats["page_size"], 400);
