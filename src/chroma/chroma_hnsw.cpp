@@ -35,7 +35,8 @@ T load(std::string_view bytes, std::size_t off) {
   return v;
 }
 
-Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t min_size, std::uint64_t read_size) {
+// A file of at least `min_size` bytes, or the error that names what is missing.
+Result<void> check_size(const std::filesystem::path& path, std::uint64_t min_size) {
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return fail(ErrorCode::not_found, fmt::format("cannot read {}: {}", path.string(), ec.message()));
@@ -43,6 +44,11 @@ Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t m
     return fail(ErrorCode::corruption, fmt::format("{} has {} bytes but its header needs at least {}; the file is truncated",
                                                    path.string(), size, min_size));
   }
+  return {};
+}
+
+Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t min_size, std::uint64_t read_size) {
+  VS_TRY(check_size(path, min_size));
   std::ifstream in(path, std::ios::binary);
   if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open {}", path.string()));
   std::string data(static_cast<std::size_t>(read_size), '\0');
@@ -64,13 +70,7 @@ class MappedFile {
   }
   static Result<std::unique_ptr<MappedFile>> open(const std::filesystem::path& path, std::uint64_t min_size,
                                                   std::uint64_t size) {
-    std::error_code ec;
-    const auto file_size = std::filesystem::file_size(path, ec);
-    if (ec) return fail(ErrorCode::not_found, fmt::format("cannot read {}: {}", path.string(), ec.message()));
-    if (file_size < min_size) {
-      return fail(ErrorCode::corruption, fmt::format("{} has {} bytes but its header needs at least {}; the file is truncated",
-                                                     path.string(), file_size, min_size));
-    }
+    VS_TRY(check_size(path, min_size));
     auto out = std::make_unique<MappedFile>();
     if (size == 0) return out;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
