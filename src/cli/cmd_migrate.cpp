@@ -157,8 +157,8 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   static int bench_dim = 384;
   static bool bench_json = false;
   auto* bench_cmd = app.get_subcommand("bench")->add_subcommand(
-      "migrate", "migrate-chroma from a Chroma directory against a bare binary COPY of the same vectors (no vector "
-                 "index on either side)");
+      "migrate", "migrate-chroma from a Chroma directory against a bare binary COPY of the same vectors, and of the "
+                 "same rows into a table of the same definition (no vector index on any side)");
   bench_cmd->add_option("--from-dir", bench_dir, "Chroma directory (default: one of --rows x --dim written by chromadb "
                                                  "1.0.19 under $VSTORE_DATA_DIR/bench, made once)");
   bench_cmd->add_option("--collection", bench_collection, "collection name");
