@@ -31,6 +31,7 @@
 
 #include <fmt/format.h>
 
+#include "api/bench_support.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
@@ -59,7 +60,8 @@ constexpr std::size_t k_block_rows = 256;     // rows scored per block (~400 KB 
 constexpr std::size_t k_copy_batch = 10000;   // rows per COPY statement when loading
 constexpr std::int64_t k_pg_epoch = 946684800;  // 2000-01-01T00:00:00Z in Unix seconds
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+using bench_support::ScratchDatabase;
+using bench_support::seconds_since;
 
 double round_to(double value, int digits) {
   const double scale = std::pow(10.0, digits);
@@ -148,47 +150,6 @@ std::string read_first_match(const char* path, std::string_view key) {
   }
   return {};
 }
-
-// `conninfo` with its database replaced by `dbname` (URL or key=value form).
-std::string with_dbname(const std::string& conninfo, const std::string& dbname) {
-  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
-    if (!conninfo.starts_with(scheme)) continue;
-    const std::size_t authority = scheme.size();
-    const std::size_t path = conninfo.find_first_of("/?", authority);
-    if (path == std::string::npos) return conninfo + "/" + dbname;
-    const std::size_t query = conninfo.find('?', path);
-    return conninfo.substr(0, path) + "/" + dbname + (query == std::string::npos ? "" : conninfo.substr(query));
-  }
-  // In a key=value conninfo the last occurrence of a keyword wins.
-  return conninfo + (conninfo.empty() ? "" : " ") + "dbname=" + dbname;
-}
-
-// Creates a database on construction (via create()) and drops it WITH (FORCE) on destruction.
-class ScratchDatabase {
- public:
-  ScratchDatabase(std::string admin_conninfo, std::string name)
-      : m_admin(std::move(admin_conninfo)), m_name(std::move(name)) {}
-  ScratchDatabase(const ScratchDatabase&) = delete;
-  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
-  ~ScratchDatabase() {
-    if (!m_created) return;
-    if (auto conn = Connection::connect(m_admin)) {
-      (void)conn->exec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", Connection::quote_ident(m_name)));
-    }
-  }
-  [[nodiscard]] Result<std::string> create() {
-    VS_TRY_ASSIGN(Connection conn, Connection::connect(m_admin));
-    auto made = conn.exec(fmt::format("CREATE DATABASE {}", Connection::quote_ident(m_name)));
-    if (!made) return fail(made.error().with_context(fmt::format("cannot create benchmark database {}", m_name)));
-    m_created = true;
-    return with_dbname(m_admin, m_name);
-  }
-
- private:
-  std::string m_admin;
-  std::string m_name;
-  bool m_created = false;
-};
 
 Config bench_config(const std::string& conninfo, int dim, int m, int ef_construction, int ef_search) {
   Config cfg;

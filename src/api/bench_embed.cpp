@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "embed/embed_local.hpp"
+#include "api/bench_support.hpp"
 #include "embed/embed_tokenizer.hpp"
 #include "embed/embed_bert.hpp"
 #include "vstore/article.hpp"
@@ -37,7 +38,7 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+using bench_support::seconds_since;
 
 double round3(double v) { return std::round(v * 1000.0) / 1000.0; }
 

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "api/bench_support.hpp"
 #include "chroma/chroma_dir.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
@@ -27,33 +28,7 @@ namespace {
 using nlohmann::json;
 using pg::Connection;
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string dbname_conninfo(const std::string& conninfo, const std::string& dbname) {
-  for (std::string_view scheme : {"postgresql://", "postgres://"}) {
-    if (!conninfo.starts_with(scheme)) continue;
-    const std::size_t path = conninfo.find_first_of("/?", scheme.size());
-    if (path == std::string::npos) return conninfo + "/" + dbname;
-    const std::size_t query = conninfo.find('?', path);
-    return conninfo.substr(0, path) + "/" + dbname + (query == std::string::npos ? "" : conninfo.substr(query));
-  }
-  return conninfo + (conninfo.empty() ? "" : " ") + "dbname=" + dbname;
-}
-
-// Drops the scratch database when it goes out of scope.
-struct ScratchDb {
-  std::string admin;
-  std::string name;
-  bool created = false;
-  ~ScratchDb() {
-    if (!created) return;
-    if (auto conn = Connection::connect(admin)) {
-      (void)conn->exec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", Connection::quote_ident(name)));
-    }
-  }
-};
+using bench_support::seconds_since;
 
 }  // namespace
 
@@ -78,14 +53,8 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
   if (rows == 0) return fail(ErrorCode::invalid_argument, "the collection is empty");
   const int dim = static_cast<int>(snap.dimension);
 
-  ScratchDb scratch{admin_conninfo, fmt::format("vstore_bench_migrate_{}", getpid())};
-  {
-    VS_TRY_ASSIGN(Connection admin, Connection::connect(admin_conninfo));
-    auto made = admin.exec(fmt::format("CREATE DATABASE {}", Connection::quote_ident(scratch.name)));
-    if (!made) return fail(made.error().with_context(fmt::format("cannot create benchmark database {}", scratch.name)));
-    scratch.created = true;
-  }
-  const std::string conninfo = dbname_conninfo(admin_conninfo, scratch.name);
+  bench_support::ScratchDatabase scratch(admin_conninfo, fmt::format("vstore_bench_migrate_{}", getpid()));
+  VS_TRY_ASSIGN(const std::string conninfo, scratch.create());
 
   // (1) bare binary COPY of the same vectors.
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
@@ -113,7 +82,7 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
   Config cfg;
   cfg.database_url = conninfo;
   cfg.embedding_dim = dim;
-  cfg.data_dir = std::filesystem::temp_directory_path() / scratch.name;
+  cfg.data_dir = std::filesystem::temp_directory_path() / scratch.name();
   cfg.pgvector.index_type = IndexType::none;  // no vector index: all sides load index-free
   VS_TRY(schema_up(conninfo, cfg));
   MigrateOptions mig;

@@ -38,6 +38,7 @@
 
 #include <fmt/format.h>
 
+#include "api/bench_support.hpp"
 #include "chroma/chroma_dir.hpp"
 #include "chroma/chroma_remote.hpp"
 #include "pg/pg_binary.hpp"
@@ -392,12 +393,20 @@ class CollectionMigration {
   Result<void> copy_batch(std::size_t from, std::size_t to, bool allow_direct = true) {
     pg::CopyWriter writer;
     const bool use_direct = allow_direct && m_direct && m_options.insert_missing;
-    const int fields = 6 + static_cast<int>(m_text_cols.size());
-    std::vector<std::string> batch_ids;
-    std::vector<std::size_t> direct_rows;  // indexes into m_snap.records
-    std::vector<std::string> direct_ids;
+    const std::size_t ncols = m_text_cols.size();
+    std::int64_t finite_records = 0;
+    std::vector<std::size_t> direct_rows;                   // indexes into m_snap.records
+    std::vector<std::optional<std::int64_t>> direct_micros;  // ncols per direct row
     std::size_t staged = 0;
     std::vector<std::optional<std::int64_t>> micros;
+    // The fields every row starts with, on both paths: id, vector, model, metadata.
+    auto begin_record = [&](pg::CopyWriter& w, const chroma::Record& rec, int fields) {
+      w.begin_row(fields);
+      w.bytes_field(rec.id);
+      w.vector_field(rec.vector);
+      w.bytes_field(m_report.embedding_model);
+      w.jsonb_field(rec.metadata.dump());
+    };
     auto pdts_of = [](const chroma::Record& rec) -> std::optional<std::int64_t> {
       if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
         return it->get<std::int64_t>();
@@ -413,44 +422,36 @@ class CollectionMigration {
         }
         continue;
       }
-      batch_ids.push_back(rec.id);
+      ++finite_records;
       if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
         direct_rows.push_back(i);  // a new row: streamed straight into the table below
-        direct_ids.push_back(rec.id);
+        direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
         continue;
       }
       ++staged;
       const std::optional<std::int64_t> pdts = pdts_of(rec);
-      writer.begin_row(fields);
-      writer.bytes_field(rec.id);
-      writer.vector_field(rec.vector);
-      writer.bytes_field(m_report.embedding_model);
-      writer.jsonb_field(rec.metadata.dump());
+      begin_record(writer, rec, 6 + static_cast<int>(ncols));
       pdts ? writer.int64_field(*pdts) : writer.null_field();
       writer.text_field(rec.document);
       for (const auto& c : m_text_cols) writer.text_field(string_value(rec.metadata, c));
     }
     // New rows go straight into the table in the columns' own binary types, streamed: the
     // server stores one slice while the next is encoded.
-    const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(m_text_cols.size());
+    const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(ncols);
     std::size_t next_direct = 0;
     auto fill_direct = [&](pg::CopyWriter& direct) -> Result<bool> {
       for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
         const auto& rec = m_snap.records[direct_rows[next_direct]];
-        (void)direct_encodable(rec, micros);  // true: checked above
-        const std::optional<std::int64_t> pdts = pdts_of(rec);
-        direct.begin_row(direct_fields);
-        direct.bytes_field(rec.id);
-        direct.vector_field(rec.vector);
-        direct.bytes_field(m_report.embedding_model);
-        direct.jsonb_field(rec.metadata.dump());
+        const std::optional<std::int64_t>* row_micros = direct_micros.data() + next_direct * ncols;
+        begin_record(direct, rec, direct_fields);
         if (m_has_pdts) {
+          const std::optional<std::int64_t> pdts = pdts_of(rec);
           pdts ? direct.int64_field(*pdts) : direct.null_field();
         }
         if (m_has_raw) direct.text_field(rec.document);
-        for (std::size_t c = 0; c < m_text_cols.size(); ++c) {
+        for (std::size_t c = 0; c < ncols; ++c) {
           if (m_shape.columns.at(m_text_cols[c]) == "timestamp with time zone") {
-            micros[c] ? direct.int64_field(*micros[c]) : direct.null_field();
+            row_micros[c] ? direct.int64_field(*row_micros[c]) : direct.null_field();
           } else {
             direct.text_field(string_value(rec.metadata, m_text_cols[c]));
           }
@@ -465,13 +466,13 @@ class CollectionMigration {
       std::int64_t present = 0;
       std::int64_t changed = 0;
       std::int64_t inserted = 0;
-      if (!direct_ids.empty()) {
+      if (!direct_rows.empty()) {
         std::string cols = "uri, embedding, embedding_model, vector_metadata";
         if (m_has_pdts) cols += ", publication_date_ts";
         if (m_has_raw) cols += ", raw";
         for (const auto& c : m_text_cols) cols += ", " + q(c);
         VS_TRY(m_conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
-        inserted += static_cast<std::int64_t>(direct_ids.size());
+        inserted += static_cast<std::int64_t>(direct_rows.size());
       }
       if (staged > 0) {
         VS_TRY(merge_staged(data, present, changed, inserted));
@@ -485,12 +486,12 @@ class CollectionMigration {
     if (auto done = body(); !done) {
       (void)m_conn.exec("ROLLBACK");
       // A row inserted by someone else since classify(): redo the batch through the merge.
-      if (!direct_ids.empty() && done.error().code() == ErrorCode::conflict) return copy_batch(from, to, false);
+      if (!direct_rows.empty() && done.error().code() == ErrorCode::conflict) return copy_batch(from, to, false);
       return done;
     }
     VS_TRY(m_conn.exec("COMMIT"));
-    for (auto& id : direct_ids) m_inserted_ids.insert(std::move(id));
-    const auto n = static_cast<std::int64_t>(batch_ids.size());
+    for (std::size_t i : direct_rows) m_inserted_ids.insert(m_snap.records[i].id);
+    const std::int64_t n = finite_records;
     m_report.changed += m_batch_changed;
     m_report.inserted += m_batch_inserted;
     m_report.migrated += m_batch_present + m_batch_inserted;
@@ -670,9 +671,7 @@ struct SourceRead {
   std::vector<SourceCollection> collections;
 };
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using bench_support::seconds_since;
 
 // A stopped Chroma directory, offline: every collection on a dry run without --collection.
 Result<SourceRead> read_directory(const MigrateOptions& options) {
