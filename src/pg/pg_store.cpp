@@ -137,6 +137,8 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
   }
   info.filter_catalog.json_column = "vector_metadata";
   info.filter_catalog.table_alias = "a";
+  info.every_metadata_key_a_column = std::ranges::all_of(
+      k_metadata_columns, [&](std::string_view key) { return info.columns.count(std::string(key)) != 0; });
   VS_TRY_ASSIGN(VectorIndex idx, find_vector_index(conn, config.table));
   info.index_name = idx.name;
   info.index_type = idx.name.empty() ? "none" : idx.method;
@@ -326,13 +328,8 @@ std::string vector_metadata_json(const ArticleVector& item) { return build_metad
 // row's columns are written from the same article and the read path builds those keys from the
 // live columns, so a copy in the JSON would be dead weight (and pushes a 384-d row past the
 // 2 kB TOAST threshold, which moves the vector out of line).
-bool every_metadata_key_a_column(const TableInfo& info) {
-  return std::ranges::all_of(k_metadata_columns,
-                             [&](std::string_view key) { return info.columns.count(std::string(key)) != 0; });
-}
-
-std::string new_row_metadata_json(const TableInfo& info, const ArticleVector& item, bool every_key_a_column) {
-  if (every_key_a_column) return "{}";  // the table vstore creates
+std::string new_row_metadata_json(const TableInfo& info, const ArticleVector& item) {
+  if (info.every_metadata_key_a_column) return "{}";  // the table vstore creates
   Metadata md = build_metadata(item.article);
   for (auto key : k_metadata_columns) {
     if (info.columns.count(std::string(key)) != 0) md.erase(std::string(key));
@@ -370,7 +367,7 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& it
   }
   const std::string vec = encode_vector(item.embedding);
   values.emplace_back(item.embedding_model);
-  values.push_back(new_row_metadata_json(m_info, item, every_metadata_key_a_column(m_info)));
+  values.push_back(new_row_metadata_json(m_info, item));
   values.push_back(ts_text(item.article));
   values.push_back(vector_metadata_json(item));
   col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
@@ -461,7 +458,6 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
     native = native && kinds.back() != Binary::other;
   }
 
-  const bool all_keys_columns = every_metadata_key_a_column(m_info);
   enum class Mode { optimistic, look_up, merge };
   auto body = [&](Mode mode) -> Result<void> {
     std::vector<const ArticleVector*> merge_rows;
@@ -507,7 +503,7 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
               merge_rows.push_back(&item);
               continue;
             }
-            write_vector_columns(writer, item, new_row_metadata_json(m_info, item, all_keys_columns));
+            write_vector_columns(writer, item, new_row_metadata_json(m_info, item));
           }
           return next < items.size();
         };
@@ -570,7 +566,7 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn,
     for (const auto& [col, type] : cols) {
       writer.text_field(article_column_value(item->article, col, kind_of(type) == ColumnKind::timestamp));
     }
-    write_vector_columns(writer, *item, new_row_metadata_json(m_info, *item, every_metadata_key_a_column(m_info)));
+    write_vector_columns(writer, *item, new_row_metadata_json(m_info, *item));
     writer.jsonb_field(vector_metadata_json(*item));
   }
   const std::string data = writer.finish();

@@ -23,6 +23,7 @@ struct TableInfo {
   ColumnCatalog filter_catalog;                 ///< filterable columns
   std::string index_name;                       ///< vector index, empty if none
   std::string index_type;                       ///< "hnsw", "ivfflat" or "none"
+  bool every_metadata_key_a_column = false;     ///< each metadata key has a column (the table vstore creates)
 };
 
 class PgVectorStore final : public VectorStore {
