@@ -667,28 +667,21 @@ Result<std::set<std::string>> table_columns(Connection& conn, const std::string&
   return columns;
 }
 
-// Times a bare binary COPY of `items` (with their precomputed `extras`), batch by batch
-// (encoding included), into `table`.
-Result<double> timed_copy(Connection& conn, const std::string& table, std::span<const ArticleVector> items,
-                          std::span<const BareRow> extras, std::size_t batch, const BenchProgress& progress,
-                          std::string_view phase) {
+// Times a bare binary COPY of rows [start, end) of `items` (with their precomputed `extras`),
+// encoding included, into `table`.
+Result<double> timed_copy_batch(Connection& conn, const std::string& table, std::span<const ArticleVector> items,
+                                std::span<const BareRow> extras, std::size_t start, std::size_t end) {
   const std::string sql = fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, k_copy_columns);
-  double total = 0;
-  for (std::size_t start = 0; start < items.size(); start += batch) {
-    const std::size_t end = std::min(start + batch, items.size());
-    const auto t0 = Clock::now();
-    // Streamed in slices of the size the store streams, so both sides overlap encoding and storing.
-    std::size_t next = start;
-    VS_TRY(conn.copy_stream(sql, [&](pg::CopyWriter& writer) -> Result<bool> {
-      for (; next < end && writer.size() < pg::k_copy_slice_bytes; ++next) {
-        encode_copy_row(writer, items[next], extras[next]);
-      }
-      return next < end;
-    }));
-    total += seconds_since(t0);
-    report(progress, phase, static_cast<double>(end) / static_cast<double>(items.size()));
-  }
-  return total;
+  const auto t0 = Clock::now();
+  // Streamed in slices of the size the store streams, so both sides overlap encoding and storing.
+  std::size_t next = start;
+  VS_TRY(conn.copy_stream(sql, [&](pg::CopyWriter& writer) -> Result<bool> {
+    for (; next < end && writer.size() < pg::k_copy_slice_bytes; ++next) {
+      encode_copy_row(writer, items[next], extras[next]);
+    }
+    return next < end;
+  }));
+  return seconds_since(t0);
 }
 
 Result<std::int64_t> count_rows(Connection& conn, const std::string& table) {
@@ -741,45 +734,45 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
   const ClusteredSet set = generate_clustered(rows, 0, options.dim, 1000, options.seed);
   const std::vector<ArticleVector> items = bench_articles(set);
   report(progress, "generate", 1.0);
-  // Every phase starts from an empty table and a clean checkpoint (CHECKPOINT needs superuser
-  // or pg_checkpoint; best effort). The phases rotate between repeats so that none is always
-  // first or last; the medians are reported.
+  // Every repeat starts from empty tables and a clean checkpoint (CHECKPOINT needs superuser
+  // or pg_checkpoint; best effort); the medians over the repeats are reported.
   auto checkpoint = [&] { (void)conn.exec("CHECKPOINT"); };
   VS_TRY_ASSIGN(auto store, pg::PgVectorStore::open(conninfo, cfg));
   // Both bare tables have plain_columns, so one set of derived values serves both.
   VS_TRY_ASSIGN(const std::set<std::string> bare_columns, table_columns(conn, "bench_copy"));
   const std::vector<BareRow> extras = bare_rows(items, bare_columns);
-  auto timed_upsert = [&](std::string_view phase) -> Result<double> {
-    double total = 0;
-    for (std::size_t start = 0; start < rows; start += batch) {
-      const std::size_t end = std::min(start + batch, rows);
-      const std::span<const ArticleVector> chunk(items.data() + start, end - start);
-      const auto t0 = Clock::now();
-      VS_TRY(store->upsert(chunk));
-      total += seconds_since(t0);
-      report(progress, phase, static_cast<double>(end) / static_cast<double>(rows));
-    }
-    return total;
-  };
+  // One repeat loads every side from an empty table, interleaved batch by batch: batch k of all
+  // three sides runs back to back, in an order that rotates with k and the repeat, so a change in
+  // the machine's speed (other tenants, a checkpoint) falls on all sides alike.
   std::vector<double> copy_runs, copy_btree_runs, upsert_runs;
   for (int r = 0; r < options.repeats; ++r) {
-    for (int k = 0; k < 3; ++k) {
-      const int which = (k + r) % 3;
-      const std::string phase = fmt::format("{} {}/{}", which == 0 ? "copy_pk_only" : which == 1 ? "copy" : "upsert",
-                                            r + 1, options.repeats);
-      VS_TRY(conn.exec(fmt::format("TRUNCATE {}", which == 0 ? "bench_copy" : which == 1 ? "bench_copy_btree" : table)));
-      checkpoint();
-      if (which == 0) {
-        VS_TRY_ASSIGN(const double s, timed_copy(conn, "bench_copy", items, extras, batch, progress, phase));
-        copy_runs.push_back(s);
-      } else if (which == 1) {
-        VS_TRY_ASSIGN(const double s, timed_copy(conn, "bench_copy_btree", items, extras, batch, progress, phase));
-        copy_btree_runs.push_back(s);
-      } else {
-        VS_TRY_ASSIGN(const double s, timed_upsert(phase));
-        upsert_runs.push_back(s);
-      }
+    for (const std::string& t : {std::string("bench_copy"), std::string("bench_copy_btree"), table}) {
+      VS_TRY(conn.exec(fmt::format("TRUNCATE {}", t)));
     }
+    checkpoint();
+    double side_s[3] = {0, 0, 0};
+    const std::string phase = fmt::format("load {}/{}", r + 1, options.repeats);
+    std::size_t k = 0;
+    for (std::size_t start = 0; start < rows; start += batch, ++k) {
+      const std::size_t end = std::min(start + batch, rows);
+      for (std::size_t j = 0; j < 3; ++j) {
+        const std::size_t which = (j + k + static_cast<std::size_t>(r)) % 3;
+        if (which == 2) {
+          const std::span<const ArticleVector> chunk(items.data() + start, end - start);
+          const auto t0 = Clock::now();
+          VS_TRY(store->upsert(chunk));
+          side_s[2] += seconds_since(t0);
+        } else {
+          VS_TRY_ASSIGN(const double s, timed_copy_batch(conn, which == 0 ? "bench_copy" : "bench_copy_btree", items,
+                                                         extras, start, end));
+          side_s[which] += s;
+        }
+      }
+      report(progress, phase, static_cast<double>(end) / static_cast<double>(rows));
+    }
+    copy_runs.push_back(side_s[0]);
+    copy_btree_runs.push_back(side_s[1]);
+    upsert_runs.push_back(side_s[2]);
   }
   checkpoint();
   auto median = [](std::vector<double> v) {
@@ -853,14 +846,18 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
   out["upsert_runs_rows_per_s"] = rates(upsert_runs);
   out["copy_runs_rows_per_s"] = rates(copy_btree_runs);
   out["copy_pk_only_runs_rows_per_s"] = rates(copy_runs);
+  json ratio_runs = json::array();
+  for (std::size_t r = 0; r < upsert_runs.size(); ++r) ratio_runs.push_back(round_to(copy_btree_runs[r] / upsert_runs[r], 3));
+  out["ratio_runs"] = ratio_runs;
   out["index_build_s"] = round_to(index_s, 3);
   out["upsert_s"] = round_to(upsert_s, 3);
   out["copy_s"] = round_to(copy_btree_s, 3);
   out["copy_pk_only_s"] = round_to(copy_s, 3);
   out["method"] =
-      "all sides load the same rows (checked column by column afterwards) without a vector index, batch by "
-      "batch, each from an empty table after a CHECKPOINT, autovacuum off, phases rotated over the repeats "
-      "and medians reported; upsert = PgVectorStore::upsert per batch into the migrated table (its B-tree "
+      "all sides load the same rows (checked column by column afterwards) without a vector index, "
+      "interleaved batch by batch (batch k of the three sides back to back, their order rotating with k and "
+      "the repeat), every repeat from empty tables after a CHECKPOINT, autovacuum off, medians over the "
+      "repeats reported; upsert = PgVectorStore::upsert per batch into the migrated table (its B-tree "
       "indexes on (topic, analyzed), publication_date, publication_date_ts kept); copy = bare binary COPY "
       "of the same columns into a table of the same definition (uri primary key and the same B-tree "
       "indexes); copy_pk_only = the same COPY into a table with only the uri primary key; the COPYs stream their rows in slices of 256 kB as the store "

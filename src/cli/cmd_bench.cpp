@@ -95,7 +95,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   ingest->add_option("--dim", in.dim, "dimensions")->check(CLI::Range(2, 2000))->capture_default_str();
   ingest->add_option("--batch", in.batch, "rows per upsert call and per COPY")->check(CLI::Range(16, 100000))->capture_default_str();
   ingest->add_option("--seed", in.seed, "data seed")->capture_default_str();
-  ingest->add_option("--repeats", in.repeats, "loads per side (phases rotated; medians reported)")
+  ingest->add_option("--repeats", in.repeats, "loads per side (the sides interleaved batch by batch; medians reported)")
       ->check(CLI::Range(1, 20))
       ->capture_default_str();
   ingest->add_flag("--json", json, "print the result as one JSON object");

@@ -225,6 +225,8 @@ TEST_F(CliTest, BenchIngestPrintsBothRatesOfTheSameRows) {
   EXPECT_NEAR(j["ratio_pk_only"].get<double>(),
               j["upsert_rows_per_s"].get<double>() / j["copy_pk_only_rows_per_s"].get<double>(), 0.002);
   EXPECT_EQ(j["upsert_runs_rows_per_s"].size(), 1u);
+  ASSERT_EQ(j["ratio_runs"].size(), 1u);
+  EXPECT_NEAR(j["ratio_runs"][0].get<double>(), j["ratio"].get<double>(), 0.002);
 }
 
 TEST_F(CliTest, DbStartNamesTheMissingBinariesAndTheSetupStep) {
