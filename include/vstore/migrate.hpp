@@ -43,6 +43,9 @@ struct MigrateOptions {
   std::int64_t bulk_min_rows = 5000;       ///< a load is large from this many rows (and > 2x the table's vectors). Default 5000.
   std::optional<std::string> model;        ///< embedding_model when Chroma stored no embedding function
   std::size_t batch_size = 5000;           ///< records per COPY + merge transaction. Default 5000. Range 1..1000000.
+  /// Connections that write batches at once (each its own transaction; the batches still commit
+  /// in order, so the checkpoint stays a prefix). Default 2. Range 1..8.
+  int writers = 2;
   int verify_queries = 50;                 ///< sample queries for overlap@10. Default 50.
   MigrateProgress progress;                ///< optional
   /// For tests only: stop (as if killed) after this many committed batches; 0 = never.

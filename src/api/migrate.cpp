@@ -28,9 +28,11 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <unordered_map>
@@ -167,9 +169,10 @@ std::string utc_stamp() {
 // The migration of one collection into one table.
 class CollectionMigration {
  public:
-  CollectionMigration(Connection& conn, const Config& config, const MigrateOptions& options, const std::string& source,
+  CollectionMigration(Connection& conn, std::string conninfo, const Config& config, const MigrateOptions& options,
+                      const std::string& source,
                       chroma::Snapshot& snap, CollectionReport& report, const TableShape& shape)
-      : m_conn(conn), m_config(config), m_options(options), m_source(source), m_snap(snap), m_report(report),
+      : m_conn(conn), m_conninfo(std::move(conninfo)), m_config(config), m_options(options), m_source(source), m_snap(snap), m_report(report),
         m_shape(shape) {
     for (auto col : k_text_columns) {
       if (shape.columns.contains(std::string(col))) m_text_cols.emplace_back(col);
@@ -185,7 +188,17 @@ class CollectionMigration {
   }
 
   Result<void> classify() {
-    VS_TRY(create_id_table());
+    m_finite.resize(m_snap.records.size());
+    for (std::size_t i = 0; i < m_snap.records.size(); ++i) m_finite[i] = finite(m_snap.records[i].vector) ? 1 : 0;
+    // An empty table holds none of the ids: the id table (for the counts after a resume and for
+    // the verification) is then made only when one of those needs it.
+    VS_TRY_ASSIGN(PgResult any, m_conn.exec(fmt::format("SELECT EXISTS (SELECT 1 FROM {})", q(m_config.table))));
+    if (any.text(0, 0) == "f") {
+      m_report.to_update = 0;
+      (m_options.insert_missing ? m_report.to_insert : m_report.to_skip) = m_report.count;
+      return {};
+    }
+    VS_TRY(ensure_id_table());
     VS_TRY_ASSIGN(PgResult res, m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_ids i JOIN {} t ON t.uri = "
                                                         "i.uri",
                                                         q(m_config.table))));
@@ -226,24 +239,15 @@ class CollectionMigration {
           records.begin());
       m_report.resumed_after = static_cast<std::int64_t>(start);
     }
-    VS_TRY(create_stage());
-    std::size_t batches = 0;
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
     const std::size_t batch = std::max<std::size_t>(1, m_options.batch_size);
     for (std::size_t from = start; from < records.size(); from += batch) {
-      const std::size_t to = std::min(records.size(), from + batch);
-      VS_TRY(copy_batch(from, to));
-      if (m_options.progress) {
-        m_options.progress("copy", static_cast<std::int64_t>(to), static_cast<std::int64_t>(records.size()));
-      }
-      if (m_options.test_batch_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(m_options.test_batch_delay_ms));
-      }
-      if (m_options.test_stop_after_batches != 0 && ++batches >= m_options.test_stop_after_batches && to < records.size()) {
-        return fail(ErrorCode::internal, fmt::format("stopped after {} batches (test hook)", batches));
-      }
+      ranges.emplace_back(from, std::min(records.size(), from + batch));
     }
+    VS_TRY(run_batches(ranges));
     if (m_options.resume && start > 0) {
       // Rows committed by the earlier run count as migrated now; verification below re-checks them.
+      VS_TRY(ensure_id_table());
       VS_TRY_ASSIGN(PgResult res, m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_ids i JOIN {} t ON t.uri "
                                                           "= i.uri",
                                                           q(m_config.table))));
@@ -256,6 +260,7 @@ class CollectionMigration {
 
   Result<json> verify() {
     json v;
+    VS_TRY(ensure_id_table());
     const std::size_t dim = m_snap.dimension;
     VS_TRY_ASSIGN(PgResult res, m_conn.exec_params(fmt::format("SELECT t.uri, t.embedding, t.embedding_model, "
                                                                "t.vector_metadata::text, {} FROM vstore_migrate_ids i "
@@ -275,7 +280,7 @@ class CollectionMigration {
       if (m_options.progress && done % 10000 == 0) {
         m_options.progress("verify", done, static_cast<std::int64_t>(m_snap.records.size()));
       }
-      if (!finite(rec.vector)) continue;  // counted as an error at copy time
+      if (!is_finite(rec)) continue;  // counted as an error at copy time
       auto it = rows.find(rec.id);
       if (it == rows.end()) {
         if (m_options.insert_missing) {
@@ -337,17 +342,25 @@ class CollectionMigration {
   [[nodiscard]] const std::unordered_set<std::string>& inserted_ids() const { return m_inserted_ids; }
 
  private:
-  Result<void> create_id_table() {
+  // Whether every component of a record's vector is finite (worked out once, in classify()).
+  [[nodiscard]] bool is_finite(const chroma::Record& rec) const {
+    return m_finite[static_cast<std::size_t>(&rec - m_snap.records.data())] != 0;
+  }
+
+  // The temporary table of the collection's ids with a finite vector, made once per collection.
+  Result<void> ensure_id_table() {
+    if (m_id_table) return {};
     VS_TRY(m_conn.exec("CREATE TEMP TABLE IF NOT EXISTS vstore_migrate_ids (uri text PRIMARY KEY)"));
     VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_ids"));
     pg::CopyWriter writer;
-    for (const auto& rec : m_snap.records) {
-      if (!finite(rec.vector)) continue;
+    for (std::size_t i = 0; i < m_snap.records.size(); ++i) {
+      if (!m_finite[i]) continue;
       writer.begin_row(1);
-      writer.bytes_field(rec.id);
+      writer.bytes_field(m_snap.records[i].id);
     }
     VS_TRY(m_conn.copy_in("COPY vstore_migrate_ids FROM STDIN (FORMAT binary)", writer.finish()));
     VS_TRY(m_conn.exec("ANALYZE vstore_migrate_ids"));
+    m_id_table = true;
     return {};
   }
 
@@ -360,13 +373,13 @@ class CollectionMigration {
     return {};
   }
 
-  Result<void> create_stage() {
+  Result<void> create_stage(Connection& conn) {
     std::string cols = fmt::format("uri text, embedding vector({}), embedding_model text, vector_metadata jsonb, pdts bigint, "
                                    "raw_doc text",
                                    m_snap.dimension);
     for (const auto& c : m_text_cols) cols += fmt::format(", {} text", q(c));
-    VS_TRY(m_conn.exec("DROP TABLE IF EXISTS vstore_migrate_stage"));
-    VS_TRY(m_conn.exec(fmt::format("CREATE TEMP TABLE vstore_migrate_stage ({})", cols)));
+    VS_TRY(conn.exec("DROP TABLE IF EXISTS vstore_migrate_stage"));
+    VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE vstore_migrate_stage ({})", cols)));
     return {};
   }
 
@@ -390,11 +403,23 @@ class CollectionMigration {
     return true;
   }
 
-  Result<void> copy_batch(std::size_t from, std::size_t to, bool allow_direct = true) {
+  // What one batch wrote, counted in the report once its transaction commits.
+  struct BatchResult {
+    std::int64_t finite_records = 0;
+    std::int64_t present = 0;
+    std::int64_t changed = 0;
+    std::int64_t inserted = 0;
+    std::vector<std::string> error_ids;     // records whose vector is not finite (not written)
+    std::vector<std::string> inserted_ids;  // rows this batch created
+  };
+
+  // Writes records [from, to) in a transaction it opens on `conn` and leaves open for
+  // commit_batch(); on failure the transaction is rolled back.
+  Result<BatchResult> write_batch(Connection& conn, std::size_t from, std::size_t to, bool allow_direct = true) {
+    BatchResult result;
     pg::CopyWriter writer;
     const bool use_direct = allow_direct && m_direct && m_options.insert_missing;
     const std::size_t ncols = m_text_cols.size();
-    std::int64_t finite_records = 0;
     std::vector<std::size_t> direct_rows;                   // indexes into m_snap.records
     std::vector<std::optional<std::int64_t>> direct_micros;  // ncols per direct row
     std::size_t staged = 0;
@@ -415,14 +440,11 @@ class CollectionMigration {
     };
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
-      if (!finite(rec.vector)) {
-        if (allow_direct) {
-          ++m_report.errors;
-          if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(rec.id);
-        }
+      if (!is_finite(rec)) {
+        result.error_ids.push_back(rec.id);
         continue;
       }
-      ++finite_records;
+      ++result.finite_records;
       if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
         direct_rows.push_back(i);  // a new row: streamed straight into the table below
         direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
@@ -461,57 +483,130 @@ class CollectionMigration {
     };
     const std::string data = writer.finish();
     const std::string table = q(m_config.table);
-    VS_TRY(m_conn.exec("BEGIN"));
+    VS_TRY(conn.exec("BEGIN"));
     auto body = [&]() -> Result<void> {
-      std::int64_t present = 0;
-      std::int64_t changed = 0;
-      std::int64_t inserted = 0;
       if (!direct_rows.empty()) {
         std::string cols = "uri, embedding, embedding_model, vector_metadata";
         if (m_has_pdts) cols += ", publication_date_ts";
         if (m_has_raw) cols += ", raw";
         for (const auto& c : m_text_cols) cols += ", " + q(c);
-        VS_TRY(m_conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
-        inserted += static_cast<std::int64_t>(direct_rows.size());
+        VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
+        result.inserted += static_cast<std::int64_t>(direct_rows.size());
+        for (std::size_t i : direct_rows) result.inserted_ids.push_back(m_snap.records[i].id);
       }
-      if (staged > 0) {
-        VS_TRY(merge_staged(data, present, changed, inserted));
-      }
-      VS_TRY(save_checkpoint(to));
-      m_batch_present = present;
-      m_batch_changed = changed;
-      m_batch_inserted = inserted;
+      if (staged > 0) VS_TRY(merge_staged(conn, data, result));
       return {};
     };
     if (auto done = body(); !done) {
-      (void)m_conn.exec("ROLLBACK");
+      (void)conn.exec("ROLLBACK");
       // A row inserted by someone else since classify(): redo the batch through the merge.
-      if (!direct_rows.empty() && done.error().code() == ErrorCode::conflict) return copy_batch(from, to, false);
-      return done;
+      if (!direct_rows.empty() && done.error().code() == ErrorCode::conflict) return write_batch(conn, from, to, false);
+      return fail(done.error());
     }
-    VS_TRY(m_conn.exec("COMMIT"));
-    for (std::size_t i : direct_rows) m_inserted_ids.insert(m_snap.records[i].id);
-    const std::int64_t n = finite_records;
-    m_report.changed += m_batch_changed;
-    m_report.inserted += m_batch_inserted;
-    m_report.migrated += m_batch_present + m_batch_inserted;
-    m_report.skipped += n - m_batch_present - m_batch_inserted;
+    return result;
+  }
+
+  // Records the checkpoint (the last id of the batch), commits the batch's transaction and
+  // counts it in the report.
+  Result<void> commit_batch(Connection& conn, std::size_t to, BatchResult& result) {
+    if (auto saved = save_checkpoint(conn, to); !saved) {
+      (void)conn.exec("ROLLBACK");
+      return saved;
+    }
+    VS_TRY(conn.exec("COMMIT"));
+    for (auto& id : result.inserted_ids) m_inserted_ids.insert(std::move(id));
+    m_report.errors += static_cast<std::int64_t>(result.error_ids.size());
+    for (auto& id : result.error_ids) {
+      if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(std::move(id));
+    }
+    m_report.changed += result.changed;
+    m_report.inserted += result.inserted;
+    m_report.migrated += result.present + result.inserted;
+    m_report.skipped += result.finite_records - result.present - result.inserted;
+    return {};
+  }
+
+  // Writes the batches. With one writer they run one after another on the migration's
+  // connection. With more, each writer has its own connection and takes every n-th batch, so
+  // the server stores several batches at once, but the batches still commit in order (a writer
+  // that is done waits for the batch before its own): the checkpoint then always names a
+  // prefix of the batches, and a kill at any point leaves whole batches up to it.
+  Result<void> run_batches(const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
+    const std::size_t writers =
+        std::clamp<std::size_t>(static_cast<std::size_t>(std::max(1, m_options.writers)), 1, std::max<std::size_t>(1, ranges.size()));
+    std::vector<Connection> extra;
+    for (std::size_t w = 1; w < writers; ++w) {
+      VS_TRY_ASSIGN(Connection c, Connection::connect(m_conninfo));
+      extra.push_back(std::move(c));
+    }
+    std::vector<Connection*> conns{&m_conn};
+    for (auto& c : extra) conns.push_back(&c);
+    for (Connection* c : conns) VS_TRY(create_stage(*c));
+
+    std::mutex mutex;
+    std::condition_variable turn;
+    std::size_t next_commit = 0;
+    bool stop = false;
+    std::optional<Error> first_error;
+    std::size_t committed = 0;
+    auto writer = [&](std::size_t lane) {
+      Connection& conn = *conns[lane];
+      for (std::size_t b = lane; b < ranges.size(); b += writers) {
+        {
+          std::lock_guard lock(mutex);
+          if (stop) return;
+        }
+        Result<BatchResult> written = write_batch(conn, ranges[b].first, ranges[b].second);
+        std::unique_lock lock(mutex);
+        turn.wait(lock, [&] { return stop || next_commit == b; });
+        auto halt = [&](const Error& e) {
+          if (!first_error) first_error = e;
+          stop = true;
+          turn.notify_all();
+        };
+        if (!written) return halt(written.error());
+        if (stop) {
+          (void)conn.exec("ROLLBACK");
+          return;
+        }
+        if (auto done = commit_batch(conn, ranges[b].second, *written); !done) return halt(done.error());
+        ++committed;
+        if (m_options.progress) {
+          m_options.progress("copy", static_cast<std::int64_t>(ranges[b].second),
+                             static_cast<std::int64_t>(m_snap.records.size()));
+        }
+        if (m_options.test_batch_delay_ms > 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(m_options.test_batch_delay_ms));
+        }
+        if (m_options.test_stop_after_batches != 0 && committed >= m_options.test_stop_after_batches &&
+            b + 1 < ranges.size()) {
+          return halt(Error(ErrorCode::internal, fmt::format("stopped after {} batches (test hook)", committed)));
+        }
+        ++next_commit;
+        turn.notify_all();
+      }
+    };
+    std::vector<std::thread> threads;
+    for (std::size_t lane = 1; lane < writers; ++lane) threads.emplace_back(writer, lane);
+    writer(0);
+    for (auto& t : threads) t.join();
+    if (first_error) return fail(*first_error);
     return {};
   }
 
   // Staging COPY, UPDATE of existing rows that differ, INSERT of missing ones (--insert-missing).
-  Result<void> merge_staged(const std::string& data, std::int64_t& present, std::int64_t& changed, std::int64_t& inserted) {
+  Result<void> merge_staged(Connection& conn, const std::string& data, BatchResult& result) {
     const std::string table = q(m_config.table);
     {
-      VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_stage"));
-      VS_TRY(m_conn.copy_in("COPY vstore_migrate_stage FROM STDIN (FORMAT binary)", data));
+      VS_TRY(conn.exec("TRUNCATE vstore_migrate_stage"));
+      VS_TRY(conn.copy_in("COPY vstore_migrate_stage FROM STDIN (FORMAT binary)", data));
       // Without statistics the planner hash-joins the whole target table for every batch.
-      VS_TRY(m_conn.exec("ANALYZE vstore_migrate_stage"));
+      VS_TRY(conn.exec("ANALYZE vstore_migrate_stage"));
       VS_TRY_ASSIGN(PgResult existing,
-                    m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_stage s JOIN {} t ON t.uri = s.uri", table)));
+                    conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_stage s JOIN {} t ON t.uri = s.uri", table)));
       const std::int64_t existing_rows = std::stoll(existing.text(0, 0));
       VS_TRY_ASSIGN(PgResult updated,
-                    m_conn.exec(fmt::format(
+                    conn.exec(fmt::format(
                         "UPDATE {} t SET embedding = s.embedding, embedding_model = s.embedding_model, vector_metadata = "
                         "s.vector_metadata{} FROM vstore_migrate_stage s WHERE t.uri = s.uri AND (t.embedding IS NULL OR "
                         "t.embedding::text IS DISTINCT FROM s.embedding::text OR t.embedding_model IS DISTINCT FROM "
@@ -537,26 +632,26 @@ class CollectionMigration {
                      ? fmt::format(", CASE WHEN s.{0} ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}' THEN s.{0}::{1} END", q(c), type)
                      : fmt::format(", s.{}::{}", q(c), type);
         }
-        VS_TRY_ASSIGN(PgResult ins, m_conn.exec(fmt::format("INSERT INTO {} ({}) SELECT {} FROM vstore_migrate_stage s "
+        VS_TRY_ASSIGN(PgResult ins, conn.exec(fmt::format("INSERT INTO {} ({}) SELECT {} FROM vstore_migrate_stage s "
                                                             "WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.uri = s.uri) "
                                                             "RETURNING uri",
                                                             table, cols, sel, table)));
-        inserted += ins.rows();
-        for (int r = 0; r < ins.rows(); ++r) m_inserted_ids.insert(ins.text(r, 0));
+        result.inserted += ins.rows();
+        for (int r = 0; r < ins.rows(); ++r) result.inserted_ids.push_back(ins.text(r, 0));
       }
-      present += existing_rows;
-      changed += updated.affected();
+      result.present += existing_rows;
+      result.changed += updated.affected();
     }
     return {};
   }
 
-  Result<void> save_checkpoint(std::size_t to) {
+  Result<void> save_checkpoint(Connection& conn, std::size_t to) {
     {
       const std::string last_id = m_snap.records[to - 1].id;
       const std::string done = std::to_string(to);
       Param p[] = {Param::text(m_source), Param::text(m_snap.collection.id), Param::text(m_config.table),
                    Param::text(last_id), Param::text(done)};
-      VS_TRY(m_conn.exec_params(fmt::format("INSERT INTO {} (source, collection_id, target_table, last_id, rows_done) "
+      VS_TRY(conn.exec_params(fmt::format("INSERT INTO {} (source, collection_id, target_table, last_id, rows_done) "
                                             "VALUES ($1, $2, $3, $4, $5::bigint) ON CONFLICT (source, collection_id, "
                                             "target_table) DO UPDATE SET last_id = EXCLUDED.last_id, rows_done = "
                                             "EXCLUDED.rows_done, updated_at = now()",
@@ -579,7 +674,7 @@ class CollectionMigration {
     Overlap out;
     std::vector<const chroma::Record*> candidates;
     for (const auto& rec : m_snap.records) {
-      if (stored_rows.contains(rec.id) && finite(rec.vector)) candidates.push_back(&rec);
+      if (stored_rows.contains(rec.id) && is_finite(rec)) candidates.push_back(&rec);
     }
     m_overlap_queries = 0;
     if (candidates.empty()) return out;
@@ -629,6 +724,7 @@ class CollectionMigration {
   }
 
   Connection& m_conn;
+  std::string m_conninfo;  // for the extra writers' connections
   const Config& m_config;
   const MigrateOptions& m_options;
   const std::string& m_source;
@@ -641,6 +737,8 @@ class CollectionMigration {
   std::unordered_set<std::string> m_inserted_ids;
   std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
+  bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids
+  std::vector<char> m_finite;                  // per record: every component of its vector is finite
   std::int64_t m_batch_present = 0;
   std::int64_t m_batch_changed = 0;
   std::int64_t m_batch_inserted = 0;
@@ -817,6 +915,9 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
                 options.from_dir.empty() ? "no Chroma source given: pass a directory (--from-dir) or a server URL (--from-url)"
                                          : "give a Chroma directory (--from-dir) or a server URL (--from-url), not both");
   }
+  if (options.writers < 1 || options.writers > 8) {
+    return fail(ErrorCode::invalid_argument, fmt::format("writers must be from 1 to 8, not {}", options.writers));
+  }
   if (options.batch_size < 1 || options.batch_size > 1000000) {
     return fail(ErrorCode::invalid_argument, fmt::format("batch size must be from 1 to 1000000, not {}", options.batch_size));
   }
@@ -879,7 +980,7 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
                                     c.metric, c.operator_class, c.distance_operator, config.table, shape.index_opclass,
                                     c.operator_class, c.metric));
     }
-    CollectionMigration mig(conn, config, options, report.source, snap, c, shape);
+    CollectionMigration mig(conn, conninfo, config, options, report.source, snap, c, shape);
     auto t0 = std::chrono::steady_clock::now();
     auto lap = [&t0]() {
       const auto now = std::chrono::steady_clock::now();

@@ -125,6 +125,10 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   cmd->add_option("--batch-size", opts.batch_size, "records per COPY + merge transaction")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))
       ->capture_default_str();
+  cmd->add_option("--writers", opts.writers,
+                  "connections writing batches at once (the batches still commit in order, so --resume stays exact)")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
   cmd->add_option("--test-batch-delay-ms", opts.test_batch_delay_ms, "")->group("");  // for tests only
   cmd->add_flag("--json", json_out, "print the report as JSON instead of the summary");
   cmd->callback([&] {

@@ -931,6 +931,57 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
 }
 
+// Several writers store batches at once but commit them in order: a stop after n batches
+// leaves exactly the first n batches (in id order) and a checkpoint at the last of them.
+TEST_F(MigrateTest, SeveralWritersCommitInOrderSoAStopLeavesAPrefixOfWholeBatches) {
+  const auto expected =
+      static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_cosine")["live"].size());
+  ASSERT_GT(expected, 100);
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  opts.writers = 3;
+  opts.batch_size = 20;
+  opts.test_stop_after_batches = 4;
+  ASSERT_FALSE(vstore::migrate_chroma(m_conninfo, m_config, opts).has_value());
+  EXPECT_EQ(count(), 80);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"), "80");
+  const std::string last = sql_value(m_conninfo, "SELECT last_id FROM vstore_chroma_checkpoints");
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"), last);
+  opts.test_stop_after_batches = 0;
+  opts.resume = true;
+  opts.verify = true;
+  auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(done.has_value()) << done.error().to_string();
+  EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+  EXPECT_EQ(count(), expected);
+  EXPECT_EQ(done->collections[0].migrated, expected);
+  EXPECT_EQ(done->collections[0].errors, 0);
+  EXPECT_TRUE(done->collections[0].verify.value("passed", false)) << done->collections[0].verify.dump(1);
+
+  // The same directory with one writer gives the same rows, byte for byte.
+  const std::string many = sql_value(m_conninfo, "SELECT md5(string_agg(uri || embedding::text || vector_metadata::text "
+                                                 "|| coalesce(raw, ''), ',' ORDER BY uri COLLATE \"C\")) FROM articles");
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  opts.writers = 1;
+  opts.resume = false;
+  auto one = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(one.has_value()) << one.error().to_string();
+  EXPECT_TRUE(one->ok()) << one->to_json().dump(1);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT md5(string_agg(uri || embedding::text || vector_metadata::text || "
+                                  "coalesce(raw, ''), ',' ORDER BY uri COLLATE \"C\")) FROM articles"),
+            many);
+}
+
+TEST_F(MigrateTest, WritersOutsideOneToEightAreRefused) {
+  auto opts = options("0.6.3", "c_cosine");
+  opts.writers = 0;
+  auto r = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), vstore::ErrorCode::invalid_argument);
+  EXPECT_NE(r.error().message().find("writers must be from 1 to 8, not 0"), std::string::npos) << r.error().message();
+  EXPECT_EQ(count(), 0);
+}
+
 TEST_F(MigrateTest, NewRowsGetArticleColumnsFromMetadataInTheirOwnTypes) {
   // A small directory whose metadata carries the article fields, dates in several forms.
   const fs::path dir = m_data / "dated";
