@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // `vstore bench migrate`: migrate_chroma() throughput against a bare binary COPY of the same vectors.
 //
-// Phases: read the directory once (timed as read_s; gives the vectors for the bare side),
-// create a scratch database, bare COPY of (uri, embedding) batch by batch into a table with
-// only a primary key, then schema_up without a vector index + migrate_chroma() timed whole,
-// then (like for like) the rows the migration wrote, read back as COPY bytes, in one bare COPY
-// into a table of the same definition. All loads are free of a vector index, so the comparison
-// is of the write paths, not of HNSW upkeep; each starts after a CHECKPOINT.
+// Read the directory once (timed as read_s; gives the vectors for the bare side), create a
+// scratch database, then per repeat three loads in a rotating order, each into an empty table
+// after a CHECKPOINT: a bare COPY of (uri, embedding) batch by batch into a table with only a
+// primary key; migrate_chroma() timed whole into a `schema up` table without a vector index;
+// and (like for like) the rows the migration wrote, read back once as COPY bytes, in one bare
+// COPY into a table of the same definition. Medians over the repeats are reported. All loads
+// are free of a vector index, so the comparison is of the write paths, not of HNSW upkeep.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -33,6 +36,9 @@ using bench_support::seconds_since;
 }  // namespace
 
 Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrateOptions& options) {
+  if (options.repeats < 1 || options.repeats > 20) {
+    return fail(ErrorCode::invalid_argument, fmt::format("repeats must be from 1 to 20, not {}", options.repeats));
+  }
   // Read once: the vectors for the bare side, and the read time on its own.
   const auto t_read = std::chrono::steady_clock::now();
   VS_TRY_ASSIGN(chroma::ChromaDir dir, chroma::ChromaDir::open(options.from_dir));
@@ -55,65 +61,125 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
 
   bench_support::ScratchDatabase scratch(admin_conninfo, fmt::format("vstore_bench_migrate_{}", getpid()));
   VS_TRY_ASSIGN(const std::string conninfo, scratch.create());
-
-  // (1) bare binary COPY of the same vectors.
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
   VS_TRY(conn.exec("CREATE EXTENSION IF NOT EXISTS vector"));
   VS_TRY(conn.exec(fmt::format("CREATE TABLE bare_copy (uri text PRIMARY KEY, embedding vector({}))", dim)));
-  (void)conn.exec("CHECKPOINT");
-  const auto t_copy = std::chrono::steady_clock::now();
-  for (std::size_t from = 0; from < rows; from += options.batch_size) {
-    const std::size_t to = std::min(rows, from + options.batch_size);
-    // Streamed in the slices the migration streams, so both sides overlap encoding and storing.
-    std::size_t next = from;
-    VS_TRY(conn.copy_stream("COPY bare_copy FROM STDIN (FORMAT binary)", [&](pg::CopyWriter& writer) -> Result<bool> {
-      for (; next < to && writer.size() < pg::k_copy_slice_bytes; ++next) {
-        writer.begin_row(2);
-        writer.bytes_field(snap.records[next].id);
-        writer.vector_field(snap.records[next].vector);
-      }
-      return next < to;
-    }));
-    if (options.progress) options.progress("copy", static_cast<std::int64_t>(to), static_cast<std::int64_t>(rows));
-  }
-  const double copy_s = seconds_since(t_copy);
-
-  // (2) the migration, whole.
   Config cfg;
   cfg.database_url = conninfo;
   cfg.embedding_dim = dim;
   cfg.data_dir = std::filesystem::temp_directory_path() / scratch.name();
   cfg.pgvector.index_type = IndexType::none;  // no vector index: all sides load index-free
   VS_TRY(schema_up(conninfo, cfg));
+  const std::string table = Connection::quote_ident(cfg.table);
+  VS_TRY(conn.exec(fmt::format("CREATE TABLE bare_rows (LIKE {} INCLUDING ALL)", table)));
+  for (const char* t : {"bare_copy", "bare_rows", cfg.table.c_str()}) {
+    VS_TRY(conn.exec(fmt::format("ALTER TABLE {} SET (autovacuum_enabled = false)", Connection::quote_ident(t))));
+  }
+  struct RemoveDataDir {
+    std::filesystem::path path;
+    ~RemoveDataDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } remove_data_dir{cfg.data_dir};
+
+  // (1) bare binary COPY of the same vectors, (uri, embedding), into a table with only a primary key.
+  auto bare_copy = [&]() -> Result<double> {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t from = 0; from < rows; from += options.batch_size) {
+      const std::size_t to = std::min(rows, from + options.batch_size);
+      // Streamed in the slices the migration streams, so both sides overlap encoding and storing.
+      std::size_t next = from;
+      VS_TRY(conn.copy_stream("COPY bare_copy FROM STDIN (FORMAT binary)", [&](pg::CopyWriter& writer) -> Result<bool> {
+        for (; next < to && writer.size() < pg::k_copy_slice_bytes; ++next) {
+          writer.begin_row(2);
+          writer.bytes_field(snap.records[next].id);
+          writer.vector_field(snap.records[next].vector);
+        }
+        return next < to;
+      }));
+    }
+    return seconds_since(t0);
+  };
+  // (2) the migration, whole: reading the directory, classification, COPY, checkpoints.
   MigrateOptions mig;
   mig.from_dir = options.from_dir;
   mig.collection = chosen->name;
   mig.insert_missing = true;
   mig.model = "bench";
   mig.batch_size = options.batch_size;
+  mig.writers = options.writers;
   mig.progress = options.progress;
-  (void)conn.exec("CHECKPOINT");
-  const auto t_mig = std::chrono::steady_clock::now();
-  VS_TRY_ASSIGN(MigrateReport report, migrate_chroma(conninfo, cfg, mig));
-  const double migrate_s = seconds_since(t_mig);
-  std::error_code ec;
-  std::filesystem::remove_all(cfg.data_dir, ec);
-  if (report.collections.empty() || report.collections[0].migrated != static_cast<std::int64_t>(rows)) {
-    return fail(ErrorCode::internal, fmt::format("the benchmark migration moved {} of {} rows",
-                                                 report.collections.empty() ? 0 : report.collections[0].migrated, rows));
+  json migrate_timings;
+  auto migration = [&]() -> Result<double> {
+    const auto t0 = std::chrono::steady_clock::now();
+    VS_TRY_ASSIGN(MigrateReport report, migrate_chroma(conninfo, cfg, mig));
+    const double s = seconds_since(t0);
+    if (report.collections.empty() || report.collections[0].migrated != static_cast<std::int64_t>(rows)) {
+      return fail(ErrorCode::internal,
+                  fmt::format("the benchmark migration moved {} of {} rows",
+                              report.collections.empty() ? 0 : report.collections[0].migrated, rows));
+    }
+    migrate_timings = report.collections[0].timings;
+    return s;
+  };
+  // (3) like for like: the rows the migration wrote, as bytes read back from its first run (no
+  // encoding on this side at all), in one bare binary COPY into a table of the same definition
+  // (primary key and B-tree indexes) — what writing these rows costs without reading Chroma.
+  std::string rows_bytes;
+  auto same_rows = [&]() -> Result<double> {
+    const auto t0 = std::chrono::steady_clock::now();
+    VS_TRY_ASSIGN(const std::int64_t copied, conn.copy_in("COPY bare_rows FROM STDIN (FORMAT binary)", rows_bytes));
+    const double s = seconds_since(t0);
+    if (copied != static_cast<std::int64_t>(rows)) {
+      return fail(ErrorCode::internal, fmt::format("the like-for-like COPY wrote {} of {} rows", copied, rows));
+    }
+    return s;
+  };
+
+  // Every repeat runs the three loads, each into an empty table after a CHECKPOINT (needs
+  // superuser or pg_checkpoint; best effort), in an order that rotates with the repeat (the
+  // first repeat's order runs the migration before the like-for-like COPY, which needs its rows).
+  std::vector<double> copy_runs, migrate_runs, same_runs;
+  for (int r = 0; r < options.repeats; ++r) {
+    for (int k = 0; k < 3; ++k) {
+      const int which = (k + r) % 3;
+      if (which == 0) {
+        VS_TRY(conn.exec("TRUNCATE bare_copy"));
+        (void)conn.exec("CHECKPOINT");
+        VS_TRY_ASSIGN(const double s, bare_copy());
+        copy_runs.push_back(s);
+      } else if (which == 1) {
+        VS_TRY(conn.exec(fmt::format("TRUNCATE {}; DROP TABLE IF EXISTS vstore_chroma_checkpoints", table)));
+        (void)conn.exec("CHECKPOINT");
+        VS_TRY_ASSIGN(const double s, migration());
+        migrate_runs.push_back(s);
+        if (rows_bytes.empty()) {
+          VS_TRY_ASSIGN(rows_bytes, conn.copy_out(fmt::format("COPY {} TO STDOUT (FORMAT binary)", table)));
+        }
+      } else {
+        VS_TRY(conn.exec("TRUNCATE bare_rows"));
+        (void)conn.exec("CHECKPOINT");
+        VS_TRY_ASSIGN(const double s, same_rows());
+        same_runs.push_back(s);
+      }
+    }
   }
-  // (3) like for like: the rows the migration wrote, as bytes read back beforehand (no encoding
-  // on this side at all), in one bare binary COPY into a table of the same definition (primary
-  // key and B-tree indexes) — what writing these rows costs without reading Chroma.
-  const std::string table = Connection::quote_ident(cfg.table);
-  VS_TRY_ASSIGN(const std::string rows_bytes, conn.copy_out(fmt::format("COPY {} TO STDOUT (FORMAT binary)", table)));
-  VS_TRY(conn.exec(fmt::format("CREATE TABLE bare_rows (LIKE {} INCLUDING ALL)", table)));
-  (void)conn.exec("CHECKPOINT");  // needs superuser or pg_checkpoint; best effort
-  const auto t_rows = std::chrono::steady_clock::now();
-  VS_TRY_ASSIGN(const std::int64_t rows_copied, conn.copy_in("COPY bare_rows FROM STDIN (FORMAT binary)", rows_bytes));
-  const double rows_copy_s = seconds_since(t_rows);
-  if (rows_copied != static_cast<std::int64_t>(rows)) {
-    return fail(ErrorCode::internal, fmt::format("the like-for-like COPY wrote {} of {} rows", rows_copied, rows));
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double copy_s = median(copy_runs);
+  const double migrate_s = median(migrate_runs);
+  const double rows_copy_s = median(same_runs);
+  auto rates = [&](const std::vector<double>& runs) {
+    json out = json::array();
+    for (double s : runs) out.push_back(std::round(static_cast<double>(rows) / s));
+    return out;
+  };
+  json ratio_runs = json::array();
+  for (std::size_t r = 0; r < migrate_runs.size(); ++r) {
+    ratio_runs.push_back(std::round(1000.0 * copy_runs[r] / migrate_runs[r]) / 1000.0);
   }
 
   const double rows_per_s = static_cast<double>(rows) / migrate_s;
@@ -130,7 +196,13 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
               {"copy_same_rows_s", rows_copy_s},
               {"migrate_s", migrate_s},
               {"copy_s", copy_s},
-              {"migrate_timings", report.collections[0].timings},
+              {"repeats", options.repeats},
+              {"writers", options.writers},
+              {"rows_per_s_runs", rates(migrate_runs)},
+              {"copy_rows_per_s_runs", rates(copy_runs)},
+              {"copy_same_rows_rows_per_s_runs", rates(same_runs)},
+              {"ratio_runs", ratio_runs},
+              {"migrate_timings", migrate_timings},
               {"chroma_schema", dir.schema_version()},
               {"label_map_format", snap.stats.label_map_format},
               {"machine", bench_machine_info()}};

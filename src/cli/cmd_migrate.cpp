@@ -173,6 +173,12 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   bench_cmd->add_option("--batch-size", bench.batch_size, "records per COPY on both sides")
       ->check(CLI::Range(std::size_t{100}, std::size_t{1000000}))
       ->capture_default_str();
+  bench_cmd->add_option("--repeats", bench.repeats, "loads per side (order rotated; medians reported)")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  bench_cmd->add_option("--writers", bench.writers, "connections the migration writes with (migrate-chroma --writers)")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
   bench_cmd->add_flag("--json", bench_json, "print the result as one JSON object");
   bench_cmd->callback([&] {
     action = [&] {

@@ -972,6 +972,35 @@ TEST_F(MigrateTest, SeveralWritersCommitInOrderSoAStopLeavesAPrefixOfWholeBatche
             many);
 }
 
+// `bench migrate` on a small real directory: every side ran every repeat on the collection's
+// rows, the ratios are those of the rates, and the scratch database is gone afterwards.
+TEST_F(MigrateTest, BenchMigrateTimesEverySideInEveryRepeatAndDropsItsDatabase) {
+  const auto expected =
+      static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_l2")["live"].size());
+  vstore::BenchMigrateOptions b;
+  b.from_dir = ChromaDirs::instance().dir("0.6.3").string();
+  b.collection = "c_l2";
+  b.batch_size = 50;
+  b.repeats = 2;
+  auto j = vstore::bench_migrate(m_conninfo, b);
+  ASSERT_TRUE(j.has_value()) << j.error().to_string();
+  EXPECT_EQ((*j)["rows"].get<std::int64_t>(), expected);
+  EXPECT_EQ((*j)["dim"].get<int>(), k_dim);
+  for (const char* key : {"rows_per_s", "copy_rows_per_s", "copy_same_rows_rows_per_s"}) {
+    EXPECT_GT((*j)[key].get<double>(), 0.0) << key;
+  }
+  for (const char* key : {"rows_per_s_runs", "copy_rows_per_s_runs", "copy_same_rows_rows_per_s_runs", "ratio_runs"}) {
+    EXPECT_EQ((*j)[key].size(), 2u) << key;
+  }
+  EXPECT_NEAR((*j)["ratio"].get<double>(), (*j)["rows_per_s"].get<double>() / (*j)["copy_rows_per_s"].get<double>(), 0.01);
+  EXPECT_TRUE((*j)["migrate_timings"].contains("copy_s"));
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(*) FROM pg_database WHERE datname LIKE 'vstore_bench_migrate_%'"), "0");
+  b.repeats = 0;
+  auto refused = vstore::bench_migrate(m_conninfo, b);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message().find("repeats must be from 1 to 20, not 0"), std::string::npos);
+}
+
 TEST_F(MigrateTest, WritersOutsideOneToEightAreRefused) {
   auto opts = options("0.6.3", "c_cosine");
   opts.writers = 0;
