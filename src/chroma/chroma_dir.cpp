@@ -93,6 +93,12 @@ class Stmt {
     return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_st, col)))
              : std::string();
   }
+  /// The text of a column, valid until the next step.
+  [[nodiscard]] std::string_view text_view(int col) const {
+    const auto* p = sqlite3_column_text(m_st, col);
+    return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_st, col)))
+             : std::string_view();
+  }
   [[nodiscard]] std::string_view blob(int col) const {
     const void* p = sqlite3_column_blob(m_st, col);
     return p ? std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_st, col)))
@@ -609,27 +615,37 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
   {
     const std::string sql = fmt::format(
         "SELECT e.embedding_id, m.key, m.string_value, m.int_value, m.float_value, {} FROM embeddings e "
-        "LEFT JOIN embedding_metadata m ON m.id = e.id WHERE e.segment_id = ? ORDER BY e.id",
+        "LEFT JOIN embedding_metadata m ON m.id = e.id WHERE e.segment_id = ? ORDER BY e.embedding_id",
         impl.has_bool_value ? "m.bool_value" : "NULL");
     VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
     st.bind(1, collection.metadata_segment);
-    // Rows come ordered by the record, so one look-up per record serves all its keys.
-    std::string current_id;
+    // Rows come in id order (the order of the (segment_id, embedding_id) index, so sqlite does
+    // not sort), so one look-up per record serves all its keys and each record is appended at
+    // the end of the map.
     MetaState* current = nullptr;
+    std::string_view current_id;  // the key of *current, owned by the map
     while (true) {
       VS_TRY_ASSIGN(bool row, st.step());
       if (!row) break;
-      std::string id = st.text(0);
+      const std::string_view id = st.text_view(0);
       if (current == nullptr || id != current_id) {
-        current = &meta[id];
-        current_id = std::move(id);
+        auto it = (meta.empty() || std::prev(meta.end())->first < id) ? meta.emplace_hint(meta.end(), std::string(id), MetaState{})
+                                                                      : meta.try_emplace(std::string(id)).first;
+        current = &it->second;
+        current_id = it->first;
       }
       MetaState& m = *current;
       if (st.is_null(1)) continue;
-      const std::string key = st.text(1);
+      const std::string_view key = st.text_view(1);
+      const bool is_document = key == "chroma:document";
+      const bool is_uri = key == "chroma:uri";
+      if (is_document || is_uri) {
+        if (!st.is_null(2)) (is_document ? m.document : m.uri) = std::string(st.text_view(2));
+        continue;
+      }
       json value;
       if (!st.is_null(2)) {
-        value = st.text(2);
+        value = std::string(st.text_view(2));
       } else if (!st.is_null(3)) {
         value = st.int64(3);
       } else if (!st.is_null(4)) {
@@ -639,13 +655,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
       } else {
         continue;
       }
-      if (key == "chroma:document") {
-        if (value.is_string()) m.document = value.get<std::string>();
-      } else if (key == "chroma:uri") {
-        if (value.is_string()) m.uri = value.get<std::string>();
-      } else {
-        m.metadata[key] = std::move(value);
-      }
+      m.metadata[std::string(key)] = std::move(value);
     }
     VS_TRY_ASSIGN(bool has_arrays, impl.table_exists("embedding_metadata_array"));
     if (has_arrays) {
