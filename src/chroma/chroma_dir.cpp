@@ -568,7 +568,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
   VS_TRY_ASSIGN(snap.stats.metadata_max_seq_id, segment_seq(collection.metadata_segment));
   VS_TRY_ASSIGN(std::int64_t vector_seq, segment_seq(collection.vector_segment));
 
-  // ---- HNSW segment files ---- (read on a second thread while sqlite gives the metadata)
+  // ---- HNSW segment files ----
   struct HnswPart {
     std::map<std::string, VecState> vecs;
     std::size_t dimension = 0;
@@ -608,11 +608,11 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
     }
     return part;
   };
-  auto hnsw_task = std::async(std::launch::async, read_hnsw);
-
-  // ---- metadata segment ----
-  std::map<std::string, MetaState> meta;
-  {
+  // ---- metadata segment ---- (read by sqlite on a second thread while this one reads the
+  // HNSW files: the vectors, most of the memory, are then allocated from the main arena, which
+  // grows in large steps, not page by page as a thread's arena does)
+  auto read_meta = [&]() -> Result<std::map<std::string, MetaState>> {
+    std::map<std::string, MetaState> meta;
     const std::string sql = fmt::format(
         "SELECT e.embedding_id, m.key, m.string_value, m.int_value, m.float_value, {} FROM embeddings e "
         "LEFT JOIN embedding_metadata m ON m.id = e.id WHERE e.segment_id = ? ORDER BY e.embedding_id",
@@ -709,9 +709,13 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
         elements.push_back(std::move(value));
       }
     }
-  }
-
-  Result<HnswPart> hnsw = hnsw_task.get();
+    return meta;
+  };
+  auto meta_task = std::async(std::launch::async, read_meta);
+  Result<HnswPart> hnsw = read_hnsw();
+  Result<std::map<std::string, MetaState>> meta_read = meta_task.get();
+  if (!meta_read) return fail(meta_read.error());
+  std::map<std::string, MetaState> meta = std::move(*meta_read);
   if (!hnsw) return ctx(hnsw.error());
   std::map<std::string, VecState> vecs = std::move(hnsw->vecs);
   snap.stats.label_map_format = hnsw->label_map_format;
