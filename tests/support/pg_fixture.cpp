@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <utility>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -18,9 +19,12 @@
 namespace vstore::testing {
 namespace {
 
+PgServer* g_server = nullptr;  // the running server, stopped by die() so an abort leaves none behind
+
 [[noreturn]] void die(const std::string& why) {
   std::fprintf(stderr, "test fixture: %s\n", why.c_str());
   std::fflush(stderr);
+  if (PgServer* s = std::exchange(g_server, nullptr)) s->shutdown();
   std::abort();
 }
 
@@ -50,6 +54,7 @@ PgServer::PgServer() {
 PgServer& PgServer::instance() {
   static PgServer* server = [] {
     auto* s = new PgServer();
+    g_server = s;
     ::testing::AddGlobalTestEnvironment(new StopServer());
     return s;
   }();
