@@ -974,6 +974,31 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
       c.notes.push_back(e.message());
       continue;
     }
+    if (!c.embedding_model.empty()) {
+      // One table holds the vectors of one model (the store refuses to mix them, and a search
+      // over two models' vectors ranks nonsense), so vectors of another model already there stop
+      // the migration before it writes anything.
+      Param p[] = {Param::text(c.embedding_model)};
+      VS_TRY_ASSIGN(PgResult other,
+                    conn.exec_params(fmt::format("SELECT embedding_model FROM {} WHERE embedding IS NOT NULL AND "
+                                                 "embedding_model IS NOT NULL AND embedding_model <> $1 LIMIT 1",
+                                                 q(config.table)),
+                                     p));
+      if (other.rows() > 0) {
+        const auto e = Error(
+            ErrorCode::conflict,
+            fmt::format("table {} holds vectors of model {}, but collection {} has vectors of model {} ({}); vectors "
+                        "of two models cannot be searched together: migrate into another table (VSTORE_TABLE){}",
+                        config.table, other.text(0, 0), c.name, c.embedding_model,
+                        c.model_source == "chroma" ? "its stored embedding function" : "from --model",
+                        c.model_source == "chroma"
+                            ? std::string()
+                            : fmt::format(", or pass --model {} if that model made them", other.text(0, 0))));
+        if (!options.dry_run) return fail(e);
+        c.notes.push_back(e.message());
+        continue;
+      }
+    }
     if (!shape.index_opclass.empty() && shape.index_opclass != c.operator_class) {
       c.notes.push_back(fmt::format("chroma space {} maps to {} ({}), but the vector index on {} uses {}; vstore ranks by "
                                     "cosine distance, so create an index with {} if you query by {}",

@@ -1001,6 +1001,41 @@ TEST_F(MigrateTest, BenchMigrateTimesEverySideInEveryRepeatAndDropsItsDatabase) 
   EXPECT_NE(refused.error().message().find("repeats must be from 1 to 20, not 0"), std::string::npos);
 }
 
+// A table holds one model's vectors: a collection of another model is refused before anything
+// is written (a dry run says so in its notes), and the table's own rows stay as they were.
+TEST_F(MigrateTest, VectorsOfAnotherModelInTheTableStopTheMigrationBeforeItWrites) {
+  std::string vec = "[";
+  for (int i = 0; i < k_dim; ++i) vec += (i ? "," : "") + std::to_string(i + 1);
+  vec += "]";
+  sql_value(m_conninfo, fmt::format("INSERT INTO articles (uri, title, embedding, embedding_model) VALUES ('app:1', "
+                                    "'kept', '{}', 'other-model')",
+                                    vec));
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  auto r = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), vstore::ErrorCode::conflict);
+  const std::string& msg = r.error().message();
+  EXPECT_NE(msg.find("holds vectors of model other-model"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("vectors of model test-model (from --model)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--model other-model"), std::string::npos) << msg;
+  EXPECT_EQ(count(), 1);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT title || ' ' || embedding::text FROM articles"), "kept " + vec);
+
+  opts.dry_run = true;
+  auto plan = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(plan.has_value()) << plan.error().to_string();
+  ASSERT_FALSE(plan->collections[0].notes.empty());
+  EXPECT_NE(plan->collections[0].notes.back().find("holds vectors of model other-model"), std::string::npos);
+
+  // Rows of the same model, or without a recorded one, do not stop it.
+  sql_value(m_conninfo, "UPDATE articles SET embedding_model = NULL");
+  opts.dry_run = false;
+  auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(done.has_value()) << done.error().to_string();
+  EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+}
+
 TEST_F(MigrateTest, WritersOutsideOneToEightAreRefused) {
   auto opts = options("0.6.3", "c_cosine");
   opts.writers = 0;
