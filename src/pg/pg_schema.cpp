@@ -5,6 +5,8 @@
 //   2 vector_columns embedding vector(dim), embedding_model, vector_metadata, publication_date_ts
 //                    and B-tree indexes on (topic, analyzed), publication_date, publication_date_ts
 //   3 vector_index   HNSW or IVFFlat (cosine) per PGVECTOR_*; an existing index on embedding is adopted
+//   4 dual_outbox    the outbox table of the dual-mode backend
+//   5 embedding_storage  STORAGE MAIN on the embedding column vstore added (the vector stays in the row)
 // Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
 #include "vstore/schema.hpp"
 
@@ -28,8 +30,9 @@ struct Migration {
   int version;
   const char* name;
 };
-constexpr Migration k_migrations[] = {{1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}};
-constexpr int k_latest = 4;
+constexpr Migration k_migrations[] = {
+    {1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}, {5, "embedding_storage"}};
+constexpr int k_latest = 5;
 
 std::string q(std::string_view ident) { return Connection::quote_ident(ident); }
 
@@ -290,6 +293,52 @@ Result<void> down_dual_outbox(Connection& conn, const Config& cfg, std::vector<s
   return {};
 }
 
+// ---- migration 5: the vector stays in the row ---------------------------------------------------
+// pgvector's vector type has STORAGE external, so a row past about 2 kB (an article with its
+// text) has its vector moved out to the TOAST table, and every exact ranking then fetches each
+// vector from there. With MAIN the vector stays in the row and the (compressible) texts go out
+// first. Only an embedding column that migration 2 added is changed; rows written earlier keep
+// their layout until they are rewritten.
+
+std::string storage_keyword(const std::string& code) {
+  if (code == "p") return "PLAIN";
+  if (code == "m") return "MAIN";
+  if (code == "x") return "EXTENDED";
+  return "EXTERNAL";
+}
+
+Result<json> up_embedding_storage(Connection& conn, const Config& cfg, const json& vector_columns) {
+  json details = json::object();
+  bool added = false;
+  for (const auto& c : vector_columns.value("added_columns", json::array())) added = added || c == "embedding";
+  if (!added) {
+    details["changed"] = false;  // the application's own column: its storage is the application's choice
+    return details;
+  }
+  Param p[] = {Param::text(cfg.table)};
+  VS_TRY_ASSIGN(PgResult st, conn.exec_params("SELECT attstorage::text FROM pg_attribute WHERE attrelid = $1::regclass "
+                                              "AND attname = 'embedding' AND NOT attisdropped",
+                                              p));
+  if (st.rows() == 0) return fail(ErrorCode::internal, fmt::format("table {} has no column embedding", cfg.table));
+  details["previous_storage"] = st.text(0, 0);
+  details["changed"] = st.text(0, 0) != "m";
+  if (st.text(0, 0) != "m") {
+    VS_TRY(conn.exec(fmt::format("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE MAIN", q(cfg.table))));
+  }
+  return details;
+}
+
+Result<void> down_embedding_storage(Connection& conn, const Config& cfg, const json& details) {
+  if (!details.value("changed", false)) return {};
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
+  if (!exists) return {};
+  VS_TRY_ASSIGN(bool has, column_exists(conn, cfg.table, "embedding"));
+  if (!has) return {};
+  VS_TRY(conn.exec(fmt::format("ALTER TABLE {} ALTER COLUMN embedding SET STORAGE {}", q(cfg.table),
+                               storage_keyword(details.value("previous_storage", std::string("e"))))));
+  return {};
+}
+
 // Builds the index migration 3 recorded, if it is missing. Returns whether it built one.
 Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const json& details) {
   if (!details.contains("created_index")) return false;
@@ -376,6 +425,7 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
         case 2: details = up_vector_columns(conn, config); break;
         case 3: details = up_vector_index(conn, config); break;
         case 4: details = up_dual_outbox(conn); break;
+        case 5: details = up_embedding_storage(conn, config, applied.contains(2) ? applied.at(2).second : json::object()); break;
         default: break;
       }
       if (!details) return fail(details.error().with_context(fmt::format("migration {} ({})", m.version, m.name)));
@@ -433,6 +483,7 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
         case 2: done = down_vector_columns(conn, config, details); break;
         case 3: done = down_vector_index(conn, details); break;
         case 4: done = down_dual_outbox(conn, config, notes); break;
+        case 5: done = down_embedding_storage(conn, config, details); break;
         default: break;
       }
       if (!done) return fail(done.error().with_context(fmt::format("reverting migration {}", v)));

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "support/pg_fixture.hpp"
 #include "vstore/embedded_pg.hpp"
 #include "vstore/schema.hpp"
@@ -103,6 +105,48 @@ TEST_F(SchemaTest, UpOnOwnedTableUpDownUpGivesTheSameSchema) {
   ASSERT_TRUE(schema_down(m_db, cfg));
   ASSERT_TRUE(schema_up(m_db, cfg));
   EXPECT_EQ(pg_dump_schema(m_db), once);
+}
+
+// Migration 5: the embedding column vstore added keeps its vectors in the row (STORAGE MAIN),
+// so an article row with a long text moves the text to TOAST, not the vector; down restores
+// pgvector's default. A column the application made keeps its own storage.
+TEST_F(SchemaTest, TheEmbeddingColumnVstoreAddedKeepsItsVectorInTheRow) {
+  auto cfg = test_config(m_db, 384);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  auto storage = [&] {
+    return sql_value(m_db, "SELECT attstorage FROM pg_attribute WHERE attrelid = 'articles'::regclass AND attname = "
+                           "'embedding'");
+  };
+  EXPECT_EQ(storage(), "m");
+  // A row of about 3 kB (1,400 bytes of text that does not compress, and the 1,544-byte
+  // vector) must lose one value to TOAST: with MAIN it is the text, so the heap tuple still
+  // holds the vector; with pgvector's default it would be the vector (the larger value).
+  auto insert_and_tuple_length = [&](const std::string& uri) {
+    sql_value(m_db, fmt::format("INSERT INTO articles (uri, raw, embedding) SELECT '{}', string_agg(md5(i::text || "
+                                "'{}'), ''), (SELECT array_agg(j::real / 384)::vector(384) FROM generate_series(1, 384) "
+                                "j) FROM generate_series(1, 44) i",
+                                uri, uri));
+    return std::stoi(sql_value(m_db, fmt::format("SELECT p.lp_len FROM articles a, heap_page_items(get_raw_page("
+                                                 "'articles', (a.ctid::text::point)[0]::int)) p WHERE a.uri = '{}' AND "
+                                                 "p.t_ctid = a.ctid",
+                                                 uri)));
+  };
+  sql_value(m_db, "CREATE EXTENSION IF NOT EXISTS pageinspect");
+  EXPECT_GT(insert_and_tuple_length("a:main"), 1544);
+  ASSERT_TRUE(schema_down(m_db, cfg, 4));
+  EXPECT_EQ(storage(), "e");
+  EXPECT_LT(insert_and_tuple_length("a:external"), 1544);  // the default moves the vector out
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  EXPECT_EQ(storage(), "m");
+
+  // An application table that brought its own embedding column.
+  const std::string other = PgServer::instance().create_database("schema_own");
+  sql_value(other, "CREATE EXTENSION vector; CREATE TABLE articles (uri text PRIMARY KEY, embedding vector(384))");
+  ASSERT_TRUE(schema_up(other, test_config(other, 384)));
+  EXPECT_EQ(sql_value(other, "SELECT attstorage FROM pg_attribute WHERE attrelid = 'articles'::regclass AND attname = "
+                             "'embedding'"),
+            "e");
+  PgServer::instance().drop_database(other);
 }
 
 TEST_F(SchemaTest, UpRefusesExistingEmbeddingColumnOfAnotherDimension) {
