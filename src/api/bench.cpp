@@ -61,6 +61,7 @@ constexpr std::size_t k_copy_batch = 10000;   // rows per COPY statement when lo
 constexpr std::int64_t k_pg_epoch = 946684800;  // 2000-01-01T00:00:00Z in Unix seconds
 
 using bench_support::ScratchDatabase;
+using bench_support::median;
 using bench_support::seconds_since;
 
 double round_to(double value, int digits) {
@@ -778,10 +779,6 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
     upsert_runs.push_back(side_s[2]);
   }
   checkpoint();
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double copy_s = median(copy_runs);
   const double copy_btree_s = median(copy_btree_runs);
   const double upsert_s = median(upsert_runs);

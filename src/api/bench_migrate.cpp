@@ -31,6 +31,7 @@ namespace {
 using nlohmann::json;
 using pg::Connection;
 
+using bench_support::median;
 using bench_support::seconds_since;
 
 }  // namespace
@@ -165,10 +166,6 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
       }
     }
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double copy_s = median(copy_runs);
   const double migrate_s = median(migrate_runs);
   const double rows_copy_s = median(same_runs);

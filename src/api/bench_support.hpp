@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Internal to the benchmarks (and migrate's timings): a stopwatch, the conninfo of another
+// Internal to the benchmarks (and migrate's timings): a stopwatch, a median, the conninfo of another
 // database on the same server, and a scratch database dropped when it goes out of scope.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "vstore/result.hpp"
 
@@ -13,6 +15,12 @@ namespace vstore::bench_support {
 /// Seconds since `start` on the steady clock.
 [[nodiscard]] inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// The median of `runs` (the upper one of an even count); `runs` must not be empty.
+[[nodiscard]] inline double median(std::vector<double> runs) {
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
 }
 
 /// `conninfo` pointed at database `dbname`: the path of a URI, else a trailing `dbname=` (in a

@@ -221,6 +221,20 @@ class MigrateTest : public ::testing::Test {
     return o;
   }
 
+  // Finishes a stopped run of `opts` with --resume --verify; the run must succeed and be ok.
+  std::optional<vstore::MigrateReport> finish_resumed(vstore::MigrateOptions opts) const {
+    opts.test_stop_after_batches = 0;
+    opts.resume = true;
+    opts.verify = true;
+    auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
+    if (!done) {
+      ADD_FAILURE() << done.error().to_string();
+      return std::nullopt;
+    }
+    EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+    return std::move(*done);
+  }
+
   std::int64_t count(const std::string& where = "true") const {
     return std::stoll(sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE " + where));
   }
@@ -910,19 +924,16 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   // A killed run (simulated: drop it as the bulk load would, then stop) leaves it missing.
   ASSERT_TRUE(vstore::suspend_vector_index(m_conninfo, m_config).has_value());
   ASSERT_FALSE(index_exists());
-  opts.test_stop_after_batches = 0;
-  opts.resume = true;
-  opts.verify = true;
-  auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
-  ASSERT_TRUE(done.has_value()) << done.error().to_string();
-  EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+  auto done = finish_resumed(opts);
+  ASSERT_TRUE(done.has_value());
   EXPECT_TRUE(index_exists()) << "the run that finishes builds the missing index";
   EXPECT_TRUE(done->collections[0].timings.contains("index_build_s"));
   EXPECT_TRUE(done->collections[0].verify["index_overlap_at_10"].is_number());
 
   // From scratch: the note says the index was dropped for the load.
   sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
-  opts.resume = false;
+  opts.test_stop_after_batches = 0;
+  opts.verify = true;
   auto fresh = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_TRUE(fresh.has_value()) << fresh.error().to_string();
   ASSERT_FALSE(fresh->collections[0].notes.empty());
@@ -947,12 +958,8 @@ TEST_F(MigrateTest, SeveralWritersCommitInOrderSoAStopLeavesAPrefixOfWholeBatche
   EXPECT_EQ(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"), "80");
   const std::string last = sql_value(m_conninfo, "SELECT last_id FROM vstore_chroma_checkpoints");
   EXPECT_EQ(sql_value(m_conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"), last);
-  opts.test_stop_after_batches = 0;
-  opts.resume = true;
-  opts.verify = true;
-  auto done = vstore::migrate_chroma(m_conninfo, m_config, opts);
-  ASSERT_TRUE(done.has_value()) << done.error().to_string();
-  EXPECT_TRUE(done->ok()) << done->to_json().dump(1);
+  auto done = finish_resumed(opts);
+  ASSERT_TRUE(done.has_value());
   EXPECT_EQ(count(), expected);
   EXPECT_EQ(done->collections[0].migrated, expected);
   EXPECT_EQ(done->collections[0].errors, 0);
@@ -963,7 +970,8 @@ TEST_F(MigrateTest, SeveralWritersCommitInOrderSoAStopLeavesAPrefixOfWholeBatche
                                                  "|| coalesce(raw, ''), ',' ORDER BY uri COLLATE \"C\")) FROM articles");
   sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
   opts.writers = 1;
-  opts.resume = false;
+  opts.test_stop_after_batches = 0;
+  opts.verify = true;
   auto one = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_TRUE(one.has_value()) << one.error().to_string();
   EXPECT_TRUE(one->ok()) << one->to_json().dump(1);
