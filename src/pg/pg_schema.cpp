@@ -6,7 +6,7 @@
 //                    and B-tree indexes on (topic, analyzed), publication_date, publication_date_ts
 //   3 vector_index   HNSW or IVFFlat (cosine) per PGVECTOR_*; an existing index on embedding is adopted
 //   4 dual_outbox    the outbox table of the dual-mode backend
-//   5 embedding_storage  STORAGE MAIN on the embedding column vstore added (the vector stays in the row)
+//   5 embedding_storage  STORAGE MAIN on the embedding column vstore added, up to 448 dimensions (the vector stays in the row)
 // Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
 #include "vstore/schema.hpp"
 
@@ -297,8 +297,11 @@ Result<void> down_dual_outbox(Connection& conn, const Config& cfg, std::vector<s
 // pgvector's vector type has STORAGE external, so a row past about 2 kB (an article with its
 // text) has its vector moved out to the TOAST table, and every exact ranking then fetches each
 // vector from there. With MAIN the vector stays in the row and the (compressible) texts go out
-// first. Only an embedding column that migration 2 added is changed; rows written earlier keep
-// their layout until they are rewritten.
+// first. Only an embedding column that migration 2 added is changed, and only for vectors small
+// enough to stay in a row (up to 448 dimensions); rows written earlier keep their layout until
+// they are rewritten.
+
+constexpr int k_inline_vector_bytes = 1800;  // up to 448 dimensions
 
 std::string storage_keyword(const std::string& code) {
   if (code == "p") return "PLAIN";
@@ -313,6 +316,15 @@ Result<json> up_embedding_storage(Connection& conn, const Config& cfg, const jso
   for (const auto& c : vector_columns.value("added_columns", json::array())) added = added || c == "embedding";
   if (!added) {
     details["changed"] = false;  // the application's own column: its storage is the application's choice
+    return details;
+  }
+  // A vector past about 1,800 bytes cannot share a row with anything under the 2 kB TOAST
+  // threshold: it goes out of line whatever the storage, and MAIN would only add a (failing)
+  // compression attempt per row.
+  if (4 * cfg.embedding_dim + 8 > k_inline_vector_bytes) {
+    details["changed"] = false;
+    details["reason"] = fmt::format("vector({}) takes {} bytes, more than the {} that fit in a row beside its text",
+                                    cfg.embedding_dim, 4 * cfg.embedding_dim + 8, k_inline_vector_bytes);
     return details;
   }
   Param p[] = {Param::text(cfg.table)};

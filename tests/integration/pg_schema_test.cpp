@@ -139,6 +139,17 @@ TEST_F(SchemaTest, TheEmbeddingColumnVstoreAddedKeepsItsVectorInTheRow) {
   ASSERT_TRUE(schema_up(m_db, cfg));
   EXPECT_EQ(storage(), "m");
 
+  // A vector too large to stay in a row (1536 dimensions, 6,152 bytes) keeps pgvector's storage.
+  const std::string wide = PgServer::instance().create_database("schema_wide");
+  ASSERT_TRUE(schema_up(wide, test_config(wide, 1536)));
+  EXPECT_EQ(sql_value(wide, "SELECT attstorage FROM pg_attribute WHERE attrelid = 'articles'::regclass AND attname = "
+                            "'embedding'"),
+            "e");
+  EXPECT_NE(sql_value(wide, "SELECT details->>'reason' FROM vstore_schema_migrations WHERE version = 5")
+                .find("vector(1536) takes 6152 bytes"),
+            std::string::npos);
+  PgServer::instance().drop_database(wide);
+
   // An application table that brought its own embedding column.
   const std::string other = PgServer::instance().create_database("schema_own");
   sql_value(other, "CREATE EXTENSION vector; CREATE TABLE articles (uri text PRIMARY KEY, embedding vector(384))");
