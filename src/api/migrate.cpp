@@ -339,8 +339,6 @@ class CollectionMigration {
     return v;
   }
 
-  [[nodiscard]] const std::unordered_set<std::string>& inserted_ids() const { return m_inserted_ids; }
-
  private:
   // Whether every component of a record's vector is finite (worked out once, in classify()).
   [[nodiscard]] bool is_finite(const chroma::Record& rec) const {
@@ -532,8 +530,8 @@ class CollectionMigration {
   // that is done waits for the batch before its own): the checkpoint then always names a
   // prefix of the batches, and a kill at any point leaves whole batches up to it.
   Result<void> run_batches(const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
-    const std::size_t writers =
-        std::clamp<std::size_t>(static_cast<std::size_t>(std::max(1, m_options.writers)), 1, std::max<std::size_t>(1, ranges.size()));
+    // migrate_chroma() checked writers to be 1..8; no more writers than batches.
+    const std::size_t writers = std::min(static_cast<std::size_t>(m_options.writers), std::max<std::size_t>(1, ranges.size()));
     std::vector<Connection> extra;
     for (std::size_t w = 1; w < writers; ++w) {
       VS_TRY_ASSIGN(Connection c, Connection::connect(m_conninfo));
@@ -549,6 +547,12 @@ class CollectionMigration {
     bool stop = false;
     std::optional<Error> first_error;
     std::size_t committed = 0;
+    // Ends every writer at its next turn; the first error is the one reported. Called with `mutex` held.
+    auto halt = [&](const Error& e) {
+      if (!first_error) first_error = e;
+      stop = true;
+      turn.notify_all();
+    };
     auto writer = [&](std::size_t lane) {
       Connection& conn = *conns[lane];
       for (std::size_t b = lane; b < ranges.size(); b += writers) {
@@ -559,11 +563,6 @@ class CollectionMigration {
         Result<BatchResult> written = write_batch(conn, ranges[b].first, ranges[b].second);
         std::unique_lock lock(mutex);
         turn.wait(lock, [&] { return stop || next_commit == b; });
-        auto halt = [&](const Error& e) {
-          if (!first_error) first_error = e;
-          stop = true;
-          turn.notify_all();
-        };
         if (!written) return halt(written.error());
         if (stop) {
           (void)conn.exec("ROLLBACK");
@@ -739,9 +738,6 @@ class CollectionMigration {
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids
   std::vector<char> m_finite;                  // per record: every component of its vector is finite
-  std::int64_t m_batch_present = 0;
-  std::int64_t m_batch_changed = 0;
-  std::int64_t m_batch_inserted = 0;
   std::int64_t m_overlap_queries = 0;
 };
 

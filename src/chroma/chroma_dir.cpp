@@ -88,11 +88,7 @@ class Stmt {
   }
   [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(m_st, col) == SQLITE_NULL; }
   [[nodiscard]] int type(int col) const { return sqlite3_column_type(m_st, col); }
-  [[nodiscard]] std::string text(int col) const {
-    const auto* p = sqlite3_column_text(m_st, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_st, col)))
-             : std::string();
-  }
+  [[nodiscard]] std::string text(int col) const { return std::string(text_view(col)); }
   /// The text of a column, valid until the next step.
   [[nodiscard]] std::string_view text_view(int col) const {
     const auto* p = sqlite3_column_text(m_st, col);
@@ -629,8 +625,9 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
       if (!row) break;
       const std::string_view id = st.text_view(0);
       if (current == nullptr || id != current_id) {
-        auto it = (meta.empty() || std::prev(meta.end())->first < id) ? meta.emplace_hint(meta.end(), std::string(id), MetaState{})
-                                                                      : meta.try_emplace(std::string(id)).first;
+        // The end is the right place for an id in order (constant time); any other id still
+        // lands where it belongs.
+        auto it = meta.try_emplace(meta.end(), std::string(id));
         current = &it->second;
         current_id = it->first;
       }

@@ -343,12 +343,19 @@ class MigrateUrlTest : public ::testing::Test {
     for (const auto& gone : c.deleted()) EXPECT_FALSE(stored.contains(gone)) << gone;
   }
 
-  [[nodiscard]] vstore::MigrateOptions url_options(const Collection& c) const {
+  // --from-url URL --collection NAME --insert-missing --verify.
+  [[nodiscard]] static vstore::MigrateOptions url_options(const std::string& url, const std::string& collection) {
     vstore::MigrateOptions o;
-    o.from_url = ChromaServer::shared().url();
-    o.collection = c.name();
+    o.from_url = url;
+    o.collection = collection;
     o.insert_missing = true;
     o.verify = true;
+    return o;
+  }
+
+  // The same for a collection of the shared server, in batches of 1,000.
+  [[nodiscard]] vstore::MigrateOptions url_options(const Collection& c) const {
+    vstore::MigrateOptions o = url_options(ChromaServer::shared().url(), c.name());
     o.batch_size = 1000;
     return o;
   }
@@ -547,11 +554,7 @@ TEST_F(MigrateUrlTest, TheV1ApiWithATokenMigratesTooAndABadTokenIsRefused) {
   c.upsert(0, 900, 11, 300);
   c.upsert(850, 950, 12, 100);
   c.remove_every(10, 1);
-  vstore::MigrateOptions opts;
-  opts.from_url = server.url();
-  opts.collection = "v1-l2";
-  opts.insert_missing = true;
-  opts.verify = true;
+  vstore::MigrateOptions opts = url_options(server.url(), "v1-l2");
   opts.model = "test-model";
   opts.page_size = 200;
 
@@ -640,11 +643,7 @@ TEST_F(MigrateUrlTest, ArrayMetadataFromAChroma15ServerArrivesAsServedAndItsStop
       EXPECT_EQ(float_bits_hex(it->second.vector), float_bits_hex(sent.at(id))) << source << " " << id;
     }
   };
-  vstore::MigrateOptions opts;
-  opts.from_url = server.url();
-  opts.collection = "arrays";
-  opts.insert_missing = true;
-  opts.verify = true;
+  vstore::MigrateOptions opts = url_options(server.url(), "arrays");
   opts.model = "test-model";
   opts.page_size = 64;
   auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
