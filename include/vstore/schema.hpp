@@ -2,6 +2,8 @@
 /// Versioned schema migrations of the pgvector side (`vstore schema up|down|status`).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,7 +61,12 @@ namespace vstore {
 
 /// Recreates the vector index recorded by migration 3 when it is missing, with the recorded
 /// type and parameters, then ANALYZEs the table; returns whether it built one. schema_up() does
-/// the same, so an interrupted bulk load is repaired by `vstore schema up`.
-[[nodiscard]] Result<bool> restore_vector_index(const std::string& conninfo, const Config& config);
+/// the same, so an interrupted bulk load is repaired by `vstore schema up`. `progress`, when
+/// set, is called about every half second during the build with the rows the build has taken
+/// in and the rows with a vector (from the server's pg_stat_progress_create_index, polled on a
+/// second connection, from that poller's thread), and once at the end.
+using IndexBuildProgress = std::function<void(std::int64_t done, std::int64_t total)>;
+[[nodiscard]] Result<bool> restore_vector_index(const std::string& conninfo, const Config& config,
+                                                const IndexBuildProgress& progress = {});
 
 }  // namespace vstore

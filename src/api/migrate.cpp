@@ -798,13 +798,16 @@ Result<SourceRead> read_directory(const MigrateOptions& options) {
   }
   for (std::size_t i = 0; i < chosen.size(); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i]));
+    chroma::ReadProgress progress;
+    if (options.progress) {
+      progress = [&options, phase = "read " + chosen[i].name](std::int64_t done, std::int64_t total) {
+        options.progress(phase, done, total);
+      };
+    }
+    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i], progress));
     const double read_s = seconds_since(t0);
     json stats = stats_json(snap.stats);
     SourceCollection read{std::move(snap), std::move(stats), read_s};
-    if (options.progress) {
-      options.progress("read", static_cast<std::int64_t>(i + 1), static_cast<std::int64_t>(chosen.size()));
-    }
     out.collections.push_back(std::move(read));
   }
   return out;
@@ -1026,7 +1029,11 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     }
     auto copied = mig.copy();
     c.timings["copy_s"] = lap();
-    auto rebuilt = restore_vector_index(conninfo, config);
+    IndexBuildProgress index_progress;
+    if (options.progress) {
+      index_progress = [&options](std::int64_t done, std::int64_t total) { options.progress("index build", done, total); };
+    }
+    auto rebuilt = restore_vector_index(conninfo, config, index_progress);
     if (rebuilt && *rebuilt) c.timings["index_build_s"] = lap();
     VS_TRY(copied);
     if (!rebuilt) return fail(rebuilt.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));

@@ -36,11 +36,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <map>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 
@@ -539,7 +541,7 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   return out;
 }
 
-Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
+Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadProgress& progress) {
   Impl& impl = *m_impl;
   sqlite3* db = impl.db.get();
   Snapshot snap;
@@ -564,6 +566,28 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
   VS_TRY_ASSIGN(snap.stats.metadata_max_seq_id, segment_seq(collection.metadata_segment));
   VS_TRY_ASSIGN(std::int64_t vector_seq, segment_seq(collection.vector_segment));
 
+  // Progress: the records of the metadata segment, each counted once both threads are past it
+  // (the smaller of the two fractions), reported by whichever thread moves, one at a time, and
+  // whole at the end.
+  struct Tracker {
+    const ReadProgress& report;
+    std::int64_t total = 0;
+    std::atomic<double> meta{0}, hnsw{0};
+    std::mutex mutex;
+    void update() {
+      const double frac = std::min(meta.load(), hnsw.load());
+      std::lock_guard lock(mutex);
+      // Short of the whole until read() has assembled the records and reports it itself.
+      report(std::min(total - 1, static_cast<std::int64_t>(frac * static_cast<double>(total))), total);
+    }
+  } tracker{progress};
+  if (progress) {
+    VS_TRY_ASSIGN(Stmt count, Stmt::prepare(db, "SELECT count(*) FROM embeddings WHERE segment_id = ?"));
+    count.bind(1, collection.metadata_segment);
+    VS_TRY(count.step());
+    tracker.total = count.int64(0);
+  }
+
   // ---- HNSW segment files ----
   struct HnswPart {
     std::map<std::string, VecState> vecs;
@@ -575,11 +599,21 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
   };
   const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
   const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
-  auto read_hnsw = [seg_dir, expected_dim, &collection, &name]() -> Result<HnswPart> {
+  auto read_hnsw = [seg_dir, expected_dim, &collection, &name, &tracker]() -> Result<HnswPart> {
     HnswPart part;
     std::error_code ec;
-    if (!fs::exists(seg_dir / "header.bin", ec)) return part;
-    VS_TRY_ASSIGN(auto seg, read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine"));
+    if (!fs::exists(seg_dir / "header.bin", ec)) {
+      tracker.hnsw = 1;
+      return part;
+    }
+    std::function<void(std::size_t, std::size_t)> on_slots;
+    if (tracker.report) {
+      on_slots = [&tracker](std::size_t done, std::size_t slots) {
+        tracker.hnsw = slots == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(slots);
+        if (tracker.total > 0) tracker.update();
+      };
+    }
+    VS_TRY_ASSIGN(auto seg, read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine", on_slots));
     part.dimension = seg.header.dim();
     part.slots = static_cast<std::int64_t>(seg.elements.size());
     if (seg.elements.empty()) return part;
@@ -630,6 +664,10 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
         auto it = meta.try_emplace(meta.end(), std::string(id));
         current = &it->second;
         current_id = it->first;
+        if (tracker.report && meta.size() % 8192 == 0) {
+          tracker.meta = static_cast<double>(meta.size()) / static_cast<double>(tracker.total);
+          tracker.update();
+        }
       }
       MetaState& m = *current;
       if (st.is_null(1)) continue;
@@ -706,6 +744,8 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
         elements.push_back(std::move(value));
       }
     }
+    tracker.meta = 1;
+    if (tracker.report && tracker.total > 0) tracker.update();
     return meta;
   };
   auto meta_task = std::async(std::launch::async, read_meta);
@@ -834,6 +874,10 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection) {
     rec.document = std::move(m.document);
     rec.uri = std::move(m.uri);
     snap.records.push_back(std::move(rec));
+  }
+  if (progress) {
+    const auto all = std::max(tracker.total, static_cast<std::int64_t>(snap.records.size()));
+    progress(all, all);
   }
   return snap;
 }

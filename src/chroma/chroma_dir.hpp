@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,9 @@ struct Snapshot {
   SnapshotStats stats;
 };
 
+/// Records read so far, records in all (see ChromaDir::read).
+using ReadProgress = std::function<void(std::int64_t done, std::int64_t total)>;
+
 /// A Chroma persistent directory opened read-only. Not thread-safe.
 class ChromaDir {
  public:
@@ -94,7 +98,10 @@ class ChromaDir {
   /// replayed (add only if absent, update/upsert replace, delete removes). Array metadata
   /// (1.5+) becomes JSON arrays in Chroma's order. Errors: corruption (truncated files, unknown
   /// encoding, a live id without a vector, array metadata Chroma cannot have written), not_found.
-  [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection);
+  /// `progress`, when set, is called (from either of the two reading threads, one call at a
+  /// time) with the records read so far and the records of the metadata segment: a record
+  /// counts once both its metadata rows and its HNSW slot are read, in proportion.
+  [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection, const ReadProgress& progress = {});
 
  private:
   struct Impl;

@@ -141,7 +141,8 @@ Result<HnswHeader> parse_hnsw_header(std::string_view bytes, std::size_t expecte
   return h;
 }
 
-Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expected_dim, bool cosine) {
+Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expected_dim, bool cosine,
+                                      const std::function<void(std::size_t, std::size_t)>& on_slots) {
   const std::filesystem::path root(dir);
   VS_TRY_ASSIGN(std::string header_bytes, read_file(root / "header.bin", k_header_size, k_header_size));
   {
@@ -157,7 +158,10 @@ Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expect
   HnswSegment seg;
   seg.header = *header;
   const std::uint64_t count = seg.header.cur_element_count;
-  if (count == 0) return seg;
+  if (count == 0) {
+    if (on_slots) on_slots(0, 0);
+    return seg;
+  }
   const std::uint64_t stride = seg.header.size_data_per_element;
   VS_TRY_ASSIGN(auto level0_file, MappedFile::open(root / "data_level0.bin", count * stride, count * stride));
   const std::string_view level0 = level0_file->bytes();
@@ -183,7 +187,9 @@ Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expect
       const float norm = load<float>(lengths, 4 * i);
       for (float& x : e.vector) x = x * norm;
     }
+    if (on_slots && (i + 1) % 8192 == 0) on_slots(i + 1, count);
   }
+  if (on_slots) on_slots(count, count);
   return seg;
 }
 

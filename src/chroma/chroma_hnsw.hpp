@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,10 @@ struct HnswSegment {
 /// data_level0.bin and, when `cosine`, length.bin (vector = stored x length, in float32 as
 /// Chroma's own getDataByLabel computes it). A directory whose header says no element was ever
 /// flushed gives an empty segment. Errors: not_found (no header.bin), corruption (a file
-/// shorter than the header demands, inconsistent offsets, a wrong dimension).
-[[nodiscard]] Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expected_dim, bool cosine);
+/// shorter than the header demands, inconsistent offsets, a wrong dimension). `on_slots`, when
+/// set, is called with the slots read so far and the slots in all, every 8,192 slots and once
+/// at the end.
+[[nodiscard]] Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expected_dim, bool cosine,
+                                                    const std::function<void(std::size_t done, std::size_t total)>& on_slots = {});
 
 }  // namespace vstore::chroma

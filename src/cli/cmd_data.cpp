@@ -2,6 +2,8 @@
 // `vstore ingest|search|similar|vectors|health|embed`: thin edges over ArticleStore.
 // ingest reads and checks the whole file before writing anything, so a malformed line stops
 // the run with nothing written; batches then commit one by one (re-running is idempotent).
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -226,7 +228,12 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   if (use_bulk) {
     std::fprintf(stderr, "ingest: building the vector index ...\n");
     const auto t0 = std::chrono::steady_clock::now();
-    auto built = restore_vector_index(conninfo, *cfg);
+    std::unique_ptr<Progress> bar;
+    auto built = restore_vector_index(conninfo, *cfg, [&bar](std::int64_t done, std::int64_t total) {
+      if (!bar) bar = std::make_unique<Progress>("ingest index build", total);
+      bar->update(done);
+    });
+    if (bar && isatty(STDERR_FILENO) != 0) std::fputc('\n', stderr);  // the bar redraws in place on a terminal
     if (!built) return report(built.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));
     if (*built) {
       std::fprintf(stderr, "ingest: vector index built in %.1f s\n",

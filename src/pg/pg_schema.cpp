@@ -10,6 +10,11 @@
 // Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
 #include "vstore/schema.hpp"
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "pg/pg_catalog.hpp"
@@ -352,7 +357,47 @@ Result<void> down_embedding_storage(Connection& conn, const Config& cfg, const j
 }
 
 // Builds the index migration 3 recorded, if it is missing. Returns whether it built one.
-Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const json& details) {
+// Runs `sql` (a CREATE INDEX on the table) while a second connection polls the server's
+// pg_stat_progress_create_index for the rows the build has taken in, every half second, and
+// reports them against the table's rows with a vector. Without a callback, or when the second
+// connection cannot be made, the build just runs.
+Result<void> build_index_with_progress(Connection& conn, const std::string& conninfo, const Config& cfg,
+                                       const std::string& sql, const IndexBuildProgress& progress) {
+  if (!progress) {
+    VS_TRY(conn.exec(sql));
+    return {};
+  }
+  VS_TRY_ASSIGN(PgResult count, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(cfg.table))));
+  const std::int64_t total = std::stoll(count.text(0, 0));
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool done = false;
+  std::thread poller([&]() {
+    auto watcher = Connection::connect(conninfo);
+    if (!watcher) return;
+    Param p[] = {Param::text(cfg.table)};
+    std::unique_lock lock(mutex);
+    while (!wake.wait_for(lock, std::chrono::milliseconds(500), [&] { return done; })) {
+      lock.unlock();
+      auto res = watcher->exec_params("SELECT tuples_done FROM pg_stat_progress_create_index WHERE relid = to_regclass($1)", p);
+      if (res && res->rows() > 0 && !res->is_null(0, 0)) progress(std::min<std::int64_t>(total, std::stoll(res->text(0, 0))), total);
+      lock.lock();
+    }
+  });
+  auto built = conn.exec(sql);
+  {
+    std::lock_guard lock(mutex);
+    done = true;
+  }
+  wake.notify_all();
+  poller.join();
+  VS_TRY(built);
+  progress(total, total);
+  return {};
+}
+
+Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const json& details, const std::string& conninfo,
+                                     const IndexBuildProgress& progress) {
   if (!details.contains("created_index")) return false;
   const std::string name = details["created_index"].get<std::string>();
   VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
@@ -369,7 +414,7 @@ Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const 
   } else {
     return fail(ErrorCode::corruption, fmt::format("migration 3 recorded an index of unknown type \"{}\"", type));
   }
-  VS_TRY(conn.exec(sql));
+  VS_TRY(build_index_with_progress(conn, conninfo, cfg, sql, progress));
   return true;
 }
 
@@ -468,13 +513,13 @@ Result<std::string> suspend_vector_index(const std::string& conninfo, const Conf
   return name;
 }
 
-Result<bool> restore_vector_index(const std::string& conninfo, const Config& config) {
+Result<bool> restore_vector_index(const std::string& conninfo, const Config& config, const IndexBuildProgress& progress) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
   VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
   auto it = applied.find(3);
   if (it == applied.end()) return false;
   VS_TRY(conn.exec("SET max_parallel_maintenance_workers = 1"));
-  VS_TRY_ASSIGN(bool built, recreate_recorded_index(conn, config, it->second.second));
+  VS_TRY_ASSIGN(bool built, recreate_recorded_index(conn, config, it->second.second, conninfo, progress));
   if (built) VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
   return built;
 }

@@ -930,12 +930,33 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   EXPECT_TRUE(done->collections[0].timings.contains("index_build_s"));
   EXPECT_TRUE(done->collections[0].verify["index_overlap_at_10"].is_number());
 
-  // From scratch: the note says the index was dropped for the load.
+  // From scratch: the note says the index was dropped for the load; every phase reports
+  // progress, each rising to its whole (the index build from the server's progress view).
   sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
   opts.test_stop_after_batches = 0;
   opts.verify = true;
+  std::map<std::string, std::vector<std::pair<std::int64_t, std::int64_t>>> calls;
+  opts.progress = [&calls](std::string_view phase, std::int64_t done, std::int64_t total) {
+    calls[std::string(phase)].emplace_back(done, total);
+  };
   auto fresh = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_TRUE(fresh.has_value()) << fresh.error().to_string();
+  const auto rows = std::stoll(sql_value(m_conninfo, "SELECT count(embedding) FROM articles"));
+  ASSERT_GT(rows, 0);
+  for (const char* phase : {"read c_cosine", "copy", "index build"}) {
+    ASSERT_TRUE(calls.contains(phase)) << phase;
+    const auto& seen = calls[phase];
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      EXPECT_LE(seen[i].first, seen[i].second) << phase;
+      if (i > 0) {
+        EXPECT_GE(seen[i].first, seen[i - 1].first) << phase << " goes back";
+      }
+    }
+    EXPECT_EQ(seen.back().first, seen.back().second) << phase << " ends at its whole";
+  }
+  EXPECT_EQ(calls["index build"].back().second, rows);
+  EXPECT_EQ(calls["copy"].back().second, fresh->collections[0].count);
+  EXPECT_GE(calls["read c_cosine"].back().second, fresh->collections[0].count) << "the read counts every record";
   ASSERT_FALSE(fresh->collections[0].notes.empty());
   EXPECT_NE(fresh->collections[0].notes.back().find("dropped for the bulk load"), std::string::npos);
   EXPECT_TRUE(index_exists());

@@ -52,6 +52,40 @@ TEST_F(SchemaTest, UpCreatesTableColumnsAndHnswIndexOnEmptyDatabase) {
   EXPECT_EQ(sql_value(m_db, "SELECT extversion FROM pg_extension WHERE extname = 'vector'"), "0.8.0");
 }
 
+// The build reports the rows it has taken in while it runs (polled from the server's progress
+// view on a second connection), rising, and the whole at the end. 12,000 8-d vectors take a
+// few seconds to index here (about 5,000 rows/s), several poll intervals.
+TEST_F(SchemaTest, AnIndexBuildReportsItsProgressWhileItRuns) {
+  auto cfg = test_config(m_db, 8);
+  ASSERT_TRUE(schema_up(m_db, cfg));
+  auto dropped = suspend_vector_index(m_db, cfg);
+  ASSERT_TRUE(dropped && !dropped->empty());
+  sql_value(m_db, "INSERT INTO articles (uri, embedding) SELECT 'u' || g, (SELECT array_agg(random())::real[]::vector(8) "
+                  "FROM generate_series(1, 8) WHERE g > 0) FROM generate_series(1, 12000) g");
+  std::vector<std::pair<std::int64_t, std::int64_t>> calls;
+  auto built = restore_vector_index(m_db, cfg, [&calls](std::int64_t done, std::int64_t total) { calls.emplace_back(done, total); });
+  ASSERT_TRUE(built) << built.error().to_string();
+  EXPECT_TRUE(*built);
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(calls.back(), (std::pair<std::int64_t, std::int64_t>{12000, 12000}));
+  std::size_t during = 0;
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    EXPECT_EQ(calls[i].second, 12000);
+    EXPECT_LE(calls[i].first, calls[i].second);
+    if (i > 0) {
+      EXPECT_GE(calls[i].first, calls[i - 1].first);
+    }
+    if (i + 1 < calls.size() && calls[i].first < 12000) ++during;
+  }
+  EXPECT_GE(during, 1U) << "no report while the build ran (" << calls.size() << " calls)";
+  // Nothing to build: no call at all.
+  calls.clear();
+  auto again = restore_vector_index(m_db, cfg, [&calls](std::int64_t done, std::int64_t total) { calls.emplace_back(done, total); });
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+  EXPECT_TRUE(calls.empty());
+}
+
 TEST_F(SchemaTest, UpIsIdempotent) {
   auto cfg = test_config(m_db, 8);
   ASSERT_TRUE(schema_up(m_db, cfg));

@@ -109,6 +109,24 @@ TEST(ChromaHnsw, CosineVectorsAreMultipliedByTheirStoredLength) {
   EXPECT_EQ(raw->elements[0].vector, (std::vector<float>{0.6f, 0.8f}));
 }
 
+TEST(ChromaHnsw, SlotProgressRisesEvery8192SlotsAndEndsAtTheWhole) {
+  SegmentDir dir;
+  std::vector<Slot> slots;
+  for (std::uint64_t i = 0; i < 20000; ++i) slots.push_back({i, false, {static_cast<float>(i)}});
+  dir.write(1, slots, 20000);
+  std::vector<std::pair<std::size_t, std::size_t>> calls;
+  auto seg = read_hnsw_segment(dir.path(), 1, false, [&](std::size_t done, std::size_t total) { calls.emplace_back(done, total); });
+  ASSERT_TRUE(seg.has_value()) << seg.error().to_string();
+  using Calls = std::vector<std::pair<std::size_t, std::size_t>>;
+  EXPECT_EQ(calls, (Calls{{8192, 20000}, {16384, 20000}, {20000, 20000}}));
+
+  SegmentDir empty;
+  empty.write(4, {});
+  calls.clear();
+  ASSERT_TRUE(read_hnsw_segment(empty.path(), 4, false, [&](std::size_t d, std::size_t t) { calls.emplace_back(d, t); }));
+  EXPECT_EQ(calls, (Calls{{0, 0}})) << "an empty segment is read whole at once";
+}
+
 TEST(ChromaHnsw, ANeverFlushedIndexIsEmpty) {
   SegmentDir dir;
   dir.write(4, {});
