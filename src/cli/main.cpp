@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include <fmt/format.h>
@@ -57,6 +58,14 @@ void Progress::finish() {
 
 int main(int argc, char** argv) {
   using namespace vstore::cli;
+  // The pthread OpenBLAS starts its worker threads when it is loaded, before main, and they
+  // spin for about 0.1 s of CPU each before they sleep: on two cores that is taken from every
+  // command, a migration's read included. The embedding engine runs BLAS on one thread per
+  // caller anyway, so the process starts again with OpenBLAS told to make no workers (an
+  // explicit OPENBLAS_NUM_THREADS is kept; if the exec fails, it carries on as it is).
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0) {
+    execv("/proc/self/exe", argv);
+  }
   CLI::App app{"vstore: an article vector store on PostgreSQL + pgvector, with the tools to move off ChromaDB.\n"
                "Configuration comes from the environment and .env (see docs/product.md)."};
   app.set_version_flag("--version", VSTORE_VERSION);
