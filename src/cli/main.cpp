@@ -59,38 +59,22 @@ void Progress::finish() {
 
 namespace {
 
-// Two settings that only take effect when a process starts, so vstore starts itself again with
-// them when they are unset (a value the user set is kept; if the exec fails it runs as it is):
-//  - OPENBLAS_NUM_THREADS=1: the pthread OpenBLAS starts worker threads when it is loaded,
-//    before main, which spin for about 0.1 s of CPU each before they sleep; the embedding
-//    engine runs BLAS on one thread per caller anyway.
-//  - GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.top_pad=64 MiB: a migration's read
-//    allocates the vectors of a whole collection (154 MB at 100k x 384); with transparent huge
-//    pages and a heap that grows in large steps, the kernel's page faults fall from a third of
-//    the read's CPU time to a few percent.
-// Both were measured on `migrate-chroma --dry-run` of 100k vectors (docs/benchmarks.md). The
-// variables vstore set are removed again in the restarted process, so the servers and tools it
-// starts (PostgreSQL, Chroma, Python) do not inherit them.
+// OPENBLAS_NUM_THREADS=1 takes effect only when a process starts, so vstore starts itself again
+// with it when it is unset (a value the user set is kept; if the exec fails it runs as it is):
+// the pthread OpenBLAS starts worker threads when it is loaded, before main, which spin for
+// about 0.1 s of CPU each before they sleep, and the embedding engine runs BLAS on one thread
+// per caller anyway (measured on `migrate-chroma --dry-run`, docs/benchmarks.md). The restarted
+// process removes the variable again, so the servers and tools it starts (PostgreSQL, Chroma,
+// Python) do not inherit it.
 void start_tuned(char** argv) {
-  constexpr const char* k_marker = "VSTORE_TUNED_ENV";
-  if (const char* set = std::getenv(k_marker)) {
-    const std::string names = set;
-    for (const char* name : {"OPENBLAS_NUM_THREADS", "GLIBC_TUNABLES"}) {
-      if (names.find(name) != std::string::npos) unsetenv(name);
-    }
+  constexpr const char* k_marker = "VSTORE_SET_OPENBLAS_THREADS";
+  if (std::getenv(k_marker) != nullptr) {
+    unsetenv("OPENBLAS_NUM_THREADS");
     unsetenv(k_marker);
     return;
   }
-  std::string names;
-  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0) {
-    names += "OPENBLAS_NUM_THREADS ";
-  }
-  if (std::getenv("GLIBC_TUNABLES") == nullptr &&
-      setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864", 1) == 0) {
-    names += "GLIBC_TUNABLES ";
-  }
-  if (names.empty() || setenv(k_marker, names.c_str(), 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return;
+  if (setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0 && setenv(k_marker, "1", 1) == 0) execv("/proc/self/exe", argv);
 }
 
 }  // namespace

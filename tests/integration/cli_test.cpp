@@ -47,7 +47,7 @@ class CliTest : public ::testing::Test {
   // Runs `vstore ARGS` with a clean configuration pointing at the temporary data dir.
   static CmdResult run(const std::string& args, const std::string& env = "") {
     const fs::path err = fs::path(s_dir) / "stderr.txt";
-    const std::string cmd = "cd '" + s_dir + "' && env -u DATABASE_URL -u OPENBLAS_NUM_THREADS -u GLIBC_TUNABLES VSTORE_DATA_DIR='" + s_dir +
+    const std::string cmd = "cd '" + s_dir + "' && env -u DATABASE_URL -u OPENBLAS_NUM_THREADS VSTORE_DATA_DIR='" + s_dir +
                             "/data' EMBEDDING_DIM=384 EMBEDDING_PROVIDER=hash " + env + " '" + s_bin + "' " + args +
                             " 2>'" + err.string() + "'";
     CmdResult r;
@@ -80,8 +80,8 @@ TEST_F(CliTest, DbStartTwiceAndStatusReportTheRunningCluster) {
   EXPECT_EQ(json::parse(status.out)["port"], st["port"]);
 }
 
-// vstore restarts itself with OPENBLAS_NUM_THREADS and GLIBC_TUNABLES set (main.cpp) and
-// removes them again, so the PostgreSQL it started does not run with its malloc settings.
+// vstore restarts itself with OPENBLAS_NUM_THREADS set (main.cpp) and removes it again, so
+// the PostgreSQL it started does not inherit it.
 TEST_F(CliTest, TheServerVstoreStartsDoesNotInheritItsStartUpSettings) {
   std::ifstream pid_file(fs::path(s_dir) / "data" / "pg" / "data" / "postmaster.pid");
   std::string pid;
@@ -89,7 +89,7 @@ TEST_F(CliTest, TheServerVstoreStartsDoesNotInheritItsStartUpSettings) {
   std::ifstream environ_file("/proc/" + pid + "/environ");
   std::string environ_text((std::istreambuf_iterator<char>(environ_file)), {});
   ASSERT_NE(environ_text.find("VSTORE_DATA_DIR="), std::string::npos) << "the postmaster's environment is readable";
-  for (const char* name : {"OPENBLAS_NUM_THREADS=", "GLIBC_TUNABLES=", "VSTORE_TUNED_ENV="}) {
+  for (const char* name : {"OPENBLAS_NUM_THREADS=", "VSTORE_SET_OPENBLAS_THREADS="}) {
     EXPECT_EQ(environ_text.find(name), std::string::npos) << name;
   }
 }
