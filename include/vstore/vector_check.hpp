@@ -14,4 +14,8 @@ namespace vstore {
 /// ("query vector: expected 384 dimensions, not 768"). Pure function; thread-safe.
 [[nodiscard]] Result<void> check_vector(std::span<const float> vec, int dim, std::string_view what);
 
+/// Whether every element of `vec` is finite (no NaN, no infinity); true for an empty span. A
+/// branch-free pass over the bits, for checking many vectors (a migration's). Pure; thread-safe.
+[[nodiscard]] bool all_finite(std::span<const float> vec);
+
 }  // namespace vstore

@@ -49,6 +49,7 @@
 #include "pg/pg_filter.hpp"
 #include "pg/pg_time.hpp"
 #include "vstore/schema.hpp"
+#include "vstore/vector_check.hpp"
 
 namespace vstore {
 namespace {
@@ -153,10 +154,6 @@ bool same_typed(const json& a, const json& b) {
   return a == b;
 }
 
-bool finite(std::span<const float> v) {
-  return std::all_of(v.begin(), v.end(), [](float f) { return std::isfinite(f); });
-}
-
 std::string utc_stamp() {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -189,7 +186,8 @@ class CollectionMigration {
 
   Result<void> classify() {
     m_finite.resize(m_snap.records.size());
-    for (std::size_t i = 0; i < m_snap.records.size(); ++i) m_finite[i] = finite(m_snap.records[i].vector) ? 1 : 0;
+    m_inserted.assign(m_snap.records.size(), 0);
+    for (std::size_t i = 0; i < m_snap.records.size(); ++i) m_finite[i] = all_finite(m_snap.records[i].vector) ? 1 : 0;
     // An empty table holds none of the ids: the id table (for the counts after a resume and for
     // the verification) is then made only when one of those needs it.
     VS_TRY_ASSIGN(PgResult any, m_conn.exec(fmt::format("SELECT EXISTS (SELECT 1 FROM {})", q(m_config.table))));
@@ -270,7 +268,7 @@ class CollectionMigration {
     std::unordered_map<std::string, int> rows;
     for (int r = 0; r < res.rows(); ++r) rows.emplace(res.text(r, 0), r);
     std::int64_t checked = 0, missing = 0, vector_mismatch = 0, model_mismatch = 0, metadata_mismatch = 0,
-                 document_mismatch = 0;
+                 document_mismatch = 0, documents_checked = 0;
     std::uint64_t source_sum = 0, stored_sum = 0;
     std::vector<std::string> examples;
     std::vector<float> stored;
@@ -309,7 +307,8 @@ class CollectionMigration {
         ++metadata_mismatch;
         if (examples.size() < 10) examples.push_back("metadata differs " + rec.id);
       }
-      if (m_inserted_ids.contains(rec.id) && m_has_raw) {
+      if (m_has_raw && m_inserted[static_cast<std::size_t>(&rec - m_snap.records.data())] != 0) {
+        ++documents_checked;
         const std::optional<std::string> raw = res.is_null(r, 4) ? std::nullopt : std::optional<std::string>(res.text(r, 4));
         if (raw != rec.document) {
           ++document_mismatch;
@@ -323,6 +322,7 @@ class CollectionMigration {
     v["model_mismatch"] = model_mismatch;
     v["metadata_mismatch"] = metadata_mismatch;
     v["document_mismatch"] = document_mismatch;
+    v["documents_checked"] = documents_checked;  // rows this run created (the others keep the application's text)
     v["source_checksum"] = fmt::format("{:016x}", source_sum);
     v["stored_checksum"] = fmt::format("{:016x}", stored_sum);
     v["expected_rows"] = m_report.migrated;
@@ -408,7 +408,7 @@ class CollectionMigration {
     std::int64_t changed = 0;
     std::int64_t inserted = 0;
     std::vector<std::string> error_ids;     // records whose vector is not finite (not written)
-    std::vector<std::string> inserted_ids;  // rows this batch created
+    std::vector<std::size_t> inserted_rows;  // indexes into m_snap.records of the rows this batch created
   };
 
   // Writes records [from, to) in a transaction it opens on `conn` and leaves open for
@@ -490,7 +490,7 @@ class CollectionMigration {
         for (const auto& c : m_text_cols) cols += ", " + q(c);
         VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
         result.inserted += static_cast<std::int64_t>(direct_rows.size());
-        for (std::size_t i : direct_rows) result.inserted_ids.push_back(m_snap.records[i].id);
+        result.inserted_rows.insert(result.inserted_rows.end(), direct_rows.begin(), direct_rows.end());
       }
       if (staged > 0) VS_TRY(merge_staged(conn, data, result));
       return {};
@@ -512,7 +512,7 @@ class CollectionMigration {
       return saved;
     }
     VS_TRY(conn.exec("COMMIT"));
-    for (auto& id : result.inserted_ids) m_inserted_ids.insert(std::move(id));
+    for (std::size_t i : result.inserted_rows) m_inserted[i] = 1;
     m_report.errors += static_cast<std::int64_t>(result.error_ids.size());
     for (auto& id : result.error_ids) {
       if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(std::move(id));
@@ -636,7 +636,13 @@ class CollectionMigration {
                                                             "RETURNING uri",
                                                             table, cols, sel, table)));
         result.inserted += ins.rows();
-        for (int r = 0; r < ins.rows(); ++r) result.inserted_ids.push_back(ins.text(r, 0));
+        const auto& records = m_snap.records;
+        for (int r = 0; r < ins.rows(); ++r) {
+          const std::string_view id = ins.get(r, 0);
+          auto it = std::lower_bound(records.begin(), records.end(), id,
+                                     [](const chroma::Record& rec, std::string_view v) { return rec.id < v; });
+          if (it != records.end() && it->id == id) result.inserted_rows.push_back(static_cast<std::size_t>(it - records.begin()));
+        }
       }
       result.present += existing_rows;
       result.changed += updated.affected();
@@ -733,7 +739,7 @@ class CollectionMigration {
   std::vector<std::string> m_text_cols;
   bool m_has_raw = false;
   bool m_has_pdts = false;
-  std::unordered_set<std::string> m_inserted_ids;
+  std::vector<char> m_inserted;                // per record: this run created its row
   std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids

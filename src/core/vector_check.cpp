@@ -2,7 +2,9 @@
 // check_vector(): dimension, finiteness and non-zero checks shared by every backend.
 #include "vstore/vector_check.hpp"
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 #include <fmt/format.h>
 
@@ -24,6 +26,15 @@ Result<void> check_vector(std::span<const float> vec, int dim, std::string_view 
     return fail(ErrorCode::invalid_argument, fmt::format("{}: the vector is all zeros; cosine distance is undefined", what));
   }
   return {};
+}
+
+// A float is NaN or infinite exactly when its exponent bits are all ones; adding one to that
+// exponent then carries into the sign bit. One OR over the whole vector, without a branch per
+// element, so the compiler can run it in vector registers.
+bool all_finite(std::span<const float> vec) {
+  std::uint32_t carry = 0;
+  for (float f : vec) carry |= (std::bit_cast<std::uint32_t>(f) & 0x7f800000U) + 0x00800000U;
+  return (carry & 0x80000000U) == 0;
 }
 
 }  // namespace vstore

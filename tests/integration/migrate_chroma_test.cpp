@@ -533,6 +533,7 @@ TEST_F(MigrateTest, ARowInsertedByTheApplicationMidRunIsUpdatedNotDuplicated) {
   const auto total = static_cast<std::int64_t>(ids.size());
   EXPECT_EQ(c.migrated, total);
   EXPECT_EQ(c.inserted, total - 1) << "the raced id was updated, not inserted";
+  EXPECT_EQ(c.verify["documents_checked"], total - 1) << "the rows the merge inserted are checked too";
   EXPECT_EQ(c.errors, 0);
   EXPECT_EQ(count(), total);
   EXPECT_EQ(count("embedding IS NOT NULL"), total);
