@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
+#include <limits>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -669,6 +671,54 @@ TEST_F(MigrateTest, TruncatedDataLevel0IsRefusedAndWritesNothing) {
   EXPECT_NE(report.error().message().find("truncated"), std::string::npos) << report.error().message();
   EXPECT_NE(report.error().message().find("data_level0.bin"), std::string::npos) << report.error().message();
   EXPECT_EQ(count(), 0);
+}
+
+// A vector that is not finite (here: the first element of every HNSW slot overwritten with a
+// NaN; a record whose vector the log replaces keeps the log's) is counted as an error and not
+// written; every other record arrives, and the run reports failure.
+TEST_F(MigrateTest, NonFiniteVectorsAreErrorsThatWriteNothingForThatIdAndFailTheRun) {
+  const fs::path dir = copy_dir("0.6.3", m_data);
+  const fs::path seg = dir / vector_segment_of(dir, "c_l2");
+  std::string header(100, '\0');
+  std::ifstream(seg / "header.bin", std::ios::binary).read(header.data(), 100);
+  std::uint64_t count_slots = 0, stride = 0, offset_data = 0;
+  std::memcpy(&count_slots, header.data() + 20, 8);
+  std::memcpy(&stride, header.data() + 28, 8);
+  std::memcpy(&offset_data, header.data() + 44, 8);
+  ASSERT_GT(count_slots, 0U);
+  {
+    std::fstream level0(seg / "data_level0.bin", std::ios::binary | std::ios::in | std::ios::out);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (std::uint64_t i = 0; i < count_slots; ++i) {
+      level0.seekp(static_cast<std::streamoff>(i * stride + offset_data));
+      level0.write(reinterpret_cast<const char*>(&nan), sizeof nan);
+    }
+    ASSERT_TRUE(level0.good());
+  }
+  auto snap = read_collection(dir, "c_l2");
+  ASSERT_TRUE(snap.has_value()) << snap.error().to_string();
+  std::set<std::string> bad;
+  for (const auto& rec : snap->records) {
+    if (std::isnan(rec.vector[0])) bad.insert(rec.id);
+  }
+  ASSERT_FALSE(bad.empty());
+  ASSERT_LT(bad.size(), snap->records.size()) << "the test wants some vectors from the log";
+  auto opts = options("0.6.3", "c_l2");
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  const auto& c = report->collections[0];
+  EXPECT_EQ(c.errors, static_cast<std::int64_t>(bad.size()));
+  // The report names the first 100 of them, in id order.
+  std::vector<std::string> first(bad.begin(), bad.end());
+  first.resize(std::min<std::size_t>(first.size(), 100));
+  EXPECT_EQ(c.error_ids, first);
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(count(), static_cast<std::int64_t>(snap->records.size() - bad.size()));
+  for (const auto& id : bad) EXPECT_EQ(count(fmt::format("uri = '{}'", id)), 0) << id;
+  EXPECT_TRUE(c.verify.value("passed", false)) << "the rows written are exact: " << c.verify.dump();
 }
 
 TEST_F(MigrateTest, APickleOfNeitherFormatIsRefusedAndWritesNothing) {
