@@ -174,6 +174,7 @@ class CollectionMigration {
     for (auto col : k_text_columns) {
       if (shape.columns.contains(std::string(col))) m_text_cols.emplace_back(col);
     }
+    for (const auto& c : m_text_cols) m_col_ts.push_back(shape.columns.at(c) == "timestamp with time zone" ? 1 : 0);
     m_has_raw = shape.columns.contains("raw");
     m_has_pdts = shape.columns.contains("publication_date_ts");
     m_direct = true;
@@ -387,12 +388,29 @@ class CollectionMigration {
     return it != metadata.end() && it->is_string() ? std::optional<std::string>(it->get<std::string>()) : std::nullopt;
   }
 
+  // The string metadata values of `rec` that article columns take, by column (nullptr where
+  // the record has no string of that name): one pass over the record's keys instead of a
+  // look-up per column, and no copies.
+  void column_strings(const chroma::Record& rec, std::vector<const std::string*>& out) const {
+    out.assign(m_text_cols.size(), nullptr);
+    if (!rec.metadata.is_object()) return;
+    for (const auto& [key, value] : rec.metadata.get_ref<const json::object_t&>()) {
+      if (!value.is_string()) continue;
+      for (std::size_t c = 0; c < m_text_cols.size(); ++c) {
+        if (m_text_cols[c] == key) {
+          out[c] = &value.get_ref<const std::string&>();
+          break;
+        }
+      }
+    }
+  }
+
   // True when every value of `rec` can go straight into the table in binary (text columns, and
   // timestamptz values that parse as a date or a date-time with a zone).
   bool direct_encodable(const chroma::Record& rec, std::vector<std::optional<std::int64_t>>& micros) const {
     micros.assign(m_text_cols.size(), std::nullopt);
     for (std::size_t i = 0; i < m_text_cols.size(); ++i) {
-      if (m_shape.columns.at(m_text_cols[i]) != "timestamp with time zone") continue;
+      if (m_col_ts[i] == 0) continue;
       auto v = string_value(rec.metadata, m_text_cols[i]);
       if (!v) continue;
       micros[i] = pg::timestamptz_micros(*v, pg::Zoneless::refuse);
@@ -459,6 +477,7 @@ class CollectionMigration {
     // server stores one slice while the next is encoded.
     const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(ncols);
     std::size_t next_direct = 0;
+    std::vector<const std::string*> strings;
     auto fill_direct = [&](pg::CopyWriter& direct) -> Result<bool> {
       for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
         const auto& rec = m_snap.records[direct_rows[next_direct]];
@@ -469,11 +488,12 @@ class CollectionMigration {
           pdts ? direct.int64_field(*pdts) : direct.null_field();
         }
         if (m_has_raw) direct.text_field(rec.document);
+        column_strings(rec, strings);
         for (std::size_t c = 0; c < ncols; ++c) {
-          if (m_shape.columns.at(m_text_cols[c]) == "timestamp with time zone") {
+          if (m_col_ts[c] != 0) {
             row_micros[c] ? direct.int64_field(*row_micros[c]) : direct.null_field();
           } else {
-            direct.text_field(string_value(rec.metadata, m_text_cols[c]));
+            strings[c] ? direct.bytes_field(*strings[c]) : direct.null_field();
           }
         }
       }
@@ -737,6 +757,7 @@ class CollectionMigration {
   CollectionReport& m_report;
   const TableShape& m_shape;
   std::vector<std::string> m_text_cols;
+  std::vector<char> m_col_ts;  // per m_text_cols: the column is timestamptz (else text)
   bool m_has_raw = false;
   bool m_has_pdts = false;
   std::vector<char> m_inserted;                // per record: this run created its row
