@@ -1014,6 +1014,44 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
 }
 
+// The database drops every connection of the migration after its second committed batch (as
+// when the server restarts): the run fails with the server's reason, the table holds exactly
+// the whole batches committed before (a prefix in id order, matching the checkpoint), and
+// --resume finishes with every row exact and none twice.
+TEST_F(MigrateTest, ConnectionsTheServerDropsMidCopyLeaveWholeBatchesAndResumeFinishes) {
+  const auto expected =
+      static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_cosine")["live"].size());
+  ASSERT_GT(expected, 100);
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  opts.writers = 2;
+  opts.batch_size = 20;
+  opts.test_batch_delay_ms = 20;
+  bool dropped = false;
+  opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t) {
+    if (phase != "copy" || dropped || done < 40) return;
+    dropped = true;
+    sql_value(m_conninfo, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND pid <> pg_backend_pid()");
+  };
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(dropped);
+  ASSERT_FALSE(report.has_value()) << "the run went on without its connections";
+  EXPECT_NE(report.error().message().find("terminat"), std::string::npos) << report.error().message();
+  const std::int64_t kept = count();
+  EXPECT_GE(kept, 40);
+  EXPECT_EQ(kept % 20, 0) << "whole batches only";
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"), std::to_string(kept));
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"),
+            sql_value(m_conninfo, "SELECT last_id FROM vstore_chroma_checkpoints"));
+  opts.progress = nullptr;
+  auto done = finish_resumed(opts);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(count(), expected);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(DISTINCT uri) FROM articles"), std::to_string(expected));
+  EXPECT_TRUE(done->collections[0].verify.value("passed", false)) << done->collections[0].verify.dump(1);
+}
+
 // Several writers store batches at once but commit them in order: a stop after n batches
 // leaves exactly the first n batches (in id order) and a checkpoint at the last of them.
 TEST_F(MigrateTest, SeveralWritersCommitInOrderSoAStopLeavesAPrefixOfWholeBatches) {

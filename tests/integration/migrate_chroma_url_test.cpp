@@ -518,6 +518,37 @@ TEST_F(MigrateUrlTest, AServerThatIsDownGivesAClearErrorAndWritesNothing) {
   EXPECT_EQ(sql_value(m_conninfo, "SELECT to_regclass('vstore_chroma_checkpoints') IS NULL"), "t");
 }
 
+// The server stops after the first page of the paged read: the run ends with the same clear
+// error, and since everything is read before anything is written, the table is untouched.
+TEST_F(MigrateUrlTest, AServerThatGoesAwayMidReadGivesAClearErrorAndWritesNothing) {
+  ChromaServer server;
+  const std::string url = server.url();
+  auto http = client(url);
+  Collection c(*http, false, "gone", "l2", json());
+  c.upsert(0, 300, 7, 100);
+  vstore::MigrateOptions opts;
+  opts.from_url = url;
+  opts.collection = "gone";
+  opts.insert_missing = true;
+  opts.model = "m";
+  opts.page_size = 50;
+  std::vector<std::int64_t> read_calls;
+  opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t total) {
+    if (phase != "read") return;
+    read_calls.push_back(done);
+    if (done > 0 && done < total && server.running()) server.stop();
+  };
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_FALSE(report.has_value()) << "the read went on without the server";
+  EXPECT_FALSE(server.running());
+  ASSERT_FALSE(read_calls.empty());
+  EXPECT_LT(read_calls.back(), 300) << "the read stopped part-way";
+  EXPECT_EQ(report.error().code(), vstore::ErrorCode::unavailable) << report.error().to_string();
+  EXPECT_NE(report.error().message().find("chroma server " + url), std::string::npos) << report.error().message();
+  EXPECT_EQ(count(), 0);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT to_regclass('vstore_chroma_checkpoints') IS NULL"), "t");
+}
+
 TEST_F(MigrateUrlTest, AMissingCollectionIsNamedWithTheOnesThereAre) {
   const Collection& c = *V2Collections::instance().l2;
   auto opts = url_options(c);
