@@ -237,6 +237,42 @@ class MigrateTest : public ::testing::Test {
     return std::move(*done);
   }
 
+  // The live records of a collection in the truth file of a version (more than 100 here).
+  static std::int64_t live_count(const std::string& version, const std::string& name) {
+    const auto n = static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth(version), name)["live"].size());
+    EXPECT_GT(n, 100);
+    return n;
+  }
+
+  // --insert-missing in batches of 20 with `writers` connections.
+  vstore::MigrateOptions small_batches(const std::string& version, const std::string& name, int writers) const {
+    auto opts = options(version, name);
+    opts.insert_missing = true;
+    opts.writers = writers;
+    opts.batch_size = 20;
+    return opts;
+  }
+
+  // After a run that stopped part-way: the table holds `rows` rows and the checkpoint names
+  // exactly them (rows_done, and last_id = the greatest uri in byte order).
+  void expect_checkpoint_at(std::int64_t rows) const {
+    EXPECT_EQ(count(), rows);
+    EXPECT_EQ(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"), std::to_string(rows));
+    EXPECT_EQ(sql_value(m_conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"),
+              sql_value(m_conninfo, "SELECT last_id FROM vstore_chroma_checkpoints"));
+  }
+
+  // finish_resumed(), then: `expected` rows, each once, all migrated without errors, verified.
+  void expect_resumed_to(const vstore::MigrateOptions& opts, std::int64_t expected) const {
+    auto done = finish_resumed(opts);
+    ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(count(), expected);
+    EXPECT_EQ(sql_value(m_conninfo, "SELECT count(DISTINCT uri) FROM articles"), std::to_string(expected));
+    EXPECT_EQ(done->collections[0].migrated, expected);
+    EXPECT_EQ(done->collections[0].errors, 0);
+    EXPECT_TRUE(done->collections[0].verify.value("passed", false)) << done->collections[0].verify.dump(1);
+  }
+
   std::int64_t count(const std::string& where = "true") const {
     return std::stoll(sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE " + where));
   }
@@ -1019,13 +1055,8 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
 // the whole batches committed before (a prefix in id order, matching the checkpoint), and
 // --resume finishes with every row exact and none twice.
 TEST_F(MigrateTest, ConnectionsTheServerDropsMidCopyLeaveWholeBatchesAndResumeFinishes) {
-  const auto expected =
-      static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_cosine")["live"].size());
-  ASSERT_GT(expected, 100);
-  auto opts = options("0.6.3", "c_cosine");
-  opts.insert_missing = true;
-  opts.writers = 2;
-  opts.batch_size = 20;
+  const auto expected = live_count("0.6.3", "c_cosine");
+  auto opts = small_batches("0.6.3", "c_cosine", 2);
   opts.test_batch_delay_ms = 20;
   bool dropped = false;
   opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t) {
@@ -1041,39 +1072,20 @@ TEST_F(MigrateTest, ConnectionsTheServerDropsMidCopyLeaveWholeBatchesAndResumeFi
   const std::int64_t kept = count();
   EXPECT_GE(kept, 40);
   EXPECT_EQ(kept % 20, 0) << "whole batches only";
-  EXPECT_EQ(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"), std::to_string(kept));
-  EXPECT_EQ(sql_value(m_conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"),
-            sql_value(m_conninfo, "SELECT last_id FROM vstore_chroma_checkpoints"));
+  expect_checkpoint_at(kept);
   opts.progress = nullptr;
-  auto done = finish_resumed(opts);
-  ASSERT_TRUE(done.has_value());
-  EXPECT_EQ(count(), expected);
-  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(DISTINCT uri) FROM articles"), std::to_string(expected));
-  EXPECT_TRUE(done->collections[0].verify.value("passed", false)) << done->collections[0].verify.dump(1);
+  expect_resumed_to(opts, expected);
 }
 
 // Several writers store batches at once but commit them in order: a stop after n batches
 // leaves exactly the first n batches (in id order) and a checkpoint at the last of them.
 TEST_F(MigrateTest, SeveralWritersCommitInOrderSoAStopLeavesAPrefixOfWholeBatches) {
-  const auto expected =
-      static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_cosine")["live"].size());
-  ASSERT_GT(expected, 100);
-  auto opts = options("0.6.3", "c_cosine");
-  opts.insert_missing = true;
-  opts.writers = 3;
-  opts.batch_size = 20;
+  const auto expected = live_count("0.6.3", "c_cosine");
+  auto opts = small_batches("0.6.3", "c_cosine", 3);
   opts.test_stop_after_batches = 4;
   ASSERT_FALSE(vstore::migrate_chroma(m_conninfo, m_config, opts).has_value());
-  EXPECT_EQ(count(), 80);
-  EXPECT_EQ(sql_value(m_conninfo, "SELECT rows_done FROM vstore_chroma_checkpoints"), "80");
-  const std::string last = sql_value(m_conninfo, "SELECT last_id FROM vstore_chroma_checkpoints");
-  EXPECT_EQ(sql_value(m_conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"), last);
-  auto done = finish_resumed(opts);
-  ASSERT_TRUE(done.has_value());
-  EXPECT_EQ(count(), expected);
-  EXPECT_EQ(done->collections[0].migrated, expected);
-  EXPECT_EQ(done->collections[0].errors, 0);
-  EXPECT_TRUE(done->collections[0].verify.value("passed", false)) << done->collections[0].verify.dump(1);
+  expect_checkpoint_at(80);
+  expect_resumed_to(opts, expected);
 
   // The same directory with one writer gives the same rows, byte for byte.
   const std::string many = sql_value(m_conninfo, "SELECT md5(string_agg(uri || embedding::text || vector_metadata::text "
