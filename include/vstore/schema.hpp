@@ -54,12 +54,17 @@ struct SchemaStatus {
 
 namespace vstore {
 
+/// The name of the vector index migration 3 created (whether or not it exists now); empty when
+/// it created none (the table already had one, or the index type is none). Errors: unavailable.
+[[nodiscard]] Result<std::string> recorded_vector_index(const std::string& conninfo, const Config& config);
+
 /// For a bulk load: drops the vector index that migration 3 created (an index the application
 /// made is never touched) and returns its name; empty when there was none to drop. Until
 /// restore_vector_index() runs, searches are exact scans. Errors: unavailable, internal.
 [[nodiscard]] Result<std::string> suspend_vector_index(const std::string& conninfo, const Config& config);
 
-/// Recreates the vector index recorded by migration 3 when it is missing, with the recorded
+/// Recreates the vector index recorded by migration 3 when it is missing and the table has no
+/// other vector index on `embedding` (one the application made instead is left to serve), with the recorded
 /// type and parameters, then ANALYZEs the table; returns whether it built one. schema_up() does
 /// the same, so an interrupted bulk load is repaired by `vstore schema up`. `progress`, when
 /// set, is called about every half second during the build with the rows the build has taken

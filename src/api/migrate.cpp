@@ -1041,19 +1041,34 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     };
     VS_TRY(mig.classify());
     c.timings["classify_s"] = lap();
-    if (options.dry_run) continue;
     // Bulk load: a vector index maintained row by row costs far more than the load itself
     // (100,000 x 384 into an HNSW-indexed table: ~10 min against ~10 s), so for a load of at
     // least 5,000 rows that more than doubles the table's vectors the index vstore created is
     // dropped and built once afterwards. The build also runs after a failed or resumed load,
-    // so an index dropped by a killed run comes back with the run that finishes.
+    // so an index dropped by a killed run comes back with the run that finishes. An index
+    // vstore did not create is never dropped; the plan and the report then say what it costs.
     const std::int64_t writes = c.to_update + c.to_insert;
     VS_TRY_ASSIGN(PgResult with, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(config.table))));
     const std::int64_t with_embedding = std::stoll(with.text(0, 0));
-    if (options.bulk_index && writes >= options.bulk_min_rows && writes > 2 * with_embedding) {
-      VS_TRY_ASSIGN(std::string dropped, suspend_vector_index(conninfo, config));
-      if (!dropped.empty()) c.notes.push_back(fmt::format("vector index {} dropped for the bulk load and rebuilt after it", dropped));
+    if (writes >= options.bulk_min_rows && writes > 2 * with_embedding) {
+      VS_TRY_ASSIGN(pg::VectorIndex index, pg::find_vector_index(conn, config.table));
+      VS_TRY_ASSIGN(std::string recorded, recorded_vector_index(conninfo, config));
+      const bool ours = !index.name.empty() && index.name == recorded;
+      if (!index.name.empty() && (!ours || !options.bulk_index)) {
+        c.notes.push_back(fmt::format(
+            "vector index {} is kept during this load of {} rows ({}), so every row written updates it: expect the "
+            "copy to take many times longer than without it; to load faster, drop it first and create it again "
+            "afterwards",
+            index.name, writes, ours ? "--keep-index" : "vstore did not create it, so it never drops it"));
+      } else if (ours && options.dry_run) {
+        c.notes.push_back(fmt::format("vector index {} would be dropped for the bulk load and rebuilt after it", index.name));
+      }
+      if (ours && options.bulk_index && !options.dry_run) {
+        VS_TRY_ASSIGN(std::string dropped, suspend_vector_index(conninfo, config));
+        if (!dropped.empty()) c.notes.push_back(fmt::format("vector index {} dropped for the bulk load and rebuilt after it", dropped));
+      }
     }
+    if (options.dry_run) continue;
     auto copied = mig.copy();
     c.timings["copy_s"] = lap();
     IndexBuildProgress index_progress;

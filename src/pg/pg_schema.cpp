@@ -402,6 +402,10 @@ Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const 
   const std::string name = details["created_index"].get<std::string>();
   VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
   if (exists) return false;
+  // The application replaced it with a vector index of its own: that one serves, and a second
+  // would double every write's index upkeep.
+  VS_TRY_ASSIGN(pg::VectorIndex other, pg::find_vector_index(conn, cfg.table));
+  if (!other.name.empty()) return false;
   const json params = details.value("params", json::object());
   const std::string type = details.value("type", std::string());
   std::string sql;
@@ -499,6 +503,14 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
   VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
   VS_TRY(restore_vector_index(conninfo, config));
   return read_status(conn, config);
+}
+
+Result<std::string> recorded_vector_index(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
+  auto it = applied.find(3);
+  if (it == applied.end() || !it->second.second.contains("created_index")) return std::string();
+  return it->second.second["created_index"].get<std::string>();
 }
 
 Result<std::string> suspend_vector_index(const std::string& conninfo, const Config& config) {

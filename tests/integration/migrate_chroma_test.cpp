@@ -1050,6 +1050,51 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
 }
 
+// The plan says what a bulk load does to the vector index: vstore's own is dropped and rebuilt
+// (a dry run drops nothing); one the application made, or vstore's with --keep-index, is kept
+// and the note says every row will update it.
+TEST_F(MigrateTest, ThePlanSaysWhetherABulkLoadDropsTheVectorIndexOrKeepsItAndWhatThatCosts) {
+  auto index_names = [&] {
+    return sql_value(m_conninfo, "SELECT coalesce(string_agg(indexrelid::regclass::text, ',' ORDER BY 1), '') FROM "
+                                 "pg_index i JOIN pg_am am ON am.oid = (SELECT relam FROM pg_class WHERE oid = "
+                                 "i.indexrelid) WHERE indrelid = 'articles'::regclass AND am.amname = 'hnsw'");
+  };
+  const std::string ours = index_names();
+  ASSERT_FALSE(ours.empty());
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  opts.bulk_min_rows = 100;  // the collection's rows count as a large load here
+  auto notes_of = [&](const vstore::MigrateOptions& o) {
+    auto r = vstore::migrate_chroma(m_conninfo, m_config, o);
+    EXPECT_TRUE(r.has_value()) << r.error().to_string();
+    std::string all;
+    if (r) {
+      for (const auto& n : r->collections[0].notes) all += n + "\n";
+    }
+    return all;
+  };
+  auto plan = opts;
+  plan.dry_run = true;
+  std::string notes = notes_of(plan);
+  EXPECT_NE(notes.find("vector index " + ours + " would be dropped for the bulk load"), std::string::npos) << notes;
+  EXPECT_EQ(index_names(), ours) << "a dry run drops nothing";
+
+  auto keep = opts;
+  keep.bulk_index = false;
+  keep.dry_run = true;
+  notes = notes_of(keep);
+  EXPECT_NE(notes.find("vector index " + ours + " is kept during this load"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("--keep-index"), std::string::npos) << notes;
+
+  sql_value(m_conninfo, "DROP INDEX " + ours + "; CREATE INDEX app_own_hnsw ON articles USING hnsw (embedding vector_cosine_ops)");
+  notes = notes_of(opts);
+  EXPECT_NE(notes.find("vector index app_own_hnsw is kept during this load"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("vstore did not create it"), std::string::npos) << notes;
+  EXPECT_EQ(notes.find("dropped for the bulk load"), std::string::npos) << notes;
+  EXPECT_EQ(index_names(), "app_own_hnsw") << "the application's index is kept, and vstore's is not brought back beside it";
+  EXPECT_GT(count("embedding IS NOT NULL"), 100);
+}
+
 // The database drops every connection of the migration after its second committed batch (as
 // when the server restarts): the run fails with the server's reason, the table holds exactly
 // the whole batches committed before (a prefix in id order, matching the checkpoint), and
