@@ -45,6 +45,7 @@ class Progress {
   std::string m_label;
   std::int64_t m_total;
   std::int64_t m_done = 0;
+  std::int64_t m_printed = -1;  // the count on the last line printed (the whole is printed once)
   bool m_tty;
   std::chrono::steady_clock::time_point m_start;
   std::chrono::steady_clock::time_point m_last;

@@ -39,7 +39,9 @@ void Progress::update(std::int64_t done) {
   const auto now = std::chrono::steady_clock::now();
   const auto interval = m_tty ? std::chrono::milliseconds(200) : std::chrono::milliseconds(3000);
   if (now - m_last < interval && done < m_total) return;
+  if (done >= m_total && done == m_printed) return;  // the whole, already on screen
   m_last = now;
+  m_printed = done;
   const double secs = std::chrono::duration<double>(now - m_start).count();
   const double rate = secs > 0 ? static_cast<double>(done) / secs : 0.0;
   const double eta = rate > 0 ? static_cast<double>(m_total - done) / rate : 0.0;
