@@ -98,7 +98,8 @@ double chroma_distance(std::string_view space, std::span<const float> a, std::sp
 struct TableShape {
   int dimension = 0;
   std::map<std::string, std::string> columns;  // name -> format_type
-  std::string index_opclass;                   // empty when no vector index
+  std::string index_name;                      // the vector index on embedding; empty when none
+  std::string index_opclass;                   // its operator class
 };
 
 Result<TableShape> table_shape(Connection& conn, const std::string& table) {
@@ -121,6 +122,7 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
     }
   }
   VS_TRY_ASSIGN(pg::VectorIndex idx, pg::find_vector_index(conn, table));
+  shape.index_name = idx.name;
   if (!idx.name.empty()) {
     Param ip[] = {Param::text(idx.name)};
     VS_TRY_ASSIGN(PgResult opc, conn.exec_params("SELECT o.opcname FROM pg_index i JOIN pg_opclass o ON o.oid = "
@@ -1050,20 +1052,19 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     const std::int64_t writes = c.to_update + c.to_insert;
     VS_TRY_ASSIGN(PgResult with, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(config.table))));
     const std::int64_t with_embedding = std::stoll(with.text(0, 0));
-    if (writes >= options.bulk_min_rows && writes > 2 * with_embedding) {
-      VS_TRY_ASSIGN(pg::VectorIndex index, pg::find_vector_index(conn, config.table));
-      VS_TRY_ASSIGN(std::string recorded, recorded_vector_index(conninfo, config));
-      const bool ours = !index.name.empty() && index.name == recorded;
-      if (!index.name.empty() && (!ours || !options.bulk_index)) {
+    if (!shape.index_name.empty() && writes >= options.bulk_min_rows && writes > 2 * with_embedding) {
+      const std::string& index = shape.index_name;
+      VS_TRY_ASSIGN(const std::string recorded, recorded_vector_index(conninfo, config));
+      const bool ours = index == recorded;
+      if (!ours || !options.bulk_index) {
         c.notes.push_back(fmt::format(
             "vector index {} is kept during this load of {} rows ({}), so every row written updates it: expect the "
             "copy to take many times longer than without it; to load faster, drop it first and create it again "
             "afterwards",
-            index.name, writes, ours ? "--keep-index" : "vstore did not create it, so it never drops it"));
-      } else if (ours && options.dry_run) {
-        c.notes.push_back(fmt::format("vector index {} would be dropped for the bulk load and rebuilt after it", index.name));
-      }
-      if (ours && options.bulk_index && !options.dry_run) {
+            index, writes, ours ? "--keep-index" : "vstore did not create it, so it never drops it"));
+      } else if (options.dry_run) {
+        c.notes.push_back(fmt::format("vector index {} would be dropped for the bulk load and rebuilt after it", index));
+      } else {
         VS_TRY_ASSIGN(std::string dropped, suspend_vector_index(conninfo, config));
         if (!dropped.empty()) c.notes.push_back(fmt::format("vector index {} dropped for the bulk load and rebuilt after it", dropped));
       }

@@ -575,6 +575,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     std::atomic<double> meta{0}, hnsw{0};
     std::mutex mutex;
     void update() {
+      if (!report || total == 0) return;
       const double frac = std::min(meta.load(), hnsw.load());
       std::lock_guard lock(mutex);
       // Short of the whole until read() has assembled the records and reports it itself.
@@ -610,7 +611,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     if (tracker.report) {
       on_slots = [&tracker](std::size_t done, std::size_t slots) {
         tracker.hnsw = slots == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(slots);
-        if (tracker.total > 0) tracker.update();
+        tracker.update();
       };
     }
     VS_TRY_ASSIGN(auto seg, read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine", on_slots));
@@ -664,7 +665,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
         auto it = meta.try_emplace(meta.end(), std::string(id));
         current = &it->second;
         current_id = it->first;
-        if (tracker.report && meta.size() % 8192 == 0) {
+        if (tracker.report && meta.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
           tracker.meta = static_cast<double>(meta.size()) / static_cast<double>(tracker.total);
           tracker.update();
         }
@@ -745,7 +746,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
       }
     }
     tracker.meta = 1;
-    if (tracker.report && tracker.total > 0) tracker.update();
+    tracker.update();
     return meta;
   };
   auto meta_task = std::async(std::launch::async, read_meta);

@@ -2,8 +2,6 @@
 // `vstore ingest|search|similar|vectors|health|embed`: thin edges over ArticleStore.
 // ingest reads and checks the whole file before writing anything, so a malformed line stops
 // the run with nothing written; batches then commit one by one (re-running is idempotent).
-#include <unistd.h>
-
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -233,7 +231,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
       if (!bar) bar = std::make_unique<Progress>("ingest index build", total);
       bar->update(done);
     });
-    if (bar && isatty(STDERR_FILENO) != 0) std::fputc('\n', stderr);  // the bar redraws in place on a terminal
+    if (bar) bar->finish();
     if (!built) return report(built.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));
     if (*built) {
       std::fprintf(stderr, "ingest: vector index built in %.1f s\n",

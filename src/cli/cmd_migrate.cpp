@@ -60,7 +60,7 @@ MigrateProgress progress_bars() {
     if (!bar) bar = std::make_unique<Progress>(fmt::format("migrate-chroma {}", phase), total);
     bar->update(done);
     if (done >= total) {
-      if (isatty(STDERR_FILENO) != 0) std::fputc('\n', stderr);  // the bar redraws in place on a terminal
+      bar->finish();
       bars->erase(std::string(phase));
     }
   };

@@ -356,7 +356,6 @@ Result<void> down_embedding_storage(Connection& conn, const Config& cfg, const j
   return {};
 }
 
-// Builds the index migration 3 recorded, if it is missing. Returns whether it built one.
 // Runs `sql` (a CREATE INDEX on the table) while a second connection polls the server's
 // pg_stat_progress_create_index for the rows the build has taken in, every half second, and
 // reports them against the table's rows with a vector. Without a callback, or when the second
@@ -396,6 +395,7 @@ Result<void> build_index_with_progress(Connection& conn, const std::string& conn
   return {};
 }
 
+// Builds the index migration 3 recorded, if it is missing. Returns whether it built one.
 Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const json& details, const std::string& conninfo,
                                      const IndexBuildProgress& progress) {
   if (!details.contains("created_index")) return false;
@@ -505,20 +505,27 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
   return read_status(conn, config);
 }
 
-Result<std::string> recorded_vector_index(const std::string& conninfo, const Config& config) {
-  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+namespace {
+
+// The index name migration 3 recorded as created, or empty.
+Result<std::string> recorded_index_name(Connection& conn, const Config& config) {
   VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
   auto it = applied.find(3);
   if (it == applied.end() || !it->second.second.contains("created_index")) return std::string();
   return it->second.second["created_index"].get<std::string>();
 }
 
+}  // namespace
+
+Result<std::string> recorded_vector_index(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  return recorded_index_name(conn, config);
+}
+
 Result<std::string> suspend_vector_index(const std::string& conninfo, const Config& config) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
-  VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
-  auto it = applied.find(3);
-  if (it == applied.end() || !it->second.second.contains("created_index")) return std::string();
-  const std::string name = it->second.second["created_index"].get<std::string>();
+  VS_TRY_ASSIGN(const std::string name, recorded_index_name(conn, config));
+  if (name.empty()) return std::string();
   VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
   if (!exists) return std::string();
   VS_TRY(conn.exec(fmt::format("DROP INDEX {}", q(name))));

@@ -223,6 +223,14 @@ class MigrateTest : public ::testing::Test {
     return o;
   }
 
+  // --insert-missing from `dir`, a copy of the directory of `version` that the test changed.
+  vstore::MigrateOptions copy_options(const std::string& version, const std::string& collection, const fs::path& dir) const {
+    auto o = options(version, collection);
+    o.from_dir = dir.string();
+    o.insert_missing = true;
+    return o;
+  }
+
   // Finishes a stopped run of `opts` with --resume --verify; the run must succeed and be ok.
   std::optional<vstore::MigrateReport> finish_resumed(vstore::MigrateOptions opts) const {
     opts.test_stop_after_batches = 0;
@@ -698,9 +706,7 @@ TEST_F(MigrateTest, TruncatedDataLevel0IsRefusedAndWritesNothing) {
   const fs::path level0 = dir / vector_segment_of(dir, "c_l2") / "data_level0.bin";
   ASSERT_TRUE(fs::exists(level0));
   fs::resize_file(level0, 1000);
-  auto opts = options("0.6.3", "c_l2");
-  opts.from_dir = dir.string();
-  opts.insert_missing = true;
+  auto opts = copy_options("0.6.3", "c_l2", dir);
   auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption);
@@ -739,9 +745,7 @@ TEST_F(MigrateTest, NonFiniteVectorsAreErrorsThatWriteNothingForThatIdAndFailThe
   }
   ASSERT_FALSE(bad.empty());
   ASSERT_LT(bad.size(), snap->records.size()) << "the test wants some vectors from the log";
-  auto opts = options("0.6.3", "c_l2");
-  opts.from_dir = dir.string();
-  opts.insert_missing = true;
+  auto opts = copy_options("0.6.3", "c_l2", dir);
   opts.verify = true;
   auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_TRUE(report.has_value()) << report.error().to_string();
@@ -767,9 +771,7 @@ TEST_F(MigrateTest, APickleOfNeitherFormatIsRefusedAndWritesNothing) {
     const unsigned char bytes[] = {0x80, 0x04, 0x95, 0x09, 0, 0, 0, 0, 0, 0, 0, ']', 0x94, '(', 'K', 1, 'K', 2, 'e', '.'};
     out.write(reinterpret_cast<const char*>(bytes), sizeof bytes);
   }
-  auto opts = options("1.0.19", "c_cosine");
-  opts.from_dir = dir.string();
-  opts.insert_missing = true;
+  auto opts = copy_options("1.0.19", "c_cosine", dir);
   auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption);
@@ -785,9 +787,7 @@ TEST_F(MigrateTest, AnUnknownChromaSchemaIsRefusedAndWritesNothing) {
                               "'')\\\"); c.commit()\"",
                               (dir / "chroma.sqlite3").string())),
             0);
-  auto opts = options("0.5.23", "c_l2");
-  opts.from_dir = dir.string();
-  opts.insert_missing = true;
+  auto opts = copy_options("0.5.23", "c_l2", dir);
   auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_FALSE(report.has_value());
   EXPECT_EQ(report.error().code(), vstore::ErrorCode::conflict);
@@ -840,9 +840,7 @@ TEST_F(MigrateTest, ArrayMetadataChromaCannotHaveWrittenIsRefusedAndWritesNothin
     std::ofstream(py) << fmt::format("import sqlite3\nc = sqlite3.connect('{}')\nc.execute(r\"\"\"{}\"\"\")\nc.commit()\n",
                                      (dir / "chroma.sqlite3").string(), damage.sql);
     ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0) << damage.sql;
-    auto opts = options("1.5.9", "c_l2");
-    opts.from_dir = dir.string();
-    opts.insert_missing = true;
+    auto opts = copy_options("1.5.9", "c_l2", dir);
     auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
     ASSERT_FALSE(report.has_value()) << damage.sql;
     EXPECT_EQ(report.error().code(), vstore::ErrorCode::corruption) << report.error().message();
@@ -897,9 +895,7 @@ TEST_F(MigrateTest, ADirectoryChroma15OpenedAfter10ReadsAsChroma15ReturnsIt) {
           << name << " " << rec.id;
     }
   }
-  auto opts = options("1.0.19", "c_ip");
-  opts.from_dir = dir.string();
-  opts.insert_missing = true;
+  auto opts = copy_options("1.0.19", "c_ip", dir);
   opts.verify = true;
   auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
   ASSERT_TRUE(report.has_value()) << report.error().to_string();
