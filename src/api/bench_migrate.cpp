@@ -59,6 +59,12 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
   const std::size_t rows = snap.records.size();
   if (rows == 0) return fail(ErrorCode::invalid_argument, "the collection is empty");
   const int dim = static_cast<int>(snap.dimension);
+  // What the records carry besides id and vector (what the migration writes on top of the bare side's payload).
+  std::int64_t with_metadata = 0, with_document = 0;
+  for (const auto& rec : snap.records) {
+    with_metadata += rec.metadata.empty() ? 0 : 1;
+    with_document += rec.document ? 1 : 0;
+  }
 
   bench_support::ScratchDatabase scratch(admin_conninfo, fmt::format("vstore_bench_migrate_{}", getpid()));
   VS_TRY_ASSIGN(const std::string conninfo, scratch.create());
@@ -184,6 +190,8 @@ Result<json> bench_migrate(const std::string& admin_conninfo, const BenchMigrate
   const double same_rows_per_s = static_cast<double>(rows) / rows_copy_s;
   return json{{"rows", rows},
               {"dim", dim},
+              {"records_with_metadata", with_metadata},
+              {"records_with_document", with_document},
               {"rows_per_s", std::round(rows_per_s)},
               {"copy_rows_per_s", std::round(copy_rows_per_s)},
               {"ratio", std::round(1000.0 * rows_per_s / copy_rows_per_s) / 1000.0},

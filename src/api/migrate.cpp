@@ -188,9 +188,8 @@ class CollectionMigration {
   }
 
   Result<void> classify() {
-    m_finite.resize(m_snap.records.size());
+    m_finite.assign(m_snap.records.size(), k_unchecked);
     m_inserted.assign(m_snap.records.size(), 0);
-    for (std::size_t i = 0; i < m_snap.records.size(); ++i) m_finite[i] = all_finite(m_snap.records[i].vector) ? 1 : 0;
     // An empty table holds none of the ids: the id table (for the counts after a resume and for
     // the verification) is then made only when one of those needs it.
     VS_TRY_ASSIGN(PgResult any, m_conn.exec(fmt::format("SELECT EXISTS (SELECT 1 FROM {})", q(m_config.table))));
@@ -261,6 +260,7 @@ class CollectionMigration {
 
   Result<json> verify() {
     json v;
+    m_snap.fill_vectors(0, m_snap.records.size());  // records a resumed run did not write
     VS_TRY(ensure_id_table());
     const std::size_t dim = m_snap.dimension;
     VS_TRY_ASSIGN(PgResult res, m_conn.exec_params(fmt::format("SELECT t.uri, t.embedding, t.embedding_model, "
@@ -343,19 +343,25 @@ class CollectionMigration {
   }
 
  private:
-  // Whether every component of a record's vector is finite (worked out once, in classify()).
-  [[nodiscard]] bool is_finite(const chroma::Record& rec) const {
-    return m_finite[static_cast<std::size_t>(&rec - m_snap.records.data())] != 0;
+  // Whether every component of a record's vector is finite, worked out on first use: by the
+  // writer that encodes the record (its vector is then in cache for the encoding; writers
+  // handle disjoint records), and for the others by the id table or the verification, which
+  // run on the calling thread before or after the writers.
+  [[nodiscard]] bool is_finite(const chroma::Record& rec) {
+    char& flag = m_finite[static_cast<std::size_t>(&rec - m_snap.records.data())];
+    if (flag == k_unchecked) flag = all_finite(rec.vector) ? k_finite : k_not_finite;
+    return flag == k_finite;
   }
 
   // The temporary table of the collection's ids with a finite vector, made once per collection.
   Result<void> ensure_id_table() {
     if (m_id_table) return {};
+    m_snap.fill_vectors(0, m_snap.records.size());  // for the finiteness of every record
     VS_TRY(m_conn.exec("CREATE TEMP TABLE IF NOT EXISTS vstore_migrate_ids (uri text PRIMARY KEY)"));
     VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_ids"));
     pg::CopyWriter writer;
     for (std::size_t i = 0; i < m_snap.records.size(); ++i) {
-      if (!m_finite[i]) continue;
+      if (!is_finite(m_snap.records[i])) continue;
       writer.begin_row(1);
       writer.bytes_field(m_snap.records[i].id);
     }
@@ -434,6 +440,9 @@ class CollectionMigration {
   // Writes records [from, to) in a transaction it opens on `conn` and leaves open for
   // commit_batch(); on failure the transaction is rolled back.
   Result<BatchResult> write_batch(Connection& conn, std::size_t from, std::size_t to, bool allow_direct = true) {
+    // The batch's vectors, copied out of the HNSW files by the writer that encodes them, while
+    // the server stores the other writers' batches.
+    m_snap.fill_vectors(from, to);
     BatchResult result;
     pg::CopyWriter writer;
     const bool use_direct = allow_direct && m_direct && m_options.insert_missing;
@@ -766,7 +775,8 @@ class CollectionMigration {
   std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids
-  std::vector<char> m_finite;                  // per record: every component of its vector is finite
+  static constexpr char k_unchecked = 0, k_finite = 1, k_not_finite = 2;
+  std::vector<char> m_finite;                  // per record: k_unchecked, k_finite or k_not_finite
   std::int64_t m_overlap_queries = 0;
 };
 
@@ -833,7 +843,9 @@ Result<SourceRead> read_directory(const MigrateOptions& options) {
         options.progress(phase, done, total);
       };
     }
-    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i], progress));
+    // The HNSW vectors are copied batch by batch by the writers (phase 3); everything that can
+    // be wrong with the directory has been found when read() returns.
+    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i], progress, /*defer_hnsw_vectors=*/true));
     const double read_s = seconds_since(t0);
     json stats = stats_json(snap.stats);
     SourceCollection read{std::move(snap), std::move(stats), read_s};

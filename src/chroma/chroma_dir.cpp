@@ -216,9 +216,14 @@ std::string unknown_log_value(const json& metadata) {
 }
 
 struct VecState {
-  std::vector<float> vector;
+  std::vector<float> vector;  // empty while an HNSW slot's vector is deferred
   VectorSource source = VectorSource::hnsw;
+  std::int64_t slot = -1;     // the HNSW slot it came from, while vector is empty
 };
+
+// The vector of each live id, before the records are assembled in id order (hashed: the HNSW
+// slots come in insertion order, and only look-ups by id follow).
+using VecMap = std::unordered_map<std::string, VecState>;
 
 struct LogRow {
   std::int64_t seq = 0;
@@ -233,8 +238,8 @@ struct LogRow {
 // sequence number) that set this id's vector after its last delete, and that vector agrees
 // with the reconstruction to float precision, its exact bytes are taken instead. Rows are
 // tried newest first, so an ADD that Chroma ignored (the id existed) cannot win unless it
-// carried the same vector.
-void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq, std::map<std::string, VecState>& vecs,
+// carried the same vector. A deferred vector it compares is copied out of the HNSW files here.
+void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq, VecMap& vecs, const HnswVectors* slots,
                          SnapshotStats& stats) {
   std::unordered_map<std::string, std::vector<const LogRow*>> by_id;
   for (const LogRow& r : log) {
@@ -250,6 +255,10 @@ void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq
   }
   for (auto& [id, rows] : by_id) {
     VecState& state = vecs.at(id);
+    if (state.vector.empty() && state.slot >= 0 && slots != nullptr) {
+      slots->copy(static_cast<std::size_t>(state.slot), state.vector);  // compared below, so no longer deferred
+      state.slot = -1;
+    }
     for (auto row = rows.rbegin(); row != rows.rend(); ++row) {
       const auto& candidate = *(*row)->vector;
       if (candidate.size() != state.vector.size()) continue;
@@ -270,6 +279,26 @@ void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq
 }
 
 }  // namespace
+
+class DeferredVectors {
+ public:
+  DeferredVectors(std::shared_ptr<const HnswVectors> vectors, std::vector<std::int64_t> slots)
+      : m_vectors(std::move(vectors)), m_slots(std::move(slots)) {}
+  // The vector of record `i` into `out` when it is deferred and `out` still empty.
+  void fill(std::size_t i, std::vector<float>& out) const {
+    if (i < m_slots.size() && m_slots[i] >= 0 && out.empty()) m_vectors->copy(static_cast<std::size_t>(m_slots[i]), out);
+  }
+
+ private:
+  std::shared_ptr<const HnswVectors> m_vectors;
+  std::vector<std::int64_t> m_slots;  // per record: its HNSW slot, or -1 when it has its vector
+};
+
+void Snapshot::fill_vectors(std::size_t from, std::size_t to) {
+  if (!deferred) return;
+  to = std::min(to, records.size());
+  for (std::size_t i = from; i < to; ++i) deferred->fill(i, records[i].vector);
+}
 
 struct ChromaDir::Impl {
   std::string dir;
@@ -541,7 +570,7 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   return out;
 }
 
-Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadProgress& progress) {
+Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadProgress& progress, bool defer_hnsw_vectors) {
   Impl& impl = *m_impl;
   sqlite3* db = impl.db.get();
   Snapshot snap;
@@ -591,16 +620,17 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
 
   // ---- HNSW segment files ----
   struct HnswPart {
-    std::map<std::string, VecState> vecs;
+    VecMap vecs;
     std::size_t dimension = 0;
     std::int64_t slots = 0;
     std::int64_t deleted = 0;
     std::string label_map_format = "none";
     std::optional<std::int64_t> label_max_seq_id;
+    std::shared_ptr<const HnswVectors> vectors;
   };
   const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
   const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
-  auto read_hnsw = [seg_dir, expected_dim, &collection, &name, &tracker]() -> Result<HnswPart> {
+  auto read_hnsw = [seg_dir, expected_dim, &collection, &name, &tracker, defer_hnsw_vectors]() -> Result<HnswPart> {
     HnswPart part;
     std::error_code ec;
     if (!fs::exists(seg_dir / "header.bin", ec)) {
@@ -614,28 +644,41 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
         tracker.update();
       };
     }
-    VS_TRY_ASSIGN(auto seg, read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine", on_slots));
-    part.dimension = seg.header.dim();
-    part.slots = static_cast<std::int64_t>(seg.elements.size());
-    if (seg.elements.empty()) return part;
-    VS_TRY_ASSIGN(auto labels, read_label_map((seg_dir / "index_metadata.pickle").string()));
+    // The label map is parsed on a thread of its own while the slots are read.
+    auto labels_task = std::async(std::launch::async,
+                                  [&seg_dir] { return read_label_map((seg_dir / "index_metadata.pickle").string()); });
+    auto seg = read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine", on_slots, defer_hnsw_vectors);
+    Result<LabelMap> labels_read = labels_task.get();
+    if (!seg) return fail(seg.error());
+    part.vectors = seg->vectors;
+    part.dimension = seg->header.dim();
+    part.slots = static_cast<std::int64_t>(seg->elements.size());
+    if (seg->elements.empty()) return part;  // (no label map is needed, or read)
+    if (!labels_read) return fail(labels_read.error());
+    LabelMap& labels = *labels_read;
     part.label_map_format = labels.dialect == PickleDialect::python_persistent_data ? "python" : "rust";
     part.label_max_seq_id = labels.max_seq_id;
-    std::set<std::uint64_t> seen;
-    for (auto& e : seg.elements) {
+    std::vector<std::uint64_t> live_labels;
+    live_labels.reserve(seg->elements.size());
+    part.vecs.reserve(labels.label_to_id.size());
+    for (std::size_t slot = 0; slot < seg->elements.size(); ++slot) {
+      HnswElement& e = seg->elements[slot];
       auto it = labels.label_to_id.find(e.label);
       if (e.deleted || it == labels.label_to_id.end()) {
         ++part.deleted;
         continue;
       }
-      if (!seen.insert(e.label).second) {
-        return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", e.label));
-      }
-      part.vecs[it->second] = VecState{std::move(e.vector), VectorSource::hnsw};
+      live_labels.push_back(e.label);
+      const std::int64_t deferred_slot = e.vector.empty() ? static_cast<std::int64_t>(slot) : -1;
+      part.vecs.insert_or_assign(it->second, VecState{std::move(e.vector), VectorSource::hnsw, deferred_slot});
     }
-    if (seen.size() != labels.label_to_id.size()) {
+    std::sort(live_labels.begin(), live_labels.end());
+    if (auto twice = std::adjacent_find(live_labels.begin(), live_labels.end()); twice != live_labels.end()) {
+      return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", *twice));
+    }
+    if (live_labels.size() != labels.label_to_id.size()) {
       return fail(ErrorCode::corruption, fmt::format("the label map has {} labels but data_level0.bin holds {} live slots",
-                                                     labels.label_to_id.size(), seen.size()));
+                                                     labels.label_to_id.size(), live_labels.size()));
     }
     return part;
   };
@@ -755,7 +798,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   if (!meta_read) return fail(meta_read.error());
   std::map<std::string, MetaState> meta = std::move(*meta_read);
   if (!hnsw) return ctx(hnsw.error());
-  std::map<std::string, VecState> vecs = std::move(hnsw->vecs);
+  VecMap vecs = std::move(hnsw->vecs);
   snap.stats.label_map_format = hnsw->label_map_format;
   snap.stats.hnsw_slots = hnsw->slots;
   snap.stats.hnsw_deleted = hnsw->deleted;
@@ -852,13 +895,15 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
       }
     }
   }
-  if (collection.space == "cosine") recover_exact_bytes(log, vector_seq, vecs, snap.stats);
+  if (collection.space == "cosine") recover_exact_bytes(log, vector_seq, vecs, hnsw->vectors.get(), snap.stats);
   if (snap.dimension == 0 && collection.dimension) snap.dimension = static_cast<std::size_t>(*collection.dimension);
   if (collection.dimension && static_cast<std::size_t>(*collection.dimension) != snap.dimension) {
     return fail(ErrorCode::corruption, fmt::format("collection {}: the sysdb says {} dimensions but the vectors have {}",
                                                    name, *collection.dimension, snap.dimension));
   }
   snap.records.reserve(meta.size());
+  std::vector<std::int64_t> deferred_slots;
+  if (defer_hnsw_vectors && hnsw->vectors) deferred_slots.reserve(meta.size());
   for (auto& [id, m] : meta) {
     auto v = vecs.find(id);
     if (v == vecs.end()) {
@@ -874,7 +919,11 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     rec.metadata = std::move(m.metadata);
     rec.document = std::move(m.document);
     rec.uri = std::move(m.uri);
+    if (deferred_slots.capacity() > 0) deferred_slots.push_back(rec.vector.empty() ? v->second.slot : -1);
     snap.records.push_back(std::move(rec));
+  }
+  if (deferred_slots.capacity() > 0) {
+    snap.deferred = std::make_shared<const DeferredVectors>(hnsw->vectors, std::move(deferred_slots));
   }
   if (progress) {
     const auto all = std::max(tracker.total, static_cast<std::int64_t>(snap.records.size()));

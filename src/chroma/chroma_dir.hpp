@@ -60,12 +60,22 @@ struct SnapshotStats {
   std::string label_map_format;         ///< "python", "rust" or "none"
 };
 
+/// Where the HNSW vectors of a snapshot read with them deferred lie (internal).
+class DeferredVectors;
+
 /// The live contents of one collection, sorted by id, plus the ids deletes removed.
 struct Snapshot {
   CollectionInfo collection;
   std::size_t dimension = 0;
   std::vector<Record> records;
   SnapshotStats stats;
+  /// Set when ChromaDir::read deferred the HNSW vectors: a record whose vector comes from the
+  /// HNSW files has an empty vector until fill_vectors() covers it.
+  std::shared_ptr<const DeferredVectors> deferred;
+  /// Copies the deferred vectors of records [from, to) into them; records that have theirs
+  /// are left alone. Calls for disjoint ranges may run on different threads at once; nothing
+  /// else may touch those records meanwhile.
+  void fill_vectors(std::size_t from, std::size_t to);
 };
 
 /// Records read so far, records in all (see ChromaDir::read).
@@ -101,7 +111,12 @@ class ChromaDir {
   /// `progress`, when set, is called (from either of the two reading threads, one call at a
   /// time) with the records read so far and the records of the metadata segment: a record
   /// counts once both its metadata rows and its HNSW slot are read, in proportion.
-  [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection, const ReadProgress& progress = {});
+  /// `defer_hnsw_vectors` checks and reads everything else as above but leaves the copying of
+  /// the HNSW vectors (the bulk of the work) to Snapshot::fill_vectors, so a caller can do it
+  /// batch by batch, on several threads, while it writes: every error read() can give has then
+  /// still been given before it returns.
+  [[nodiscard]] Result<Snapshot> read(const CollectionInfo& collection, const ReadProgress& progress = {},
+                                      bool defer_hnsw_vectors = false);
 
  private:
   struct Impl;

@@ -68,10 +68,10 @@ class MappedFile {
   ~MappedFile() {
     if (m_data != nullptr) munmap(m_data, m_size);
   }
-  static Result<std::unique_ptr<MappedFile>> open(const std::filesystem::path& path, std::uint64_t min_size,
+  static Result<std::shared_ptr<MappedFile>> open(const std::filesystem::path& path, std::uint64_t min_size,
                                                   std::uint64_t size) {
     VS_TRY(check_size(path, min_size));
-    auto out = std::make_unique<MappedFile>();
+    auto out = std::make_shared<MappedFile>();
     if (size == 0) return out;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(ErrorCode::not_found, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
@@ -141,8 +141,31 @@ Result<HnswHeader> parse_hnsw_header(std::string_view bytes, std::size_t expecte
   return h;
 }
 
+HnswVectors::HnswVectors(std::shared_ptr<const void> mapping, std::string_view level0, std::string lengths,
+                         const HnswHeader& header, bool cosine)
+    : m_mapping(std::move(mapping)), m_level0(level0), m_lengths(std::move(lengths)),
+      m_stride(static_cast<std::size_t>(header.size_data_per_element)),
+      m_offset_data(static_cast<std::size_t>(header.offset_data)), m_dim(header.dim()),
+      m_slots(static_cast<std::size_t>(header.cur_element_count)), m_cosine(cosine) {}
+
+void HnswVectors::copy(std::size_t slot, std::vector<float>& out) const {
+  const std::size_t data = slot * m_stride + m_offset_data;
+  if constexpr (std::endian::native == std::endian::little) {
+    // Straight from the mapping (every offset is a multiple of 4), without a zero fill first.
+    const auto* first = reinterpret_cast<const float*>(m_level0.data() + data);
+    out.assign(first, first + m_dim);
+  } else {
+    out.resize(m_dim);
+    for (std::size_t d = 0; d < m_dim; ++d) out[d] = load<float>(m_level0, data + 4 * d);
+  }
+  if (m_cosine) {
+    const float norm = load<float>(m_lengths, 4 * slot);
+    for (float& x : out) x = x * norm;
+  }
+}
+
 Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expected_dim, bool cosine,
-                                      const std::function<void(std::size_t, std::size_t)>& on_slots) {
+                                      const std::function<void(std::size_t, std::size_t)>& on_slots, bool defer_vectors) {
   const std::filesystem::path root(dir);
   VS_TRY_ASSIGN(std::string header_bytes, read_file(root / "header.bin", k_header_size, k_header_size));
   {
@@ -163,30 +186,21 @@ Result<HnswSegment> read_hnsw_segment(const std::string& dir, std::size_t expect
     return seg;
   }
   const std::uint64_t stride = seg.header.size_data_per_element;
-  VS_TRY_ASSIGN(auto level0_file, MappedFile::open(root / "data_level0.bin", count * stride, count * stride));
+  VS_TRY_ASSIGN(std::shared_ptr<MappedFile> level0_file,
+                MappedFile::open(root / "data_level0.bin", count * stride, count * stride));
   const std::string_view level0 = level0_file->bytes();
   std::string lengths;
   if (cosine) {
     VS_TRY_ASSIGN(lengths, read_file(root / "length.bin", count * 4, count * 4));
   }
-  const std::size_t dim = seg.header.dim();
+  seg.vectors = std::make_shared<const HnswVectors>(std::move(level0_file), level0, std::move(lengths), seg.header, cosine);
   seg.elements.resize(static_cast<std::size_t>(count));
   for (std::size_t i = 0; i < count; ++i) {
     const std::size_t base = static_cast<std::size_t>(i * stride);
     HnswElement& e = seg.elements[i];
     e.deleted = (static_cast<unsigned char>(level0[base + 2]) & 1U) != 0;
     e.label = load<std::uint64_t>(level0, base + static_cast<std::size_t>(seg.header.label_offset));
-    e.vector.resize(dim);
-    const std::size_t data = base + static_cast<std::size_t>(seg.header.offset_data);
-    if constexpr (std::endian::native == std::endian::little) {
-      std::memcpy(e.vector.data(), level0.data() + data, dim * sizeof(float));
-    } else {
-      for (std::size_t d = 0; d < dim; ++d) e.vector[d] = load<float>(level0, data + 4 * d);
-    }
-    if (cosine) {
-      const float norm = load<float>(lengths, 4 * i);
-      for (float& x : e.vector) x = x * norm;
-    }
+    if (!defer_vectors) seg.vectors->copy(i, e.vector);
     if (on_slots && (i + 1) % 8192 == 0) on_slots(i + 1, count);
   }
   if (on_slots) on_slots(count, count);

@@ -67,9 +67,11 @@ MigrateProgress progress_bars() {
 }
 
 // The cached benchmark directory of rows x dim, written by real Chroma (the chromadb 1.0.19
-// venv of scripts/setup_chroma_py.sh) on first use.
-Result<std::string> bench_directory(const Config& cfg, std::int64_t rows, int dim) {
-  const auto dir = cfg.data_dir / "bench" / fmt::format("chroma-{}x{}", rows, dim);
+// venv of scripts/setup_chroma_py.sh) on first use: with a metadata and a document per record
+// (payload "full"), or ids and vectors only ("vectors").
+Result<std::string> bench_directory(const Config& cfg, std::int64_t rows, int dim, const std::string& payload) {
+  const auto dir = cfg.data_dir / "bench" /
+                   (payload == "full" ? fmt::format("chroma-{}x{}", rows, dim) : fmt::format("chroma-{}x{}-{}", rows, dim, payload));
   std::error_code ec;
   if (std::filesystem::exists(dir / "chroma.sqlite3", ec) && std::filesystem::exists(dir / "complete", ec)) {
     return dir.string();
@@ -81,10 +83,10 @@ Result<std::string> bench_directory(const Config& cfg, std::int64_t rows, int di
   }
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir.parent_path(), ec);
-  std::fprintf(stderr, "bench migrate: writing %lld x %d vectors with chromadb 1.0.19 into %s (once) ...\n",
-               static_cast<long long>(rows), dim, dir.c_str());
-  const std::string cmd = fmt::format("'{}' '{}/scripts/make_chroma_bench_dir.py' '{}' {} {} >/dev/null", python.string(),
-                                      VSTORE_SOURCE_DIR, dir.string(), rows, dim);
+  std::fprintf(stderr, "bench migrate: writing %lld x %d vectors (%s) with chromadb 1.0.19 into %s (once) ...\n",
+               static_cast<long long>(rows), dim, payload.c_str(), dir.c_str());
+  const std::string cmd = fmt::format("'{}' '{}/scripts/make_chroma_bench_dir.py' '{}' {} {} 1 {} >/dev/null", python.string(),
+                                      VSTORE_SOURCE_DIR, dir.string(), rows, dim, payload);
   const int status = std::system(cmd.c_str());
   if (status != 0) return fail(ErrorCode::internal, fmt::format("writing the benchmark directory failed: {}", cmd));
   std::FILE* mark = std::fopen((dir / "complete").c_str(), "w");
@@ -159,6 +161,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   static std::string bench_collection;
   static std::int64_t bench_rows = 100000;
   static int bench_dim = 384;
+  static std::string bench_payload = "full";
   static bool bench_json = false;
   auto* bench_cmd = app.get_subcommand("bench")->add_subcommand(
       "migrate", "migrate-chroma from a Chroma directory against a bare binary COPY of the same vectors, and of the "
@@ -170,6 +173,12 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       ->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))
       ->capture_default_str();
   bench_cmd->add_option("--dim", bench_dim, "dimensions of the generated directory")->check(CLI::Range(2, 16000))->capture_default_str();
+  bench_cmd->add_option("--payload", bench_payload,
+                        "what each record of the generated directory holds besides its id and vector: full (a two-key "
+                        "metadata and a document, which the migration also writes) or vectors (nothing: the same "
+                        "information as the bare COPY)")
+      ->check(CLI::IsMember({"full", "vectors"}))
+      ->capture_default_str();
   bench_cmd->add_option("--batch-size", bench.batch_size, "records per COPY on both sides")
       ->check(CLI::Range(std::size_t{100}, std::size_t{1000000}))
       ->capture_default_str();
@@ -187,7 +196,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       auto conninfo = resolve_conninfo(*cfg);
       if (!conninfo) return report(conninfo.error());
       if (bench_dir.empty()) {
-        auto made = bench_directory(*cfg, bench_rows, bench_dim);
+        auto made = bench_directory(*cfg, bench_rows, bench_dim, bench_payload);
         if (!made) return report(made.error());
         bench_dir = *made;
       }

@@ -127,11 +127,12 @@ const json& truth_collection(const json& truth, const std::string& name) {
   return none;
 }
 
-vstore::Result<vstore::chroma::Snapshot> read_collection(const fs::path& dir, const std::string& name) {
+vstore::Result<vstore::chroma::Snapshot> read_collection(const fs::path& dir, const std::string& name,
+                                                         bool defer_hnsw_vectors = false) {
   VS_TRY_ASSIGN(auto d, vstore::chroma::ChromaDir::open(dir.string()));
   VS_TRY_ASSIGN(auto cols, d.collections());
   for (const auto& c : cols) {
-    if (c.name == name) return d.read(c);
+    if (c.name == name) return d.read(c, {}, defer_hnsw_vectors);
   }
   return vstore::fail(vstore::ErrorCode::not_found, "no collection " + name);
 }
@@ -202,6 +203,50 @@ TEST_P(ChromaVersionTest, ReaderReturnsExactlyTheLiveRecordsChromaReturns) {
     EXPECT_GT(from_hnsw, 0);
   }
   EXPECT_GT(snap->stats.wal_replayed, 0);
+}
+
+// migrate-chroma reads with the HNSW vectors deferred and lets its writers copy them batch by
+// batch: filled in two halves on two threads, they must be the bytes of a read that copies them
+// at once (which the test above checks against Chroma), record by record.
+TEST_P(ChromaVersionTest, DeferredVectorsFilledOnTwoThreadsAreTheBytesOfAnEagerRead) {
+  const auto& [version, space] = GetParam();
+  auto& dirs = ChromaDirs::instance();
+  auto eager = read_collection(dirs.dir(version), "c_" + space);
+  auto deferred = read_collection(dirs.dir(version), "c_" + space, /*defer_hnsw_vectors=*/true);
+  ASSERT_TRUE(eager.has_value()) << eager.error().to_string();
+  ASSERT_TRUE(deferred.has_value()) << deferred.error().to_string();
+  ASSERT_EQ(deferred->records.size(), eager->records.size());
+  std::size_t waiting = 0, hnsw = 0;
+  for (const auto& rec : deferred->records) {
+    hnsw += rec.source == vstore::chroma::VectorSource::hnsw ? 1 : 0;
+    waiting += rec.vector.empty() ? 1 : 0;
+    // Only HNSW slots wait; vectors from the log (and cosine slots whose log bytes were found) are there.
+    if (rec.vector.empty()) {
+      EXPECT_EQ(rec.source, vstore::chroma::VectorSource::hnsw) << rec.id;
+    }
+  }
+  EXPECT_LE(waiting, hnsw);  // (a cosine slot compared with older log bytes that differ has its vector already)
+  if (space != "cosine") {
+    EXPECT_EQ(waiting, hnsw);
+  }
+  if (hnsw > 0) {
+    EXPECT_GT(waiting, 0U) << "nothing was deferred";
+  }
+  const std::size_t half = deferred->records.size() / 2;
+  std::thread second([&] { deferred->fill_vectors(half, deferred->records.size()); });
+  deferred->fill_vectors(0, half);
+  second.join();
+  deferred->fill_vectors(0, deferred->records.size());  // a second fill changes nothing
+  for (std::size_t i = 0; i < eager->records.size(); ++i) {
+    const auto& a = eager->records[i];
+    const auto& b = deferred->records[i];
+    ASSERT_EQ(a.id, b.id);
+    EXPECT_EQ(hex(b.vector), hex(a.vector)) << a.id;
+    EXPECT_EQ(b.source, a.source) << a.id;
+    EXPECT_EQ(b.metadata, a.metadata) << a.id;
+    EXPECT_EQ(b.document, a.document) << a.id;
+  }
+  EXPECT_EQ(deferred->stats.exact_from_log, eager->stats.exact_from_log);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllVersionsAndSpaces, ChromaVersionTest, ::testing::ValuesIn(all_cases()), case_name);

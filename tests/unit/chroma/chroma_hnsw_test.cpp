@@ -109,6 +109,33 @@ TEST(ChromaHnsw, CosineVectorsAreMultipliedByTheirStoredLength) {
   EXPECT_EQ(raw->elements[0].vector, (std::vector<float>{0.6f, 0.8f}));
 }
 
+TEST(ChromaHnsw, DeferredVectorsAreLeftEmptyAndCopyGivesTheEagerBytes) {
+  for (const bool cosine : {false, true}) {
+    SegmentDir dir;
+    dir.write(3, {{5, false, {1, 2, 3}, 2.0f}, {9, true, {4, 5, 6}, 0.5f}, {2, false, {-1, 0.1f, 7e-30f}, 3.0f}});
+    auto eager = read_hnsw_segment(dir.path(), 3, cosine);
+    auto deferred = read_hnsw_segment(dir.path(), 3, cosine, {}, /*defer_vectors=*/true);
+    ASSERT_TRUE(eager.has_value()) << eager.error().to_string();
+    ASSERT_TRUE(deferred.has_value()) << deferred.error().to_string();
+    ASSERT_EQ(deferred->elements.size(), 3U);
+    ASSERT_NE(deferred->vectors, nullptr);
+    EXPECT_EQ(deferred->vectors->slots(), 3U);
+    for (std::size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(deferred->elements[i].label, eager->elements[i].label);
+      EXPECT_EQ(deferred->elements[i].deleted, eager->elements[i].deleted);
+      EXPECT_TRUE(deferred->elements[i].vector.empty()) << "slot " << i;
+      std::vector<float> copied;
+      deferred->vectors->copy(i, copied);
+      ASSERT_EQ(copied.size(), 3U);
+      EXPECT_EQ(std::memcmp(copied.data(), eager->elements[i].vector.data(), 3 * sizeof(float)), 0)
+          << "slot " << i << (cosine ? " cosine" : " l2");
+    }
+    std::vector<float> third;
+    deferred->vectors->copy(2, third);
+    EXPECT_EQ(third[0], cosine ? -3.0f : -1.0f);
+  }
+}
+
 TEST(ChromaHnsw, SlotProgressRisesEvery8192SlotsAndEndsAtTheWhole) {
   SegmentDir dir;
   std::vector<Slot> slots;
