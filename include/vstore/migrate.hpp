@@ -39,7 +39,8 @@ struct MigrateOptions {
   bool verify = false;                     ///< after writing, compare every row and run the overlap check
   bool insert_missing = false;             ///< create rows for ids without an article row (else: skipped)
   bool resume = false;                     ///< continue after the last committed batch of an earlier run
-  bool bulk_index = true;                  ///< drop vstore's vector index for a large load, build it once after
+  bool bulk_index = true;                  ///< drop vstore's vector index (and, into an empty table, its filter
+                                           ///< B-tree indexes) for a large load, build them once after
   std::int64_t bulk_min_rows = 5000;       ///< a load is large from this many rows (and > 2x the table's vectors). Default 5000.
   std::optional<std::string> model;        ///< embedding_model when Chroma stored no embedding function
   std::size_t batch_size = 5000;           ///< records per COPY + merge transaction. Default 5000. Range 1..1000000.
@@ -106,7 +107,8 @@ struct MigrateReport {
 /// commits with a checkpoint row in `vstore_chroma_checkpoints`, so `resume` continues after a
 /// kill and a repeated run changes nothing. A large load (>= 5,000 rows, more than doubling the
 /// table's vectors) drops the vector index vstore created and rebuilds it at the end (with
-/// bulk_index); a missing recorded index is rebuilt after every run. Writes the JSON report under
+/// bulk_index), and into an empty table does the same with the B-tree filter indexes vstore
+/// created; missing recorded indexes are rebuilt after every run. Writes the JSON report under
 /// `config.data_dir/reports/`. Errors: not_found (directory, collection), conflict (directory
 /// in use, unknown Chroma schema, dimension differs from the table, a server collection written
 /// to while it was read), invalid_argument (neither or both sources, several collections and

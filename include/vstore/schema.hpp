@@ -36,7 +36,8 @@ struct SchemaStatus {
 /// Applies every pending migration, each in its own transaction under an advisory lock.
 /// With no `articles` table it creates one; with an application-owned table it only adds the
 /// vector columns (`embedding vector(dim)`, `embedding_model`, `vector_metadata`,
-/// `publication_date_ts`) and indexes, leaving every existing row and column as it was.
+/// `publication_date_ts`) and indexes, leaving every existing row and column as it was. Then
+/// builds the filter and vector indexes vstore recorded that are missing (after a killed bulk load).
 /// Errors: conflict (the table has no unique `uri`, or an existing `embedding` column has
 /// another dimension than EMBEDDING_DIM), unavailable, internal.
 [[nodiscard]] Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config);
@@ -62,6 +63,20 @@ namespace vstore {
 /// made is never touched) and returns its name; empty when there was none to drop. Until
 /// restore_vector_index() runs, searches are exact scans. Errors: unavailable, internal.
 [[nodiscard]] Result<std::string> suspend_vector_index(const std::string& conninfo, const Config& config);
+
+/// The B-tree filter indexes migration 2 created that exist now (what suspend_filter_indexes()
+/// would drop). Errors: unavailable.
+[[nodiscard]] Result<std::vector<std::string>> present_filter_indexes(const std::string& conninfo, const Config& config);
+
+/// For a bulk load into an empty table: drops the B-tree filter indexes migration 2 created
+/// (indexes the application made are never touched), in one transaction, and returns their
+/// names; restore_filter_indexes() builds them again. Errors: unavailable, internal.
+[[nodiscard]] Result<std::vector<std::string>> suspend_filter_indexes(const std::string& conninfo, const Config& config);
+
+/// Creates the filter indexes migration 2 recorded that are missing (two at a time, on two
+/// connections) and returns their names. schema_up() does the same, so an interrupted bulk
+/// load is repaired by `vstore schema up`. Errors: unavailable, internal.
+[[nodiscard]] Result<std::vector<std::string>> restore_filter_indexes(const std::string& conninfo, const Config& config);
 
 /// Recreates the vector index recorded by migration 3 when it is missing and the table has no
 /// other vector index on `embedding` (one the application made instead is left to serve), with the recorded

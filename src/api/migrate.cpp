@@ -15,7 +15,10 @@
 //             INSERT of missing rows when asked, and the checkpoint row (last id committed).
 //             A kill leaves whole batches only; --resume starts after the checkpoint's id.
 //             A load of >= 5,000 rows that more than doubles the table's vectors drops the vector
-//             index vstore created first and builds it once at the end (also after a failure).
+//             index vstore created first and builds it once at the end (also after a failure);
+//             into an empty table it does the same with vstore's B-tree filter indexes. The
+//             HNSW vectors are read deferred and copied out of the mapped files by each batch's
+//             writer (all checks of the directory ran in phase 1).
 //   4 verify  counts, per-id comparison of the stored vector bytes against the source bytes,
 //             metadata equality (jsonb vs Chroma JSON, int and float kept apart) and document
 //             equality for inserted rows, and overlap@10 between an exact search over the source
@@ -39,6 +42,7 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "api/bench_support.hpp"
 #include "chroma/chroma_dir.hpp"
@@ -193,7 +197,8 @@ class CollectionMigration {
     // An empty table holds none of the ids: the id table (for the counts after a resume and for
     // the verification) is then made only when one of those needs it.
     VS_TRY_ASSIGN(PgResult any, m_conn.exec(fmt::format("SELECT EXISTS (SELECT 1 FROM {})", q(m_config.table))));
-    if (any.text(0, 0) == "f") {
+    m_target_empty = any.text(0, 0) == "f";
+    if (m_target_empty) {
       m_report.to_update = 0;
       (m_options.insert_missing ? m_report.to_insert : m_report.to_skip) = m_report.count;
       return {};
@@ -214,6 +219,9 @@ class CollectionMigration {
     (m_options.insert_missing ? m_report.to_insert : m_report.to_skip) = missing;
     return {};
   }
+
+  // Whether the target table held no rows at classify().
+  [[nodiscard]] bool target_empty() const { return m_target_empty; }
 
   Result<void> copy() {
     VS_TRY(ensure_checkpoints());
@@ -775,6 +783,7 @@ class CollectionMigration {
   std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids
+  bool m_target_empty = false;                 // the table held no rows at classify()
   static constexpr char k_unchecked = 0, k_finite = 1, k_not_finite = 2;
   std::vector<char> m_finite;                  // per record: k_unchecked, k_finite or k_not_finite
   std::int64_t m_overlap_queries = 0;
@@ -1081,9 +1090,25 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
         if (!dropped.empty()) c.notes.push_back(fmt::format("vector index {} dropped for the bulk load and rebuilt after it", dropped));
       }
     }
+    // Into an empty table the B-tree filter indexes vstore created are built once after the
+    // load too, instead of updated row by row (at 100,000 x 384 the copy takes about a fifth
+    // less and the builds about 0.1 s on two connections); in a table that holds rows they
+    // stay, as the application's own queries may need them.
+    if (mig.target_empty() && writes >= options.bulk_min_rows && options.bulk_index) {
+      VS_TRY_ASSIGN(std::vector<std::string> filters, options.dry_run ? present_filter_indexes(conninfo, config)
+                                                                        : suspend_filter_indexes(conninfo, config));
+      if (!filters.empty()) {
+        c.notes.push_back(fmt::format("filter indexes {} {} for the bulk load into the empty table and built after it",
+                                      fmt::join(filters, ", "), options.dry_run ? "would be dropped" : "dropped"));
+      }
+    }
     if (options.dry_run) continue;
     auto copied = mig.copy();
     c.timings["copy_s"] = lap();
+    // Also after a failed copy, so that the table has its indexes whatever happened; a run
+    // killed before this point leaves them to the next run or `vstore schema up`.
+    auto filters_built = restore_filter_indexes(conninfo, config);
+    if (filters_built && !filters_built->empty()) c.timings["filter_index_build_s"] = lap();
     IndexBuildProgress index_progress;
     if (options.progress) {
       index_progress = [&options](std::int64_t done, std::int64_t total) { options.progress("index build", done, total); };
@@ -1091,6 +1116,9 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     auto rebuilt = restore_vector_index(conninfo, config, index_progress);
     if (rebuilt && *rebuilt) c.timings["index_build_s"] = lap();
     VS_TRY(copied);
+    if (!filters_built) {
+      return fail(filters_built.error().with_context("rebuilding the filter indexes (run `vstore schema up` to retry)"));
+    }
     if (!rebuilt) return fail(rebuilt.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));
     if (*rebuilt) {
       VS_TRY_ASSIGN(shape, table_shape(conn, config.table));  // the verification sees the new index

@@ -222,8 +222,10 @@ struct VecState {
 };
 
 // The vector of each live id, before the records are assembled in id order (hashed: the HNSW
-// slots come in insertion order, and only look-ups by id follow).
-using VecMap = std::unordered_map<std::string, VecState>;
+// slots come in insertion order, and only look-ups by id follow). The ids are views of the
+// label map's strings and of the log rows' ids, which read() keeps until it has assembled the
+// records.
+using VecMap = std::unordered_map<std::string_view, VecState>;
 
 struct LogRow {
   std::int64_t seq = 0;
@@ -627,6 +629,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     std::string label_map_format = "none";
     std::optional<std::int64_t> label_max_seq_id;
     std::shared_ptr<const HnswVectors> vectors;
+    LabelMap labels;  // owns the ids `vecs` holds views of
   };
   const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
   const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
@@ -680,6 +683,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
       return fail(ErrorCode::corruption, fmt::format("the label map has {} labels but data_level0.bin holds {} live slots",
                                                      labels.label_to_id.size(), live_labels.size()));
     }
+    part.labels = std::move(labels);  // (moving the map keeps its nodes, so the views stay valid)
     return part;
   };
   // ---- metadata segment ---- (read by sqlite on a second thread while this one reads the

@@ -302,6 +302,7 @@ Result<LabelMap> from_state(const Dict& state, PickleDialect dialect) {
     }
   }
   if (!label_to_id || !id_to_label) return shape_error("the state has no label_to_id or no id_to_label");
+  out.label_to_id.reserve(label_to_id->items.size());
   for (const auto& [k, v] : label_to_id->items) {
     auto* label = std::get_if<std::int64_t>(&k->value);
     auto* id = std::get_if<std::string>(&v->value);
@@ -310,7 +311,9 @@ Result<LabelMap> from_state(const Dict& state, PickleDialect dialect) {
       return shape_error(fmt::format("label {} appears twice in label_to_id", *label));
     }
   }
-  std::unordered_map<std::string, std::uint64_t> reverse;
+  // Views of the parsed strings, which outlive this function's use of them.
+  std::unordered_map<std::string_view, std::uint64_t> reverse;
+  reverse.reserve(id_to_label->items.size());
   for (const auto& [k, v] : id_to_label->items) {
     auto* id = std::get_if<std::string>(&k->value);
     auto* label = std::get_if<std::int64_t>(&v->value);

@@ -122,7 +122,8 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   cmd->add_flag("--insert-missing", opts.insert_missing, "create article rows for ids without one (from Chroma metadata and document)");
   cmd->add_flag("--resume", opts.resume, "continue after the last batch an earlier run committed");
   static bool keep_index = false;
-  cmd->add_flag("--keep-index", keep_index, "never drop the vector index for a large load (default: dropped and rebuilt once)");
+  cmd->add_flag("--keep-index", keep_index, "never drop indexes for a large load (default: vstore's vector index, and into an empty table its "
+                "filter B-tree indexes, are dropped and built once after it)");
   cmd->add_option("--model", model, "embedding_model to record when Chroma stored no embedding function");
   cmd->add_option("--batch-size", opts.batch_size, "records per COPY + merge transaction")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))

@@ -13,7 +13,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -159,6 +162,20 @@ Result<void> down_base(Connection& conn, const Config& cfg, const json& details,
 
 // ---- migration 2: vector columns and B-tree indexes -------------------------------------------
 
+// The B-tree indexes filters need, by name and column list, for the table's columns as they are.
+Result<std::vector<std::pair<std::string, std::string>>> filter_index_specs(Connection& conn, const Config& cfg) {
+  VS_TRY_ASSIGN(bool has_topic, column_exists(conn, cfg.table, "topic"));
+  VS_TRY_ASSIGN(bool has_analyzed, column_exists(conn, cfg.table, "analyzed"));
+  VS_TRY_ASSIGN(bool has_date, column_exists(conn, cfg.table, "publication_date"));
+  std::vector<std::pair<std::string, std::string>> indexes;
+  if (has_topic) {
+    indexes.emplace_back(idx_name(cfg.table, "topic_analyzed_idx"), has_analyzed ? "topic, analyzed" : "topic");
+  }
+  if (has_date) indexes.emplace_back(idx_name(cfg.table, "publication_date_idx"), "publication_date");
+  indexes.emplace_back(idx_name(cfg.table, "publication_date_ts_idx"), "publication_date_ts");
+  return indexes;
+}
+
 Result<json> up_vector_columns(Connection& conn, const Config& cfg) {
   json details = {{"added_columns", json::array()}, {"created_indexes", json::array()}};
   // An embedding column that already exists must have the configured dimension.
@@ -189,15 +206,7 @@ Result<json> up_vector_columns(Connection& conn, const Config& cfg) {
     VS_TRY(conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", q(cfg.table), q(name), type)));
     details["added_columns"].push_back(name);
   }
-  VS_TRY_ASSIGN(bool has_topic, column_exists(conn, cfg.table, "topic"));
-  VS_TRY_ASSIGN(bool has_analyzed, column_exists(conn, cfg.table, "analyzed"));
-  VS_TRY_ASSIGN(bool has_date, column_exists(conn, cfg.table, "publication_date"));
-  std::vector<std::pair<std::string, std::string>> indexes;
-  if (has_topic) {
-    indexes.emplace_back(idx_name(cfg.table, "topic_analyzed_idx"), has_analyzed ? "topic, analyzed" : "topic");
-  }
-  if (has_date) indexes.emplace_back(idx_name(cfg.table, "publication_date_idx"), "publication_date");
-  indexes.emplace_back(idx_name(cfg.table, "publication_date_ts_idx"), "publication_date_ts");
+  VS_TRY_ASSIGN(auto indexes, filter_index_specs(conn, cfg));
   for (const auto& [name, cols] : indexes) {
     VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
     if (exists) continue;
@@ -500,6 +509,7 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
       return {};
     }));
   }
+  VS_TRY(restore_filter_indexes(conninfo, config));
   VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
   VS_TRY(restore_vector_index(conninfo, config));
   return read_status(conn, config);
@@ -540,6 +550,89 @@ Result<bool> restore_vector_index(const std::string& conninfo, const Config& con
   VS_TRY(conn.exec("SET max_parallel_maintenance_workers = 1"));
   VS_TRY_ASSIGN(bool built, recreate_recorded_index(conn, config, it->second.second, conninfo, progress));
   if (built) VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
+  return built;
+}
+
+namespace {
+
+// The filter indexes migration 2 recorded as created, as the table's columns define them now.
+Result<std::vector<std::pair<std::string, std::string>>> recorded_filter_indexes(Connection& conn, const Config& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
+  auto it = applied.find(2);
+  if (it == applied.end()) return out;
+  std::set<std::string> created;
+  for (const auto& name : it->second.second.value("created_indexes", json::array())) {
+    if (name.is_string()) created.insert(name.get<std::string>());
+  }
+  VS_TRY_ASSIGN(auto specs, filter_index_specs(conn, config));
+  for (auto& spec : specs) {
+    if (created.contains(spec.first)) out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> present_filter_indexes(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(auto recorded, recorded_filter_indexes(conn, config));
+  std::vector<std::string> out;
+  for (auto& [name, cols] : recorded) {
+    VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
+    if (exists) out.push_back(std::move(name));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> suspend_filter_indexes(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(auto recorded, recorded_filter_indexes(conn, config));
+  std::vector<std::string> dropped;
+  VS_TRY(in_transaction(conn, [&]() -> Result<void> {
+    for (const auto& [name, cols] : recorded) {
+      VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
+      if (!exists) continue;
+      VS_TRY(conn.exec(fmt::format("DROP INDEX {}", q(name))));
+      dropped.push_back(name);
+    }
+    return {};
+  }));
+  return dropped;
+}
+
+Result<std::vector<std::string>> restore_filter_indexes(const std::string& conninfo, const Config& config) {
+  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  VS_TRY_ASSIGN(auto recorded, recorded_filter_indexes(conn, config));
+  std::vector<std::pair<std::string, std::string>> missing;
+  for (auto& spec : recorded) {
+    VS_TRY_ASSIGN(bool exists, index_exists(conn, spec.first));
+    if (!exists) missing.push_back(std::move(spec));
+  }
+  std::vector<std::string> built;
+  if (missing.empty()) return built;
+  // Each build scans the table once; two connections build two at a time (they share the
+  // table's SHARE lock), the second taking every other index.
+  std::optional<Connection> second;
+  if (missing.size() > 1) {
+    if (auto c = Connection::connect(conninfo)) second = std::move(*c);
+  }
+  auto build = [&](Connection& c, std::size_t first, std::size_t step) -> Result<void> {
+    for (std::size_t i = first; i < missing.size(); i += step) {
+      VS_TRY(c.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first), q(config.table),
+                                missing[i].second)));
+    }
+    return {};
+  };
+  const std::size_t step = second ? 2 : 1;
+  Result<void> other;
+  std::thread helper;
+  if (second) helper = std::thread([&] { other = build(*second, 1, step); });
+  Result<void> mine = build(conn, 0, step);
+  if (helper.joinable()) helper.join();
+  VS_TRY(mine);
+  VS_TRY(other);
+  for (auto& [name, cols] : missing) built.push_back(std::move(name));
   return built;
 }
 

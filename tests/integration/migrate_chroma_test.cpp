@@ -1085,8 +1085,10 @@ TEST_F(MigrateTest, ALargeLoadDropsTheVectorIndexAndBuildsItOnceEvenAfterAStop) 
   EXPECT_EQ(calls["index build"].back().second, rows);
   EXPECT_EQ(calls["copy"].back().second, fresh->collections[0].count);
   EXPECT_GE(calls["read c_cosine"].back().second, fresh->collections[0].count) << "the read counts every record";
-  ASSERT_FALSE(fresh->collections[0].notes.empty());
-  EXPECT_NE(fresh->collections[0].notes.back().find("dropped for the bulk load"), std::string::npos);
+  std::string notes;
+  for (const auto& n : fresh->collections[0].notes) notes += n + "\n";
+  EXPECT_NE(notes.find("vector index articles_embedding_hnsw_idx dropped for the bulk load and rebuilt"), std::string::npos)
+      << notes;
   EXPECT_TRUE(index_exists());
   EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
 }
@@ -1131,9 +1133,94 @@ TEST_F(MigrateTest, ThePlanSaysWhetherABulkLoadDropsTheVectorIndexOrKeepsItAndWh
   notes = notes_of(opts);
   EXPECT_NE(notes.find("vector index app_own_hnsw is kept during this load"), std::string::npos) << notes;
   EXPECT_NE(notes.find("vstore did not create it"), std::string::npos) << notes;
-  EXPECT_EQ(notes.find("dropped for the bulk load"), std::string::npos) << notes;
+  EXPECT_EQ(notes.find("dropped for the bulk load and rebuilt"), std::string::npos) << notes;
   EXPECT_EQ(index_names(), "app_own_hnsw") << "the application's index is kept, and vstore's is not brought back beside it";
   EXPECT_GT(count("embedding IS NOT NULL"), 100);
+}
+
+// Into an empty table the B-tree filter indexes vstore created are dropped for a large load and
+// built once after it: also after a failed run, by the run that finishes after a killed one, and
+// by `schema up`. A dry run drops nothing; a table that holds rows, --keep-index, and indexes
+// the application made are left alone.
+TEST_F(MigrateTest, ALoadIntoAnEmptyTableBuildsTheFilterIndexesOnceAfterIt) {
+  const std::string filters = "articles_publication_date_idx,articles_publication_date_ts_idx,articles_topic_analyzed_idx";
+  auto btrees = [&] {
+    return sql_value(m_conninfo, "SELECT coalesce(string_agg(c.relname, ',' ORDER BY c.relname), '') FROM pg_index i "
+                                 "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam WHERE "
+                                 "i.indrelid = 'articles'::regclass AND am.amname = 'btree' AND NOT i.indisprimary "
+                                 "AND i.indisvalid");
+  };
+  sql_value(m_conninfo, "CREATE INDEX app_title_idx ON articles (title)");  // the application's own
+  const std::string all = "app_title_idx," + filters;
+  ASSERT_EQ(btrees(), all);
+  auto opts = options("0.6.3", "c_cosine");
+  opts.insert_missing = true;
+  opts.bulk_min_rows = 100;  // the collection's rows count as a large load here
+  opts.batch_size = 50;
+  auto notes_of = [](const vstore::MigrateReport& r) {
+    std::string out;
+    for (const auto& n : r.collections[0].notes) out += n + "\n";
+    return out;
+  };
+  const std::string dropped_note =
+      "filter indexes articles_topic_analyzed_idx, articles_publication_date_idx, articles_publication_date_ts_idx "
+      "dropped for the bulk load into the empty table";
+
+  auto plan = opts;
+  plan.dry_run = true;
+  auto planned = vstore::migrate_chroma(m_conninfo, m_config, plan);
+  ASSERT_TRUE(planned.has_value()) << planned.error().to_string();
+  EXPECT_NE(notes_of(*planned).find("filter indexes articles_topic_analyzed_idx, articles_publication_date_idx, "
+                                    "articles_publication_date_ts_idx would be dropped"),
+            std::string::npos)
+      << notes_of(*planned);
+  EXPECT_EQ(btrees(), all) << "a dry run drops nothing";
+
+  auto keep = opts;
+  keep.bulk_index = false;
+  keep.dry_run = true;
+  auto kept = vstore::migrate_chroma(m_conninfo, m_config, keep);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(notes_of(*kept).find("filter indexes"), std::string::npos) << "--keep-index keeps them too";
+
+  auto stopping = opts;
+  stopping.test_stop_after_batches = 2;
+  ASSERT_FALSE(vstore::migrate_chroma(m_conninfo, m_config, stopping).has_value());
+  EXPECT_EQ(btrees(), all) << "a failed run builds the indexes it dropped";
+
+  // A killed run (simulated: drop them as the load does, then stop) leaves them missing;
+  // `schema up` builds them, and so does the run that finishes.
+  auto suspended = vstore::suspend_filter_indexes(m_conninfo, m_config);
+  ASSERT_TRUE(suspended.has_value()) << suspended.error().to_string();
+  EXPECT_EQ(suspended->size(), 3U);
+  EXPECT_EQ(btrees(), "app_title_idx") << "only the indexes vstore created are dropped";
+  ASSERT_TRUE(vstore::schema_up(m_conninfo, m_config).has_value());
+  EXPECT_EQ(btrees(), all);
+  ASSERT_TRUE(vstore::suspend_filter_indexes(m_conninfo, m_config).has_value());
+  auto done = finish_resumed(opts);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(btrees(), all);
+  EXPECT_TRUE(done->collections[0].timings.contains("filter_index_build_s"));
+  EXPECT_EQ(notes_of(*done).find("filter indexes"), std::string::npos) << "the table held rows: nothing more dropped";
+
+  // From an empty table: dropped, built once afterwards, and the filters find the same rows.
+  sql_value(m_conninfo, "TRUNCATE articles, vstore_chroma_checkpoints");
+  opts.verify = true;
+  auto fresh = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(fresh.has_value()) << fresh.error().to_string();
+  EXPECT_NE(notes_of(*fresh).find(dropped_note), std::string::npos) << notes_of(*fresh);
+  EXPECT_TRUE(fresh->collections[0].timings.contains("filter_index_build_s"));
+  EXPECT_EQ(btrees(), all);
+  EXPECT_TRUE(fresh->ok()) << fresh->to_json().dump(1);
+  // The rebuilt index serves a filter and finds every row the table holds.
+  EXPECT_EQ(sql_value(m_conninfo, "SET enable_seqscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM articles "
+                                  "WHERE publication_date_ts IS NULL"),
+            sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE publication_date_ts IS NULL"));
+  EXPECT_NE(sql_value(m_conninfo, "SET enable_seqscan = off; SET enable_bitmapscan = off; EXPLAIN (FORMAT JSON) SELECT count(*) FROM "
+                                  "articles WHERE publication_date_ts IS NULL")
+                .find("articles_publication_date_ts_idx"),
+            std::string::npos);
+  sql_value(m_conninfo, "DROP INDEX app_title_idx");
 }
 
 // The database drops every connection of the migration after its second committed batch (as
