@@ -449,8 +449,14 @@ class CollectionMigration {
   // commit_batch(); on failure the transaction is rolled back.
   Result<BatchResult> write_batch(Connection& conn, std::size_t from, std::size_t to, bool allow_direct = true) {
     // The batch's vectors, copied out of the HNSW files by the writer that encodes them, while
-    // the server stores the other writers' batches.
+    // the server stores the other writers' batches, and freed again once they are encoded (the
+    // writer's next batch reuses the memory; the verification copies them again).
     m_snap.fill_vectors(from, to);
+    struct Release {
+      chroma::Snapshot& snap;
+      std::size_t from, to;
+      ~Release() { snap.release_vectors(from, to); }
+    } release{m_snap, from, to};
     BatchResult result;
     pg::CopyWriter writer;
     const bool use_direct = allow_direct && m_direct && m_options.insert_missing;

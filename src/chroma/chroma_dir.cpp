@@ -288,8 +288,10 @@ class DeferredVectors {
       : m_vectors(std::move(vectors)), m_slots(std::move(slots)) {}
   // The vector of record `i` into `out` when it is deferred and `out` still empty.
   void fill(std::size_t i, std::vector<float>& out) const {
-    if (i < m_slots.size() && m_slots[i] >= 0 && out.empty()) m_vectors->copy(static_cast<std::size_t>(m_slots[i]), out);
+    if (deferred(i) && out.empty()) m_vectors->copy(static_cast<std::size_t>(m_slots[i]), out);
   }
+  // Whether record `i`'s vector comes from the HNSW files (and can be copied again).
+  [[nodiscard]] bool deferred(std::size_t i) const { return i < m_slots.size() && m_slots[i] >= 0; }
 
  private:
   std::shared_ptr<const HnswVectors> m_vectors;
@@ -300,6 +302,14 @@ void Snapshot::fill_vectors(std::size_t from, std::size_t to) {
   if (!deferred) return;
   to = std::min(to, records.size());
   for (std::size_t i = from; i < to; ++i) deferred->fill(i, records[i].vector);
+}
+
+void Snapshot::release_vectors(std::size_t from, std::size_t to) {
+  if (!deferred) return;
+  to = std::min(to, records.size());
+  for (std::size_t i = from; i < to; ++i) {
+    if (deferred->deferred(i)) std::vector<float>().swap(records[i].vector);
+  }
 }
 
 struct ChromaDir::Impl {

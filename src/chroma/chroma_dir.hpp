@@ -76,6 +76,10 @@ struct Snapshot {
   /// are left alone. Calls for disjoint ranges may run on different threads at once; nothing
   /// else may touch those records meanwhile.
   void fill_vectors(std::size_t from, std::size_t to);
+  /// Frees the vectors of records [from, to) that fill_vectors() can copy again (those from the
+  /// HNSW files; vectors from the log stay), so a writer reuses the memory for its next batch.
+  /// The same thread rules as fill_vectors().
+  void release_vectors(std::size_t from, std::size_t to);
 };
 
 /// Records read so far, records in all (see ChromaDir::read).

@@ -237,6 +237,21 @@ TEST_P(ChromaVersionTest, DeferredVectorsFilledOnTwoThreadsAreTheBytesOfAnEagerR
   deferred->fill_vectors(0, half);
   second.join();
   deferred->fill_vectors(0, deferred->records.size());  // a second fill changes nothing
+  // Released vectors (what a writer does after encoding a batch) are those from the HNSW files
+  // only, and a later fill copies them again.
+  deferred->release_vectors(0, half);
+  std::size_t released = 0;
+  for (std::size_t i = 0; i < half; ++i) {
+    const auto& rec = deferred->records[i];
+    released += rec.vector.empty() ? 1 : 0;
+    if (rec.source == vstore::chroma::VectorSource::wal) {
+      EXPECT_FALSE(rec.vector.empty()) << rec.id << ": a vector from the log cannot be copied again";
+    }
+  }
+  if (waiting > 0) {
+    EXPECT_GT(released, 0U);
+  }
+  deferred->fill_vectors(0, half);
   for (std::size_t i = 0; i < eager->records.size(); ++i) {
     const auto& a = eager->records[i];
     const auto& b = deferred->records[i];
