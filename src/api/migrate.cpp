@@ -465,6 +465,7 @@ class CollectionMigration {
     std::vector<std::optional<std::int64_t>> direct_micros;  // ncols per direct row
     std::size_t staged = 0;
     std::vector<std::optional<std::int64_t>> micros;
+    std::vector<const std::string*> strings;  // a record's text-column values (column_strings)
     // The fields every row starts with, on both paths: id, vector, model, metadata.
     auto begin_record = [&](pg::CopyWriter& w, const chroma::Record& rec, int fields) {
       w.begin_row(fields);
@@ -496,13 +497,13 @@ class CollectionMigration {
       begin_record(writer, rec, 6 + static_cast<int>(ncols));
       pdts ? writer.int64_field(*pdts) : writer.null_field();
       writer.text_field(rec.document);
-      for (const auto& c : m_text_cols) writer.text_field(string_value(rec.metadata, c));
+      column_strings(rec, strings);
+      for (const std::string* value : strings) value ? writer.bytes_field(*value) : writer.null_field();
     }
     // New rows go straight into the table in the columns' own binary types, streamed: the
     // server stores one slice while the next is encoded.
     const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(ncols);
     std::size_t next_direct = 0;
-    std::vector<const std::string*> strings;
     auto fill_direct = [&](pg::CopyWriter& direct) -> Result<bool> {
       for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
         const auto& rec = m_snap.records[direct_rows[next_direct]];

@@ -682,7 +682,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
         continue;
       }
       live_labels.push_back(e.label);
-      const std::int64_t deferred_slot = e.vector.empty() ? static_cast<std::int64_t>(slot) : -1;
+      const std::int64_t deferred_slot = defer_hnsw_vectors ? static_cast<std::int64_t>(slot) : -1;
       part.vecs.insert_or_assign(it->second, VecState{std::move(e.vector), VectorSource::hnsw, deferred_slot});
     }
     std::sort(live_labels.begin(), live_labels.end());
@@ -916,8 +916,9 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
                                                    name, *collection.dimension, snap.dimension));
   }
   snap.records.reserve(meta.size());
-  std::vector<std::int64_t> deferred_slots;
-  if (defer_hnsw_vectors && hnsw->vectors) deferred_slots.reserve(meta.size());
+  const bool deferring = defer_hnsw_vectors && hnsw->vectors;
+  std::vector<std::int64_t> deferred_slots;  // per record, when deferring: VecState::slot
+  if (deferring) deferred_slots.reserve(meta.size());
   for (auto& [id, m] : meta) {
     auto v = vecs.find(id);
     if (v == vecs.end()) {
@@ -933,10 +934,10 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     rec.metadata = std::move(m.metadata);
     rec.document = std::move(m.document);
     rec.uri = std::move(m.uri);
-    if (deferred_slots.capacity() > 0) deferred_slots.push_back(rec.vector.empty() ? v->second.slot : -1);
+    if (deferring) deferred_slots.push_back(v->second.slot);
     snap.records.push_back(std::move(rec));
   }
-  if (deferred_slots.capacity() > 0) {
+  if (deferring) {
     snap.deferred = std::make_shared<const DeferredVectors>(hnsw->vectors, std::move(deferred_slots));
   }
   if (progress) {
