@@ -221,11 +221,50 @@ struct VecState {
   std::int64_t slot = -1;     // the HNSW slot it came from, while vector is empty
 };
 
-// The vector of each live id, before the records are assembled in id order (hashed: the HNSW
-// slots come in insertion order, and only look-ups by id follow). The ids are views of the
-// label map's strings and of the log rows' ids, which read() keeps until it has assembled the
-// records.
-using VecMap = std::unordered_map<std::string_view, VecState>;
+// The vector of each live id, before the records are assembled in id order: the HNSW slots'
+// in id order (through the label map's id order), and in a small map the ids that only the
+// log has. The ids are views of the label map's strings and of the log rows' ids, which read()
+// keeps until it has assembled the records.
+class VecTable {
+ public:
+  struct Entry {
+    std::string_view id;
+    VecState state;
+    bool live = true;  // false once the log deleted it
+  };
+  std::vector<Entry> sorted;                     // from the HNSW files, by id
+  std::map<std::string_view, VecState> log_only;  // ids the HNSW files do not have
+
+  // The live state of `id`, or nullptr.
+  VecState* find(std::string_view id) {
+    if (Entry* e = slot(id)) return e->live ? &e->state : nullptr;
+    auto it = log_only.find(id);
+    return it == log_only.end() ? nullptr : &it->second;
+  }
+  void erase(std::string_view id) {
+    if (Entry* e = slot(id)) {
+      e->live = false;
+      e->state = VecState{};
+    } else {
+      log_only.erase(id);
+    }
+  }
+  // Sets the vector of `id`, live or not.
+  void put(std::string_view id, VecState state) {
+    if (Entry* e = slot(id)) {
+      e->state = std::move(state);
+      e->live = true;
+    } else {
+      log_only.insert_or_assign(id, std::move(state));
+    }
+  }
+
+ private:
+  Entry* slot(std::string_view id) {
+    auto it = std::lower_bound(sorted.begin(), sorted.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
+    return it != sorted.end() && it->id == id ? &*it : nullptr;
+  }
+};
 
 struct LogRow {
   std::int64_t seq = 0;
@@ -241,13 +280,13 @@ struct LogRow {
 // with the reconstruction to float precision, its exact bytes are taken instead. Rows are
 // tried newest first, so an ADD that Chroma ignored (the id existed) cannot win unless it
 // carried the same vector. A deferred vector it compares is copied out of the HNSW files here.
-void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq, VecMap& vecs, const HnswVectors* slots,
+void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq, VecTable& vecs, const HnswVectors* slots,
                          SnapshotStats& stats) {
   std::unordered_map<std::string, std::vector<const LogRow*>> by_id;
   for (const LogRow& r : log) {
     if (r.seq > vector_seq) break;
-    auto it = vecs.find(r.id);
-    if (it == vecs.end() || it->second.source != VectorSource::hnsw) continue;
+    const VecState* state = vecs.find(r.id);
+    if (state == nullptr || state->source != VectorSource::hnsw) continue;
     auto& rows = by_id[r.id];
     if (r.op == 3) {
       rows.clear();
@@ -256,7 +295,7 @@ void recover_exact_bytes(const std::vector<LogRow>& log, std::int64_t vector_seq
     }
   }
   for (auto& [id, rows] : by_id) {
-    VecState& state = vecs.at(id);
+    VecState& state = *vecs.find(id);
     if (state.vector.empty() && state.slot >= 0 && slots != nullptr) {
       slots->copy(static_cast<std::size_t>(state.slot), state.vector);  // compared below, so no longer deferred
       state.slot = -1;
@@ -632,7 +671,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
 
   // ---- HNSW segment files ----
   struct HnswPart {
-    VecMap vecs;
+    std::vector<VecTable::Entry> vecs;  // by id
     std::size_t dimension = 0;
     std::int64_t slots = 0;
     std::int64_t deleted = 0;
@@ -671,29 +710,34 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     LabelMap& labels = *labels_read;
     part.label_map_format = labels.dialect == PickleDialect::python_persistent_data ? "python" : "rust";
     part.label_max_seq_id = labels.max_seq_id;
-    std::vector<std::uint64_t> live_labels;
-    live_labels.reserve(seg->elements.size());
-    part.vecs.reserve(labels.label_to_id.size());
+    // The live slot of each label (index in labels.entries), each label in one live slot; a
+    // slot whose label the map does not have counts as deleted.
+    std::vector<std::int64_t> slot_of(labels.size(), -1);
+    std::size_t live = 0;
     for (std::size_t slot = 0; slot < seg->elements.size(); ++slot) {
-      HnswElement& e = seg->elements[slot];
-      auto it = labels.label_to_id.find(e.label);
-      if (e.deleted || it == labels.label_to_id.end()) {
+      const HnswElement& e = seg->elements[slot];
+      const std::size_t i = labels.index_of(e.label);
+      if (e.deleted || i == LabelMap::npos) {
         ++part.deleted;
         continue;
       }
-      live_labels.push_back(e.label);
-      const std::int64_t deferred_slot = defer_hnsw_vectors ? static_cast<std::int64_t>(slot) : -1;
-      part.vecs.insert_or_assign(it->second, VecState{std::move(e.vector), VectorSource::hnsw, deferred_slot});
+      if (slot_of[i] >= 0) return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", e.label));
+      slot_of[i] = static_cast<std::int64_t>(slot);
+      ++live;
     }
-    std::sort(live_labels.begin(), live_labels.end());
-    if (auto twice = std::adjacent_find(live_labels.begin(), live_labels.end()); twice != live_labels.end()) {
-      return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", *twice));
-    }
-    if (live_labels.size() != labels.label_to_id.size()) {
+    if (live != labels.size()) {
       return fail(ErrorCode::corruption, fmt::format("the label map has {} labels but data_level0.bin holds {} live slots",
-                                                     labels.label_to_id.size(), live_labels.size()));
+                                                     labels.size(), live));
     }
-    part.labels = std::move(labels);  // (moving the map keeps its nodes, so the views stay valid)
+    part.vecs.reserve(live);
+    for (const std::uint32_t i : labels.by_id) {
+      const auto slot = static_cast<std::size_t>(slot_of[i]);
+      part.vecs.push_back(VecTable::Entry{
+          labels.entries[i].id,
+          VecState{std::move(seg->elements[slot].vector), VectorSource::hnsw,
+                   defer_hnsw_vectors ? static_cast<std::int64_t>(slot) : -1}});
+    }
+    part.labels = std::move(labels);  // (the ids are views of labels.bytes, which moves as a pointer)
     return part;
   };
   // ---- metadata segment ---- (read by sqlite on a second thread while this one reads the
@@ -701,33 +745,72 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   // grows in large steps, not page by page as a thread's arena does)
   auto read_meta = [&]() -> Result<std::map<std::string, MetaState>> {
     std::map<std::string, MetaState> meta;
-    const std::string sql = fmt::format(
-        "SELECT e.embedding_id, m.key, m.string_value, m.int_value, m.float_value, {} FROM embeddings e "
-        "LEFT JOIN embedding_metadata m ON m.id = e.id WHERE e.segment_id = ? ORDER BY e.embedding_id",
-        impl.has_bool_value ? "m.bool_value" : "NULL");
+    // The segment's records, in id order (the (segment_id, embedding_id) index covers this),
+    // then one scan of embedding_metadata in its stored order, joined here by the integer
+    // row id: a look-up in the index and the table per record would cost more.
+    VS_TRY_ASSIGN(Stmt ids, Stmt::prepare(db, "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY "
+                                              "embedding_id"));
+    ids.bind(1, collection.metadata_segment);
+    std::vector<std::pair<std::int64_t, MetaState*>> by_row;  // (embeddings.id, its record)
+    while (true) {
+      VS_TRY_ASSIGN(bool row, ids.step());
+      if (!row) break;
+      // In id order, so the end is the place of each (constant time); any other order still
+      // lands right.
+      auto it = meta.try_emplace(meta.end(), std::string(ids.text_view(1)));
+      by_row.emplace_back(ids.int64(0), &it->second);
+      if (tracker.report && meta.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
+        tracker.meta = 0.5 * static_cast<double>(meta.size()) / static_cast<double>(tracker.total);
+        tracker.update();
+      }
+    }
+    if (by_row.size() != meta.size()) {
+      return fail(ErrorCode::corruption, fmt::format("collection {}: an embedding id is in the metadata segment twice", name));
+    }
+    // Row id -> record: a table over the range when the ids are dense (as sqlite assigns them),
+    // else a sorted list.
+    std::sort(by_row.begin(), by_row.end());
+    std::vector<MetaState*> dense;
+    std::int64_t first_row = 0;
+    if (!by_row.empty()) {
+      first_row = by_row.front().first;
+      const auto span = static_cast<std::uint64_t>(by_row.back().first - first_row);
+      if (span < 4 * by_row.size() + 1024) {
+        dense.assign(span + 1, nullptr);
+        for (const auto& [row, state] : by_row) dense[static_cast<std::size_t>(row - first_row)] = state;
+      }
+    }
+    auto record_of = [&](std::int64_t row) -> MetaState* {
+      if (!dense.empty() || by_row.empty()) {
+        const std::int64_t i = row - first_row;
+        return i >= 0 && static_cast<std::uint64_t>(i) < dense.size() ? dense[static_cast<std::size_t>(i)] : nullptr;
+      }
+      auto it = std::lower_bound(by_row.begin(), by_row.end(), row,
+                                 [](const std::pair<std::int64_t, MetaState*>& e, std::int64_t r) { return e.first < r; });
+      return it != by_row.end() && it->first == row ? it->second : nullptr;
+    };
+    std::int64_t last_rowid = 0;
+    if (tracker.report) {
+      VS_TRY_ASSIGN(Stmt max_row, Stmt::prepare(db, "SELECT max(rowid) FROM embedding_metadata"));
+      VS_TRY(max_row.step());
+      last_rowid = max_row.int64(0);
+    }
+    const std::string sql = fmt::format("SELECT id, key, string_value, int_value, float_value, {}, rowid FROM "
+                                        "embedding_metadata",
+                                        impl.has_bool_value ? "bool_value" : "NULL");
     VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
-    st.bind(1, collection.metadata_segment);
-    // Rows come in id order (the order of the (segment_id, embedding_id) index, so sqlite does
-    // not sort), so one look-up per record serves all its keys and each record is appended at
-    // the end of the map.
-    MetaState* current = nullptr;
-    std::string_view current_id;  // the key of *current, owned by the map
+    std::int64_t scanned = 0;
     while (true) {
       VS_TRY_ASSIGN(bool row, st.step());
       if (!row) break;
-      const std::string_view id = st.text_view(0);
-      if (current == nullptr || id != current_id) {
-        // The end is the right place for an id in order (constant time); any other id still
-        // lands where it belongs.
-        auto it = meta.try_emplace(meta.end(), std::string(id));
-        current = &it->second;
-        current_id = it->first;
-        if (tracker.report && meta.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
-          tracker.meta = static_cast<double>(meta.size()) / static_cast<double>(tracker.total);
-          tracker.update();
-        }
+      if (tracker.report && ++scanned % 16384 == 0 && last_rowid > 0) {
+        tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6)) / static_cast<double>(last_rowid));
+        tracker.update();
       }
-      MetaState& m = *current;
+      if (st.is_null(0)) continue;
+      MetaState* state = record_of(st.int64(0));
+      if (state == nullptr) continue;  // another segment's record
+      MetaState& m = *state;
       if (st.is_null(1)) continue;
       const std::string_view key = st.text_view(1);
       const bool is_document = key == "chroma:document";
@@ -812,7 +895,8 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   if (!meta_read) return fail(meta_read.error());
   std::map<std::string, MetaState> meta = std::move(*meta_read);
   if (!hnsw) return ctx(hnsw.error());
-  VecMap vecs = std::move(hnsw->vecs);
+  VecTable vecs;
+  vecs.sorted = std::move(hnsw->vecs);
   snap.stats.label_map_format = hnsw->label_map_format;
   snap.stats.hnsw_slots = hnsw->slots;
   snap.stats.hnsw_deleted = hnsw->deleted;
@@ -898,14 +982,14 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
       }
     }
     if (replay_vec) {
-      auto it = vecs.find(r.id);
-      const bool present = it != vecs.end();
+      VecState* state = vecs.find(r.id);
+      const bool present = state != nullptr;
       if (r.op == 3) {
-        if (present) vecs.erase(it);
+        if (present) vecs.erase(r.id);
       } else if (r.op == 0 || (r.op == 2 && !present)) {
-        if (!present && r.vector) vecs.emplace(r.id, VecState{*r.vector, VectorSource::wal});
+        if (!present && r.vector) vecs.put(r.id, VecState{*r.vector, VectorSource::wal});
       } else if (present && r.vector) {
-        it->second = VecState{*r.vector, VectorSource::wal};
+        *state = VecState{*r.vector, VectorSource::wal};
       }
     }
   }
@@ -919,9 +1003,17 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   const bool deferring = defer_hnsw_vectors && hnsw->vectors;
   std::vector<std::int64_t> deferred_slots;  // per record, when deferring: VecState::slot
   if (deferring) deferred_slots.reserve(meta.size());
+  // meta and vecs.sorted are both in id order: one pass over both.
+  auto cursor = vecs.sorted.begin();
   for (auto& [id, m] : meta) {
-    auto v = vecs.find(id);
-    if (v == vecs.end()) {
+    while (cursor != vecs.sorted.end() && cursor->id < id) ++cursor;
+    VecState* v = nullptr;
+    if (cursor != vecs.sorted.end() && cursor->id == id) {
+      if (cursor->live) v = &cursor->state;
+    } else if (auto it = vecs.log_only.find(id); it != vecs.log_only.end()) {
+      v = &it->second;
+    }
+    if (v == nullptr) {
       return fail(ErrorCode::corruption,
                   fmt::format("collection {}: record {} is in the metadata segment but has no vector in the HNSW files or "
                               "the log",
@@ -929,12 +1021,12 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     }
     Record rec;
     rec.id = id;
-    rec.vector = std::move(v->second.vector);
-    rec.source = v->second.source;
+    rec.vector = std::move(v->vector);
+    rec.source = v->source;
     rec.metadata = std::move(m.metadata);
     rec.document = std::move(m.document);
     rec.uri = std::move(m.uri);
-    if (deferring) deferred_slots.push_back(v->second.slot);
+    if (deferring) deferred_slots.push_back(v->slot);
     snap.records.push_back(std::move(rec));
   }
   if (deferring) {

@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 // Strict pickle reader for Chroma's HNSW label maps.
 //
-// Design: a small stack machine over a closed set of opcodes. Values are shared nodes because
-// the memo (MEMOIZE/BINPUT/BINGET) aliases them: the Python dialect memoises the state dict
-// before SETITEMS fills it, and its `label_to_id` strings are memo references to the strings
-// first seen in `id_to_label`. Every read is bounds-checked, every opcode outside the set is
-// refused, at most eight dicts may be built (so nesting stays shallow), and the program must
-// end with STOP, one value on the stack and no trailing bytes. The result is then checked for one of
-// the two shapes: a PersistentData instance (class global, empty args, BUILD with a dict) or a
-// plain dict with the same keys.
+// Design: a small stack machine over a closed set of opcodes. Values live in one arena and are
+// referred to by index, because the memo (MEMOIZE/BINPUT/BINGET) aliases them: the Python
+// dialect memoises the state dict before SETITEMS fills it, and its `label_to_id` strings are
+// memo references to the strings first seen in `id_to_label`. Strings are views of the input.
+// Every read is bounds-checked, every opcode outside the set is refused, at most eight dicts
+// may be built (so nesting stays shallow), and the program must end with STOP, one value on the
+// stack and no trailing bytes. The result is then checked for one of the two shapes: a
+// PersistentData instance (class global, empty args, BUILD with a dict) or a plain dict with
+// the same keys.
 #include "chroma/chroma_pickle.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
-#include <variant>
 #include <vector>
 
 #include <fmt/format.h>
@@ -25,42 +27,29 @@ namespace {
 
 constexpr std::string_view k_py_module = "chromadb.segment.impl.vector.local_persistent_hnsw";
 constexpr std::string_view k_py_class = "PersistentData";
-constexpr int k_max_dicts = 8;
+constexpr std::size_t k_max_dicts = 8;
 
-struct Node;
-using NodeRef = std::shared_ptr<Node>;
+enum class Kind : std::uint8_t { none, mark, empty_tuple, integer, string, global, dict, object };
 
-struct NoneValue {};
-struct Mark {};
-struct EmptyTuple {};
-struct Global {
-  std::string module;
-  std::string name;
-};
-struct Dict {
-  std::vector<std::pair<NodeRef, NodeRef>> items;
-};
-struct Object {
-  NodeRef cls;
-  NodeRef state;  // null until BUILD
-};
+constexpr std::uint32_t k_no_node = ~std::uint32_t{0};
 
+// A value: an int, a string (a view of the input), a dict (its index in Machine::m_dict_items),
+// or an object (its class node and, after BUILD, its state node).
 struct Node {
-  std::variant<NoneValue, Mark, EmptyTuple, std::int64_t, std::string, Global, Dict, Object> value;
+  Kind kind = Kind::none;
+  std::int64_t integer = 0;
+  std::string_view string;
+  std::uint32_t dict = 0;
+  std::uint32_t state = k_no_node;
 };
 
-template <typename T>
-NodeRef make(T v) {
-  auto n = std::make_shared<Node>();
-  n->value = std::move(v);
-  return n;
-}
+using Items = std::vector<std::pair<std::uint32_t, std::uint32_t>>;  // (key node, value node)
 
 class Machine {
  public:
-  explicit Machine(std::string_view bytes) : m_in(bytes) {}
+  explicit Machine(std::string_view bytes) : m_in(bytes) { m_nodes.reserve(bytes.size() / 4 + 16); }
 
-  Result<NodeRef> run() {
+  Result<std::uint32_t> run() {
     while (true) {
       if (m_pos >= m_in.size()) return bad("the pickle ends before its STOP opcode");
       m_op_at = m_pos;
@@ -77,10 +66,10 @@ class Machine {
           break;
         }
         case '(':
-          m_stack.push_back(make(Mark{}));
+          push(Node{.kind = Kind::mark});
           break;
         case '.': {  // STOP
-          if (m_stack.size() != 1 || is<Mark>(m_stack.back())) {
+          if (m_stack.size() != 1 || is(m_stack.back(), Kind::mark)) {
             return bad(fmt::format("STOP with {} values on the stack, expected 1", m_stack.size()));
           }
           if (m_pos != m_in.size()) return bad(fmt::format("{} bytes after STOP", m_in.size() - m_pos));
@@ -88,28 +77,29 @@ class Machine {
         }
         case '}':
           // Both dialects build four dicts (state + three maps); a cap keeps nesting shallow.
-          if (++m_dicts > k_max_dicts) return bad(fmt::format("more than {} dicts", k_max_dicts));
-          m_stack.push_back(make(Dict{}));
+          if (m_dict_items.size() >= k_max_dicts) return bad(fmt::format("more than {} dicts", k_max_dicts));
+          m_dict_items.emplace_back();
+          push(Node{.kind = Kind::dict, .dict = static_cast<std::uint32_t>(m_dict_items.size() - 1)});
           break;
         case ')':
-          m_stack.push_back(make(EmptyTuple{}));
+          push(Node{.kind = Kind::empty_tuple});
           break;
         case 'N':
-          m_stack.push_back(make(NoneValue{}));
+          push(Node{.kind = Kind::none});
           break;
         case 'K': {
           VS_TRY_ASSIGN(std::uint64_t v, read_uint(1));
-          m_stack.push_back(make(static_cast<std::int64_t>(v)));
+          push_int(static_cast<std::int64_t>(v));
           break;
         }
         case 'M': {
           VS_TRY_ASSIGN(std::uint64_t v, read_uint(2));
-          m_stack.push_back(make(static_cast<std::int64_t>(v)));
+          push_int(static_cast<std::int64_t>(v));
           break;
         }
         case 'J': {
           VS_TRY_ASSIGN(std::uint64_t v, read_uint(4));
-          m_stack.push_back(make(static_cast<std::int64_t>(static_cast<std::int32_t>(static_cast<std::uint32_t>(v)))));
+          push_int(static_cast<std::int64_t>(static_cast<std::int32_t>(static_cast<std::uint32_t>(v))));
           break;
         }
         case 0x8a: {  // LONG1
@@ -117,30 +107,30 @@ class Machine {
           if (n > 8) return bad(fmt::format("LONG1 of {} bytes does not fit 64 bits", n));
           VS_TRY_ASSIGN(std::uint64_t v, read_uint(static_cast<std::size_t>(n)));
           if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1U) v |= ~std::uint64_t{0} << (8 * n);  // sign-extend
-          m_stack.push_back(make(static_cast<std::int64_t>(v)));
+          push_int(static_cast<std::int64_t>(v));
           break;
         }
         case 0x8c: {  // SHORT_BINUNICODE
           VS_TRY_ASSIGN(std::uint64_t n, read_uint(1));
-          VS_TRY_ASSIGN(std::string s, read_bytes(static_cast<std::size_t>(n)));
-          m_stack.push_back(make(std::move(s)));
+          VS_TRY_ASSIGN(std::string_view s, read_bytes(static_cast<std::size_t>(n)));
+          push(Node{.kind = Kind::string, .string = s});
           break;
         }
         case 'X': {  // BINUNICODE
           VS_TRY_ASSIGN(std::uint64_t n, read_uint(4));
-          VS_TRY_ASSIGN(std::string s, read_bytes(static_cast<std::size_t>(n)));
-          m_stack.push_back(make(std::move(s)));
+          VS_TRY_ASSIGN(std::string_view s, read_bytes(static_cast<std::size_t>(n)));
+          push(Node{.kind = Kind::string, .string = s});
           break;
         }
         case 0x94: {  // MEMOIZE
-          VS_TRY_ASSIGN(NodeRef top, peek());
+          VS_TRY_ASSIGN(std::uint32_t top, peek());
           m_memo.push_back(top);
           break;
         }
         case 'q':
         case 'r': {  // BINPUT, LONG_BINPUT
           VS_TRY_ASSIGN(std::uint64_t idx, read_uint(m_op == 'q' ? 1 : 4));
-          VS_TRY_ASSIGN(NodeRef top, peek());
+          VS_TRY_ASSIGN(std::uint32_t top, peek());
           if (idx > m_memo.size()) return bad(fmt::format("memo slot {} skips past {}", idx, m_memo.size()));
           if (idx == m_memo.size()) {
             m_memo.push_back(top);
@@ -158,45 +148,51 @@ class Machine {
         }
         case 's': {  // SETITEM
           if (m_stack.size() < 3) return bad("SETITEM needs a dict, a key and a value");
-          NodeRef value = pop();
-          NodeRef key = pop();
-          VS_TRY(add_item(m_stack.back(), std::move(key), std::move(value)));
+          const std::uint32_t value = pop();
+          const std::uint32_t key = pop();
+          VS_TRY(add_item(m_stack.back(), key, value));
           break;
         }
         case 'u': {  // SETITEMS
-          VS_TRY_ASSIGN(std::vector<NodeRef> items, pop_to_mark());
-          if (items.size() % 2 != 0) return bad("SETITEMS with an odd number of values");
-          if (m_stack.empty()) return bad("SETITEMS with no dict below its mark");
-          for (std::size_t i = 0; i < items.size(); i += 2) VS_TRY(add_item(m_stack.back(), items[i], items[i + 1]));
+          std::size_t mark = m_stack.size();
+          while (mark > 0 && !is(m_stack[mark - 1], Kind::mark)) --mark;
+          if (mark == 0) return bad("no MARK on the stack");
+          const std::size_t first = mark;  // the items are m_stack[first..]
+          if ((m_stack.size() - first) % 2 != 0) return bad("SETITEMS with an odd number of values");
+          if (first == 1) return bad("SETITEMS with no dict below its mark");
+          const std::uint32_t target = m_stack[first - 2];
+          for (std::size_t i = first; i < m_stack.size(); i += 2) VS_TRY(add_item(target, m_stack[i], m_stack[i + 1]));
+          m_stack.resize(first - 1);
           break;
         }
         case 0x93: {  // STACK_GLOBAL
           if (m_stack.size() < 2) return bad("STACK_GLOBAL needs a module and a name");
-          NodeRef name = pop();
-          NodeRef module = pop();
-          auto* n = std::get_if<std::string>(&name->value);
-          auto* m = std::get_if<std::string>(&module->value);
-          if (!n || !m) return bad("STACK_GLOBAL operands are not strings");
-          if (*m != k_py_module || *n != k_py_class) {
-            return bad(fmt::format("the pickle names class {}.{}; only {}.{} is accepted", *m, *n, k_py_module, k_py_class));
+          const Node& name = m_nodes[pop()];
+          const Node& module = m_nodes[pop()];
+          if (name.kind != Kind::string || module.kind != Kind::string) return bad("STACK_GLOBAL operands are not strings");
+          if (module.string != k_py_module || name.string != k_py_class) {
+            return bad(fmt::format("the pickle names class {}.{}; only {}.{} is accepted", module.string, name.string,
+                                   k_py_module, k_py_class));
           }
-          m_stack.push_back(make(Global{*m, *n}));
+          push(Node{.kind = Kind::global});
           break;
         }
         case 0x81: {  // NEWOBJ
           if (m_stack.size() < 2) return bad("NEWOBJ needs a class and arguments");
-          NodeRef args = pop();
-          NodeRef cls = pop();
-          if (!is<EmptyTuple>(args) || !is<Global>(cls)) return bad("NEWOBJ expects a class and an empty tuple");
-          m_stack.push_back(make(Object{cls, nullptr}));
+          const std::uint32_t args = pop();
+          const std::uint32_t cls = pop();
+          if (!is(args, Kind::empty_tuple) || !is(cls, Kind::global)) return bad("NEWOBJ expects a class and an empty tuple");
+          push(Node{.kind = Kind::object});
           break;
         }
         case 'b': {  // BUILD
           if (m_stack.size() < 2) return bad("BUILD needs an object and a state");
-          NodeRef state = pop();
-          auto* obj = std::get_if<Object>(&m_stack.back()->value);
-          if (!obj || obj->state || !is<Dict>(state)) return bad("BUILD expects a new object and a dict state");
-          obj->state = std::move(state);
+          const std::uint32_t state = pop();
+          Node& obj = m_nodes[m_stack.back()];
+          if (obj.kind != Kind::object || obj.state != k_no_node || !is(state, Kind::dict)) {
+            return bad("BUILD expects a new object and a dict state");
+          }
+          obj.state = state;
           break;
         }
         default:
@@ -205,11 +201,17 @@ class Machine {
     }
   }
 
+  [[nodiscard]] const Node& node(std::uint32_t i) const { return m_nodes[i]; }
+  [[nodiscard]] const Items& items(const Node& dict) const { return m_dict_items[dict.dict]; }
+
  private:
-  template <typename T>
-  static bool is(const NodeRef& n) {
-    return std::holds_alternative<T>(n->value);
+  [[nodiscard]] bool is(std::uint32_t n, Kind k) const { return m_nodes[n].kind == k; }
+
+  void push(const Node& n) {
+    m_nodes.push_back(n);
+    m_stack.push_back(static_cast<std::uint32_t>(m_nodes.size() - 1));
   }
+  void push_int(std::int64_t v) { push(Node{.kind = Kind::integer, .integer = v}); }
 
   std::unexpected<Error> bad(std::string what) const {
     return fail(ErrorCode::corruption,
@@ -224,38 +226,28 @@ class Machine {
     return v;
   }
 
-  Result<std::string> read_bytes(std::size_t n) {
+  Result<std::string_view> read_bytes(std::size_t n) {
     if (n > m_in.size() - m_pos) return bad(fmt::format("string of {} bytes runs past the end", n));
-    std::string s(m_in.substr(m_pos, n));
+    const std::string_view s = m_in.substr(m_pos, n);
     m_pos += n;
     return s;
   }
 
-  Result<NodeRef> peek() const {
+  Result<std::uint32_t> peek() const {
     if (m_stack.empty()) return bad("memo store with an empty stack");
     return m_stack.back();
   }
 
-  NodeRef pop() {
-    NodeRef n = std::move(m_stack.back());
+  std::uint32_t pop() {
+    const std::uint32_t n = m_stack.back();
     m_stack.pop_back();
     return n;
   }
 
-  Result<std::vector<NodeRef>> pop_to_mark() {
-    std::size_t i = m_stack.size();
-    while (i > 0 && !is<Mark>(m_stack[i - 1])) --i;
-    if (i == 0) return bad("no MARK on the stack");
-    std::vector<NodeRef> items(m_stack.begin() + static_cast<std::ptrdiff_t>(i), m_stack.end());
-    m_stack.resize(i - 1);
-    return items;
-  }
-
-  Result<void> add_item(const NodeRef& target, NodeRef key, NodeRef value) {
-    auto* dict = std::get_if<Dict>(&target->value);
-    if (!dict) return bad("items set on a value that is not a dict");
-    if (is<Mark>(key) || is<Mark>(value)) return bad("a MARK used as a dict key or value");
-    dict->items.emplace_back(std::move(key), std::move(value));
+  Result<void> add_item(std::uint32_t target, std::uint32_t key, std::uint32_t value) {
+    if (!is(target, Kind::dict)) return bad("items set on a value that is not a dict");
+    if (is(key, Kind::mark) || is(value, Kind::mark)) return bad("a MARK used as a dict key or value");
+    m_dict_items[m_nodes[target].dict].emplace_back(key, value);
     return {};
   }
 
@@ -263,71 +255,97 @@ class Machine {
   std::size_t m_pos = 0;
   std::size_t m_op_at = 0;
   unsigned m_op = 0;
-  std::vector<NodeRef> m_stack;
-  std::vector<NodeRef> m_memo;
-  int m_dicts = 0;
+  std::vector<Node> m_nodes;
+  std::vector<std::uint32_t> m_stack;
+  std::vector<std::uint32_t> m_memo;
+  std::vector<Items> m_dict_items;
 };
 
 std::unexpected<Error> shape_error(std::string what) {
   return fail(ErrorCode::corruption, fmt::format("index_metadata.pickle: {}", what));
 }
 
-Result<std::optional<std::int64_t>> optional_int(const NodeRef& n, std::string_view key) {
-  if (std::holds_alternative<NoneValue>(n->value)) return std::optional<std::int64_t>{};
-  if (auto* v = std::get_if<std::int64_t>(&n->value)) return std::optional<std::int64_t>(*v);
+Result<std::optional<std::int64_t>> optional_int(const Node& n, std::string_view key) {
+  if (n.kind == Kind::none) return std::optional<std::int64_t>{};
+  if (n.kind == Kind::integer) return std::optional<std::int64_t>(n.integer);
   return shape_error(fmt::format("key {} must be an int or None", key));
 }
 
-Result<LabelMap> from_state(const Dict& state, PickleDialect dialect) {
+Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect dialect) {
   LabelMap out;
   out.dialect = dialect;
-  const Dict* label_to_id = nullptr;
-  const Dict* id_to_label = nullptr;
-  for (const auto& [k, v] : state.items) {
-    auto* key = std::get_if<std::string>(&k->value);
-    if (!key) return shape_error("a state key is not a string");
-    if (*key == "dimensionality") {
-      VS_TRY_ASSIGN(out.dimensionality, optional_int(v, *key));
-    } else if (*key == "total_elements_added") {
-      VS_TRY_ASSIGN(out.total_elements_added, optional_int(v, *key));
-    } else if (*key == "max_seq_id") {
-      VS_TRY_ASSIGN(out.max_seq_id, optional_int(v, *key));
-    } else if (*key == "label_to_id" || *key == "id_to_label" || *key == "id_to_seq_id") {
-      auto* d = std::get_if<Dict>(&v->value);
-      if (!d) return shape_error(fmt::format("key {} must be a dict", *key));
-      if (*key == "label_to_id") label_to_id = d;
-      if (*key == "id_to_label") id_to_label = d;
+  const Items* label_to_id = nullptr;
+  const Items* id_to_label = nullptr;
+  for (const auto& [k, v] : m.items(state)) {
+    const Node& key = m.node(k);
+    const Node& value = m.node(v);
+    if (key.kind != Kind::string) return shape_error("a state key is not a string");
+    if (key.string == "dimensionality") {
+      VS_TRY_ASSIGN(out.dimensionality, optional_int(value, key.string));
+    } else if (key.string == "total_elements_added") {
+      VS_TRY_ASSIGN(out.total_elements_added, optional_int(value, key.string));
+    } else if (key.string == "max_seq_id") {
+      VS_TRY_ASSIGN(out.max_seq_id, optional_int(value, key.string));
+    } else if (key.string == "label_to_id" || key.string == "id_to_label" || key.string == "id_to_seq_id") {
+      if (value.kind != Kind::dict) return shape_error(fmt::format("key {} must be a dict", key.string));
+      if (key.string == "label_to_id") label_to_id = &m.items(value);
+      if (key.string == "id_to_label") id_to_label = &m.items(value);
     } else {
-      return shape_error(fmt::format("unknown state key {}", *key));
+      return shape_error(fmt::format("unknown state key {}", key.string));
     }
   }
   if (!label_to_id || !id_to_label) return shape_error("the state has no label_to_id or no id_to_label");
-  out.label_to_id.reserve(label_to_id->items.size());
-  for (const auto& [k, v] : label_to_id->items) {
-    auto* label = std::get_if<std::int64_t>(&k->value);
-    auto* id = std::get_if<std::string>(&v->value);
-    if (!label || !id || *label < 0) return shape_error("label_to_id must map non-negative ints to strings");
-    if (!out.label_to_id.emplace(static_cast<std::uint64_t>(*label), *id).second) {
-      return shape_error(fmt::format("label {} appears twice in label_to_id", *label));
+  // label_to_id: sorted by label, each label once.
+  out.entries.reserve(label_to_id->size());
+  for (const auto& [k, v] : *label_to_id) {
+    const Node& label = m.node(k);
+    const Node& id = m.node(v);
+    if (label.kind != Kind::integer || id.kind != Kind::string || label.integer < 0) {
+      return shape_error("label_to_id must map non-negative ints to strings");
     }
+    out.entries.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string});
   }
-  // Views of the parsed strings, which outlive this function's use of them.
-  std::unordered_map<std::string_view, std::uint64_t> reverse;
-  reverse.reserve(id_to_label->items.size());
-  for (const auto& [k, v] : id_to_label->items) {
-    auto* id = std::get_if<std::string>(&k->value);
-    auto* label = std::get_if<std::int64_t>(&v->value);
-    if (!id || !label || *label < 0) return shape_error("id_to_label must map strings to non-negative ints");
-    reverse[*id] = static_cast<std::uint64_t>(*label);
+  auto by_label = [](const LabelEntry& a, const LabelEntry& b) { return a.label < b.label; };
+  if (!std::is_sorted(out.entries.begin(), out.entries.end(), by_label)) {
+    std::sort(out.entries.begin(), out.entries.end(), by_label);
   }
-  if (reverse.size() != out.label_to_id.size()) {
-    return shape_error(fmt::format("label_to_id has {} entries but id_to_label has {}", out.label_to_id.size(),
+  if (auto twice = std::adjacent_find(out.entries.begin(), out.entries.end(),
+                                      [](const LabelEntry& a, const LabelEntry& b) { return a.label == b.label; });
+      twice != out.entries.end()) {
+    return shape_error(fmt::format("label {} appears twice in label_to_id", twice->label));
+  }
+  // id_to_label as a dict: a key given twice keeps its last value.
+  std::vector<LabelEntry> reverse;
+  reverse.reserve(id_to_label->size());
+  for (const auto& [k, v] : *id_to_label) {
+    const Node& id = m.node(k);
+    const Node& label = m.node(v);
+    if (id.kind != Kind::string || label.kind != Kind::integer || label.integer < 0) {
+      return shape_error("id_to_label must map strings to non-negative ints");
+    }
+    reverse.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string});
+  }
+  auto by_id = [](const LabelEntry& a, const LabelEntry& b) { return a.id < b.id; };
+  std::stable_sort(reverse.begin(), reverse.end(), by_id);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < reverse.size(); ++i) {
+    if (i + 1 < reverse.size() && reverse[i + 1].id == reverse[i].id) continue;  // a later value wins
+    reverse[kept++] = reverse[i];
+  }
+  reverse.resize(kept);
+  if (reverse.size() != out.entries.size()) {
+    return shape_error(fmt::format("label_to_id has {} entries but id_to_label has {}", out.entries.size(),
                                    reverse.size()));
   }
-  for (const auto& [label, id] : out.label_to_id) {
-    auto it = reverse.find(id);
-    if (it == reverse.end() || it->second != label) {
-      return shape_error(fmt::format("id {} has label {} in label_to_id but not in id_to_label", id, label));
+  // Both sorted by id must then be the same pairs.
+  out.by_id.resize(out.entries.size());
+  for (std::size_t i = 0; i < out.by_id.size(); ++i) out.by_id[i] = static_cast<std::uint32_t>(i);
+  std::sort(out.by_id.begin(), out.by_id.end(),
+            [&](std::uint32_t a, std::uint32_t b) { return out.entries[a].id < out.entries[b].id; });
+  for (std::size_t i = 0; i < out.by_id.size(); ++i) {
+    const LabelEntry& e = out.entries[out.by_id[i]];
+    if (e.id != reverse[i].id || e.label != reverse[i].label) {
+      return shape_error(fmt::format("id {} has label {} in label_to_id but not in id_to_label", e.id, e.label));
     }
   }
   return out;
@@ -335,15 +353,44 @@ Result<LabelMap> from_state(const Dict& state, PickleDialect dialect) {
 
 }  // namespace
 
-Result<LabelMap> parse_label_map(std::string_view bytes) {
-  Machine machine(bytes);
-  VS_TRY_ASSIGN(NodeRef root, machine.run());
-  if (auto* dict = std::get_if<Dict>(&root->value)) return from_state(*dict, PickleDialect::rust_id_map);
-  if (auto* obj = std::get_if<Object>(&root->value)) {
-    if (!obj->state) return shape_error("the PersistentData object has no state");
-    return from_state(std::get<Dict>(obj->state->value), PickleDialect::python_persistent_data);
+std::size_t LabelMap::index_of(std::uint64_t label) const {
+  if (entries.empty()) return npos;
+  const std::uint64_t first = entries.front().label;
+  if (entries.back().label - first == entries.size() - 1) {  // dense: labels first..first+n-1
+    return label >= first && label - first < entries.size() ? static_cast<std::size_t>(label - first) : npos;
   }
-  return shape_error("the top-level value is neither a dict nor a PersistentData object");
+  auto it = std::lower_bound(entries.begin(), entries.end(), label,
+                             [](const LabelEntry& e, std::uint64_t l) { return e.label < l; });
+  return it != entries.end() && it->label == label ? static_cast<std::size_t>(it - entries.begin()) : npos;
+}
+
+std::optional<std::string_view> LabelMap::id_of(std::uint64_t label) const {
+  const std::size_t i = index_of(label);
+  if (i == npos) return std::nullopt;
+  return entries[i].id;
+}
+
+Result<LabelMap> parse_label_map(std::shared_ptr<const std::string> bytes) {
+  if (bytes->size() > std::numeric_limits<std::uint32_t>::max() / 2) {
+    return shape_error(fmt::format("{} bytes is more than a label map holds", bytes->size()));
+  }
+  Machine machine(*bytes);
+  VS_TRY_ASSIGN(const std::uint32_t root_index, machine.run());
+  const Node& root = machine.node(root_index);
+  Result<LabelMap> out = [&]() -> Result<LabelMap> {
+    if (root.kind == Kind::dict) return from_state(machine, root, PickleDialect::rust_id_map);
+    if (root.kind == Kind::object) {
+      if (root.state == k_no_node) return shape_error("the PersistentData object has no state");
+      return from_state(machine, machine.node(root.state), PickleDialect::python_persistent_data);
+    }
+    return shape_error("the top-level value is neither a dict nor a PersistentData object");
+  }();
+  if (out) out->bytes = std::move(bytes);
+  return out;
+}
+
+Result<LabelMap> parse_label_map(std::string_view bytes) {
+  return parse_label_map(std::make_shared<const std::string>(bytes));
 }
 
 Result<LabelMap> read_label_map(const std::string& path) {
@@ -351,7 +398,7 @@ Result<LabelMap> read_label_map(const std::string& path) {
   if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open {}", path));
   std::ostringstream buf;
   buf << in.rdbuf();
-  auto parsed = parse_label_map(buf.str());
+  auto parsed = parse_label_map(std::make_shared<const std::string>(std::move(buf).str()));
   if (!parsed) return fail(parsed.error().with_context(path));
   return parsed;
 }

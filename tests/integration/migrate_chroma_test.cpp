@@ -909,6 +909,38 @@ TEST_F(MigrateTest, ArrayMetadataChromaCannotHaveWrittenIsRefusedAndWritesNothin
   }
 }
 
+// The metadata segment is read as two scans joined by embeddings.id: ids far apart (a table
+// over their range would be too large, so they are looked up in a sorted list) must give the
+// same records, and the rows of the directory's other collections must stay out.
+TEST_F(MigrateTest, RowIdsFarApartInSqliteGiveTheSameRecords) {
+  const fs::path dir = copy_dir("1.5.9", m_data);
+  const fs::path py = m_data / "spread.py";
+  std::ofstream(py) << fmt::format(
+      "import sqlite3\nc = sqlite3.connect('{}')\nfor t in ('embeddings', 'embedding_metadata', "
+      "'embedding_metadata_array'):\n    c.execute('UPDATE ' + t + ' SET id = id * 1000003 + 7')\nc.commit()\n",
+      (dir / "chroma.sqlite3").string());
+  ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0);
+  for (const char* space : k_spaces) {
+    const std::string name = std::string("c_") + space;
+    auto want = read_collection(ChromaDirs::instance().dir("1.5.9"), name);
+    auto got = read_collection(dir, name);
+    ASSERT_TRUE(want.has_value()) << want.error().to_string();
+    ASSERT_TRUE(got.has_value()) << got.error().to_string();
+    ASSERT_EQ(got->records.size(), want->records.size()) << name;
+    std::size_t with_metadata = 0;
+    for (std::size_t i = 0; i < want->records.size(); ++i) {
+      const auto& a = want->records[i];
+      const auto& b = got->records[i];
+      ASSERT_EQ(b.id, a.id) << name;
+      EXPECT_EQ(hex(b.vector), hex(a.vector)) << a.id;
+      EXPECT_TRUE(same_typed(b.metadata, a.metadata)) << a.id << ": " << b.metadata.dump() << " vs " << a.metadata.dump();
+      EXPECT_EQ(b.document, a.document) << a.id;
+      with_metadata += a.metadata.empty() ? 0 : 1;
+    }
+    EXPECT_GT(with_metadata, want->records.size() / 2) << name;
+  }
+}
+
 TEST_F(MigrateTest, ADirectoryChroma15OpenedAfter10ReadsAsChroma15ReturnsIt) {
   // Users upgrade chromadb, open their directory once, then migrate: 1.5.9 applies metadb/00006
   // and sysdb/00010 (schema_str stays NULL; config_json_str keeps the 1.0 form).

@@ -130,8 +130,8 @@ TEST(ChromaPickle, ReadsThePythonPersistentDataDialect) {
   EXPECT_EQ(map->dimensionality, 16);
   EXPECT_EQ(map->max_seq_id, 300);
   EXPECT_EQ(map->total_elements_added, static_cast<std::int64_t>(labels.size()));
-  ASSERT_EQ(map->label_to_id.size(), labels.size());
-  for (const auto& [id, label] : labels) EXPECT_EQ(map->label_to_id.at(static_cast<std::uint64_t>(label)), id);
+  ASSERT_EQ(map->size(), labels.size());
+  for (const auto& [id, label] : labels) EXPECT_EQ(map->id_of(static_cast<std::uint64_t>(label)), id);
 }
 
 TEST(ChromaPickle, ReadsTheRustIdMapDialect) {
@@ -141,8 +141,8 @@ TEST(ChromaPickle, ReadsTheRustIdMapDialect) {
   EXPECT_EQ(map->dialect, PickleDialect::rust_id_map);
   EXPECT_FALSE(map->dimensionality.has_value());
   EXPECT_FALSE(map->max_seq_id.has_value());
-  ASSERT_EQ(map->label_to_id.size(), labels.size());
-  EXPECT_EQ(map->label_to_id.at(3000000000ULL), "huge-label");
+  ASSERT_EQ(map->size(), labels.size());
+  EXPECT_EQ(map->id_of(3000000000ULL), "huge-label");
 }
 
 TEST(ChromaPickle, RefusesAPickleOfAnotherShapeNamingTheOpcode) {
@@ -248,7 +248,7 @@ TEST(ChromaPickle, MutationFuzzNeverCrashesAndOnlyReportsCorruption) {
     auto map = parse_label_map(data);
     if (map) {
       ++accepted;
-      for (const auto& [label, id] : map->label_to_id) EXPECT_LT(label, std::uint64_t{1} << 63);
+      for (const auto& [label, id] : map->entries) EXPECT_LT(label, std::uint64_t{1} << 63);
     } else {
       ++refused;
       ASSERT_EQ(map.error().code(), vstore::ErrorCode::corruption) << map.error().message();
