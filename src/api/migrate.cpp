@@ -356,8 +356,12 @@ class CollectionMigration {
   // handle disjoint records), and for the others by the id table or the verification, which
   // run on the calling thread before or after the writers.
   [[nodiscard]] bool is_finite(const chroma::Record& rec) {
-    char& flag = m_finite[static_cast<std::size_t>(&rec - m_snap.records.data())];
-    if (flag == k_unchecked) flag = all_finite(rec.vector) ? k_finite : k_not_finite;
+    return is_finite(static_cast<std::size_t>(&rec - m_snap.records.data()), rec.vector);
+  }
+  // The same for record `i` whose vector is `vec` (Snapshot::vector_of).
+  [[nodiscard]] bool is_finite(std::size_t i, std::span<const float> vec) {
+    char& flag = m_finite[i];
+    if (flag == k_unchecked) flag = all_finite(vec) ? k_finite : k_not_finite;
     return flag == k_finite;
   }
 
@@ -448,29 +452,27 @@ class CollectionMigration {
   // Writes records [from, to) in a transaction it opens on `conn` and leaves open for
   // commit_batch(); on failure the transaction is rolled back.
   Result<BatchResult> write_batch(Connection& conn, std::size_t from, std::size_t to, bool allow_direct = true) {
-    // The batch's vectors, copied out of the HNSW files by the writer that encodes them, while
-    // the server stores the other writers' batches, and freed again once they are encoded (the
-    // writer's next batch reuses the memory; the verification copies them again).
-    m_snap.fill_vectors(from, to);
-    struct Release {
-      chroma::Snapshot& snap;
-      std::size_t from, to;
-      ~Release() { snap.release_vectors(from, to); }
-    } release{m_snap, from, to};
+    // Each vector is copied out of the HNSW files by the writer that encodes it, one record at
+    // a time into one scratch buffer (Snapshot::vector_of), while the server stores the other
+    // writers' batches: checked for finiteness and encoded while it is in cache, and never
+    // held by the record (the verification copies the vectors again).
+    std::vector<float> scratch;
+    scratch.reserve(m_snap.dimension);
     BatchResult result;
     pg::CopyWriter writer;
     const bool use_direct = allow_direct && m_direct && m_options.insert_missing;
     const std::size_t ncols = m_text_cols.size();
-    std::vector<std::size_t> direct_rows;                   // indexes into m_snap.records
+    std::vector<std::size_t> direct_rows;                   // indexes into m_snap.records (finite or not)
+    std::vector<std::size_t> direct_written;                // those of them written (finite)
     std::vector<std::optional<std::int64_t>> direct_micros;  // ncols per direct row
     std::size_t staged = 0;
     std::vector<std::optional<std::int64_t>> micros;
     std::vector<const std::string*> strings;  // a record's text-column values (column_strings)
     // The fields every row starts with, on both paths: id, vector, model, metadata.
-    auto begin_record = [&](pg::CopyWriter& w, const chroma::Record& rec, int fields) {
+    auto begin_record = [&](pg::CopyWriter& w, const chroma::Record& rec, std::span<const float> vec, int fields) {
       w.begin_row(fields);
       w.bytes_field(rec.id);
-      w.vector_field(rec.vector);
+      w.vector_field(vec);
       w.bytes_field(m_report.embedding_model);
       w.jsonb_field(rec.metadata.dump());
     };
@@ -482,19 +484,20 @@ class CollectionMigration {
     };
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
-      if (!is_finite(rec)) {
+      if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
+        direct_rows.push_back(i);  // a new row: checked and streamed straight into the table below
+        direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
+        continue;
+      }
+      const std::span<const float> vec = m_snap.vector_of(i, scratch);
+      if (!is_finite(i, vec)) {
         result.error_ids.push_back(rec.id);
         continue;
       }
       ++result.finite_records;
-      if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
-        direct_rows.push_back(i);  // a new row: streamed straight into the table below
-        direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
-        continue;
-      }
       ++staged;
       const std::optional<std::int64_t> pdts = pdts_of(rec);
-      begin_record(writer, rec, 6 + static_cast<int>(ncols));
+      begin_record(writer, rec, vec, 6 + static_cast<int>(ncols));
       pdts ? writer.int64_field(*pdts) : writer.null_field();
       writer.text_field(rec.document);
       column_strings(rec, strings);
@@ -506,9 +509,17 @@ class CollectionMigration {
     std::size_t next_direct = 0;
     auto fill_direct = [&](pg::CopyWriter& direct) -> Result<bool> {
       for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
-        const auto& rec = m_snap.records[direct_rows[next_direct]];
+        const std::size_t i = direct_rows[next_direct];
+        const auto& rec = m_snap.records[i];
+        const std::span<const float> vec = m_snap.vector_of(i, scratch);
+        if (!is_finite(i, vec)) {
+          result.error_ids.push_back(rec.id);
+          continue;
+        }
+        ++result.finite_records;
+        direct_written.push_back(i);
         const std::optional<std::int64_t>* row_micros = direct_micros.data() + next_direct * ncols;
-        begin_record(direct, rec, direct_fields);
+        begin_record(direct, rec, vec, direct_fields);
         if (m_has_pdts) {
           const std::optional<std::int64_t> pdts = pdts_of(rec);
           pdts ? direct.int64_field(*pdts) : direct.null_field();
@@ -535,8 +546,8 @@ class CollectionMigration {
         if (m_has_raw) cols += ", raw";
         for (const auto& c : m_text_cols) cols += ", " + q(c);
         VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
-        result.inserted += static_cast<std::int64_t>(direct_rows.size());
-        result.inserted_rows.insert(result.inserted_rows.end(), direct_rows.begin(), direct_rows.end());
+        result.inserted += static_cast<std::int64_t>(direct_written.size());
+        result.inserted_rows.insert(result.inserted_rows.end(), direct_written.begin(), direct_written.end());
       }
       if (staged > 0) VS_TRY(merge_staged(conn, data, result));
       return {};
@@ -547,6 +558,8 @@ class CollectionMigration {
       if (!direct_rows.empty() && done.error().code() == ErrorCode::conflict) return write_batch(conn, from, to, false);
       return fail(done.error());
     }
+    // In id order (the records' order), whichever path found them.
+    std::sort(result.error_ids.begin(), result.error_ids.end());
     return result;
   }
 

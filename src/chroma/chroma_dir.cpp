@@ -329,6 +329,8 @@ class DeferredVectors {
   void fill(std::size_t i, std::vector<float>& out) const {
     if (deferred(i) && out.empty()) m_vectors->copy(static_cast<std::size_t>(m_slots[i]), out);
   }
+  // The vector of deferred record `i` into `out`, whatever `out` held.
+  void copy(std::size_t i, std::vector<float>& out) const { m_vectors->copy(static_cast<std::size_t>(m_slots[i]), out); }
   // Whether record `i`'s vector comes from the HNSW files (and can be copied again).
   [[nodiscard]] bool deferred(std::size_t i) const { return i < m_slots.size() && m_slots[i] >= 0; }
 
@@ -343,12 +345,11 @@ void Snapshot::fill_vectors(std::size_t from, std::size_t to) {
   for (std::size_t i = from; i < to; ++i) deferred->fill(i, records[i].vector);
 }
 
-void Snapshot::release_vectors(std::size_t from, std::size_t to) {
-  if (!deferred) return;
-  to = std::min(to, records.size());
-  for (std::size_t i = from; i < to; ++i) {
-    if (deferred->deferred(i)) std::vector<float>().swap(records[i].vector);
-  }
+std::span<const float> Snapshot::vector_of(std::size_t i, std::vector<float>& scratch) const {
+  const Record& rec = records[i];
+  if (!rec.vector.empty() || !deferred || !deferred->deferred(i)) return rec.vector;
+  deferred->copy(i, scratch);
+  return scratch;
 }
 
 struct ChromaDir::Impl {

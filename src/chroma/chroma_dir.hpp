@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -76,10 +77,11 @@ struct Snapshot {
   /// are left alone. Calls for disjoint ranges may run on different threads at once; nothing
   /// else may touch those records meanwhile.
   void fill_vectors(std::size_t from, std::size_t to);
-  /// Frees the vectors of records [from, to) that fill_vectors() can copy again (those from the
-  /// HNSW files; vectors from the log stay), so a writer reuses the memory for its next batch.
-  /// The same thread rules as fill_vectors().
-  void release_vectors(std::size_t from, std::size_t to);
+  /// The vector of record `i`: the record's own, or for a deferred one a copy out of the HNSW
+  /// files into `scratch` (the record stays as it is). What a migration writer encodes, one
+  /// record at a time, so the vector is still in cache when it is checked and encoded. The
+  /// same thread rules as fill_vectors() (for record i).
+  [[nodiscard]] std::span<const float> vector_of(std::size_t i, std::vector<float>& scratch) const;
 };
 
 /// Records read so far, records in all (see ChromaDir::read).
