@@ -337,16 +337,21 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     return shape_error(fmt::format("label_to_id has {} entries but id_to_label has {}", out.entries.size(),
                                    reverse.size()));
   }
-  // Both sorted by id must then be the same pairs.
-  out.by_id.resize(out.entries.size());
-  for (std::size_t i = 0; i < out.by_id.size(); ++i) out.by_id[i] = static_cast<std::uint32_t>(i);
-  std::sort(out.by_id.begin(), out.by_id.end(),
-            [&](std::uint32_t a, std::uint32_t b) { return out.entries[a].id < out.entries[b].id; });
-  for (std::size_t i = 0; i < out.by_id.size(); ++i) {
-    const LabelEntry& e = out.entries[out.by_id[i]];
-    if (e.id != reverse[i].id || e.label != reverse[i].label) {
-      return shape_error(fmt::format("id {} has label {} in label_to_id but not in id_to_label", e.id, e.label));
+  // Each (id, label) of id_to_label, in id order, must be an entry of label_to_id: with the
+  // sizes equal and labels unique, the two maps are then the same pairs, and this order is
+  // label_to_id's id order.
+  out.by_id.reserve(reverse.size());
+  for (const LabelEntry& r : reverse) {
+    const std::size_t i = out.index_of(r.label);
+    if (i == LabelMap::npos) {
+      return shape_error(fmt::format("id {} has label {} in id_to_label, but label_to_id has no label {}", r.id, r.label,
+                                     r.label));
     }
+    if (out.entries[i].id != r.id) {
+      return shape_error(fmt::format("id {} has label {} in id_to_label, but label_to_id gives that label to id {}", r.id,
+                                     r.label, out.entries[i].id));
+    }
+    out.by_id.push_back(static_cast<std::uint32_t>(i));
   }
   return out;
 }

@@ -190,7 +190,18 @@ TEST(ChromaPickle, RefusesMapsThatDisagreeOrHoldWrongTypes) {
   disagree.str("label_to_id").op('}').op('(').integer(2).str("a").op('u').op('u').op('.');
   auto map = parse_label_map(disagree.bytes());
   ASSERT_FALSE(map.has_value());
-  EXPECT_NE(map.error().message().find("id a has label 2"), std::string::npos) << map.error().message();
+  EXPECT_NE(map.error().message().find("id a has label 1 in id_to_label, but label_to_id has no label 1"),
+            std::string::npos)
+      << map.error().message();
+  // The same label for two ids.
+  Pickle twice;
+  twice.proto(3).op('}').op('(').str("id_to_label").op('}').op('(').str("a").integer(1).str("b").integer(1).op('u');
+  twice.str("label_to_id").op('}').op('(').integer(1).str("a").integer(2).str("b").op('u').op('u').op('.');
+  map = parse_label_map(twice.bytes());
+  ASSERT_FALSE(map.has_value());
+  EXPECT_NE(map.error().message().find("id b has label 1 in id_to_label, but label_to_id gives that label to id a"),
+            std::string::npos)
+      << map.error().message();
 
   Pickle negative;
   negative.proto(3).op('}').op('(').str("id_to_label").op('}').op('(').str("a").long1(-1, 1).op('u');
