@@ -81,6 +81,7 @@ class Stmt {
     if (m_st) sqlite3_finalize(m_st);
   }
   void bind(int idx, const std::string& v) { sqlite3_bind_text(m_st, idx, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
+  void bind_int(int idx, std::int64_t v) { sqlite3_bind_int64(m_st, idx, v); }
   /// True while a row is available.
   Result<bool> step() {
     const int rc = sqlite3_step(m_st);
@@ -354,7 +355,21 @@ std::span<const float> Snapshot::vector_of(std::size_t i, std::vector<float>& sc
 
 struct ChromaDir::Impl {
   std::string dir;
+  std::string uri;  // of chroma.sqlite3, read-only
   std::unique_ptr<sqlite3, DbDeleter> db;
+
+  // A second read-only connection to chroma.sqlite3 (for a second reading thread; the
+  // directory is not live, so both see the same data).
+  Result<std::unique_ptr<sqlite3, DbDeleter>> open_again() const {
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+    std::unique_ptr<sqlite3, DbDeleter> out(raw);
+    if (rc != SQLITE_OK) {
+      return fail(ErrorCode::unavailable, fmt::format("cannot open {} a second time: {}", uri, raw ? sqlite3_errmsg(raw) : "out of memory"));
+    }
+    sqlite3_busy_timeout(raw, 2000);
+    return out;
+  }
   std::string schema;
   std::map<std::string, int> migrations;
   bool has_databases = false;
@@ -407,6 +422,7 @@ Result<ChromaDir> ChromaDir::open(const std::string& dir) {
   impl->dir = dir;
   sqlite3* raw = nullptr;
   const std::string uri = "file:" + fs::absolute(file).string() + "?mode=ro";
+  impl->uri = uri;
   const int rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
   impl->db.reset(raw);
   if (rc != SQLITE_OK) {
@@ -790,35 +806,15 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
                                  [](const std::pair<std::int64_t, MetaState*>& e, std::int64_t r) { return e.first < r; });
       return it != by_row.end() && it->first == row ? it->second : nullptr;
     };
-    std::int64_t last_rowid = 0;
-    if (tracker.report) {
-      VS_TRY_ASSIGN(Stmt max_row, Stmt::prepare(db, "SELECT max(rowid) FROM embedding_metadata"));
-      VS_TRY(max_row.step());
-      last_rowid = max_row.int64(0);
-    }
-    const std::string sql = fmt::format("SELECT id, key, string_value, int_value, float_value, {}, rowid FROM "
-                                        "embedding_metadata",
-                                        impl.has_bool_value ? "bool_value" : "NULL");
-    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
-    std::int64_t scanned = 0;
-    while (true) {
-      VS_TRY_ASSIGN(bool row, st.step());
-      if (!row) break;
-      if (tracker.report && ++scanned % 16384 == 0 && last_rowid > 0) {
-        tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6)) / static_cast<double>(last_rowid));
-        tracker.update();
-      }
-      if (st.is_null(0)) continue;
-      MetaState* state = record_of(st.int64(0));
-      if (state == nullptr) continue;  // another segment's record
-      MetaState& m = *state;
-      if (st.is_null(1)) continue;
+    // One metadata row into its record.
+    auto apply = [](const Stmt& st, MetaState& m) {
+      if (st.is_null(1)) return;
       const std::string_view key = st.text_view(1);
       const bool is_document = key == "chroma:document";
       const bool is_uri = key == "chroma:uri";
       if (is_document || is_uri) {
         if (!st.is_null(2)) (is_document ? m.document : m.uri) = std::string(st.text_view(2));
-        continue;
+        return;
       }
       json value;
       if (!st.is_null(2)) {
@@ -830,9 +826,83 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
       } else if (!st.is_null(5)) {
         value = st.int64(5) != 0;
       } else {
-        continue;
+        return;
       }
       m.metadata[std::string(key)] = std::move(value);
+    };
+    const std::string sql = fmt::format("SELECT id, key, string_value, int_value, float_value, {}, rowid FROM "
+                                        "embedding_metadata WHERE rowid >= ? AND rowid <= ?",
+                                        impl.has_bool_value ? "bool_value" : "NULL");
+    std::int64_t first_rowid = 0, last_rowid = -1;
+    {
+      VS_TRY_ASSIGN(Stmt range, Stmt::prepare(db, "SELECT min(rowid), max(rowid) FROM embedding_metadata"));
+      VS_TRY(range.step());
+      if (!range.is_null(0)) {
+        first_rowid = range.int64(0);
+        last_rowid = range.int64(1);
+      }
+    }
+    // A large table is scanned in two halves of its row ids at once, the upper half on a second
+    // connection and thread into records of its own (a record's rows may lie in both halves),
+    // which are merged into the segment's records afterwards.
+    const bool split = last_rowid - first_rowid >= 60000;
+    const std::int64_t upper_from = split ? first_rowid + (last_rowid - first_rowid) / 2 : last_rowid + 1;
+    std::vector<std::pair<MetaState*, MetaState>> upper;  // (record, what the upper half holds for it)
+    auto scan_upper = [&]() -> Result<void> {
+      VS_TRY_ASSIGN(auto conn, impl.open_again());
+      VS_TRY_ASSIGN(Stmt st, Stmt::prepare(conn.get(), sql));
+      st.bind_int(1, upper_from);
+      st.bind_int(2, last_rowid);
+      MetaState* current = nullptr;
+      while (true) {
+        VS_TRY_ASSIGN(bool row, st.step());
+        if (!row) break;
+        if (st.is_null(0)) continue;
+        MetaState* state = record_of(st.int64(0));
+        if (state == nullptr) continue;  // another segment's record
+        if (state != current) {
+          upper.emplace_back(state, MetaState{});
+          current = state;
+        }
+        apply(st, upper.back().second);
+      }
+      return {};
+    };
+    std::future<Result<void>> upper_task;
+    if (split) upper_task = std::async(std::launch::async, scan_upper);
+    Result<void> lower = [&]() -> Result<void> {
+      VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
+      st.bind_int(1, first_rowid);
+      st.bind_int(2, upper_from - 1);
+      std::int64_t scanned = 0;
+      const double span = static_cast<double>(std::max<std::int64_t>(1, upper_from - first_rowid));
+      while (true) {
+        VS_TRY_ASSIGN(bool row, st.step());
+        if (!row) break;
+        if (tracker.report && ++scanned % 16384 == 0) {
+          tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6) - first_rowid) / span);
+          tracker.update();
+        }
+        if (st.is_null(0)) continue;
+        if (MetaState* state = record_of(st.int64(0))) apply(st, *state);  // (else another segment's record)
+      }
+      return {};
+    }();
+    if (split) {
+      Result<void> upper_done = upper_task.get();
+      VS_TRY(lower);
+      VS_TRY(upper_done);
+    } else {
+      VS_TRY(lower);
+    }
+    for (auto& [target, part] : upper) {
+      if (part.document) target->document = std::move(part.document);
+      if (part.uri) target->uri = std::move(part.uri);
+      if (target->metadata.empty()) {
+        target->metadata = std::move(part.metadata);
+      } else {
+        for (auto& [key, value] : part.metadata.get_ref<json::object_t&>()) target->metadata[key] = std::move(value);
+      }
     }
     VS_TRY_ASSIGN(bool has_arrays, impl.table_exists("embedding_metadata_array"));
     if (has_arrays) {

@@ -917,33 +917,51 @@ TEST_F(MigrateTest, ArrayMetadataChromaCannotHaveWrittenIsRefusedAndWritesNothin
 
 // The metadata segment is read as two scans joined by embeddings.id: ids far apart (a table
 // over their range would be too large, so they are looked up in a sorted list) must give the
-// same records, and the rows of the directory's other collections must stay out.
+// same records, and the rows of the directory's other collections must stay out. The
+// metadata rows of a large table are scanned in two halves of their row ids on two
+// connections; spreading the row ids makes the split happen here, with every document and
+// every other key in the upper half, so that records are put together from both halves.
 TEST_F(MigrateTest, RowIdsFarApartInSqliteGiveTheSameRecords) {
-  const fs::path dir = copy_dir("1.5.9", m_data);
-  const fs::path py = m_data / "spread.py";
-  std::ofstream(py) << fmt::format(
-      "import sqlite3\nc = sqlite3.connect('{}')\nfor t in ('embeddings', 'embedding_metadata', "
-      "'embedding_metadata_array'):\n    c.execute('UPDATE ' + t + ' SET id = id * 1000003 + 7')\nc.commit()\n",
-      (dir / "chroma.sqlite3").string());
-  ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0);
-  for (const char* space : k_spaces) {
-    const std::string name = std::string("c_") + space;
-    auto want = read_collection(ChromaDirs::instance().dir("1.5.9"), name);
-    auto got = read_collection(dir, name);
-    ASSERT_TRUE(want.has_value()) << want.error().to_string();
-    ASSERT_TRUE(got.has_value()) << got.error().to_string();
-    ASSERT_EQ(got->records.size(), want->records.size()) << name;
-    std::size_t with_metadata = 0;
-    for (std::size_t i = 0; i < want->records.size(); ++i) {
-      const auto& a = want->records[i];
-      const auto& b = got->records[i];
-      ASSERT_EQ(b.id, a.id) << name;
-      EXPECT_EQ(hex(b.vector), hex(a.vector)) << a.id;
-      EXPECT_TRUE(same_typed(b.metadata, a.metadata)) << a.id << ": " << b.metadata.dump() << " vs " << a.metadata.dump();
-      EXPECT_EQ(b.document, a.document) << a.id;
-      with_metadata += a.metadata.empty() ? 0 : 1;
+  struct Variant {
+    std::string name;
+    std::string sql;
+  };
+  const std::vector<Variant> variants = {
+      {"embedding ids far apart",
+       "for t in ('embeddings', 'embedding_metadata', 'embedding_metadata_array'):\n"
+       "    c.execute('UPDATE ' + t + ' SET id = id * 1000003 + 7')\n"},
+      {"metadata rows in two halves",
+       "c.execute(\"UPDATE embedding_metadata SET rowid = rowid + 100000000 WHERE key = 'chroma:document' OR rowid % 2 = "
+       "0\")\n"},
+  };
+  for (const auto& variant : variants) {
+    SCOPED_TRACE(variant.name);
+    const fs::path dir = copy_dir("1.5.9", m_data);
+    const fs::path py = m_data / "spread.py";
+    std::ofstream(py) << fmt::format("import sqlite3\nc = sqlite3.connect('{}')\n{}c.commit()\n",
+                                     (dir / "chroma.sqlite3").string(), variant.sql);
+    ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0);
+    for (const char* space : k_spaces) {
+      const std::string name = std::string("c_") + space;
+      auto want = read_collection(ChromaDirs::instance().dir("1.5.9"), name);
+      auto got = read_collection(dir, name);
+      ASSERT_TRUE(want.has_value()) << want.error().to_string();
+      ASSERT_TRUE(got.has_value()) << got.error().to_string();
+      ASSERT_EQ(got->records.size(), want->records.size()) << name;
+      std::size_t with_metadata = 0, with_document = 0;
+      for (std::size_t i = 0; i < want->records.size(); ++i) {
+        const auto& a = want->records[i];
+        const auto& b = got->records[i];
+        ASSERT_EQ(b.id, a.id) << name;
+        EXPECT_EQ(hex(b.vector), hex(a.vector)) << a.id;
+        EXPECT_TRUE(same_typed(b.metadata, a.metadata)) << a.id << ": " << b.metadata.dump() << " vs " << a.metadata.dump();
+        EXPECT_EQ(b.document, a.document) << a.id;
+        with_metadata += a.metadata.size() > 1 ? 1 : 0;
+        with_document += a.document ? 1 : 0;
+      }
+      EXPECT_GT(with_metadata, want->records.size() / 2) << name;
+      EXPECT_GT(with_document, want->records.size() / 2) << name;
     }
-    EXPECT_GT(with_metadata, want->records.size() / 2) << name;
   }
 }
 
