@@ -47,7 +47,11 @@ using Items = std::vector<std::pair<std::uint32_t, std::uint32_t>>;  // (key nod
 
 class Machine {
  public:
-  explicit Machine(std::string_view bytes) : m_in(bytes) { m_nodes.reserve(bytes.size() / 4 + 16); }
+  // (At most one node per byte, so indexes fit 32 bits for the sizes parse_label_map accepts;
+  // the reservation is a guess at the common case, capped so a huge file does not reserve GBs.)
+  explicit Machine(std::string_view bytes) : m_in(bytes) {
+    m_nodes.reserve(std::min<std::size_t>(bytes.size() / 4, std::size_t{1} << 22) + 16);
+  }
 
   Result<std::uint32_t> run() {
     while (true) {
