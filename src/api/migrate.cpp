@@ -476,6 +476,16 @@ class CollectionMigration {
       w.bytes_field(m_report.embedding_model);
       w.jsonb_field(rec.metadata.dump());
     };
+    // Record i's vector when it is finite (counted), else nullopt (its id noted as an error).
+    auto finite_vector = [&](std::size_t i) -> std::optional<std::span<const float>> {
+      const std::span<const float> vec = m_snap.vector_of(i, scratch);
+      if (!is_finite(i, vec)) {
+        result.error_ids.push_back(m_snap.records[i].id);
+        return std::nullopt;
+      }
+      ++result.finite_records;
+      return vec;
+    };
     auto pdts_of = [](const chroma::Record& rec) -> std::optional<std::int64_t> {
       if (auto it = rec.metadata.find("publication_date_ts"); it != rec.metadata.end() && it->is_number_integer()) {
         return it->get<std::int64_t>();
@@ -489,15 +499,11 @@ class CollectionMigration {
         direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
         continue;
       }
-      const std::span<const float> vec = m_snap.vector_of(i, scratch);
-      if (!is_finite(i, vec)) {
-        result.error_ids.push_back(rec.id);
-        continue;
-      }
-      ++result.finite_records;
+      const auto vec = finite_vector(i);
+      if (!vec) continue;
       ++staged;
       const std::optional<std::int64_t> pdts = pdts_of(rec);
-      begin_record(writer, rec, vec, 6 + static_cast<int>(ncols));
+      begin_record(writer, rec, *vec, 6 + static_cast<int>(ncols));
       pdts ? writer.int64_field(*pdts) : writer.null_field();
       writer.text_field(rec.document);
       column_strings(rec, strings);
@@ -511,15 +517,11 @@ class CollectionMigration {
       for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
         const std::size_t i = direct_rows[next_direct];
         const auto& rec = m_snap.records[i];
-        const std::span<const float> vec = m_snap.vector_of(i, scratch);
-        if (!is_finite(i, vec)) {
-          result.error_ids.push_back(rec.id);
-          continue;
-        }
-        ++result.finite_records;
+        const auto vec = finite_vector(i);
+        if (!vec) continue;
         direct_written.push_back(i);
         const std::optional<std::int64_t>* row_micros = direct_micros.data() + next_direct * ncols;
-        begin_record(direct, rec, vec, direct_fields);
+        begin_record(direct, rec, *vec, direct_fields);
         if (m_has_pdts) {
           const std::optional<std::int64_t> pdts = pdts_of(rec);
           pdts ? direct.int64_field(*pdts) : direct.null_field();

@@ -237,10 +237,12 @@ class VecTable {
   std::map<std::string_view, VecState> log_only;  // ids the HNSW files do not have
 
   // The live state of `id`, or nullptr.
-  VecState* find(std::string_view id) {
-    if (Entry* e = slot(id)) return e->live ? &e->state : nullptr;
-    auto it = log_only.find(id);
-    return it == log_only.end() ? nullptr : &it->second;
+  VecState* find(std::string_view id) { return resolve(slot(id), id); }
+  // The same for ids asked in ascending order, walking `cursor` (from sorted.begin()) forward
+  // instead of searching.
+  VecState* find_ascending(std::vector<Entry>::iterator& cursor, std::string_view id) {
+    while (cursor != sorted.end() && cursor->id < id) ++cursor;
+    return resolve(cursor != sorted.end() && cursor->id == id ? &*cursor : nullptr, id);
   }
   void erase(std::string_view id) {
     if (Entry* e = slot(id)) {
@@ -264,6 +266,12 @@ class VecTable {
   Entry* slot(std::string_view id) {
     auto it = std::lower_bound(sorted.begin(), sorted.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
     return it != sorted.end() && it->id == id ? &*it : nullptr;
+  }
+  // An HNSW entry's state while live; an id the HNSW files do not have, from the log.
+  VecState* resolve(Entry* e, std::string_view id) {
+    if (e) return e->live ? &e->state : nullptr;
+    auto it = log_only.find(id);
+    return it == log_only.end() ? nullptr : &it->second;
   }
 };
 
@@ -353,6 +361,16 @@ std::span<const float> Snapshot::vector_of(std::size_t i, std::vector<float>& sc
   return scratch;
 }
 
+// Opens chroma.sqlite3 read-only (`uri` is a file: URI with mode=ro); SQLITE_OK or sqlite's
+// error code, with `out` holding the handle either way (for the error message).
+int open_read_only(const std::string& uri, std::unique_ptr<sqlite3, DbDeleter>& out) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
+  out.reset(raw);
+  if (rc == SQLITE_OK) sqlite3_busy_timeout(raw, 2000);
+  return rc;
+}
+
 struct ChromaDir::Impl {
   std::string dir;
   std::string uri;  // of chroma.sqlite3, read-only
@@ -361,13 +379,11 @@ struct ChromaDir::Impl {
   // A second read-only connection to chroma.sqlite3 (for a second reading thread; the
   // directory is not live, so both see the same data).
   Result<std::unique_ptr<sqlite3, DbDeleter>> open_again() const {
-    sqlite3* raw = nullptr;
-    const int rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
-    std::unique_ptr<sqlite3, DbDeleter> out(raw);
-    if (rc != SQLITE_OK) {
-      return fail(ErrorCode::unavailable, fmt::format("cannot open {} a second time: {}", uri, raw ? sqlite3_errmsg(raw) : "out of memory"));
+    std::unique_ptr<sqlite3, DbDeleter> out;
+    if (open_read_only(uri, out) != SQLITE_OK) {
+      return fail(ErrorCode::unavailable,
+                  fmt::format("cannot open {} a second time: {}", uri, out ? sqlite3_errmsg(out.get()) : "out of memory"));
     }
-    sqlite3_busy_timeout(raw, 2000);
     return out;
   }
   std::string schema;
@@ -420,16 +436,13 @@ Result<ChromaDir> ChromaDir::open(const std::string& dir) {
   }
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
-  sqlite3* raw = nullptr;
-  const std::string uri = "file:" + fs::absolute(file).string() + "?mode=ro";
-  impl->uri = uri;
-  const int rc = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
-  impl->db.reset(raw);
+  impl->uri = "file:" + fs::absolute(file).string() + "?mode=ro";
+  const int rc = open_read_only(impl->uri, impl->db);
+  sqlite3* raw = impl->db.get();
   if (rc != SQLITE_OK) {
     return fail(ErrorCode::invalid_argument,
                 fmt::format("cannot open {} read-only: {}", file.string(), raw ? sqlite3_errmsg(raw) : "out of memory"));
   }
-  sqlite3_busy_timeout(raw, 2000);
   auto not_chroma = [&](const std::string& why) {
     return fail(ErrorCode::invalid_argument, fmt::format("{} is not a Chroma database: {}", file.string(), why));
   };
@@ -847,54 +860,40 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     // which are merged into the segment's records afterwards.
     const bool split = last_rowid - first_rowid >= 60000;
     const std::int64_t upper_from = split ? first_rowid + (last_rowid - first_rowid) / 2 : last_rowid + 1;
-    std::vector<std::pair<MetaState*, MetaState>> upper;  // (record, what the upper half holds for it)
-    auto scan_upper = [&]() -> Result<void> {
-      VS_TRY_ASSIGN(auto conn, impl.open_again());
-      VS_TRY_ASSIGN(Stmt st, Stmt::prepare(conn.get(), sql));
-      st.bind_int(1, upper_from);
-      st.bind_int(2, last_rowid);
-      MetaState* current = nullptr;
-      while (true) {
-        VS_TRY_ASSIGN(bool row, st.step());
-        if (!row) break;
-        if (st.is_null(0)) continue;
-        MetaState* state = record_of(st.int64(0));
-        if (state == nullptr) continue;  // another segment's record
-        if (state != current) {
-          upper.emplace_back(state, MetaState{});
-          current = state;
-        }
-        apply(st, upper.back().second);
-      }
-      return {};
-    };
-    std::future<Result<void>> upper_task;
-    if (split) upper_task = std::async(std::launch::async, scan_upper);
-    Result<void> lower = [&]() -> Result<void> {
-      VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, sql));
-      st.bind_int(1, first_rowid);
-      st.bind_int(2, upper_from - 1);
+    // The rows of [from, to] on `conn` that belong to the segment's records, each with its record.
+    auto scan = [&](sqlite3* conn, std::int64_t from, std::int64_t to, bool report, auto&& each) -> Result<void> {
+      VS_TRY_ASSIGN(Stmt st, Stmt::prepare(conn, sql));
+      st.bind_int(1, from);
+      st.bind_int(2, to);
       std::int64_t scanned = 0;
-      const double span = static_cast<double>(std::max<std::int64_t>(1, upper_from - first_rowid));
+      const double span = static_cast<double>(std::max<std::int64_t>(1, to + 1 - from));
       while (true) {
         VS_TRY_ASSIGN(bool row, st.step());
         if (!row) break;
-        if (tracker.report && ++scanned % 16384 == 0) {
-          tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6) - first_rowid) / span);
+        if (report && tracker.report && ++scanned % 16384 == 0) {
+          tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6) - from) / span);
           tracker.update();
         }
         if (st.is_null(0)) continue;
-        if (MetaState* state = record_of(st.int64(0))) apply(st, *state);  // (else another segment's record)
+        if (MetaState* state = record_of(st.int64(0))) each(st, *state);  // (else another segment's record)
       }
       return {};
-    }();
+    };
+    std::vector<std::pair<MetaState*, MetaState>> upper;  // (record, what the upper half holds for it)
+    std::future<Result<void>> upper_task;
     if (split) {
-      Result<void> upper_done = upper_task.get();
-      VS_TRY(lower);
-      VS_TRY(upper_done);
-    } else {
-      VS_TRY(lower);
+      upper_task = std::async(std::launch::async, [&]() -> Result<void> {
+        VS_TRY_ASSIGN(auto conn, impl.open_again());
+        return scan(conn.get(), upper_from, last_rowid, false, [&](const Stmt& st, MetaState& state) {
+          if (upper.empty() || upper.back().first != &state) upper.emplace_back(&state, MetaState{});
+          apply(st, upper.back().second);
+        });
+      });
     }
+    Result<void> lower = scan(db, first_rowid, upper_from - 1, true, apply);
+    Result<void> upper_done = split ? upper_task.get() : Result<void>{};
+    VS_TRY(lower);
+    VS_TRY(upper_done);
     for (auto& [target, part] : upper) {
       if (part.document) target->document = std::move(part.document);
       if (part.uri) target->uri = std::move(part.uri);
@@ -1077,13 +1076,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   // meta and vecs.sorted are both in id order: one pass over both.
   auto cursor = vecs.sorted.begin();
   for (auto& [id, m] : meta) {
-    while (cursor != vecs.sorted.end() && cursor->id < id) ++cursor;
-    VecState* v = nullptr;
-    if (cursor != vecs.sorted.end() && cursor->id == id) {
-      if (cursor->live) v = &cursor->state;
-    } else if (auto it = vecs.log_only.find(id); it != vecs.log_only.end()) {
-      v = &it->second;
-    }
+    VecState* v = vecs.find_ascending(cursor, id);
     if (v == nullptr) {
       return fail(ErrorCode::corruption,
                   fmt::format("collection {}: record {} is in the metadata segment but has no vector in the HNSW files or "
