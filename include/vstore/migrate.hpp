@@ -124,6 +124,7 @@ struct BenchMigrateOptions {
   std::optional<std::string> collection;  ///< required when the directory holds several
   std::size_t batch_size = 5000;          ///< records per COPY on both sides. Default 5000.
   int repeats = 3;                        ///< loads per side (order rotated; medians reported). Default 3.
+  int warmup = 1;                         ///< untimed rounds of all three loads before them. Default 1.
   int writers = 2;                        ///< MigrateOptions::writers of the migration. Default 2.
   MigrateProgress progress;               ///< may be empty
 };
@@ -131,7 +132,7 @@ struct BenchMigrateOptions {
 /// Migration throughput against a bare binary COPY of the same vectors, in a database of its
 /// own (`vstore_bench_migrate_<pid>`, created on the server of `admin_conninfo` and dropped at
 /// the end, also on failure), every load without a vector index, `repeats` times each in a
-/// rotating order, medians reported: (1) a bare binary COPY of
+/// rotating order after `warmup` untimed rounds of all three, medians reported: (1) a bare binary COPY of
 /// (uri, embedding) in batches into a table with only a primary key, vectors taken from the
 /// directory read once beforehand (encoding timed, reading not); (2) migrate_chroma() with
 /// --insert-missing into a freshly migrated table made without a vector index, timed whole

@@ -73,8 +73,8 @@ namespace vstore {
 /// names; restore_filter_indexes() builds them again. Errors: unavailable, internal.
 [[nodiscard]] Result<std::vector<std::string>> suspend_filter_indexes(const std::string& conninfo, const Config& config);
 
-/// Creates the filter indexes migration 2 recorded that are missing (two at a time, on two
-/// connections) and returns their names. schema_up() does the same, so an interrupted bulk
+/// Creates the filter indexes migration 2 recorded that are missing (all at once, one connection
+/// each, without parallel workers) and returns their names. schema_up() does the same, so an interrupted bulk
 /// load is repaired by `vstore schema up`. Errors: unavailable, internal.
 [[nodiscard]] Result<std::vector<std::string>> restore_filter_indexes(const std::string& conninfo, const Config& config);
 

@@ -186,6 +186,12 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   bench_cmd->add_option("--repeats", bench.repeats, "loads per side (order rotated; medians reported)")
       ->check(CLI::Range(1, 20))
       ->capture_default_str();
+  bench_cmd
+      ->add_option("--warmup", bench.warmup,
+                   "untimed rounds of all three loads before the timed ones (the first loads after a start pay for "
+                   "the server's fresh WAL segments and memory)")
+      ->check(CLI::Range(0, 5))
+      ->capture_default_str();
   bench_cmd->add_option("--writers", bench.writers, "connections the migration writes with (migrate-chroma --writers)")
       ->check(CLI::Range(1, 8))
       ->capture_default_str();

@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "pg/pg_bulk_index.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
 
@@ -544,12 +545,20 @@ Result<std::string> suspend_vector_index(const std::string& conninfo, const Conf
 
 Result<bool> restore_vector_index(const std::string& conninfo, const Config& config, const IndexBuildProgress& progress) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  return restore_vector_index(conn, conninfo, config, progress);
+}
+
+Result<bool> restore_vector_index(Connection& conn, const std::string& conninfo, const Config& config,
+                                  const IndexBuildProgress& progress) {
   VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
   auto it = applied.find(3);
   if (it == applied.end()) return false;
   VS_TRY(conn.exec("SET max_parallel_maintenance_workers = 1"));
-  VS_TRY_ASSIGN(bool built, recreate_recorded_index(conn, config, it->second.second, conninfo, progress));
-  if (built) VS_TRY(conn.exec(fmt::format("ANALYZE {}", q(config.table))));
+  auto built = recreate_recorded_index(conn, config, it->second.second, conninfo, progress);
+  if (built && *built) {
+    if (auto analyzed = conn.exec(fmt::format("ANALYZE {}", q(config.table))); !analyzed) built = fail(analyzed.error());
+  }
+  (void)conn.exec("RESET max_parallel_maintenance_workers");
   return built;
 }
 
@@ -587,6 +596,10 @@ Result<std::vector<std::string>> present_filter_indexes(const std::string& conni
 
 Result<std::vector<std::string>> suspend_filter_indexes(const std::string& conninfo, const Config& config) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  return suspend_filter_indexes(conn, config);
+}
+
+Result<std::vector<std::string>> suspend_filter_indexes(Connection& conn, const Config& config) {
   VS_TRY_ASSIGN(auto recorded, recorded_filter_indexes(conn, config));
   std::vector<std::string> dropped;
   VS_TRY(in_transaction(conn, [&]() -> Result<void> {
@@ -603,6 +616,11 @@ Result<std::vector<std::string>> suspend_filter_indexes(const std::string& conni
 
 Result<std::vector<std::string>> restore_filter_indexes(const std::string& conninfo, const Config& config) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  return restore_filter_indexes(conn, conninfo, config);
+}
+
+Result<std::vector<std::string>> restore_filter_indexes(Connection& conn, const std::string& conninfo,
+                                                        const Config& config) {
   VS_TRY_ASSIGN(auto recorded, recorded_filter_indexes(conn, config));
   std::vector<std::pair<std::string, std::string>> missing;
   for (auto& spec : recorded) {
@@ -611,27 +629,38 @@ Result<std::vector<std::string>> restore_filter_indexes(const std::string& conni
   }
   std::vector<std::string> built;
   if (missing.empty()) return built;
-  // Each build scans the table once; two connections build two at a time (they share the
-  // table's SHARE lock), the second taking every other index.
-  std::optional<Connection> second;
-  if (missing.size() > 1) {
-    if (auto c = Connection::connect(conninfo)) second = std::move(*c);
-  }
-  auto build = [&](Connection& c, std::size_t first, std::size_t step) -> Result<void> {
-    for (std::size_t i = first; i < missing.size(); i += step) {
-      VS_TRY(c.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first), q(config.table),
-                                missing[i].second)));
-    }
+  // Each build scans the table once. Every index gets a connection of its own (opened on its
+  // thread) and they are built all at once, each by its backend alone: parallel workers on top
+  // of several builds only add processes competing for the same cores. An index whose
+  // connection cannot be opened is built afterwards on the first connection.
+  auto build = [&](Connection& c, std::size_t i, bool alone) -> Result<void> {
+    if (!alone) VS_TRY(c.exec("SET max_parallel_maintenance_workers = 0"));
+    VS_TRY(c.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first), q(config.table),
+                              missing[i].second)));
     return {};
   };
-  const std::size_t step = second ? 2 : 1;
-  Result<void> other;
-  std::thread helper;
-  if (second) helper = std::thread([&] { other = build(*second, 1, step); });
-  Result<void> mine = build(conn, 0, step);
-  if (helper.joinable()) helper.join();
+  const bool alone = missing.size() == 1;
+  std::vector<Result<void>> others(missing.size(), Result<void>{});
+  std::vector<char> unbuilt(missing.size(), 0);
+  std::vector<std::thread> helpers;
+  for (std::size_t i = 1; i < missing.size(); ++i) {
+    helpers.emplace_back([&, i] {
+      auto c = Connection::connect(conninfo);
+      if (!c) {
+        unbuilt[i] = 1;
+        return;
+      }
+      others[i] = build(*c, i, alone);
+    });
+  }
+  Result<void> mine = build(conn, 0, alone);
+  for (auto& t : helpers) t.join();
+  for (std::size_t i = 1; i < missing.size() && mine; ++i) {
+    if (unbuilt[i]) mine = build(conn, i, alone);
+  }
+  if (!alone) (void)conn.exec("RESET max_parallel_maintenance_workers");
   VS_TRY(mine);
-  VS_TRY(other);
+  for (auto& r : others) VS_TRY(r);
   for (auto& [name, cols] : missing) built.push_back(std::move(name));
   return built;
 }

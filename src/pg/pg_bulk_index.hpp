@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
+// The bulk-load index steps of vstore/schema.hpp on a connection the caller already holds (the
+// migration's own), so that a load does not open one more connection per step. Same contracts
+// as the conninfo versions; `conninfo` is for the extra connections a build opens. Session
+// settings a step changes are reset before it returns.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pg/pg_conn.hpp"
+#include "vstore/schema.hpp"
+
+namespace vstore {
+
+[[nodiscard]] Result<std::vector<std::string>> suspend_filter_indexes(pg::Connection& conn, const Config& config);
+[[nodiscard]] Result<std::vector<std::string>> restore_filter_indexes(pg::Connection& conn, const std::string& conninfo,
+                                                                      const Config& config);
+[[nodiscard]] Result<bool> restore_vector_index(pg::Connection& conn, const std::string& conninfo, const Config& config,
+                                                const IndexBuildProgress& progress = {});
+
+}  // namespace vstore
