@@ -162,7 +162,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   static std::string bench_collection;
   static std::int64_t bench_rows = 100000;
   static int bench_dim = 384;
-  static std::string bench_payload = "full";
+  static std::string bench_payload = "vectors";
   static bool bench_json = false;
   auto* bench_cmd = app.get_subcommand("bench")->add_subcommand(
       "migrate", "migrate-chroma from a Chroma directory against a bare binary COPY of the same vectors, and of the "
@@ -175,9 +175,9 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       ->capture_default_str();
   bench_cmd->add_option("--dim", bench_dim, "dimensions of the generated directory")->check(CLI::Range(2, 16000))->capture_default_str();
   bench_cmd->add_option("--payload", bench_payload,
-                        "what each record of the generated directory holds besides its id and vector: full (a two-key "
-                        "metadata and a document, which the migration also writes) or vectors (nothing: the same "
-                        "information as the bare COPY)")
+                        "what each record of the generated directory holds besides its id and vector: vectors "
+                        "(nothing, so both sides move the same information) or full (a two-key metadata and a "
+                        "document, which the migration also writes and the bare COPY does not)")
       ->check(CLI::IsMember({"full", "vectors"}))
       ->capture_default_str();
   bench_cmd->add_option("--batch-size", bench.batch_size, "records per COPY on both sides")

@@ -131,13 +131,13 @@ class CopyWriter {
   /// (a row abandoned half-way).
   [[nodiscard]] std::size_t size() const { return m_buf.size(); }
   void truncate(std::size_t mark) { m_buf.resize(mark); }
-  /// The bytes written since the last take(), handed over for sending; the writer goes on
-  /// from there (a mark from size() before a take() is no longer valid).
-  std::string take() {
-    std::string out = std::move(m_buf);
-    m_buf.clear();
-    m_buf.reserve(out.capacity());
-    return out;
+  /// Hands the bytes written since the last take() over for sending, in `out`, whose earlier
+  /// contents are dropped and whose memory the writer goes on writing into: a stream that
+  /// passes the same `out` every time reuses two buffers instead of allocating one per slice.
+  /// The writer goes on from there (a mark from size() before a take() is no longer valid).
+  void take(std::string& out) {
+    out.clear();
+    std::swap(out, m_buf);
   }
   /// Finishes the stream and returns it (or, after take(), the rest of it).
   std::string finish() {

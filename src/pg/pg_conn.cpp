@@ -259,6 +259,7 @@ Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
                                              const std::function<Result<bool>(CopyWriter&)>& fill) {
   VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
   CopyWriter writer;
+  std::string slice;  // the slice being sent; its memory becomes the writer's for the next one
   for (;;) {
     Result<bool> more = fill(writer);
     if (!more) {
@@ -267,8 +268,12 @@ Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
       return fail(std::move(more.error()));
     }
     const bool last = !*more;
-    const std::string data = last ? writer.finish() : writer.take();
-    if (!put_copy_data(m_conn.get(), data)) return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
+    if (last) {
+      slice = writer.finish();
+    } else {
+      writer.take(slice);
+    }
+    if (!put_copy_data(m_conn.get(), slice)) return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
     if (last) break;
   }
   return copy_finish(nullptr);

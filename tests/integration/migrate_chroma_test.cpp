@@ -1369,10 +1369,16 @@ TEST_F(MigrateTest, BenchMigrateTimesEverySideInEveryRepeatAndDropsItsDatabase) 
   EXPECT_NEAR((*j)["ratio"].get<double>(), (*j)["rows_per_s"].get<double>() / (*j)["copy_rows_per_s"].get<double>(), 0.01);
   EXPECT_TRUE((*j)["migrate_timings"].contains("copy_s"));
   EXPECT_EQ(sql_value(m_conninfo, "SELECT count(*) FROM pg_database WHERE datname LIKE 'vstore_bench_migrate_%'"), "0");
+  EXPECT_EQ((*j)["warmup"].get<int>(), 1);  // the default warm-up round ran and is not among the runs
   b.repeats = 0;
   auto refused = vstore::bench_migrate(m_conninfo, b);
   ASSERT_FALSE(refused.has_value());
   EXPECT_NE(refused.error().message().find("repeats must be from 1 to 20, not 0"), std::string::npos);
+  b.repeats = 1;
+  b.warmup = 6;
+  refused = vstore::bench_migrate(m_conninfo, b);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message().find("warm-up rounds must be from 0 to 5, not 6"), std::string::npos);
 }
 
 // A table holds one model's vectors: a collection of another model is refused before anything

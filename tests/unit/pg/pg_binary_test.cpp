@@ -86,4 +86,35 @@ TEST(PgBinaryVector, ManyRowsThroughAGrowingBufferStayWellFormed) {
   EXPECT_EQ(vstore::pg::get_be16(all.data() + pos), 0xFFFF);
 }
 
+// A stream sent in slices (take() into one reused string, as Connection::copy_stream does) is
+// byte for byte the stream written in one piece, and each slice holds only its own bytes.
+TEST(PgBinaryVector, SlicesTakenIntoOneStringAddUpToTheWholeStream) {
+  auto write_rows = [](vstore::pg::CopyWriter& w, int from, int to) {
+    std::vector<float> v(64);
+    for (int row = from; row < to; ++row) {
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(row) + static_cast<float>(i);
+      w.begin_row(2);
+      w.bytes_field("id" + std::to_string(row));
+      w.vector_field(v);
+    }
+  };
+  vstore::pg::CopyWriter whole;
+  write_rows(whole, 0, 300);
+  const std::string expected = whole.finish();
+
+  vstore::pg::CopyWriter sliced;
+  std::string slice;
+  std::string joined;
+  for (int from = 0; from < 300; from += 70) {
+    write_rows(sliced, from, std::min(300, from + 70));
+    const std::size_t written = sliced.size();
+    sliced.take(slice);
+    EXPECT_EQ(slice.size(), written) << from;  // just this slice's bytes
+    EXPECT_EQ(sliced.size(), 0u) << from;      // the writer starts empty
+    joined += slice;
+  }
+  joined += sliced.finish();
+  EXPECT_EQ(joined, expected);
+}
+
 }  // namespace
