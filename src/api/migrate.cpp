@@ -35,8 +35,10 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -173,11 +175,11 @@ std::string utc_stamp() {
 // The migration of one collection into one table.
 class CollectionMigration {
  public:
-  CollectionMigration(Connection& conn, std::string conninfo, const Config& config, const MigrateOptions& options,
-                      const std::string& source,
-                      chroma::Snapshot& snap, CollectionReport& report, const TableShape& shape)
-      : m_conn(conn), m_conninfo(std::move(conninfo)), m_config(config), m_options(options), m_source(source), m_snap(snap), m_report(report),
-        m_shape(shape) {
+  CollectionMigration(Connection& conn, std::vector<Connection>& spare, std::string conninfo, const Config& config,
+                      const MigrateOptions& options, const std::string& source, chroma::Snapshot& snap,
+                      CollectionReport& report, const TableShape& shape)
+      : m_conn(conn), m_spare(spare), m_conninfo(std::move(conninfo)), m_config(config), m_options(options),
+        m_source(source), m_snap(snap), m_report(report), m_shape(shape) {
     for (auto col : k_text_columns) {
       if (shape.columns.contains(std::string(col))) m_text_cols.emplace_back(col);
     }
@@ -393,6 +395,19 @@ class CollectionMigration {
     return {};
   }
 
+  // The temporary staging table on `conn`, made the first time one of its batches stages rows:
+  // a load of new rows into a table that lacks them streams every row straight in and needs none.
+  Result<void> ensure_stage(Connection& conn) {
+    {
+      std::lock_guard lock(m_stage_mutex);
+      if (m_staged_on.contains(&conn)) return {};
+    }
+    VS_TRY(create_stage(conn));
+    std::lock_guard lock(m_stage_mutex);
+    m_staged_on.insert(&conn);
+    return {};
+  }
+
   Result<void> create_stage(Connection& conn) {
     std::string cols = fmt::format("uri text, embedding vector({}), embedding_model text, vector_metadata jsonb, pdts bigint, "
                                    "raw_doc text",
@@ -541,6 +556,7 @@ class CollectionMigration {
     };
     const std::string data = writer.finish();
     const std::string table = q(m_config.table);
+    if (staged > 0) VS_TRY(ensure_stage(conn));
     VS_TRY(conn.exec("BEGIN"));
     auto body = [&]() -> Result<void> {
       if (!direct_rows.empty()) {
@@ -594,14 +610,14 @@ class CollectionMigration {
   Result<void> run_batches(const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
     // migrate_chroma() checked writers to be 1..8; no more writers than batches.
     const std::size_t writers = std::min(static_cast<std::size_t>(m_options.writers), std::max<std::size_t>(1, ranges.size()));
-    std::vector<Connection> extra;
-    for (std::size_t w = 1; w < writers; ++w) {
+    // The writers after the first write on the migration's spare connections (opened while the
+    // source was read); any still missing are opened now and kept with them.
+    while (m_spare.size() + 1 < writers) {
       VS_TRY_ASSIGN(Connection c, Connection::connect(m_conninfo));
-      extra.push_back(std::move(c));
+      m_spare.push_back(std::move(c));
     }
     std::vector<Connection*> conns{&m_conn};
-    for (auto& c : extra) conns.push_back(&c);
-    for (Connection* c : conns) VS_TRY(create_stage(*c));
+    for (std::size_t w = 1; w < writers; ++w) conns.push_back(&m_spare[w - 1]);
 
     std::mutex mutex;
     std::condition_variable turn;
@@ -791,7 +807,8 @@ class CollectionMigration {
   }
 
   Connection& m_conn;
-  std::string m_conninfo;  // for the extra writers' connections
+  std::vector<Connection>& m_spare;  // idle connections for the writers after the first (the migration's)
+  std::string m_conninfo;            // for writers' connections m_spare lacks
   const Config& m_config;
   const MigrateOptions& m_options;
   const std::string& m_source;
@@ -810,6 +827,8 @@ class CollectionMigration {
   static constexpr char k_unchecked = 0, k_finite = 1, k_not_finite = 2;
   std::vector<char> m_finite;                  // per record: k_unchecked, k_finite or k_not_finite
   std::int64_t m_overlap_queries = 0;
+  std::mutex m_stage_mutex;
+  std::set<const Connection*> m_staged_on;  // connections with this collection's staging table (ensure_stage)
 };
 
 json stats_json(const chroma::SnapshotStats& s) {
@@ -923,6 +942,38 @@ Result<SourceRead> read_server(const Config& config, const MigrateOptions& optio
 
 }  // namespace
 
+// The migration's connection with the target table's shape, and `spares` idle connections more.
+struct Connected {
+  Connection conn;
+  TableShape shape;
+  std::vector<Connection> spare;
+};
+
+// Opens the spare connections at once, each on a thread of its own, while the first one reads
+// the table's shape. A spare that cannot be opened is left out: the writers open what they still
+// lack (and fail if they cannot), the index builds fall back as restore_filter_indexes says.
+Result<Connected> connect_all(const std::string& conninfo, const Config& config, std::size_t spares) {
+  std::vector<std::future<Result<Connection>>> opening;
+  for (std::size_t i = 0; i < spares; ++i) {
+    opening.push_back(std::async(std::launch::async, [&conninfo] { return Connection::connect(conninfo); }));
+  }
+  std::vector<Connection> spare;
+  auto take_spares = [&] {
+    for (auto& f : opening) {
+      if (auto c = f.get()) spare.push_back(std::move(*c));
+    }
+  };
+  auto conn = Connection::connect(conninfo);
+  if (!conn) {
+    take_spares();
+    return fail(conn.error());
+  }
+  auto shape = table_shape(*conn, config.table);
+  take_spares();
+  if (!shape) return fail(shape.error());
+  return Connected{std::move(*conn), std::move(*shape), std::move(spare)};
+}
+
 Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_view space) {
   if (space == "cosine") return std::pair<std::string, std::string>{"vector_cosine_ops", "<=>"};
   if (space == "l2") return std::pair<std::string, std::string>{"vector_l2_ops", "<->"};
@@ -993,7 +1044,12 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
   if (options.batch_size < 1 || options.batch_size > 1000000) {
     return fail(ErrorCode::invalid_argument, fmt::format("batch size must be from 1 to 1000000, not {}", options.batch_size));
   }
-  // Phase 1: read everything before writing anything.
+  // Phase 1: read everything before writing anything. The connections are opened meanwhile
+  // (opening one writes nothing) and the table's shape read: the migration's own connection and,
+  // unless this is a dry run, spare ones for the writers after the first and for the filter
+  // index builds after a bulk load, which reuse the writers' (each build has one to itself).
+  const std::size_t spares = options.dry_run ? 0 : std::max<std::size_t>(options.writers, k_filter_indexes) - 1;
+  auto connecting = std::async(std::launch::async, [&conninfo, &config, spares] { return connect_all(conninfo, config, spares); });
   VS_TRY_ASSIGN(SourceRead source, options.from_url.empty() ? read_directory(options) : read_server(config, options));
   MigrateReport report;
   report.source = source.source;
@@ -1028,8 +1084,9 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     report.collections.push_back(std::move(c));
     snaps.push_back(std::move(snap));
   }
-  VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
-  VS_TRY_ASSIGN(TableShape shape, table_shape(conn, config.table));
+  VS_TRY_ASSIGN(Connected connected, connecting.get());
+  Connection& conn = connected.conn;
+  TableShape shape = std::move(connected.shape);
   for (std::size_t i = 0; i < snaps.size(); ++i) {
     auto& snap = snaps[i];
     auto& c = report.collections[i];
@@ -1077,7 +1134,7 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
                                     c.metric, c.operator_class, c.distance_operator, config.table, shape.index_opclass,
                                     c.operator_class, c.metric));
     }
-    CollectionMigration mig(conn, conninfo, config, options, report.source, snap, c, shape);
+    CollectionMigration mig(conn, connected.spare, conninfo, config, options, report.source, snap, c, shape);
     auto t0 = std::chrono::steady_clock::now();
     auto lap = [&t0]() {
       const auto now = std::chrono::steady_clock::now();
@@ -1130,8 +1187,9 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     c.timings["copy_s"] = lap();
     // Also after a failed copy, so that the table has its indexes whatever happened; a run
     // killed before this point leaves them to the next run or `vstore schema up`.
-    // After a failure the migration's connection may be the one that broke, so a new one builds them.
-    auto filters_built = copied ? restore_filter_indexes(conn, conninfo, config) : restore_filter_indexes(conninfo, config);
+    // After a failure the migration's connections may be the ones that broke, so new ones build them.
+    auto filters_built =
+        copied ? restore_filter_indexes(conn, connected.spare, conninfo, config) : restore_filter_indexes(conninfo, config);
     if (filters_built && !filters_built->empty()) c.timings["filter_index_build_s"] = lap();
     IndexBuildProgress index_progress;
     if (options.progress) {

@@ -168,7 +168,7 @@ Result<std::vector<std::pair<std::string, std::string>>> filter_index_specs(Conn
   VS_TRY_ASSIGN(bool has_topic, column_exists(conn, cfg.table, "topic"));
   VS_TRY_ASSIGN(bool has_analyzed, column_exists(conn, cfg.table, "analyzed"));
   VS_TRY_ASSIGN(bool has_date, column_exists(conn, cfg.table, "publication_date"));
-  std::vector<std::pair<std::string, std::string>> indexes;
+  std::vector<std::pair<std::string, std::string>> indexes;  // (at most k_filter_indexes)
   if (has_topic) {
     indexes.emplace_back(idx_name(cfg.table, "topic_analyzed_idx"), has_analyzed ? "topic, analyzed" : "topic");
   }
@@ -616,11 +616,11 @@ Result<std::vector<std::string>> suspend_filter_indexes(Connection& conn, const 
 
 Result<std::vector<std::string>> restore_filter_indexes(const std::string& conninfo, const Config& config) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
-  return restore_filter_indexes(conn, conninfo, config);
+  return restore_filter_indexes(conn, {}, conninfo, config);
 }
 
-Result<std::vector<std::string>> restore_filter_indexes(Connection& conn, const std::string& conninfo,
-                                                        const Config& config) {
+Result<std::vector<std::string>> restore_filter_indexes(Connection& conn, std::span<Connection> spare,
+                                                        const std::string& conninfo, const Config& config) {
   VS_TRY_ASSIGN(auto recorded, recorded_filter_indexes(conn, config));
   std::vector<std::pair<std::string, std::string>> missing;
   for (auto& spec : recorded) {
@@ -629,36 +629,42 @@ Result<std::vector<std::string>> restore_filter_indexes(Connection& conn, const 
   }
   std::vector<std::string> built;
   if (missing.empty()) return built;
-  // Each build scans the table once. Every index gets a connection of its own (opened on its
-  // thread) and they are built all at once, each by its backend alone: parallel workers on top
-  // of several builds only add processes competing for the same cores. An index whose
-  // connection cannot be opened is built afterwards on the first connection.
-  auto build = [&](Connection& c, std::size_t i, bool alone) -> Result<void> {
+  // Each build scans the table once. Every index gets a connection of its own (a spare one the
+  // caller holds, else one opened on its thread) and they are built all at once, each by its
+  // backend alone: parallel workers on top of several builds only add processes competing for
+  // the same cores. An index whose connection cannot be opened is built afterwards on the first
+  // connection.
+  const bool alone = missing.size() == 1;
+  auto build = [&](Connection& c, std::size_t i) -> Result<void> {
     if (!alone) VS_TRY(c.exec("SET max_parallel_maintenance_workers = 0"));
-    VS_TRY(c.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first), q(config.table),
-                              missing[i].second)));
+    auto made = c.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first), q(config.table),
+                                   missing[i].second));
+    if (!alone) (void)c.exec("RESET max_parallel_maintenance_workers");
+    VS_TRY(made);
     return {};
   };
-  const bool alone = missing.size() == 1;
   std::vector<Result<void>> others(missing.size(), Result<void>{});
   std::vector<char> unbuilt(missing.size(), 0);
   std::vector<std::thread> helpers;
   for (std::size_t i = 1; i < missing.size(); ++i) {
     helpers.emplace_back([&, i] {
+      if (i - 1 < spare.size()) {
+        others[i] = build(spare[i - 1], i);
+        return;
+      }
       auto c = Connection::connect(conninfo);
       if (!c) {
         unbuilt[i] = 1;
         return;
       }
-      others[i] = build(*c, i, alone);
+      others[i] = build(*c, i);
     });
   }
-  Result<void> mine = build(conn, 0, alone);
+  Result<void> mine = build(conn, 0);
   for (auto& t : helpers) t.join();
   for (std::size_t i = 1; i < missing.size() && mine; ++i) {
-    if (unbuilt[i]) mine = build(conn, i, alone);
+    if (unbuilt[i]) mine = build(conn, i);
   }
-  if (!alone) (void)conn.exec("RESET max_parallel_maintenance_workers");
   VS_TRY(mine);
   for (auto& r : others) VS_TRY(r);
   for (auto& [name, cols] : missing) built.push_back(std::move(name));
