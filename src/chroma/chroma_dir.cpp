@@ -180,6 +180,50 @@ struct MetaState {
   std::optional<std::string> uri;
 };
 
+// The metadata segment's records by id: those the segment holds in one vector sorted by id (the
+// scan of ids fills it in that order, and the address of a record's state stays put after it),
+// with the records the log deletes marked dead, and the records only the log adds in a map.
+struct MetaTable {
+  struct Entry {
+    std::string id;
+    std::int64_t row = 0;  // embeddings.id
+    bool live = true;
+    MetaState state;
+  };
+  std::vector<Entry> segment;
+  std::map<std::string, MetaState, std::less<>> log_only;
+
+  // The state of live record `id`, or nullptr.
+  MetaState* find(std::string_view id) {
+    auto it = std::lower_bound(segment.begin(), segment.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
+    if (it != segment.end() && it->id == id) return it->live ? &it->state : nullptr;
+    auto lo = log_only.find(id);
+    return lo == log_only.end() ? nullptr : &lo->second;
+  }
+  void erase(std::string_view id) {
+    auto it = std::lower_bound(segment.begin(), segment.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
+    if (it != segment.end() && it->id == id) {
+      it->live = false;
+      it->state = MetaState{};
+      return;
+    }
+    if (auto lo = log_only.find(id); lo != log_only.end()) log_only.erase(lo);
+  }
+  // Adds record `id`, which find() does not know.
+  void add(const std::string& id, MetaState state) {
+    auto it = std::lower_bound(segment.begin(), segment.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
+    if (it != segment.end() && it->id == id) {
+      it->live = true;
+      it->state = std::move(state);
+      return;
+    }
+    log_only.insert_or_assign(id, std::move(state));
+  }
+  [[nodiscard]] std::size_t live() const {
+    return log_only.size() + static_cast<std::size_t>(std::count_if(segment.begin(), segment.end(), [](const Entry& e) { return e.live; }));
+  }
+};
+
 // Merges an update's metadata (null deletes a key) into `state`.
 void merge_metadata(MetaState& state, const json& update) {
   for (const auto& [k, v] : update.items()) {
@@ -241,8 +285,16 @@ class VecTable {
   // The same for ids asked in ascending order, walking `cursor` (from sorted.begin()) forward
   // instead of searching.
   VecState* find_ascending(std::vector<Entry>::iterator& cursor, std::string_view id) {
-    while (cursor != sorted.end() && cursor->id < id) ++cursor;
-    return resolve(cursor != sorted.end() && cursor->id == id ? &*cursor : nullptr, id);
+    // (Mostly the entry at the cursor is the one: that is tested first, with one comparison.)
+    bool hit = false;
+    for (; cursor != sorted.end(); ++cursor) {
+      if (cursor->id == id) {
+        hit = true;
+        break;
+      }
+      if (!(cursor->id < id)) break;
+    }
+    return resolve(hit ? &*cursor : nullptr, id);
   }
   void erase(std::string_view id) {
     if (Entry* e = slot(id)) {
@@ -773,30 +825,39 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   // ---- metadata segment ---- (read by sqlite on a second thread while this one reads the
   // HNSW files: the vectors, most of the memory, are then allocated from the main arena, which
   // grows in large steps, not page by page as a thread's arena does)
-  auto read_meta = [&]() -> Result<std::map<std::string, MetaState>> {
-    std::map<std::string, MetaState> meta;
+  auto read_meta = [&]() -> Result<MetaTable> {
+    MetaTable meta;
+    auto& records = meta.segment;
     // The segment's records, in id order (the (segment_id, embedding_id) index covers this),
     // then one scan of embedding_metadata in its stored order, joined here by the integer
     // row id: a look-up in the index and the table per record would cost more.
     VS_TRY_ASSIGN(Stmt ids, Stmt::prepare(db, "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY "
                                               "embedding_id"));
     ids.bind(1, collection.metadata_segment);
-    std::vector<std::pair<std::int64_t, MetaState*>> by_row;  // (embeddings.id, its record)
+    if (tracker.total > 0) records.reserve(static_cast<std::size_t>(tracker.total));
+    bool ascending = true;  // (sqlite's BINARY order is std::string's; checked, and sorted here if not)
     while (true) {
       VS_TRY_ASSIGN(bool row, ids.step());
       if (!row) break;
-      // In id order, so the end is the place of each (constant time); any other order still
-      // lands right.
-      auto it = meta.try_emplace(meta.end(), std::string(ids.text_view(1)));
-      by_row.emplace_back(ids.int64(0), &it->second);
-      if (tracker.report && meta.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
-        tracker.meta = 0.5 * static_cast<double>(meta.size()) / static_cast<double>(tracker.total);
+      const std::string_view id = ids.text_view(1);
+      if (!records.empty() && !(records.back().id < id)) ascending = false;
+      records.push_back(MetaTable::Entry{.id = std::string(id), .row = ids.int64(0)});
+      if (tracker.report && records.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
+        tracker.meta = 0.5 * static_cast<double>(records.size()) / static_cast<double>(tracker.total);
         tracker.update();
       }
     }
-    if (by_row.size() != meta.size()) {
-      return fail(ErrorCode::corruption, fmt::format("collection {}: an embedding id is in the metadata segment twice", name));
+    if (!ascending) {
+      std::stable_sort(records.begin(), records.end(), [](const MetaTable::Entry& a, const MetaTable::Entry& b) { return a.id < b.id; });
+      if (std::adjacent_find(records.begin(), records.end(), [](const MetaTable::Entry& a, const MetaTable::Entry& b) {
+            return a.id == b.id;
+          }) != records.end()) {
+        return fail(ErrorCode::corruption, fmt::format("collection {}: an embedding id is in the metadata segment twice", name));
+      }
     }
+    std::vector<std::pair<std::int64_t, MetaState*>> by_row;  // (embeddings.id, its record)
+    by_row.reserve(records.size());
+    for (auto& e : records) by_row.emplace_back(e.row, &e.state);
     // Row id -> record: a table over the range when the ids are dense (as sqlite assigns them),
     // else a sorted list.
     std::sort(by_row.begin(), by_row.end());
@@ -934,11 +995,11 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
         if (key == "chroma:document" || key == "chroma:uri") {
           return fail(ErrorCode::corruption, fmt::format("collection {}: record {} has an array {}", name, id, key));
         }
-        auto rec = meta.find(id);
-        if (rec == meta.end()) {
+        MetaState* rec = meta.find(id);
+        if (rec == nullptr) {
           return fail(ErrorCode::corruption, fmt::format("collection {}: array metadata of unknown record {}", name, id));
         }
-        json& md = rec->second.metadata;
+        json& md = rec->metadata;
         if (array_keys[id].insert(key).second) {
           if (md.contains(key)) {
             return fail(ErrorCode::corruption,
@@ -961,9 +1022,9 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   };
   auto meta_task = std::async(std::launch::async, read_meta);
   Result<HnswPart> hnsw = read_hnsw();
-  Result<std::map<std::string, MetaState>> meta_read = meta_task.get();
+  Result<MetaTable> meta_read = meta_task.get();
   if (!meta_read) return fail(meta_read.error());
-  std::map<std::string, MetaState> meta = std::move(*meta_read);
+  MetaTable meta = std::move(*meta_read);
   if (!hnsw) return ctx(hnsw.error());
   VecTable vecs;
   vecs.sorted = std::move(hnsw->vecs);
@@ -1037,18 +1098,18 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     const bool replay_vec = r.seq > vector_seq;
     if (replay_meta || replay_vec) ++snap.stats.wal_replayed;
     if (replay_meta) {
-      auto it = meta.find(r.id);
-      const bool present = it != meta.end();
+      MetaState* state = meta.find(r.id);
+      const bool present = state != nullptr;
       if (r.op == 3) {
-        if (present) meta.erase(it);
+        if (present) meta.erase(r.id);
       } else if (r.op == 0 || (r.op == 2 && !present)) {
         if (!present) {
           MetaState s;
           if (r.metadata) split_metadata(*r.metadata, s.metadata, s.document, s.uri);
-          meta.emplace(r.id, std::move(s));
+          meta.add(r.id, std::move(s));
         }
       } else if (present && r.metadata) {
-        merge_metadata(it->second, *r.metadata);
+        merge_metadata(*state, *r.metadata);
       }
     }
     if (replay_vec) {
@@ -1069,13 +1130,23 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     return fail(ErrorCode::corruption, fmt::format("collection {}: the sysdb says {} dimensions but the vectors have {}",
                                                    name, *collection.dimension, snap.dimension));
   }
-  snap.records.reserve(meta.size());
+  const std::size_t live = meta.live();
+  snap.records.reserve(live);
   const bool deferring = defer_hnsw_vectors && hnsw->vectors;
   std::vector<std::int64_t> deferred_slots;  // per record, when deferring: VecState::slot
-  if (deferring) deferred_slots.reserve(meta.size());
-  // meta and vecs.sorted are both in id order: one pass over both.
+  if (deferring) deferred_slots.reserve(live);
+  // The live records of the segment, those only the log adds and vecs.sorted are all in id
+  // order: one pass over the three. The table is used up (its ids and states move into records).
   auto cursor = vecs.sorted.begin();
-  for (auto& [id, m] : meta) {
+  auto seg = meta.segment.begin();
+  auto added = meta.log_only.begin();
+  while (true) {
+    while (seg != meta.segment.end() && !seg->live) ++seg;
+    const bool from_segment =
+        seg != meta.segment.end() && (added == meta.log_only.end() || seg->id < added->first);
+    if (!from_segment && added == meta.log_only.end()) break;
+    std::string id = from_segment ? std::move(seg->id) : added->first;
+    MetaState& m = from_segment ? seg->state : added->second;
     VecState* v = vecs.find_ascending(cursor, id);
     if (v == nullptr) {
       return fail(ErrorCode::corruption,
@@ -1083,15 +1154,18 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
                               "the log",
                               name, id));
     }
-    Record rec;
-    rec.id = id;
-    rec.vector = std::move(v->vector);
-    rec.source = v->source;
-    rec.metadata = std::move(m.metadata);
-    rec.document = std::move(m.document);
-    rec.uri = std::move(m.uri);
     if (deferring) deferred_slots.push_back(v->slot);
-    snap.records.push_back(std::move(rec));
+    snap.records.push_back(Record{.id = std::move(id),
+                                  .vector = std::move(v->vector),
+                                  .metadata = std::move(m.metadata),
+                                  .document = std::move(m.document),
+                                  .uri = std::move(m.uri),
+                                  .source = v->source});
+    if (from_segment) {
+      ++seg;
+    } else {
+      ++added;
+    }
   }
   if (deferring) {
     snap.deferred = std::make_shared<const DeferredVectors>(hnsw->vectors, std::move(deferred_slots));

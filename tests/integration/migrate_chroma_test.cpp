@@ -965,6 +965,31 @@ TEST_F(MigrateTest, RowIdsFarApartInSqliteGiveTheSameRecords) {
   }
 }
 
+TEST_F(MigrateTest, AnIdTwiceInTheMetadataSegmentIsRefused) {
+  // Chroma's schema makes (segment_id, embedding_id) unique; a damaged copy without that
+  // constraint may hold an id twice, which the reader must refuse rather than merge or drop.
+  const fs::path dir = copy_dir("1.5.9", m_data);
+  const fs::path py = m_data / "twice.py";
+  std::ofstream(py) << fmt::format(
+      "import sqlite3\nc = sqlite3.connect('{}')\n"
+      "c.execute('CREATE TABLE e2 AS SELECT * FROM embeddings')\n"
+      "c.execute('DROP TABLE embeddings')\n"
+      "c.execute('ALTER TABLE e2 RENAME TO embeddings')\n"
+      "c.execute(\"INSERT INTO embeddings SELECT id + 1000000, segment_id, embedding_id, seq_id, created_at FROM "
+      "embeddings WHERE embedding_id = 'r020'\")\n"
+      "c.commit()\n",
+      (dir / "chroma.sqlite3").string());
+  ASSERT_EQ(shell(fmt::format("python3 '{}'", py.string())), 0);
+  for (const char* space : k_spaces) {
+    const std::string name = std::string("c_") + space;
+    auto got = read_collection(dir, name);
+    ASSERT_FALSE(got.has_value()) << name << ": read " << got->records.size() << " records";
+    EXPECT_EQ(got.error().code(), vstore::ErrorCode::corruption) << got.error().to_string();
+    EXPECT_NE(got.error().message().find("an embedding id is in the metadata segment twice"), std::string::npos)
+        << got.error().to_string();
+  }
+}
+
 TEST_F(MigrateTest, ADirectoryChroma15OpenedAfter10ReadsAsChroma15ReturnsIt) {
   // Users upgrade chromadb, open their directory once, then migrate: 1.5.9 applies metadb/00006
   // and sysdb/00010 (schema_str stays NULL; config_json_str keeps the 1.0 form).
