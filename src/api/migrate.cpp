@@ -1172,7 +1172,7 @@ Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& 
     }
     // Into an empty table the B-tree filter indexes vstore created are built once after the
     // load too, instead of updated row by row (at 100,000 x 384 the copy takes about a fifth
-    // less and the three builds, at once, 0.07-0.11 s); in a table that holds rows they
+    // less and the three builds, at once, 0.06-0.12 s); in a table that holds rows they
     // stay, as the application's own queries may need them.
     if (mig.target_empty() && writes >= options.bulk_min_rows && options.bulk_index) {
       VS_TRY_ASSIGN(std::vector<std::string> filters, options.dry_run ? present_filter_indexes(conninfo, config)
