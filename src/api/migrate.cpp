@@ -940,8 +940,6 @@ Result<SourceRead> read_server(const Config& config, const MigrateOptions& optio
   return out;
 }
 
-}  // namespace
-
 // The migration's connection with the target table's shape, and `spares` idle connections more.
 struct Connected {
   Connection conn;
@@ -973,6 +971,8 @@ Result<Connected> connect_all(const std::string& conninfo, const Config& config,
   if (!shape) return fail(shape.error());
   return Connected{std::move(*conn), std::move(*shape), std::move(spare)};
 }
+
+}  // namespace
 
 Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_view space) {
   if (space == "cosine") return std::pair<std::string, std::string>{"vector_cosine_ops", "<=>"};
