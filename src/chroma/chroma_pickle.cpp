@@ -275,6 +275,73 @@ Result<std::optional<std::int64_t>> optional_int(const Node& n, std::string_view
   return shape_error(fmt::format("key {} must be an int or None", key));
 }
 
+// Sorts `entries` by label and refuses a label given twice. Chroma gives the labels 1..n (or
+// 0..n-1) in some order, so when they span exactly as many values as there are entries each is
+// put in its place directly; otherwise they are sorted.
+Result<void> sort_by_label(std::vector<LabelEntry>& entries) {
+  if (entries.empty()) return {};
+  auto twice = [](std::uint64_t label) { return shape_error(fmt::format("label {} appears twice in label_to_id", label)); };
+  const auto [lo, hi] = std::minmax_element(entries.begin(), entries.end(),
+                                            [](const LabelEntry& a, const LabelEntry& b) { return a.label < b.label; });
+  const std::uint64_t first = lo->label;
+  if (hi->label - first == entries.size() - 1) {
+    std::vector<LabelEntry> placed(entries.size());
+    std::vector<char> taken(entries.size(), 0);
+    for (const LabelEntry& e : entries) {
+      const auto at = static_cast<std::size_t>(e.label - first);
+      if (taken[at]) return twice(e.label);
+      taken[at] = 1;
+      placed[at] = e;
+    }
+    entries = std::move(placed);
+    return {};
+  }
+  std::sort(entries.begin(), entries.end(), [](const LabelEntry& a, const LabelEntry& b) { return a.label < b.label; });
+  if (auto t = std::adjacent_find(entries.begin(), entries.end(),
+                                  [](const LabelEntry& a, const LabelEntry& b) { return a.label == b.label; });
+      t != entries.end()) {
+    return twice(t->label);
+  }
+  return {};
+}
+
+// The first 8 bytes of `s` as a big-endian integer, zero-padded: ordering these orders the
+// strings by those bytes as unsigned chars, which is std::string_view's order.
+std::uint64_t prefix_key(std::string_view s) {
+  unsigned char b[8] = {};
+  std::memcpy(b, s.data(), std::min<std::size_t>(8, s.size()));
+  std::uint64_t k = 0;
+  for (unsigned char c : b) k = (k << 8) | c;
+  return k;
+}
+
+// The entries of a dict in id order, one per id: a key given twice keeps its last value (the
+// dict's). Sorted by each id's 8-byte prefix key, then (equal keys only) the whole ids, then
+// position, so most comparisons touch no string bytes.
+std::vector<LabelEntry> in_id_order_last_wins(const std::vector<LabelEntry>& entries) {
+  struct Keyed {
+    std::uint64_t prefix;
+    std::uint32_t pos;
+  };
+  std::vector<Keyed> keys(entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) keys[i] = Keyed{prefix_key(entries[i].id), static_cast<std::uint32_t>(i)};
+  std::sort(keys.begin(), keys.end(), [&entries](const Keyed& a, const Keyed& b) {
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    if (const int c = entries[a.pos].id.compare(entries[b.pos].id); c != 0) return c < 0;
+    return a.pos < b.pos;
+  });
+  std::vector<LabelEntry> out;
+  out.reserve(entries.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const LabelEntry& e = entries[keys[i].pos];
+    if (i + 1 < keys.size() && keys[i + 1].prefix == keys[i].prefix && entries[keys[i + 1].pos].id == e.id) {
+      continue;  // a later value wins
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
 Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect dialect) {
   LabelMap out;
   out.dialect = dialect;
@@ -309,15 +376,7 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     }
     out.entries.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string});
   }
-  auto by_label = [](const LabelEntry& a, const LabelEntry& b) { return a.label < b.label; };
-  if (!std::is_sorted(out.entries.begin(), out.entries.end(), by_label)) {
-    std::sort(out.entries.begin(), out.entries.end(), by_label);
-  }
-  if (auto twice = std::adjacent_find(out.entries.begin(), out.entries.end(),
-                                      [](const LabelEntry& a, const LabelEntry& b) { return a.label == b.label; });
-      twice != out.entries.end()) {
-    return shape_error(fmt::format("label {} appears twice in label_to_id", twice->label));
-  }
+  VS_TRY(sort_by_label(out.entries));
   // id_to_label as a dict: a key given twice keeps its last value.
   std::vector<LabelEntry> reverse;
   reverse.reserve(id_to_label->size());
@@ -329,14 +388,7 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     }
     reverse.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string});
   }
-  auto by_id = [](const LabelEntry& a, const LabelEntry& b) { return a.id < b.id; };
-  std::stable_sort(reverse.begin(), reverse.end(), by_id);
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < reverse.size(); ++i) {
-    if (i + 1 < reverse.size() && reverse[i + 1].id == reverse[i].id) continue;  // a later value wins
-    reverse[kept++] = reverse[i];
-  }
-  reverse.resize(kept);
+  reverse = in_id_order_last_wins(reverse);
   if (reverse.size() != out.entries.size()) {
     return shape_error(fmt::format("label_to_id has {} entries but id_to_label has {}", out.entries.size(),
                                    reverse.size()));
