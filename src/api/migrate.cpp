@@ -490,7 +490,12 @@ class CollectionMigration {
       w.bytes_field(rec.id);
       w.vector_field(vec);
       w.bytes_field(m_report.embedding_model);
-      w.jsonb_field(rec.metadata.dump());
+      // (An empty object, as most records of a vectors-only collection have, without the serializer.)
+      if (rec.metadata.is_object() && rec.metadata.empty()) {
+        w.jsonb_field("{}");
+      } else {
+        w.jsonb_field(rec.metadata.dump());
+      }
     };
     // Record i's vector when it is finite (counted), else nullopt (its id noted as an error).
     auto finite_vector = [&](std::size_t i) -> std::optional<std::span<const float>> {
