@@ -105,6 +105,7 @@ double chroma_distance(std::string_view space, std::span<const float> a, std::sp
 struct TableShape {
   int dimension = 0;
   std::map<std::string, std::string> columns;  // name -> format_type
+  std::set<std::string> with_default;          // columns with a default, identity or generation expression
   std::string index_name;                      // the vector index on embedding; empty when none
   std::string index_opclass;                   // its operator class
 };
@@ -112,7 +113,8 @@ struct TableShape {
 Result<TableShape> table_shape(Connection& conn, const std::string& table) {
   TableShape shape;
   Param p[] = {Param::text(table)};
-  VS_TRY_ASSIGN(PgResult cols, conn.exec_params("SELECT attname, format_type(atttypid, atttypmod), atttypmod FROM "
+  VS_TRY_ASSIGN(PgResult cols, conn.exec_params("SELECT attname, format_type(atttypid, atttypmod), atttypmod, "
+                                                "atthasdef OR attidentity <> '' OR attgenerated <> '' FROM "
                                                 "pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
                                                 "attisdropped",
                                                 p));
@@ -122,6 +124,7 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
   for (int r = 0; r < cols.rows(); ++r) {
     shape.columns[cols.text(r, 0)] = cols.text(r, 1);
     if (cols.get(r, 0) == "embedding") shape.dimension = std::stoi(cols.text(r, 2));
+    if (cols.get(r, 3) == "t") shape.with_default.insert(cols.text(r, 0));
   }
   for (const char* needed : {"uri", "embedding", "embedding_model", "vector_metadata"}) {
     if (!shape.columns.contains(needed)) {
@@ -186,6 +189,11 @@ class CollectionMigration {
     for (const auto& c : m_text_cols) m_col_ts.push_back(shape.columns.at(c) == "timestamp with time zone" ? 1 : 0);
     m_has_raw = shape.columns.contains("raw");
     m_has_pdts = shape.columns.contains("publication_date_ts");
+    // A column with a default is always named in the direct COPY (an explicit NULL where a row
+    // has no value, as before), so that leaving it out never gives a row the default instead.
+    m_keep_column.push_back(m_has_pdts && shape.with_default.contains("publication_date_ts") ? 1 : 0);
+    m_keep_column.push_back(m_has_raw && shape.with_default.contains("raw") ? 1 : 0);
+    for (const auto& c : m_text_cols) m_keep_column.push_back(shape.with_default.contains(c) ? 1 : 0);
     m_direct = true;
     for (const auto& c : m_text_cols) {
       const std::string& type = shape.columns.at(c);
@@ -513,11 +521,23 @@ class CollectionMigration {
       }
       return std::nullopt;
     };
+    // The optional columns the batch's new rows give a value (pdts, raw, then m_text_cols): the
+    // direct COPY names only those and the columns without a default (NULL for the rows that
+    // lack a value, as the column would be if left out), so the server parses no field that
+    // only says NULL. A vectors-only load then sends 4 fields per row, not 17.
+    std::vector<char> given(2 + ncols, 0);
+    for (std::size_t c = 0; c < given.size(); ++c) given[c] = m_keep_column[c];
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
       if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
         direct_rows.push_back(i);  // a new row: checked and streamed straight into the table below
         direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
+        if (m_has_pdts && !given[0] && pdts_of(rec)) given[0] = 1;
+        if (m_has_raw && !given[1] && rec.document) given[1] = 1;
+        column_strings(rec, strings);
+        for (std::size_t c = 0; c < ncols; ++c) {
+          if (strings[c]) given[2 + c] = 1;
+        }
         continue;
       }
       const auto vec = finite_vector(i);
@@ -532,7 +552,10 @@ class CollectionMigration {
     }
     // New rows go straight into the table in the columns' own binary types, streamed: the
     // server stores one slice while the next is encoded.
-    const int direct_fields = 4 + (m_has_pdts ? 1 : 0) + (m_has_raw ? 1 : 0) + static_cast<int>(ncols);
+    const bool with_pdts = m_has_pdts && given[0];
+    const bool with_raw = m_has_raw && given[1];
+    const int direct_fields = 4 + (with_pdts ? 1 : 0) + (with_raw ? 1 : 0) +
+                              static_cast<int>(std::count(given.begin() + 2, given.end(), char{1}));
     std::size_t next_direct = 0;
     auto fill_direct = [&](pg::CopyWriter& direct) -> Result<bool> {
       for (; next_direct < direct_rows.size() && direct.size() < pg::k_copy_slice_bytes; ++next_direct) {
@@ -543,13 +566,14 @@ class CollectionMigration {
         direct_written.push_back(i);
         const std::optional<std::int64_t>* row_micros = direct_micros.data() + next_direct * ncols;
         begin_record(direct, rec, *vec, direct_fields);
-        if (m_has_pdts) {
+        if (with_pdts) {
           const std::optional<std::int64_t> pdts = pdts_of(rec);
           pdts ? direct.int64_field(*pdts) : direct.null_field();
         }
-        if (m_has_raw) direct.text_field(rec.document);
+        if (with_raw) direct.text_field(rec.document);
         column_strings(rec, strings);
         for (std::size_t c = 0; c < ncols; ++c) {
+          if (!given[2 + c]) continue;
           if (m_col_ts[c] != 0) {
             row_micros[c] ? direct.int64_field(*row_micros[c]) : direct.null_field();
           } else {
@@ -566,9 +590,11 @@ class CollectionMigration {
     auto body = [&]() -> Result<void> {
       if (!direct_rows.empty()) {
         std::string cols = "uri, embedding, embedding_model, vector_metadata";
-        if (m_has_pdts) cols += ", publication_date_ts";
-        if (m_has_raw) cols += ", raw";
-        for (const auto& c : m_text_cols) cols += ", " + q(c);
+        if (with_pdts) cols += ", publication_date_ts";
+        if (with_raw) cols += ", raw";
+        for (std::size_t c = 0; c < ncols; ++c) {
+          if (given[2 + c]) cols += ", " + q(m_text_cols[c]);
+        }
         VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), fill_direct));
         result.inserted += static_cast<std::int64_t>(direct_written.size());
         result.inserted_rows.insert(result.inserted_rows.end(), direct_written.begin(), direct_written.end());
@@ -824,6 +850,7 @@ class CollectionMigration {
   std::vector<char> m_col_ts;  // per m_text_cols: the column is timestamptz (else text)
   bool m_has_raw = false;
   bool m_has_pdts = false;
+  std::vector<char> m_keep_column;  // pdts, raw, then m_text_cols: named in every direct COPY (has a default)
   std::vector<char> m_inserted;                // per record: this run created its row
   std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows

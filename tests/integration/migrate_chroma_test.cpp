@@ -965,6 +965,32 @@ TEST_F(MigrateTest, RowIdsFarApartInSqliteGiveTheSameRecords) {
   }
 }
 
+TEST_F(MigrateTest, NewRowsWithoutAValueGetNullAlsoWhereTheColumnHasADefault) {
+  // The direct COPY of new rows names only the optional columns a batch gives a value, and the
+  // columns with a default: those keep getting an explicit NULL for a record without the value,
+  // as before, rather than the default (the fixture's records have no topic and no
+  // publication_date_ts; `summary` gets no default and is left out of the COPY).
+  sql_value(m_conninfo, "ALTER TABLE articles ALTER COLUMN topic SET DEFAULT 'unset', ALTER COLUMN "
+                        "publication_date_ts SET DEFAULT 7");
+  auto opts = options("1.5.9", "c_cosine");
+  opts.insert_missing = true;
+  opts.verify = true;
+  auto report = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(report.has_value()) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->to_json().dump(1);
+  const std::int64_t live = live_count("1.5.9", "c_cosine");
+  EXPECT_EQ(report->collections[0].inserted, live);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(*) FROM articles"), std::to_string(live));
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(*) FROM articles WHERE topic IS NOT NULL OR publication_date_ts IS NOT "
+                                  "NULL OR summary IS NOT NULL"),
+            "0");
+  // The documents the records have went into raw; a row inserted by hand still gets the default.
+  EXPECT_NE(sql_value(m_conninfo, "SELECT count(raw) FROM articles"), "0");
+  sql_value(m_conninfo, "INSERT INTO articles (uri) VALUES ('by hand')");
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT topic || ' ' || publication_date_ts FROM articles WHERE uri = 'by hand'"),
+            "unset 7");
+}
+
 TEST_F(MigrateTest, AnIdTwiceInTheMetadataSegmentIsRefused) {
   // Chroma's schema makes (segment_id, embedding_id) unique; a damaged copy without that
   // constraint may hold an id twice, which the reader must refuse rather than merge or drop.
