@@ -489,6 +489,7 @@ class CollectionMigration {
     std::vector<std::size_t> direct_rows;                   // indexes into m_snap.records (finite or not)
     std::vector<std::size_t> direct_written;                // those of them written (finite)
     std::vector<std::optional<std::int64_t>> direct_micros;  // ncols per direct row
+    std::vector<const std::string*> direct_strings;          // ncols per direct row (column_strings)
     std::size_t staged = 0;
     std::vector<std::optional<std::int64_t>> micros;
     std::vector<const std::string*> strings;  // a record's text-column values (column_strings)
@@ -525,8 +526,7 @@ class CollectionMigration {
     // direct COPY names only those and the columns without a default (NULL for the rows that
     // lack a value, as the column would be if left out), so the server parses no field that
     // only says NULL. A vectors-only load then sends 4 fields per row, not 17.
-    std::vector<char> given(2 + ncols, 0);
-    for (std::size_t c = 0; c < given.size(); ++c) given[c] = m_keep_column[c];
+    std::vector<char> given = m_keep_column;
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
       if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
@@ -538,6 +538,7 @@ class CollectionMigration {
         for (std::size_t c = 0; c < ncols; ++c) {
           if (strings[c]) given[2 + c] = 1;
         }
+        direct_strings.insert(direct_strings.end(), strings.begin(), strings.end());
         continue;
       }
       const auto vec = finite_vector(i);
@@ -552,8 +553,8 @@ class CollectionMigration {
     }
     // New rows go straight into the table in the columns' own binary types, streamed: the
     // server stores one slice while the next is encoded.
-    const bool with_pdts = m_has_pdts && given[0];
-    const bool with_raw = m_has_raw && given[1];
+    const bool with_pdts = given[0] != 0;  // (only set when the table has the column)
+    const bool with_raw = given[1] != 0;
     const int direct_fields = 4 + (with_pdts ? 1 : 0) + (with_raw ? 1 : 0) +
                               static_cast<int>(std::count(given.begin() + 2, given.end(), char{1}));
     std::size_t next_direct = 0;
@@ -565,19 +566,19 @@ class CollectionMigration {
         if (!vec) continue;
         direct_written.push_back(i);
         const std::optional<std::int64_t>* row_micros = direct_micros.data() + next_direct * ncols;
+        const std::string* const* row_strings = direct_strings.data() + next_direct * ncols;
         begin_record(direct, rec, *vec, direct_fields);
         if (with_pdts) {
           const std::optional<std::int64_t> pdts = pdts_of(rec);
           pdts ? direct.int64_field(*pdts) : direct.null_field();
         }
         if (with_raw) direct.text_field(rec.document);
-        column_strings(rec, strings);
         for (std::size_t c = 0; c < ncols; ++c) {
           if (!given[2 + c]) continue;
           if (m_col_ts[c] != 0) {
             row_micros[c] ? direct.int64_field(*row_micros[c]) : direct.null_field();
           } else {
-            strings[c] ? direct.bytes_field(*strings[c]) : direct.null_field();
+            row_strings[c] ? direct.bytes_field(*row_strings[c]) : direct.null_field();
           }
         }
       }

@@ -180,50 +180,6 @@ struct MetaState {
   std::optional<std::string> uri;
 };
 
-// The metadata segment's records by id: those the segment holds in one vector sorted by id (the
-// scan of ids fills it in that order, and the address of a record's state stays put after it),
-// with the records the log deletes marked dead, and the records only the log adds in a map.
-struct MetaTable {
-  struct Entry {
-    std::string id;
-    std::int64_t row = 0;  // embeddings.id
-    bool live = true;
-    MetaState state;
-  };
-  std::vector<Entry> segment;
-  std::map<std::string, MetaState, std::less<>> log_only;
-
-  // The state of live record `id`, or nullptr.
-  MetaState* find(std::string_view id) {
-    auto it = std::lower_bound(segment.begin(), segment.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
-    if (it != segment.end() && it->id == id) return it->live ? &it->state : nullptr;
-    auto lo = log_only.find(id);
-    return lo == log_only.end() ? nullptr : &lo->second;
-  }
-  void erase(std::string_view id) {
-    auto it = std::lower_bound(segment.begin(), segment.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
-    if (it != segment.end() && it->id == id) {
-      it->live = false;
-      it->state = MetaState{};
-      return;
-    }
-    if (auto lo = log_only.find(id); lo != log_only.end()) log_only.erase(lo);
-  }
-  // Adds record `id`, which find() does not know.
-  void add(const std::string& id, MetaState state) {
-    auto it = std::lower_bound(segment.begin(), segment.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
-    if (it != segment.end() && it->id == id) {
-      it->live = true;
-      it->state = std::move(state);
-      return;
-    }
-    log_only.insert_or_assign(id, std::move(state));
-  }
-  [[nodiscard]] std::size_t live() const {
-    return log_only.size() + static_cast<std::size_t>(std::count_if(segment.begin(), segment.end(), [](const Entry& e) { return e.live; }));
-  }
-};
-
 // Merges an update's metadata (null deletes a key) into `state`.
 void merge_metadata(MetaState& state, const json& update) {
   for (const auto& [k, v] : update.items()) {
@@ -266,25 +222,25 @@ struct VecState {
   std::int64_t slot = -1;     // the HNSW slot it came from, while vector is empty
 };
 
-// The vector of each live id, before the records are assembled in id order: the HNSW slots'
-// in id order (through the label map's id order), and in a small map the ids that only the
-// log has. The ids are views of the label map's strings and of the log rows' ids, which read()
-// keeps until it has assembled the records.
-class VecTable {
+// The records of one part of a collection by id, before they are assembled in id order: those
+// the part's own files hold in a vector sorted by id (a state keeps its address), marked dead
+// once the log deletes them, and in a small map the ids only the log adds.
+template <class Id, class State>
+class IdTable {
  public:
   struct Entry {
-    std::string_view id;
-    VecState state;
+    Id id;
+    State state;
     bool live = true;  // false once the log deleted it
   };
-  std::vector<Entry> sorted;                     // from the HNSW files, by id
-  std::map<std::string_view, VecState> log_only;  // ids the HNSW files do not have
+  std::vector<Entry> sorted;
+  std::map<Id, State, std::less<>> log_only;
 
   // The live state of `id`, or nullptr.
-  VecState* find(std::string_view id) { return resolve(slot(id), id); }
+  State* find(std::string_view id) { return resolve(slot(id), id); }
   // The same for ids asked in ascending order, walking `cursor` (from sorted.begin()) forward
   // instead of searching.
-  VecState* find_ascending(std::vector<Entry>::iterator& cursor, std::string_view id) {
+  State* find_ascending(typename std::vector<Entry>::iterator& cursor, std::string_view id) {
     // (Mostly the entry at the cursor is the one: that is tested first, with one comparison.)
     bool hit = false;
     for (; cursor != sorted.end(); ++cursor) {
@@ -299,13 +255,13 @@ class VecTable {
   void erase(std::string_view id) {
     if (Entry* e = slot(id)) {
       e->live = false;
-      e->state = VecState{};
-    } else {
-      log_only.erase(id);
+      e->state = State{};
+    } else if (auto it = log_only.find(id); it != log_only.end()) {
+      log_only.erase(it);
     }
   }
-  // Sets the vector of `id`, live or not.
-  void put(std::string_view id, VecState state) {
+  // Sets the state of `id`, live or not.
+  void put(const Id& id, State state) {
     if (Entry* e = slot(id)) {
       e->state = std::move(state);
       e->live = true;
@@ -313,19 +269,31 @@ class VecTable {
       log_only.insert_or_assign(id, std::move(state));
     }
   }
+  [[nodiscard]] std::size_t live() const {
+    return log_only.size() +
+           static_cast<std::size_t>(std::count_if(sorted.begin(), sorted.end(), [](const Entry& e) { return e.live; }));
+  }
 
  private:
   Entry* slot(std::string_view id) {
     auto it = std::lower_bound(sorted.begin(), sorted.end(), id, [](const Entry& e, std::string_view v) { return e.id < v; });
     return it != sorted.end() && it->id == id ? &*it : nullptr;
   }
-  // An HNSW entry's state while live; an id the HNSW files do not have, from the log.
-  VecState* resolve(Entry* e, std::string_view id) {
+  // A listed entry's state while live; an id the part's files do not have, from the log.
+  State* resolve(Entry* e, std::string_view id) {
     if (e) return e->live ? &e->state : nullptr;
     auto it = log_only.find(id);
     return it == log_only.end() ? nullptr : &it->second;
   }
 };
+
+// The vector of each live id: the HNSW slots' in id order (through the label map's id order),
+// and the ids only the log has. The ids are views of the label map's strings and of the log
+// rows' ids, which read() keeps until it has assembled the records.
+using VecTable = IdTable<std::string_view, VecState>;
+// The metadata of each live id: the metadata segment's records (the scan of ids lists them in
+// id order) and those only the log adds.
+using MetaTable = IdTable<std::string, MetaState>;
 
 struct LogRow {
   std::int64_t seq = 0;
@@ -827,37 +795,40 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   // grows in large steps, not page by page as a thread's arena does)
   auto read_meta = [&]() -> Result<MetaTable> {
     MetaTable meta;
-    auto& records = meta.segment;
     // The segment's records, in id order (the (segment_id, embedding_id) index covers this),
     // then one scan of embedding_metadata in its stored order, joined here by the integer
     // row id: a look-up in the index and the table per record would cost more.
     VS_TRY_ASSIGN(Stmt ids, Stmt::prepare(db, "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY "
                                               "embedding_id"));
     ids.bind(1, collection.metadata_segment);
-    if (tracker.total > 0) records.reserve(static_cast<std::size_t>(tracker.total));
+    std::vector<std::pair<std::string, std::int64_t>> listed;  // (embedding id, embeddings.id)
+    if (tracker.total > 0) listed.reserve(static_cast<std::size_t>(tracker.total));
     bool ascending = true;  // (sqlite's BINARY order is std::string's; checked, and sorted here if not)
     while (true) {
       VS_TRY_ASSIGN(bool row, ids.step());
       if (!row) break;
       const std::string_view id = ids.text_view(1);
-      if (!records.empty() && !(records.back().id < id)) ascending = false;
-      records.push_back(MetaTable::Entry{.id = std::string(id), .row = ids.int64(0)});
-      if (tracker.report && records.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
-        tracker.meta = 0.5 * static_cast<double>(records.size()) / static_cast<double>(tracker.total);
+      if (!listed.empty() && !(listed.back().first < id)) ascending = false;
+      listed.emplace_back(std::string(id), ids.int64(0));
+      if (tracker.report && listed.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
+        tracker.meta = 0.5 * static_cast<double>(listed.size()) / static_cast<double>(tracker.total);
         tracker.update();
       }
     }
     if (!ascending) {
-      std::stable_sort(records.begin(), records.end(), [](const MetaTable::Entry& a, const MetaTable::Entry& b) { return a.id < b.id; });
-      if (std::adjacent_find(records.begin(), records.end(), [](const MetaTable::Entry& a, const MetaTable::Entry& b) {
-            return a.id == b.id;
-          }) != records.end()) {
+      std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      if (std::adjacent_find(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first == b.first; }) !=
+          listed.end()) {
         return fail(ErrorCode::corruption, fmt::format("collection {}: an embedding id is in the metadata segment twice", name));
       }
     }
+    meta.sorted.reserve(listed.size());
     std::vector<std::pair<std::int64_t, MetaState*>> by_row;  // (embeddings.id, its record)
-    by_row.reserve(records.size());
-    for (auto& e : records) by_row.emplace_back(e.row, &e.state);
+    by_row.reserve(listed.size());
+    for (auto& [id, row] : listed) {
+      meta.sorted.push_back(MetaTable::Entry{.id = std::move(id)});
+      by_row.emplace_back(row, &meta.sorted.back().state);  // (reserved: the address stays)
+    }
     // Row id -> record: a table over the range when the ids are dense (as sqlite assigns them),
     // else a sorted list.
     std::sort(by_row.begin(), by_row.end());
@@ -1106,7 +1077,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
         if (!present) {
           MetaState s;
           if (r.metadata) split_metadata(*r.metadata, s.metadata, s.document, s.uri);
-          meta.add(r.id, std::move(s));
+          meta.put(r.id, std::move(s));
         }
       } else if (present && r.metadata) {
         merge_metadata(*state, *r.metadata);
@@ -1138,12 +1109,12 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   // The live records of the segment, those only the log adds and vecs.sorted are all in id
   // order: one pass over the three. The table is used up (its ids and states move into records).
   auto cursor = vecs.sorted.begin();
-  auto seg = meta.segment.begin();
+  auto seg = meta.sorted.begin();
   auto added = meta.log_only.begin();
   while (true) {
-    while (seg != meta.segment.end() && !seg->live) ++seg;
+    while (seg != meta.sorted.end() && !seg->live) ++seg;
     const bool from_segment =
-        seg != meta.segment.end() && (added == meta.log_only.end() || seg->id < added->first);
+        seg != meta.sorted.end() && (added == meta.log_only.end() || seg->id < added->first);
     if (!from_segment && added == meta.log_only.end()) break;
     std::string id = from_segment ? std::move(seg->id) : added->first;
     MetaState& m = from_segment ? seg->state : added->second;
