@@ -33,6 +33,7 @@
 #include "pg/pg_conn.hpp"
 #include "support/migrate_checks.hpp"
 #include "support/pg_fixture.hpp"
+#include "vstore/embedded_pg.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/schema.hpp"
 
@@ -1370,6 +1371,77 @@ TEST_F(MigrateTest, ConnectionsTheServerDropsMidCopyLeaveWholeBatchesAndResumeFi
   expect_checkpoint_at(kept);
   opts.progress = nullptr;
   expect_resumed_to(opts, expected);
+}
+
+// The server itself crashes (immediate shutdown) after the fourth committed batch, on a cluster
+// of its own with fsync on, like a real one, and recovers from its WAL: what survives is whole
+// batches in id order, each with its checkpoint row, exactly the four that had committed (each
+// commit waited for its WAL to reach the disk), and --resume finishes with every row exact and
+// none twice.
+TEST(MigrateCrashTest, AServerCrashMidCopyLeavesWholeBatchesMatchingTheCheckpointAndResumeFinishes) {
+  std::string tmpl = (fs::temp_directory_path() / "vstore-crash-XXXXXX").string();
+  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+  const fs::path root = tmpl;
+  fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  vstore::EmbeddedPostgres pg(root / "pg");
+  vstore::EmbeddedOptions pg_opts;
+  pg_opts.fsync = true;
+  pg_opts.shared_buffers = "64MB";
+  auto started = pg.start(pg_opts);
+  ASSERT_TRUE(started.has_value()) << started.error().to_string();
+  const std::string conninfo = started->conninfo;
+  auto config = vstore::testing::test_config(conninfo, k_dim);
+  config.data_dir = root / "data";
+  ASSERT_TRUE(vstore::schema_up(conninfo, config).has_value());
+  auto rows = [&](const std::string& sql) { return std::stoll(sql_value(conninfo, sql)); };
+  const auto expected = static_cast<std::int64_t>(truth_collection(ChromaDirs::instance().truth("0.6.3"), "c_cosine")["live"].size());
+  ASSERT_GT(expected, 100);
+
+  vstore::MigrateOptions opts;
+  opts.from_dir = ChromaDirs::instance().dir("0.6.3").string();
+  opts.collection = "c_cosine";
+  opts.model = "test-model";
+  opts.insert_missing = true;
+  opts.batch_size = 20;
+  opts.writers = 2;
+  std::int64_t committed_at_crash = -1;
+  opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t) {
+    if (phase != "copy" || committed_at_crash >= 0 || done < 80) return;
+    committed_at_crash = done;
+    std::ifstream pid_file(root / "pg" / "data" / "postmaster.pid");
+    pid_t pid = 0;
+    pid_file >> pid;
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(kill(pid, SIGQUIT), 0);  // immediate shutdown
+    for (int i = 0; i < 1000 && kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_NE(kill(pid, 0), 0) << "the server did not go down";
+  };
+  auto crashed = vstore::migrate_chroma(conninfo, config, opts);
+  ASSERT_EQ(committed_at_crash, 80);
+  ASSERT_FALSE(crashed.has_value()) << "the run went on without its server";
+
+  started = pg.start(pg_opts);  // crash recovery replays the WAL that reached the disk
+  ASSERT_TRUE(started.has_value()) << started.error().to_string();
+  const std::int64_t kept = rows("SELECT count(*) FROM articles");
+  EXPECT_EQ(kept, committed_at_crash) << "a batch reported as committed must survive the crash";
+  EXPECT_EQ(kept % 20, 0) << "whole batches only";
+  if (kept > 0) {
+    EXPECT_EQ(rows("SELECT rows_done FROM vstore_chroma_checkpoints"), kept);
+    EXPECT_EQ(sql_value(conninfo, "SELECT max(uri COLLATE \"C\") FROM articles"),
+              sql_value(conninfo, "SELECT last_id FROM vstore_chroma_checkpoints"));
+  }
+  opts.progress = nullptr;
+  opts.resume = true;
+  opts.verify = true;
+  auto resumed = vstore::migrate_chroma(conninfo, config, opts);
+  ASSERT_TRUE(resumed.has_value()) << resumed.error().to_string();
+  EXPECT_TRUE(resumed->ok()) << resumed->to_json().dump(1);
+  EXPECT_EQ(resumed->collections[0].migrated, expected);
+  EXPECT_EQ(rows("SELECT count(*) FROM articles"), expected);
+  EXPECT_EQ(rows("SELECT count(DISTINCT uri) FROM articles"), expected);
+  EXPECT_TRUE(pg.stop().has_value());
+  std::error_code ec;
+  fs::remove_all(root, ec);
 }
 
 // Several writers store batches at once but commit them in order: a stop after n batches
