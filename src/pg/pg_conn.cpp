@@ -5,7 +5,10 @@
 #include "pg/pg_conn.hpp"
 
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "pg/pg_filter.hpp"
@@ -84,8 +87,23 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
   // while the timeout and application name are ours.
   std::string timeout = std::to_string(connect_timeout_s);
   // Sessions run in UTC so that date strings without a zone in filters mean UTC.
+  // The session options keep what the user gave (the conninfo's `options`, else PGOPTIONS),
+  // which the keyword below would otherwise replace, with the time zone after them.
+  std::string user_options;
+  char* parse_error = nullptr;
+  if (PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &parse_error)) {
+    for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+      if (std::string_view(o->keyword) == "options" && o->val != nullptr) user_options = o->val;
+    }
+    PQconninfoFree(parsed);
+  }
+  if (parse_error != nullptr) PQfreemem(parse_error);  // (PQconnectdbParams reports it below)
+  if (user_options.empty()) {
+    if (const char* env = std::getenv("PGOPTIONS")) user_options = env;
+  }
+  const std::string options = user_options.empty() ? "-c TimeZone=UTC" : user_options + " -c TimeZone=UTC";
   const char* keys[] = {"dbname", "connect_timeout", "application_name", "options", nullptr};
-  const char* values[] = {conninfo.c_str(), timeout.c_str(), "vstore", "-c TimeZone=UTC", nullptr};
+  const char* values[] = {conninfo.c_str(), timeout.c_str(), "vstore", options.c_str(), nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
   if (raw == nullptr) {
     return fail(ErrorCode::internal, "postgresql: out of memory creating a connection");

@@ -3,8 +3,10 @@
 // connections closed on release, recycle age, broken connections replaced.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <thread>
 
+#include "pg/pg_conn.hpp"
 #include "pg/pg_pool.hpp"
 #include "support/pg_fixture.hpp"
 
@@ -19,6 +21,28 @@ class PoolTest : public ::testing::Test {
   void TearDown() override { PgServer::instance().drop_database(m_db); }
   std::string m_db;
 };
+
+// The session options a user gives (in the conninfo, else in PGOPTIONS) reach the server
+// together with vstore's own time zone, rather than being replaced by it.
+TEST_F(PoolTest, TheUsersSessionOptionsAreKeptBesideTheUtcTimeZone) {
+  auto show = [](Connection& c, const char* name) {
+    auto r = c.exec(std::string("SHOW ") + name);
+    EXPECT_TRUE(r.has_value());
+    return r ? r->text(0, 0) : std::string();
+  };
+  {
+    auto c = Connection::connect(m_db + " options='-c statement_timeout=4321'");
+    ASSERT_TRUE(c.has_value()) << c.error().to_string();
+    EXPECT_EQ(show(*c, "statement_timeout"), "4321ms");
+    EXPECT_EQ(show(*c, "TimeZone"), "UTC");
+  }
+  ASSERT_EQ(setenv("PGOPTIONS", "-c lock_timeout=2345", 1), 0);
+  auto c = Connection::connect(m_db);
+  unsetenv("PGOPTIONS");
+  ASSERT_TRUE(c.has_value()) << c.error().to_string();
+  EXPECT_EQ(show(*c, "lock_timeout"), "2345ms");
+  EXPECT_EQ(show(*c, "TimeZone"), "UTC");
+}
 
 TEST_F(PoolTest, NeverOpensMoreThanSizePlusOverflowAndTimesOutWhenExhausted) {
   PoolConfig cfg;
