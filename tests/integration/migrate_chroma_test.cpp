@@ -1384,6 +1384,15 @@ TEST(MigrateCrashTest, AServerCrashMidCopyLeavesWholeBatchesMatchingTheCheckpoin
   const fs::path root = tmpl;
   fs::permissions(root, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   vstore::EmbeddedPostgres pg(root / "pg");
+  struct StopAndRemove {  // also when an assertion ends the test early
+    vstore::EmbeddedPostgres& pg;
+    fs::path root;
+    ~StopAndRemove() {
+      (void)pg.stop();
+      std::error_code ec;
+      fs::remove_all(root, ec);
+    }
+  } stop_and_remove{pg, root};
   vstore::EmbeddedOptions pg_opts;
   pg_opts.fsync = true;
   pg_opts.shared_buffers = "64MB";
@@ -1440,8 +1449,6 @@ TEST(MigrateCrashTest, AServerCrashMidCopyLeavesWholeBatchesMatchingTheCheckpoin
   EXPECT_EQ(rows("SELECT count(*) FROM articles"), expected);
   EXPECT_EQ(rows("SELECT count(DISTINCT uri) FROM articles"), expected);
   EXPECT_TRUE(pg.stop().has_value());
-  std::error_code ec;
-  fs::remove_all(root, ec);
 }
 
 // Several writers store batches at once but commit them in order: a stop after n batches
