@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
-
 #include <fmt/format.h>
 
 #include "pg/pg_filter.hpp"
