@@ -237,6 +237,10 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
          << "maintenance_work_mem = '" << options.maintenance_work_mem << "'\n"
          << "max_connections = 100\n"
          << "fsync = " << (options.fsync ? "on" : "off") << "\n"
+         // The WAL writer flushes every 10 ms instead of every 200 ms, so a bulk load's commit
+         // finds most of its WAL already on disk and waits for little of it (vstore bench
+         // migrate: both sides about a tenth faster, docs/benchmarks.md).
+         << "wal_writer_delay = '10ms'\n"
          << "logging_collector = off\n";
     if (!conf) return fail(ErrorCode::internal, "cannot write postgresql.conf");
   }
