@@ -13,6 +13,7 @@
 #include "chroma/chroma_pickle.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -33,15 +34,28 @@ enum class Kind : std::uint8_t { none, mark, empty_tuple, integer, string, globa
 
 constexpr std::uint32_t k_no_node = ~std::uint32_t{0};
 
-// A value: an int, a string (a view of the input), a dict (its index in Machine::m_dict_items),
-// or an object (its class node and, after BUILD, its state node).
+// A value in 16 bytes (the arena holds one per value pushed, 400,000 for a label map of
+// 100,000 ids): an int, a string (its bytes in the input), a dict (its index in
+// Machine::m_dict_items), or an object (after BUILD, its state node). Only the member of the
+// node's kind is set and read.
 struct Node {
   Kind kind = Kind::none;
-  std::int64_t integer = 0;
-  std::string_view string;
-  std::uint32_t dict = 0;
-  std::uint32_t state = k_no_node;
+  std::uint32_t size = 0;  // a string's length
+  union {
+    std::int64_t integer = 0;
+    const char* chars;    // a string's first byte
+    std::uint32_t dict;   // a dict's index
+    std::uint32_t state;  // an object's state node, k_no_node until BUILD
+  };
+  [[nodiscard]] std::string_view string() const { return {chars, size}; }
 };
+static_assert(sizeof(Node) == 16);
+
+Node string_node(std::string_view s) {
+  Node n{.kind = Kind::string, .size = static_cast<std::uint32_t>(s.size())};
+  n.chars = s.data();
+  return n;
+}
 
 using Items = std::vector<std::pair<std::uint32_t, std::uint32_t>>;  // (key node, value node)
 
@@ -83,7 +97,7 @@ class Machine {
           // Both dialects build four dicts (state + three maps); a cap keeps nesting shallow.
           if (m_dict_items.size() >= k_max_dicts) return bad(fmt::format("more than {} dicts", k_max_dicts));
           m_dict_items.emplace_back();
-          push(Node{.kind = Kind::dict, .dict = static_cast<std::uint32_t>(m_dict_items.size() - 1)});
+          push_index(Kind::dict, static_cast<std::uint32_t>(m_dict_items.size() - 1));
           break;
         case ')':
           push(Node{.kind = Kind::empty_tuple});
@@ -117,13 +131,13 @@ class Machine {
         case 0x8c: {  // SHORT_BINUNICODE
           VS_TRY_ASSIGN(std::uint64_t n, read_uint(1));
           VS_TRY_ASSIGN(std::string_view s, read_bytes(static_cast<std::size_t>(n)));
-          push(Node{.kind = Kind::string, .string = s});
+          push(string_node(s));
           break;
         }
         case 'X': {  // BINUNICODE
           VS_TRY_ASSIGN(std::uint64_t n, read_uint(4));
           VS_TRY_ASSIGN(std::string_view s, read_bytes(static_cast<std::size_t>(n)));
-          push(Node{.kind = Kind::string, .string = s});
+          push(string_node(s));
           break;
         }
         case 0x94: {  // MEMOIZE
@@ -174,8 +188,8 @@ class Machine {
           const Node& name = m_nodes[pop()];
           const Node& module = m_nodes[pop()];
           if (name.kind != Kind::string || module.kind != Kind::string) return bad("STACK_GLOBAL operands are not strings");
-          if (module.string != k_py_module || name.string != k_py_class) {
-            return bad(fmt::format("the pickle names class {}.{}; only {}.{} is accepted", module.string, name.string,
+          if (module.string() != k_py_module || name.string() != k_py_class) {
+            return bad(fmt::format("the pickle names class {}.{}; only {}.{} is accepted", module.string(), name.string(),
                                    k_py_module, k_py_class));
           }
           push(Node{.kind = Kind::global});
@@ -186,7 +200,7 @@ class Machine {
           const std::uint32_t args = pop();
           const std::uint32_t cls = pop();
           if (!is(args, Kind::empty_tuple) || !is(cls, Kind::global)) return bad("NEWOBJ expects a class and an empty tuple");
-          push(Node{.kind = Kind::object});
+          push_index(Kind::object, k_no_node);
           break;
         }
         case 'b': {  // BUILD
@@ -216,6 +230,11 @@ class Machine {
     m_stack.push_back(static_cast<std::uint32_t>(m_nodes.size() - 1));
   }
   void push_int(std::int64_t v) { push(Node{.kind = Kind::integer, .integer = v}); }
+  void push_index(Kind kind, std::uint32_t index) {
+    Node n{.kind = kind};
+    (kind == Kind::dict ? n.dict : n.state) = index;
+    push(n);
+  }
 
   std::unexpected<Error> bad(std::string what) const {
     return fail(ErrorCode::corruption,
@@ -316,8 +335,9 @@ std::uint64_t prefix_key(std::string_view s) {
 }
 
 // The entries of a dict in id order, one per id: a key given twice keeps its last value (the
-// dict's). Sorted by each id's 8-byte prefix key, then (equal keys only) the whole ids, then
-// position, so most comparisons touch no string bytes.
+// dict's). Ordered by each id's 8-byte prefix key, then (equal keys only) the whole ids, then
+// position, so that ids which differ in their first 8 bytes are ordered without touching
+// their bytes.
 std::vector<LabelEntry> in_id_order_last_wins(const std::vector<LabelEntry>& entries) {
   struct Keyed {
     std::uint64_t prefix;
@@ -325,11 +345,27 @@ std::vector<LabelEntry> in_id_order_last_wins(const std::vector<LabelEntry>& ent
   };
   std::vector<Keyed> keys(entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) keys[i] = Keyed{prefix_key(entries[i].id), static_cast<std::uint32_t>(i)};
-  std::sort(keys.begin(), keys.end(), [&entries](const Keyed& a, const Keyed& b) {
-    if (a.prefix != b.prefix) return a.prefix < b.prefix;
-    if (const int c = entries[a.pos].id.compare(entries[b.pos].id); c != 0) return c < 0;
-    return a.pos < b.pos;
-  });
+  // A stable radix sort by prefix, a byte per pass from the lowest (a byte every key shares
+  // is skipped), keeps equal prefixes in position order; each run of one prefix is then sorted
+  // stably by the whole ids.
+  std::vector<Keyed> sorted(keys.size());
+  for (int shift = 0; shift < 64; shift += 8) {
+    std::array<std::size_t, 257> start{};
+    for (const Keyed& k : keys) ++start[((k.prefix >> shift) & 0xff) + 1];
+    if (std::find(start.begin() + 1, start.end(), keys.size()) != start.end()) continue;
+    for (std::size_t b = 0; b < 256; ++b) start[b + 1] += start[b];
+    for (const Keyed& k : keys) sorted[start[(k.prefix >> shift) & 0xff]++] = k;
+    keys.swap(sorted);
+  }
+  for (std::size_t i = 0; i < keys.size();) {
+    std::size_t j = i + 1;
+    while (j < keys.size() && keys[j].prefix == keys[i].prefix) ++j;
+    if (j - i > 1) {
+      std::stable_sort(keys.begin() + static_cast<std::ptrdiff_t>(i), keys.begin() + static_cast<std::ptrdiff_t>(j),
+                       [&entries](const Keyed& a, const Keyed& b) { return entries[a.pos].id < entries[b.pos].id; });
+    }
+    i = j;
+  }
   std::vector<LabelEntry> out;
   out.reserve(entries.size());
   for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -351,18 +387,18 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     const Node& key = m.node(k);
     const Node& value = m.node(v);
     if (key.kind != Kind::string) return shape_error("a state key is not a string");
-    if (key.string == "dimensionality") {
-      VS_TRY_ASSIGN(out.dimensionality, optional_int(value, key.string));
-    } else if (key.string == "total_elements_added") {
-      VS_TRY_ASSIGN(out.total_elements_added, optional_int(value, key.string));
-    } else if (key.string == "max_seq_id") {
-      VS_TRY_ASSIGN(out.max_seq_id, optional_int(value, key.string));
-    } else if (key.string == "label_to_id" || key.string == "id_to_label" || key.string == "id_to_seq_id") {
-      if (value.kind != Kind::dict) return shape_error(fmt::format("key {} must be a dict", key.string));
-      if (key.string == "label_to_id") label_to_id = &m.items(value);
-      if (key.string == "id_to_label") id_to_label = &m.items(value);
+    if (key.string() == "dimensionality") {
+      VS_TRY_ASSIGN(out.dimensionality, optional_int(value, key.string()));
+    } else if (key.string() == "total_elements_added") {
+      VS_TRY_ASSIGN(out.total_elements_added, optional_int(value, key.string()));
+    } else if (key.string() == "max_seq_id") {
+      VS_TRY_ASSIGN(out.max_seq_id, optional_int(value, key.string()));
+    } else if (key.string() == "label_to_id" || key.string() == "id_to_label" || key.string() == "id_to_seq_id") {
+      if (value.kind != Kind::dict) return shape_error(fmt::format("key {} must be a dict", key.string()));
+      if (key.string() == "label_to_id") label_to_id = &m.items(value);
+      if (key.string() == "id_to_label") id_to_label = &m.items(value);
     } else {
-      return shape_error(fmt::format("unknown state key {}", key.string));
+      return shape_error(fmt::format("unknown state key {}", key.string()));
     }
   }
   if (!label_to_id || !id_to_label) return shape_error("the state has no label_to_id or no id_to_label");
@@ -374,7 +410,7 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     if (label.kind != Kind::integer || id.kind != Kind::string || label.integer < 0) {
       return shape_error("label_to_id must map non-negative ints to strings");
     }
-    out.entries.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string});
+    out.entries.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string()});
   }
   VS_TRY(sort_by_label(out.entries));
   // id_to_label as a dict: a key given twice keeps its last value.
@@ -386,7 +422,7 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     if (id.kind != Kind::string || label.kind != Kind::integer || label.integer < 0) {
       return shape_error("id_to_label must map strings to non-negative ints");
     }
-    reverse.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string});
+    reverse.push_back(LabelEntry{static_cast<std::uint64_t>(label.integer), id.string()});
   }
   reverse = in_id_order_last_wins(reverse);
   if (reverse.size() != out.entries.size()) {

@@ -145,6 +145,38 @@ TEST(ChromaPickle, ReadsTheRustIdMapDialect) {
   EXPECT_EQ(map->id_of(3000000000ULL), "huge-label");
 }
 
+TEST(ChromaPickle, OrdersIdsThatShareTheirFirstBytesAndKeepsTheLastValueOfAKeyGivenTwice) {
+  // URIs share far more than the 8 bytes the id order is first keyed on; given out of order.
+  const Labels labels = {{"https://example.com/b", 1}, {"https://example.com/a/2", 2}, {"https://example.com/a/10", 3},
+                         {"zz", 4},  {"https://example.com/a", 5},  {"a", 6},
+                         {"https://example.org", 7}, {"https://example.c", 8}};
+  // id_to_label gives "zz" twice; a dict keeps the last value, which is the one label_to_id has.
+  Pickle p;
+  p.proto(3).op('}').op('(');
+  p.str("id_to_label").op('}').op('(').str("zz").integer(99);
+  for (const auto& [id, label] : labels) p.str(id).integer(label);
+  p.op('u');
+  p.str("label_to_id").op('}').op('(');
+  for (const auto& [id, label] : labels) p.integer(label).str(id);
+  p.op('u').op('u').op('.');
+  auto map = parse_label_map(p.bytes());
+  ASSERT_TRUE(map.has_value()) << map.error().to_string();
+  ASSERT_EQ(map->size(), labels.size());
+  std::vector<std::string> in_id_order;
+  for (const std::uint32_t i : map->by_id) in_id_order.emplace_back(map->entries[i].id);
+  const std::vector<std::string> expected = {"a",
+                                             "https://example.c",
+                                             "https://example.com/a",
+                                             "https://example.com/a/10",
+                                             "https://example.com/a/2",
+                                             "https://example.com/b",
+                                             "https://example.org",
+                                             "zz"};
+  EXPECT_EQ(in_id_order, expected);
+  EXPECT_EQ(map->id_of(4), "zz");
+  EXPECT_FALSE(map->id_of(99).has_value());
+}
+
 TEST(ChromaPickle, RefusesAPickleOfAnotherShapeNamingTheOpcode) {
   // pickle.dumps([1, 2], protocol=4)
   Pickle list;
