@@ -335,16 +335,28 @@ std::uint64_t prefix_key(std::string_view s) {
 }
 
 // The entries of a dict in id order, one per id: a key given twice keeps its last value (the
-// dict's). Ordered by each id's 8-byte prefix key, then (equal keys only) the whole ids, then
-// position, so that ids which differ in their first 8 bytes are ordered without touching
-// their bytes.
+// dict's). Ordered by a key of 8 bytes of each id (those after the bytes all ids share), then
+// (equal keys only) the whole ids, then position, so that ids which differ in those 8 bytes
+// are ordered without touching their bytes.
 std::vector<LabelEntry> in_id_order_last_wins(const std::vector<LabelEntry>& entries) {
   struct Keyed {
     std::uint64_t prefix;
     std::uint32_t pos;
   };
+  // The bytes every id begins with (URIs share "https://" and often far more) order nothing:
+  // each key is taken from the 8 bytes after them.
+  std::size_t shared = entries.empty() ? 0 : entries.front().id.size();
+  for (const LabelEntry& e : entries) {
+    const std::string_view first = entries.front().id;
+    std::size_t n = 0;
+    const std::size_t most = std::min(shared, e.id.size());
+    while (n < most && e.id[n] == first[n]) ++n;
+    shared = n;
+  }
   std::vector<Keyed> keys(entries.size());
-  for (std::size_t i = 0; i < entries.size(); ++i) keys[i] = Keyed{prefix_key(entries[i].id), static_cast<std::uint32_t>(i)};
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    keys[i] = Keyed{prefix_key(entries[i].id.substr(shared)), static_cast<std::uint32_t>(i)};
+  }
   // A stable radix sort by prefix, a byte per pass from the lowest (a byte every key shares
   // is skipped), keeps equal prefixes in position order; each run of one prefix is then sorted
   // stably by the whole ids.

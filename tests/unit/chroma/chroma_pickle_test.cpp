@@ -177,6 +177,21 @@ TEST(ChromaPickle, OrdersIdsThatShareTheirFirstBytesAndKeepsTheLastValueOfAKeyGi
   EXPECT_FALSE(map->id_of(99).has_value());
 }
 
+TEST(ChromaPickle, OrdersIdsThatAllBeginWithTheSameBytes) {
+  // Every id begins with "https://example." (one is nothing else), so their order is decided
+  // past those bytes.
+  const Labels labels = {{"https://example.com/b", 1}, {"https://example.org", 2},  {"https://example.", 3},
+                         {"https://example.com/a/2", 4}, {"https://example.com/a", 5}, {"https://example.com/a/10", 6}};
+  auto map = parse_label_map(rust_pickle(labels));
+  ASSERT_TRUE(map.has_value()) << map.error().to_string();
+  std::vector<std::string> in_id_order;
+  for (const std::uint32_t i : map->by_id) in_id_order.emplace_back(map->entries[i].id);
+  const std::vector<std::string> expected = {"https://example.",         "https://example.com/a",
+                                             "https://example.com/a/10", "https://example.com/a/2",
+                                             "https://example.com/b",    "https://example.org"};
+  EXPECT_EQ(in_id_order, expected);
+}
+
 TEST(ChromaPickle, RefusesAPickleOfAnotherShapeNamingTheOpcode) {
   // pickle.dumps([1, 2], protocol=4)
   Pickle list;
