@@ -345,9 +345,10 @@ std::vector<LabelEntry> in_id_order_last_wins(const std::vector<LabelEntry>& ent
   };
   // The bytes every id begins with (URIs share "https://" and often far more) order nothing:
   // each key is taken from the 8 bytes after them.
-  std::size_t shared = entries.empty() ? 0 : entries.front().id.size();
+  const std::string_view first = entries.empty() ? std::string_view() : entries.front().id;
+  std::size_t shared = first.size();
   for (const LabelEntry& e : entries) {
-    const std::string_view first = entries.front().id;
+    if (shared == 0) break;
     std::size_t n = 0;
     const std::size_t most = std::min(shared, e.id.size());
     while (n < most && e.id[n] == first[n]) ++n;
@@ -399,18 +400,19 @@ Result<LabelMap> from_state(const Machine& m, const Node& state, PickleDialect d
     const Node& key = m.node(k);
     const Node& value = m.node(v);
     if (key.kind != Kind::string) return shape_error("a state key is not a string");
-    if (key.string() == "dimensionality") {
-      VS_TRY_ASSIGN(out.dimensionality, optional_int(value, key.string()));
-    } else if (key.string() == "total_elements_added") {
-      VS_TRY_ASSIGN(out.total_elements_added, optional_int(value, key.string()));
-    } else if (key.string() == "max_seq_id") {
-      VS_TRY_ASSIGN(out.max_seq_id, optional_int(value, key.string()));
-    } else if (key.string() == "label_to_id" || key.string() == "id_to_label" || key.string() == "id_to_seq_id") {
-      if (value.kind != Kind::dict) return shape_error(fmt::format("key {} must be a dict", key.string()));
-      if (key.string() == "label_to_id") label_to_id = &m.items(value);
-      if (key.string() == "id_to_label") id_to_label = &m.items(value);
+    const std::string_view name = key.string();
+    if (name == "dimensionality") {
+      VS_TRY_ASSIGN(out.dimensionality, optional_int(value, name));
+    } else if (name == "total_elements_added") {
+      VS_TRY_ASSIGN(out.total_elements_added, optional_int(value, name));
+    } else if (name == "max_seq_id") {
+      VS_TRY_ASSIGN(out.max_seq_id, optional_int(value, name));
+    } else if (name == "label_to_id" || name == "id_to_label" || name == "id_to_seq_id") {
+      if (value.kind != Kind::dict) return shape_error(fmt::format("key {} must be a dict", name));
+      if (name == "label_to_id") label_to_id = &m.items(value);
+      if (name == "id_to_label") id_to_label = &m.items(value);
     } else {
-      return shape_error(fmt::format("unknown state key {}", key.string()));
+      return shape_error(fmt::format("unknown state key {}", name));
     }
   }
   if (!label_to_id || !id_to_label) return shape_error("the state has no label_to_id or no id_to_label");
