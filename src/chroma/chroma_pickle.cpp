@@ -349,10 +349,8 @@ std::vector<LabelEntry> in_id_order_last_wins(const std::vector<LabelEntry>& ent
   std::size_t shared = first.size();
   for (const LabelEntry& e : entries) {
     if (shared == 0) break;
-    std::size_t n = 0;
-    const std::size_t most = std::min(shared, e.id.size());
-    while (n < most && e.id[n] == first[n]) ++n;
-    shared = n;
+    const auto head = first.begin() + static_cast<std::ptrdiff_t>(std::min(shared, e.id.size()));
+    shared = static_cast<std::size_t>(std::mismatch(first.begin(), head, e.id.begin()).first - first.begin());
   }
   std::vector<Keyed> keys(entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) {

@@ -12,6 +12,7 @@
 
 namespace {
 
+using vstore::chroma::LabelMap;
 using vstore::chroma::parse_label_map;
 using vstore::chroma::PickleDialect;
 
@@ -145,6 +146,13 @@ TEST(ChromaPickle, ReadsTheRustIdMapDialect) {
   EXPECT_EQ(map->id_of(3000000000ULL), "huge-label");
 }
 
+// The map's ids in the order of by_id.
+std::vector<std::string> ids_in_id_order(const LabelMap& map) {
+  std::vector<std::string> out;
+  for (const std::uint32_t i : map.by_id) out.emplace_back(map.entries[i].id);
+  return out;
+}
+
 TEST(ChromaPickle, OrdersIdsThatShareTheirFirstBytesAndKeepsTheLastValueOfAKeyGivenTwice) {
   // URIs share far more than the 8 bytes the id order is first keyed on; given out of order.
   const Labels labels = {{"https://example.com/b", 1}, {"https://example.com/a/2", 2}, {"https://example.com/a/10", 3},
@@ -162,8 +170,6 @@ TEST(ChromaPickle, OrdersIdsThatShareTheirFirstBytesAndKeepsTheLastValueOfAKeyGi
   auto map = parse_label_map(p.bytes());
   ASSERT_TRUE(map.has_value()) << map.error().to_string();
   ASSERT_EQ(map->size(), labels.size());
-  std::vector<std::string> in_id_order;
-  for (const std::uint32_t i : map->by_id) in_id_order.emplace_back(map->entries[i].id);
   const std::vector<std::string> expected = {"a",
                                              "https://example.c",
                                              "https://example.com/a",
@@ -172,7 +178,7 @@ TEST(ChromaPickle, OrdersIdsThatShareTheirFirstBytesAndKeepsTheLastValueOfAKeyGi
                                              "https://example.com/b",
                                              "https://example.org",
                                              "zz"};
-  EXPECT_EQ(in_id_order, expected);
+  EXPECT_EQ(ids_in_id_order(*map), expected);
   EXPECT_EQ(map->id_of(4), "zz");
   EXPECT_FALSE(map->id_of(99).has_value());
 }
@@ -184,12 +190,10 @@ TEST(ChromaPickle, OrdersIdsThatAllBeginWithTheSameBytes) {
                          {"https://example.com/a/2", 4}, {"https://example.com/a", 5}, {"https://example.com/a/10", 6}};
   auto map = parse_label_map(rust_pickle(labels));
   ASSERT_TRUE(map.has_value()) << map.error().to_string();
-  std::vector<std::string> in_id_order;
-  for (const std::uint32_t i : map->by_id) in_id_order.emplace_back(map->entries[i].id);
   const std::vector<std::string> expected = {"https://example.",         "https://example.com/a",
                                              "https://example.com/a/10", "https://example.com/a/2",
                                              "https://example.com/b",    "https://example.org"};
-  EXPECT_EQ(in_id_order, expected);
+  EXPECT_EQ(ids_in_id_order(*map), expected);
 }
 
 TEST(ChromaPickle, RefusesAPickleOfAnotherShapeNamingTheOpcode) {
