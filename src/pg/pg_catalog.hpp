@@ -8,11 +8,13 @@
 
 namespace vstore::pg {
 
-/// The HNSW or IVFFlat index on `table`.embedding: its name and access method ("hnsw" or
-/// "ivfflat"); both empty when there is none.
+/// The HNSW or IVFFlat index on `table`.embedding: its name, access method ("hnsw" or
+/// "ivfflat") and oid; empty (oid 0) when there is none. A valid index is preferred. Look the
+/// index up again by `oid`: its name, given to to_regclass(), would be parsed as SQL (case folds).
 struct VectorIndex {
   std::string name;
   std::string method;
+  unsigned int oid = 0;
 };
 
 [[nodiscard]] Result<VectorIndex> find_vector_index(Connection& conn, const std::string& table);

@@ -1,8 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // PgVectorStore. Design:
-// - Writes: one article -> INSERT .. ON CONFLICT (uri) DO UPDATE of the vector columns only;
-//   many -> binary COPY into a per-connection temp staging table, then one INSERT .. SELECT ..
-//   ON CONFLICT merge, all in one transaction. Existing rows keep every non-vector column.
+// - Writes: every upsert is one transaction (write_transaction), rows in uri order so that
+//   concurrent writers of the same uris cannot deadlock, retried when the server rolled it back
+//   for a deadlock or serialization failure. Few articles -> one INSERT .. ON CONFLICT (uri) DO
+//   UPDATE each; many -> binary COPY (straight into the table, or into a per-connection temp
+//   staging table and one INSERT .. SELECT .. ON CONFLICT merge). On a table vstore created an
+//   existing row also takes the article fields given; on the application's table only the vector
+//   columns change, and a given text field that differs from the row's is refused.
+// - Values fit their columns: varchar(n)/character(n) lengths are checked before writing, and
+//   casts name the bare type (an explicit cast to varchar(n) would truncate silently).
+// - Catalog: what the store knows of its table (TableInfo) is re-read when a fingerprint of the
+//   table's pg_class row and indexes changes, checked at most once a second, so an index dropped
+//   or rebuilt by a bulk load is seen by stores that are already open.
 // - Reads: the query vector travels as a binary `vector` parameter through prepared statements;
 //   the metadata JSON is built in SQL from the live columns over the stored vector_metadata.
 // - Filtered search chooses its plan from the filter's estimated match count (EXPLAIN): few
@@ -16,6 +25,8 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <random>
+#include <thread>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -35,10 +46,20 @@ constexpr int k_latest_schema = 3;
 constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
 constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
 constexpr int k_max_top_k = 10000;
+constexpr int k_write_attempts = 4;                // a transaction the server rolled back runs at most this often
+constexpr auto k_catalog_recheck = std::chrono::seconds(1);  // the table's catalog fingerprint, at most this often
 
 thread_local SearchPlan t_last_plan = SearchPlan::index;
 
 std::string q(std::string_view ident) { return quote_sql_identifier(ident); }
+
+// True when `error` says the server rolled the transaction back as a deadlock victim (40P01) or
+// for a serialization failure (40001): none of it was applied, so it may run again. (Error has
+// no SQLSTATE field; error_from_pg ends the message of every server error with it.)
+bool rolled_back_by_server(const Error& error) {
+  const std::string& text = error.message();
+  return text.ends_with("[sqlstate 40P01]") || text.ends_with("[sqlstate 40001]");
+}
 
 double parse_double(std::string_view s) {
   double v = 0;
@@ -97,9 +118,23 @@ std::string metadata_expression(const TableInfo& info) {
                      obj);
 }
 
+// The catalog fingerprint of the table: its oid, the xmin of its pg_class row (new after ALTER
+// TABLE) and its indexes with their validity; empty when the table does not exist.
+Result<std::string> catalog_fingerprint(Connection& conn, const std::string& table) {
+  Param p[] = {Param::text(table)};
+  VS_TRY_ASSIGN(PgResult res,
+                conn.exec_prepared("SELECT c.oid::text || ':' || c.xmin::text || ':' || COALESCE((SELECT "
+                                   "string_agg(i.indexrelid::text || '/' || i.indisvalid::text || i.indisready::text, ',' "
+                                   "ORDER BY i.indexrelid) FROM pg_index i WHERE i.indrelid = c.oid), '') FROM pg_class c "
+                                   "WHERE c.oid = to_regclass(quote_ident($1))",
+                                   p));
+  return res.rows() == 0 ? std::string() : res.text(0, 0);
+}
+
 Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
   TableInfo info;
   info.table = config.table;
+  VS_TRY_ASSIGN(info.fingerprint, catalog_fingerprint(conn, config.table));
   {
     Param p[] = {Param::text("vstore_schema_migrations")};
     VS_TRY_ASSIGN(PgResult exists, conn.exec_params("SELECT to_regclass($1) IS NOT NULL", p));
@@ -116,16 +151,31 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
                                                    "`vstore schema up` first",
                                                    version, k_latest_schema));
     }
+    Param t[] = {Param::text(config.table)};
+    VS_TRY_ASSIGN(PgResult base, conn.exec_params("SELECT COALESCE((details->>'created_table')::boolean, false) FROM "
+                                                  "vstore_schema_migrations WHERE table_name = $1 AND version = 1",
+                                                  t));
+    info.vstore_owns_table = base.rows() > 0 && base.get(0, 0) == "t";
   }
   Param p[] = {Param::text(config.table)};
-  VS_TRY_ASSIGN(PgResult cols, conn.exec_params("SELECT attname, format_type(atttypid, atttypmod), atttypmod "
-                                                "FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
-                                                "AND NOT attisdropped ORDER BY attnum",
+  // (format_type without a modifier names character(n) "character", which is character(1).)
+  VS_TRY_ASSIGN(PgResult cols, conn.exec_params("SELECT attname, format_type(atttypid, atttypmod), atttypmod, CASE WHEN "
+                                                "atttypid = 'bpchar'::regtype THEN 'bpchar' ELSE format_type(atttypid, "
+                                                "NULL) END FROM pg_attribute WHERE attrelid = "
+                                                "to_regclass(quote_ident($1)) AND attnum > 0 AND NOT attisdropped "
+                                                "ORDER BY attnum",
                                                 p));
   if (cols.rows() == 0) return fail(ErrorCode::not_found, fmt::format("table {} does not exist", config.table));
   for (int r = 0; r < cols.rows(); ++r) {
-    info.columns[cols.text(r, 0)] = cols.text(r, 1);
-    if (cols.get(r, 0) == "embedding") info.dimension = static_cast<int>(parse_int(cols.get(r, 2)));
+    const std::string name = cols.text(r, 0);
+    info.columns[name] = cols.text(r, 1);
+    info.cast_types[name] = cols.text(r, 3);
+    const std::int64_t typmod = parse_int(cols.get(r, 2));
+    if (name == "embedding") info.dimension = static_cast<int>(typmod);
+    // varchar(n) and character(n) keep n + 4 (the varlena header) in atttypmod.
+    if ((cols.get(r, 3) == "character varying" || cols.get(r, 3) == "bpchar") && typmod > 4) {
+      info.char_limits[name] = static_cast<int>(typmod - 4);
+    }
   }
   if (info.dimension <= 0) {
     return fail(ErrorCode::conflict, fmt::format("table {} has no embedding column of type vector(n)", config.table));
@@ -141,7 +191,9 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
       k_metadata_columns, [&](std::string_view key) { return info.columns.count(std::string(key)) != 0; });
   VS_TRY_ASSIGN(VectorIndex idx, find_vector_index(conn, config.table));
   info.index_name = idx.name;
+  info.index_oid = idx.oid;
   info.index_type = idx.name.empty() ? "none" : idx.method;
+  info.metadata_expr = metadata_expression(info);
   return info;
 }
 
@@ -203,11 +255,37 @@ struct PgVectorStore::Prepared {
 };
 
 PgVectorStore::PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info)
-    : m_config(config), m_info(std::move(info)), m_pool(conninfo, config.pool) {
+    : m_config(config), m_dimension(info.dimension), m_info(std::make_shared<const TableInfo>(std::move(info))),
+      m_info_checked_at(std::chrono::steady_clock::now().time_since_epoch().count()), m_pool(conninfo, config.pool) {
   for (const auto& url : config.database_read_urls) {
     m_read_pools.push_back(std::make_unique<Pool>(url, config.pool));
   }
-  m_metadata_expr = metadata_expression(m_info);
+}
+
+std::shared_ptr<const TableInfo> PgVectorStore::table_info() const {
+  std::lock_guard lock(m_info_mutex);
+  return m_info;
+}
+
+Result<std::shared_ptr<const TableInfo>> PgVectorStore::current_info(Connection& conn) {
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  std::shared_ptr<const TableInfo> info = table_info();
+  const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(k_catalog_recheck).count();
+  if (now - m_info_checked_at.load() < interval) return info;
+  m_info_checked_at.store(now);
+  VS_TRY_ASSIGN(const std::string fingerprint, catalog_fingerprint(conn, m_config.table));
+  if (fingerprint == info->fingerprint) return info;
+  // The table's columns or indexes changed (a bulk load dropped or rebuilt the vector index,
+  // the application altered the table): read it again.
+  VS_TRY_ASSIGN(TableInfo fresh, read_table_info(conn, m_config));
+  if (fresh.dimension != m_dimension) {
+    return fail(ErrorCode::conflict, fmt::format("table {} now stores vector({}), not vector({}); reopen the store",
+                                                 m_config.table, fresh.dimension, m_dimension));
+  }
+  info = std::make_shared<const TableInfo>(std::move(fresh));
+  std::lock_guard lock(m_info_mutex);
+  m_info = info;
+  return info;
 }
 
 Result<std::unique_ptr<PgVectorStore>> PgVectorStore::open(const std::string& conninfo, const Config& config) {
@@ -229,9 +307,9 @@ Result<double> PgVectorStore::table_rows(Connection& conn) {
                                          std::chrono::seconds(30)).count()) {
     return m_rows_estimate.load();
   }
-  Param p[] = {Param::text(m_info.table)};
+  Param p[] = {Param::text(m_config.table)};
   VS_TRY_ASSIGN(PgResult total, conn.exec_params("SELECT GREATEST(reltuples, 1)::float8 FROM pg_class "
-                                                 "WHERE oid = to_regclass($1)",
+                                                 "WHERE oid = to_regclass(quote_ident($1))",
                                                  p));
   const double rows = total.rows() > 0 ? std::max(1.0, parse_double(total.get(0, 0))) : 1.0;
   m_rows_estimate.store(rows);
@@ -248,7 +326,7 @@ SearchPlan PgVectorStore::test_last_plan() { return t_last_plan; }
 
 // ---- writes -----------------------------------------------------------------------------------
 
-Result<void> PgVectorStore::check_model(std::span<const ArticleVector> items) {
+Result<void> PgVectorStore::check_model(Connection& conn, std::span<const ArticleVector> items) {
   const std::string& model = items.front().embedding_model;
   for (const auto& item : items) {
     if (item.embedding_model.empty()) {
@@ -259,29 +337,134 @@ Result<void> PgVectorStore::check_model(std::span<const ArticleVector> items) {
                   fmt::format("one batch mixes embedding models {} and {}", model, item.embedding_model));
     }
   }
-  VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model());
+  VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model(conn));
   if (stored && *stored != model) {
     return fail(ErrorCode::invalid_argument,
-                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_info.table, *stored,
+                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_config.table, *stored,
                             model));
   }
   return {};
 }
 
-Result<std::optional<std::string>> PgVectorStore::stored_model() {
-  std::lock_guard lock(m_model_mutex);
-  if (!m_model_known) {
-    VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
-    VS_TRY_ASSIGN(PgResult res, lease->exec(fmt::format("SELECT embedding_model FROM {} WHERE embedding IS NOT NULL "
-                                                        "AND embedding_model IS NOT NULL LIMIT 1",
-                                                        q(m_info.table))));
-    if (res.rows() > 0) m_model = res.text(0, 0);
-    m_model_known = true;
+Result<std::optional<std::string>> PgVectorStore::stored_model(Connection& conn) {
+  {
+    std::lock_guard lock(m_model_mutex);
+    if (m_model) return m_model;
   }
+  // Read until the table holds a vector: a write that another connection commits (the dual
+  // store's transaction, another process) is seen, and a rolled-back write leaves no trace.
+  VS_TRY_ASSIGN(PgResult res, conn.exec(fmt::format("SELECT embedding_model FROM {} WHERE embedding IS NOT NULL "
+                                                    "AND embedding_model IS NOT NULL LIMIT 1",
+                                                    q(m_config.table))));
+  if (res.rows() == 0) return std::optional<std::string>();
+  std::lock_guard lock(m_model_mutex);
+  m_model = res.text(0, 0);
   return m_model;
 }
 
+Result<std::optional<std::string>> PgVectorStore::stored_model() {
+  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  return stored_model(*lease);
+}
+
+Result<void> PgVectorStore::write_transaction(const std::function<Result<void>(Connection&)>& body) {
+  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  Connection& conn = *lease;
+  std::minstd_rand jitter(static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  for (int attempt = 1;; ++attempt) {
+    VS_TRY(conn.exec("BEGIN"));
+    Result<void> done = body(conn);
+    if (done) {
+      auto committed = conn.exec("COMMIT");
+      if (committed) return {};
+      done = fail(committed.error());
+    }
+    (void)conn.exec("ROLLBACK");
+    if (attempt >= k_write_attempts || !rolled_back_by_server(done.error())) return done;
+    // The server chose this transaction as the deadlock victim (or serialization failure) and
+    // rolled it back: nothing of it was applied. A short random pause lets the other one finish.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + jitter() % 20));
+  }
+}
+
 Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
+  if (items.empty()) return {};
+  VS_TRY(write_transaction([&](Connection& conn) { return upsert_in(conn, items); }));
+  return {};
+}
+
+namespace {
+// Number of characters (code points) of UTF-8 text.
+std::size_t utf8_length(std::string_view text) {
+  return static_cast<std::size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0U) != 0x80U; }));
+}
+
+// Every value an upsert would write into a varchar(n)/character(n) column fits: PostgreSQL
+// truncates an explicit cast silently, so a longer value is refused here, before anything is
+// written, naming the article, the column and its limit.
+Result<void> check_fits(const TableInfo& info, std::span<const ArticleVector> items) {
+  if (info.char_limits.empty()) return {};
+  for (const auto& item : items) {
+    for (const auto& [column, limit] : info.char_limits) {
+      const auto type = info.columns.find(column);
+      const bool timestamp = type != info.columns.end() && kind_of(type->second) == ColumnKind::timestamp;
+      const std::optional<std::string> value =
+          column == "uri" ? std::optional<std::string>(item.article.uri) : article_column_value(item.article, column, timestamp);
+      if (!value) continue;
+      if (const std::size_t length = utf8_length(*value); length > static_cast<std::size_t>(limit)) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("article {}: {} has {} characters, but column {}.{} ({}) holds at most {}", item.article.uri,
+                                column, length, info.table, column, type->second, limit));
+      }
+    }
+  }
+  return {};
+}
+}  // namespace
+
+// On a table the application owns, vstore writes only vector columns; a vector made from text
+// other than the row's would not describe the row. So an upsert that gives a text field (one of
+// plain_text_field's) whose value differs from the existing row's column is refused. Fields not
+// given are not compared: an upsert with no article fields only writes the vector.
+Result<void> PgVectorStore::check_unchanged_text(Connection& conn, const TableInfo& info,
+                                                 std::span<const ArticleVector* const> rows) {
+  static const Article k_no_fields;
+  std::vector<std::string> uris, cols, values;
+  std::vector<std::string> compared;  // the columns, by their number in `cols`
+  std::string cases;
+  for (const auto& [column, type] : info.columns) {
+    if (column == "uri" || plain_text_field(k_no_fields, column) == nullptr) continue;
+    cases += fmt::format(" WHEN {} THEN t.{}::text", compared.size(), q(column));
+    for (const ArticleVector* item : rows) {
+      if (const std::optional<std::string>* given = plain_text_field(item->article, column); *given) {
+        uris.push_back(item->article.uri);
+        cols.push_back(std::to_string(compared.size()));
+        values.push_back(**given);
+      }
+    }
+    compared.push_back(column);
+  }
+  if (uris.empty()) return {};
+  const std::string uri_arr = sql_array_literal(uris);
+  const std::string col_arr = sql_array_literal(cols);
+  const std::string value_arr = sql_array_literal(values);
+  Param p[] = {Param::text(uri_arr), Param::text(col_arr), Param::text(value_arr)};
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params(fmt::format("SELECT s.uri, s.col FROM unnest($1::text[], $2::int[], "
+                                                           "$3::text[]) AS s(uri, col, val) JOIN {} t ON t.uri = s.uri "
+                                                           "WHERE (CASE s.col{} END) IS DISTINCT FROM s.val "
+                                                           "ORDER BY s.uri, s.col LIMIT 1",
+                                                           q(info.table), cases),
+                                               p));
+  if (res.rows() == 0) return {};
+  return fail(ErrorCode::invalid_argument,
+              fmt::format("article {}: its {} differs from the row's, and table {} is the application's, where vstore "
+                          "writes only the vector columns (the vector would not describe the row's text); update the "
+                          "row first, or upsert without the text fields",
+                          res.text(0, 0), compared.at(static_cast<std::size_t>(parse_int(res.get(0, 1)))), info.table));
+}
+
+Result<void> PgVectorStore::upsert_in(Connection& conn, std::span<const ArticleVector> items) {
   if (items.empty()) return {};
   std::unordered_set<std::string_view> seen;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -289,39 +472,41 @@ Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
     if (item.article.uri.empty()) {
       return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri is empty", i));
     }
-    VS_TRY(check_vector(item.embedding, m_info.dimension, fmt::format("article {}", item.article.uri)));
+    VS_TRY(check_vector(item.embedding, m_dimension, fmt::format("article {}", item.article.uri)));
     if (!seen.insert(item.article.uri).second) {
       return fail(ErrorCode::invalid_argument, fmt::format("uri {} appears twice in one batch", item.article.uri));
     }
   }
-  VS_TRY(check_model(items));
-  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
-  Result<void> done = items.size() < k_copy_threshold ? upsert_one(*lease, items[0]) : upsert_many(*lease, items);
-  if (items.size() < k_copy_threshold) {
-    for (std::size_t i = 1; done && i < items.size(); ++i) done = upsert_one(*lease, items[i]);
+  VS_TRY(check_model(conn, items));
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
+  VS_TRY(check_fits(*info, items));
+  // Rows are written in uri order, so that writers of the same uris take their row locks in
+  // the same order and cannot deadlock one another.
+  std::vector<const ArticleVector*> rows;
+  rows.reserve(items.size());
+  for (const auto& item : items) rows.push_back(&item);
+  std::ranges::sort(rows, {}, [](const ArticleVector* a) -> const std::string& { return a->article.uri; });
+  if (!info->vstore_owns_table) VS_TRY(check_unchanged_text(conn, *info, rows));
+  if (rows.size() < k_copy_threshold) {
+    for (const ArticleVector* item : rows) VS_TRY(upsert_one(conn, *info, *item));
+    return {};
   }
-  if (done) {
-    std::lock_guard lock(m_model_mutex);
-    m_model = items.front().embedding_model;
-    m_model_known = true;
-  }
-  return done;
+  return upsert_many(conn, *info, rows);
 }
 
 namespace {
-// Columns of a new row: (column, is timestamp) for the article columns the table has.
+// Columns of a new row: (column, type to cast to) for the article columns the table has.
 std::vector<std::pair<std::string, std::string>> insert_columns(const TableInfo& info) {
   std::vector<std::pair<std::string, std::string>> out;
   for (auto col : k_article_columns) {
-    auto it = info.columns.find(std::string(col));
-    if (it != info.columns.end()) out.emplace_back(std::string(col), it->second);
+    auto it = info.cast_types.find(std::string(col));
+    if (it != info.cast_types.end()) out.emplace_back(std::string(col), it->second);
   }
   return out;
 }
 
 // vector_metadata of an existing row that an upsert updates: every metadata key, because the
-// update leaves the row's own columns as they are and the read path falls back to these values
-// where a column is NULL.
+// read path falls back to these values where a column is NULL.
 std::string vector_metadata_json(const ArticleVector& item) { return build_metadata(item.article).dump(); }
 
 // vector_metadata of a row vstore inserts: only the keys that have no column in the table. The
@@ -343,18 +528,24 @@ std::optional<std::string> ts_text(const Article& a) {
   return std::nullopt;
 }
 
-// The ON CONFLICT clause of an upsert: only the vector columns of an existing row change.
-std::string conflict_update(std::string_view metadata_value) {
-  return fmt::format(
+// The ON CONFLICT clause of an upsert. The vector columns of an existing row change; on a table
+// vstore created, so do the article columns the upsert gives a value (the row then holds the
+// text its vector was made from); on the application's table those are its own.
+std::string conflict_update(const TableInfo& info, std::string_view metadata_value) {
+  std::string sql = fmt::format(
       " ON CONFLICT (uri) DO UPDATE SET embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model, "
       "vector_metadata = {}, publication_date_ts = COALESCE(EXCLUDED.publication_date_ts, t.publication_date_ts)",
       metadata_value);
+  if (info.vstore_owns_table) {
+    for (const auto& [col, type] : insert_columns(info)) sql += fmt::format(", {0} = COALESCE(EXCLUDED.{0}, t.{0})", q(col));
+  }
+  return sql;
 }
 }  // namespace
 
-Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& item) {
+Result<void> PgVectorStore::upsert_one(Connection& conn, const TableInfo& info, const ArticleVector& item) {
   VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
-  const auto cols = insert_columns(m_info);
+  const auto cols = insert_columns(info);
   std::vector<std::optional<std::string>> values;
   std::string col_sql = "uri";
   std::string val_sql = "$1";
@@ -367,13 +558,13 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const ArticleVector& it
   }
   const std::string vec = encode_vector(item.embedding);
   values.emplace_back(item.embedding_model);
-  values.push_back(new_row_metadata_json(m_info, item));
+  values.push_back(new_row_metadata_json(info, item));
   values.push_back(ts_text(item.article));
   values.push_back(vector_metadata_json(item));
   col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
   val_sql += fmt::format(", ${}, ${}::jsonb, ${}::bigint, ${}", n + 1, n + 2, n + 3, n + 5);
-  const std::string sql = fmt::format("INSERT INTO {} AS t ({}) VALUES ({}){}", q(m_info.table), col_sql, val_sql,
-                                      conflict_update(fmt::format("${}::jsonb", n + 4)));
+  const std::string sql = fmt::format("INSERT INTO {} AS t ({}) VALUES ({}){}", q(info.table), col_sql, val_sql,
+                                      conflict_update(info, fmt::format("${}::jsonb", n + 4)));
   std::vector<Param> params;
   for (const auto& v : values) params.push_back(v ? Param::text(*v) : Param::null_value());
   params.push_back(Param{vec, true, false, vec_oid});
@@ -446,15 +637,18 @@ void write_vector_columns(CopyWriter& writer, const ArticleVector& item, const s
 //   keeps looking up first while batches keep meeting existing rows, and turns optimistic again
 //   after a batch whose uris were all new. New rows are streamed: the server stores one slice
 //   while the next is encoded.
-// - All of it runs in one transaction. If another session inserts one of the "new" uris between
-//   the look-up and the COPY, the COPY fails with a unique violation; the transaction is rolled
-//   back and the whole batch is merged instead, which handles the conflict row by row.
-Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const ArticleVector> items) {
-  const auto cols = insert_columns(m_info);
+// - All of it runs inside the caller's transaction, under a savepoint. If another session
+//   inserts one of the "new" uris between the look-up and the COPY, the COPY fails with a unique
+//   violation; the batch is rolled back to the savepoint and merged instead, which handles the
+//   conflict row by row.
+// - `items` are in uri order, and the merge inserts in uri order: concurrent writers of the same
+//   uris lock them in the same order.
+Result<void> PgVectorStore::upsert_many(Connection& conn, const TableInfo& info, std::span<const ArticleVector* const> items) {
+  const auto cols = insert_columns(info);
   std::vector<Binary> kinds;
-  bool native = m_info.columns.count("uri") != 0 && binary_kind(m_info.columns.at("uri")) == Binary::text;
+  bool native = info.columns.count("uri") != 0 && binary_kind(info.columns.at("uri")) == Binary::text;
   for (const auto& [col, type] : cols) {
-    kinds.push_back(binary_kind(type));
+    kinds.push_back(binary_kind(info.columns.at(col)));
     native = native && kinds.back() != Binary::other;
   }
 
@@ -465,14 +659,18 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
     if (mode == Mode::look_up) {
       std::vector<std::string> uris;
       uris.reserve(items.size());
-      for (const auto& item : items) uris.push_back(item.article.uri);
+      for (const ArticleVector* item : items) uris.push_back(item->article.uri);
       const std::string arr = sql_array_literal(uris);  // Param::text keeps a view: it must outlive p
       Param p[] = {Param::text(arr)};
       VS_TRY_ASSIGN(PgResult res, conn.exec_params(fmt::format("SELECT uri FROM {} WHERE uri = ANY($1::text[])",
-                                                               q(m_info.table)),
+                                                               q(info.table)),
                                                    p));
       for (int row = 0; row < res.rows(); ++row) existing.insert(res.text(row, 0));
       m_look_up_first.store(!existing.empty(), std::memory_order_relaxed);
+      // The existing rows are merged whether or not any new row is copied.
+      for (const ArticleVector* item : items) {
+        if (existing.count(item->article.uri) != 0) merge_rows.push_back(item);
+      }
     }
     if (mode != Mode::merge) {
       if (existing.size() < items.size()) {
@@ -484,11 +682,8 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
         std::size_t next = 0;
         auto fill = [&](CopyWriter& writer) -> Result<bool> {
           while (next < items.size() && writer.size() < k_copy_slice_bytes) {
-            const ArticleVector& item = items[next++];
-            if (existing.count(item.article.uri) != 0) {
-              merge_rows.push_back(&item);
-              continue;
-            }
+            const ArticleVector& item = *items[next++];
+            if (existing.count(item.article.uri) != 0) continue;  // in merge_rows already
             // A value that cannot be encoded sends the row to the merge instead; what was
             // written of it is dropped.
             const std::size_t mark = writer.size();
@@ -503,17 +698,17 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
               merge_rows.push_back(&item);
               continue;
             }
-            write_vector_columns(writer, item, new_row_metadata_json(m_info, item));
+            write_vector_columns(writer, item, new_row_metadata_json(info, item));
           }
           return next < items.size();
         };
-        VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", q(m_info.table), col_sql), fill));
+        VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", q(info.table), col_sql), fill));
       }
     } else {
-      for (const auto& item : items) merge_rows.push_back(&item);
+      merge_rows.assign(items.begin(), items.end());
     }
 
-    if (!merge_rows.empty()) VS_TRY(merge_through_stage(conn, cols, merge_rows));
+    if (!merge_rows.empty()) VS_TRY(merge_through_stage(conn, info, cols, merge_rows));
     return {};
   };
   auto attempt = [&]() -> Result<void> {
@@ -528,23 +723,19 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
     }
     return body(Mode::look_up);
   };
-  VS_TRY(conn.exec("BEGIN"));
+  VS_TRY(conn.exec("SAVEPOINT vstore_batch"));
   Result<void> done = attempt();
   if (!done && native && done.error().code() == ErrorCode::conflict) {
     // A concurrent insert of one of the new uris: merge the whole batch instead.
-    (void)conn.exec("ROLLBACK");
-    VS_TRY(conn.exec("BEGIN"));
+    VS_TRY(conn.exec("ROLLBACK TO SAVEPOINT vstore_batch"));
     done = body(Mode::merge);
   }
-  if (!done) {
-    (void)conn.exec("ROLLBACK");
-    return done;
-  }
-  VS_TRY(conn.exec("COMMIT"));
+  if (!done) return done;  // the caller rolls the transaction back
+  VS_TRY(conn.exec("RELEASE SAVEPOINT vstore_batch"));
   return {};
 }
 
-Result<void> PgVectorStore::merge_through_stage(Connection& conn,
+Result<void> PgVectorStore::merge_through_stage(Connection& conn, const TableInfo& info,
                                                 const std::vector<std::pair<std::string, std::string>>& cols,
                                                 std::span<const ArticleVector* const> rows) {
   // Staging table: text for article columns (cast at merge), native types for the rest. A new
@@ -554,11 +745,11 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn,
   for (const auto& [col, type] : cols) stage_cols += fmt::format(", {} text", q(col));
   stage_cols += fmt::format(", embedding_model text, vector_metadata jsonb, publication_date_ts bigint, embedding vector({}), "
                             "vector_metadata_full jsonb",
-                            m_info.dimension);
-  const std::string stage = fmt::format("vstore_merge_stage_{}", m_info.dimension);
+                            info.dimension);
+  const std::string stage = fmt::format("vstore_merge_stage_{}", info.dimension);
 
   CopyWriter writer;
-  writer.reserve(rows.size() * (static_cast<std::size_t>(m_info.dimension) * 4 + 512));
+  writer.reserve(rows.size() * (static_cast<std::size_t>(info.dimension) * 4 + 512));
   const int fields = static_cast<int>(cols.size()) + 6;
   for (const ArticleVector* item : rows) {
     writer.begin_row(fields);
@@ -566,7 +757,7 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn,
     for (const auto& [col, type] : cols) {
       writer.text_field(article_column_value(item->article, col, kind_of(type) == ColumnKind::timestamp));
     }
-    write_vector_columns(writer, *item, new_row_metadata_json(m_info, *item));
+    write_vector_columns(writer, *item, new_row_metadata_json(info, *item));
     writer.jsonb_field(vector_metadata_json(*item));
   }
   const std::string data = writer.finish();
@@ -581,10 +772,12 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn,
   sel_sql += ", s.embedding_model, s.vector_metadata, s.publication_date_ts, s.embedding";
 
   VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS", q(stage), stage_cols)));
+  // (Empty unless an earlier upsert_in of the same transaction staged rows.)
+  VS_TRY(conn.exec(fmt::format("DELETE FROM {}", q(stage))));
   VS_TRY(conn.copy_in(fmt::format("COPY {} FROM STDIN (FORMAT binary)", q(stage)), data));
   VS_TRY(conn.exec(fmt::format(
-      "INSERT INTO {} AS t ({}) SELECT {} FROM {} s{}", q(m_info.table), col_sql, sel_sql, q(stage),
-      conflict_update(fmt::format("(SELECT f.vector_metadata_full FROM {} f WHERE f.uri = EXCLUDED.uri)", q(stage))))));
+      "INSERT INTO {} AS t ({}) SELECT {} FROM {} s ORDER BY s.uri{}", q(info.table), col_sql, sel_sql, q(stage),
+      conflict_update(info, fmt::format("(SELECT f.vector_metadata_full FROM {} f WHERE f.uri = EXCLUDED.uri)", q(stage))))));
   return {};
 }
 
@@ -597,7 +790,7 @@ Result<std::map<std::string, std::string>> PgVectorStore::vector_models(std::spa
   Param p[] = {Param::text(arr)};
   VS_TRY_ASSIGN(PgResult res, lease->exec_params(fmt::format("SELECT uri, coalesce(embedding_model, '') FROM {} WHERE "
                                                              "uri = ANY($1::text[]) AND embedding IS NOT NULL",
-                                                             q(m_info.table)),
+                                                             q(m_config.table)),
                                                  p));
   for (int row = 0; row < res.rows(); ++row) out.emplace(res.text(row, 0), res.text(row, 1));
   return out;
@@ -611,7 +804,7 @@ Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) {
   VS_TRY_ASSIGN(PgResult res,
                 lease->exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, vector_metadata = "
                                                "NULL WHERE uri = ANY($1::text[]) AND embedding IS NOT NULL",
-                                               q(m_info.table)),
+                                               q(m_config.table)),
                                    p));
   return res.affected();
 }
@@ -628,18 +821,18 @@ Result<void> PgVectorStore::check_query(std::span<const float> query, const Sear
   if (options.probes && *options.probes < 1) {
     return fail(ErrorCode::invalid_argument, fmt::format("probes must be at least 1, not {}", *options.probes));
   }
-  VS_TRY(check_vector(query, m_info.dimension, "query vector"));
+  VS_TRY(check_vector(query, m_dimension, "query vector"));
   return {};
 }
 
-Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn,
+Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, const TableInfo& info,
                                                           const SearchOptions& options) {
   Prepared prep;
   const int ef_default = options.ef_search.value_or(m_config.pgvector.hnsw_ef_search);
   prep.ef_search = ef_default;
   std::string where = "a.embedding IS NOT NULL";
   if (options.where) {
-    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*options.where, m_info.filter_catalog, 2));
+    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*options.where, info.filter_catalog, 2));
     where += " AND " + filter.sql;
     prep.filter_params = std::move(filter.params);
     // Estimate how many rows match ($1, the query vector, is not part of the estimate).
@@ -647,7 +840,7 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn,
     for (const auto& v : prep.filter_params) explain_params.push_back(Param::text(v));
     VS_TRY_ASSIGN(PgResult est, conn.exec_params(fmt::format("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} a WHERE "
                                                              "$1::text IS NULL AND {}",
-                                                             q(m_info.table), where),
+                                                             q(info.table), where),
                                                  explain_params));
     const json plan = json::parse(est.get(0, 0), nullptr, false);
     double est_rows = 0;
@@ -656,7 +849,7 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn,
     }
     VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
-    if (est_rows <= static_cast<double>(k_exact_max_rows) || m_info.index_type == "none") {
+    if (est_rows <= static_cast<double>(k_exact_max_rows) || info.index_type == "none") {
       prep.plan = SearchPlan::exact;
     } else {
       prep.plan = SearchPlan::index_iterative;
@@ -664,22 +857,22 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn,
       prep.ef_search = static_cast<int>(std::clamp(std::max<double>(ef_default, widened), 1.0, 1000.0));
     }
   } else {
-    prep.plan = m_info.index_type == "none" ? SearchPlan::exact : SearchPlan::index;
+    prep.plan = info.index_type == "none" ? SearchPlan::exact : SearchPlan::index;
   }
-  const std::string table = q(m_info.table);
+  const std::string table = q(info.table);
   if (prep.plan == SearchPlan::exact) {
     // `+ 0` keeps the ORDER BY from matching the vector index: exact top-N of the matching rows.
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
         "ORDER BY (a.embedding <=> $1) + 0 LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
-        table, where, m_metadata_expr, options.top_k);
+        table, where, info.metadata_expr, options.top_k);
   } else {
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
         "ORDER BY a.embedding <=> $1 LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
-        table, where, m_metadata_expr, options.top_k);
+        table, where, info.metadata_expr, options.top_k);
   }
   return prep;
 }
@@ -705,16 +898,17 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
     if (stored && *stored != *options.model) {
       return fail(ErrorCode::invalid_argument,
                   fmt::format("the query was embedded with model {}, but table {} holds vectors of model {}",
-                              *options.model, m_info.table, *stored));
+                              *options.model, m_config.table, *stored));
     }
   }
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
   Connection& conn = *lease;
   VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
   const std::string vec = encode_vector(query);
-  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, options));
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, *info, options));
   const int probes = options.probes.value_or(m_config.pgvector.ivfflat_probes);
-  VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, probes));
+  VS_TRY(apply_gucs(conn, info->index_type, prep.ef_search, probes));
 
   auto run = [&](const std::string& sql) -> Result<PgResult> {
     std::vector<Param> params = {Param{vec, true, false, vec_oid}};
@@ -747,8 +941,9 @@ Result<std::string> PgVectorStore::test_explain(std::span<const float> query, co
   Connection& conn = *lease;
   VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
   const std::string vec = encode_vector(query);
-  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, options));
-  VS_TRY(apply_gucs(conn, m_info.index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, *info, options));
+  VS_TRY(apply_gucs(conn, info->index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
   std::vector<Param> params = {Param{vec, true, false, vec_oid}};
   for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
   VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN " + prep.sql, params));
@@ -766,11 +961,11 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int 
     VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
     const std::string id(uri);
     Param p[] = {Param::text(id)};
-    VS_TRY_ASSIGN(PgResult res, lease->exec_prepared(fmt::format("SELECT embedding FROM {} WHERE uri = $1", q(m_info.table)),
+    VS_TRY_ASSIGN(PgResult res, lease->exec_prepared(fmt::format("SELECT embedding FROM {} WHERE uri = $1", q(m_config.table)),
                                                      p, true));
     if (res.rows() == 0) return fail(ErrorCode::not_found, fmt::format("no article with uri {}", uri));
     if (res.is_null(0, 0)) return fail(ErrorCode::not_found, fmt::format("article {} has no embedding", uri));
-    VS_TRY(decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_info.dimension)));
+    VS_TRY(decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_dimension)));
   }
   SearchOptions opts;
   opts.top_k = top_k + 1;
@@ -782,22 +977,23 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int 
 
 Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
   if (limit && *limit < 0) return fail(ErrorCode::invalid_argument, fmt::format("limit must be >= 0, not {}", *limit));
+  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(*lease));
   std::string cond = "a.embedding IS NOT NULL";
   std::vector<std::string> filter_params;
   if (where) {
-    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*where, m_info.filter_catalog, 2));
+    VS_TRY_ASSIGN(SqlFilter filter, compile_filter(*where, info->filter_catalog, 2));
     cond += " AND " + filter.sql;
     filter_params = std::move(filter.params);
   }
   const std::string sql = fmt::format("SELECT a.uri, a.embedding, {} FROM {} a WHERE {} ORDER BY a.uri LIMIT $1::bigint",
-                                      m_metadata_expr, q(m_info.table), cond);
+                                      info->metadata_expr, q(info->table), cond);
   const std::string lim = limit ? std::to_string(*limit) : std::string();
   std::vector<Param> params = {limit ? Param::text(lim) : Param::null_value()};
   for (const auto& v : filter_params) params.push_back(Param::text(v));
-  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
   VS_TRY_ASSIGN(PgResult res, lease->exec_params(sql, params, true));
   VectorBatch batch;
-  batch.dim = static_cast<std::size_t>(m_info.dimension);
+  batch.dim = static_cast<std::size_t>(m_dimension);
   batch.data.reserve(static_cast<std::size_t>(res.rows()) * batch.dim);
   for (int r = 0; r < res.rows(); ++r) {
     batch.ids.push_back(res.text(r, 0));
@@ -811,7 +1007,7 @@ Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit
 
 Result<StoreCounts> PgVectorStore::count() {
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
-  VS_TRY_ASSIGN(PgResult res, lease->exec(fmt::format("SELECT count(*), count(embedding) FROM {}", q(m_info.table))));
+  VS_TRY_ASSIGN(PgResult res, lease->exec(fmt::format("SELECT count(*), count(embedding) FROM {}", q(m_config.table))));
   return StoreCounts{parse_int(res.get(0, 0)), parse_int(res.get(0, 1))};
 }
 
@@ -819,8 +1015,9 @@ Result<json> PgVectorStore::health() {
   json h;
   std::vector<std::string> reasons;
   h["backend"] = "pgvector";
-  h["dimension"] = m_info.dimension;
+  h["dimension"] = m_dimension;
   VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(*lease));
   VS_TRY_ASSIGN(PgResult ver, lease->exec("SELECT current_setting('server_version'), "
                                           "(SELECT extversion FROM pg_extension WHERE extname = 'vector')"));
   h["server_version"] = ver.text(0, 0);
@@ -828,27 +1025,29 @@ Result<json> PgVectorStore::health() {
   if (ver.is_null(0, 1)) reasons.emplace_back("the vector extension is not installed");
   VS_TRY_ASSIGN(PgResult counts, lease->exec(fmt::format("SELECT count(*), count(embedding), (SELECT embedding_model "
                                                          "FROM {0} WHERE embedding IS NOT NULL LIMIT 1) FROM {0}",
-                                                         q(m_info.table))));
+                                                         q(m_config.table))));
   const std::int64_t rows = parse_int(counts.get(0, 0));
   const std::int64_t with = parse_int(counts.get(0, 1));
   h["rows"] = rows;
   h["with_embedding"] = with;
   h["coverage_pct"] = rows == 0 ? 0.0 : std::round(10000.0 * static_cast<double>(with) / static_cast<double>(rows)) / 100.0;
   h["embedding_model"] = counts.is_null(0, 2) ? json(nullptr) : json(counts.text(0, 2));
-  json index = {{"type", m_info.index_type}, {"name", nullptr}, {"valid", nullptr}, {"params", json::object()}};
-  if (!m_info.index_name.empty()) {
-    Param p[] = {Param::text(m_info.index_name)};
+  json index = {{"type", info->index_type}, {"name", nullptr}, {"valid", nullptr}, {"params", json::object()}};
+  if (!info->index_name.empty()) {
+    // By oid: a name given to to_regclass() is parsed as SQL and folds case ("MyIdx" -> myidx).
+    const std::string oid = std::to_string(info->index_oid);
+    Param p[] = {Param::text(oid)};
     VS_TRY_ASSIGN(PgResult idx, lease->exec_params("SELECT i.indisvalid, COALESCE(array_to_string(c.reloptions, ','), '') "
                                                    "FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
-                                                   "WHERE c.oid = to_regclass($1)",
+                                                   "WHERE c.oid = $1::oid",
                                                    p));
-    index["name"] = m_info.index_name;
+    index["name"] = info->index_name;
     if (idx.rows() == 0) {
-      reasons.push_back(fmt::format("vector index {} no longer exists", m_info.index_name));
+      reasons.push_back(fmt::format("vector index {} no longer exists", info->index_name));
       index["valid"] = false;
     } else {
       index["valid"] = idx.get(0, 0) == "t";
-      if (idx.get(0, 0) != "t") reasons.push_back(fmt::format("vector index {} is not valid", m_info.index_name));
+      if (idx.get(0, 0) != "t") reasons.push_back(fmt::format("vector index {} is not valid", info->index_name));
       const std::string opts = idx.text(0, 1);
       std::size_t start = 0;
       while (start < opts.size()) {
@@ -862,7 +1061,7 @@ Result<json> PgVectorStore::health() {
       }
     }
   } else if (m_config.pgvector.index_type != IndexType::none) {
-    reasons.push_back(fmt::format("no vector index on {}.embedding (PGVECTOR_INDEX_TYPE={})", m_info.table,
+    reasons.push_back(fmt::format("no vector index on {}.embedding (PGVECTOR_INDEX_TYPE={})", m_config.table,
                                   to_string(m_config.pgvector.index_type)));
   }
   h["index"] = index;

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,15 +17,26 @@
 
 namespace vstore::pg {
 
-/// What the store learnt about its table at open.
+/// What the store knows of its table: read at open, and again whenever the catalog
+/// fingerprint shows that the table's columns or indexes changed (see PgVectorStore).
 struct TableInfo {
   std::string table;                            ///< unquoted name
   int dimension = 0;                            ///< of the embedding column
-  std::map<std::string, std::string> columns;   ///< column -> format_type
+  std::map<std::string, std::string> columns;   ///< column -> format_type, with its modifier
+  /// column -> its type without modifier, for casts: an explicit cast to varchar(n) or
+  /// character(n) truncates silently, a cast to the bare type leaves the check to the column.
+  std::map<std::string, std::string> cast_types;
+  std::map<std::string, int> char_limits;       ///< varchar(n)/character(n) column -> n characters
   ColumnCatalog filter_catalog;                 ///< filterable columns
   std::string index_name;                       ///< vector index, empty if none
+  unsigned int index_oid = 0;                   ///< its oid (names are not looked up: they fold case)
   std::string index_type;                       ///< "hnsw", "ivfflat" or "none"
   bool every_metadata_key_a_column = false;     ///< each metadata key has a column (the table vstore creates)
+  /// vstore created the table (migration 1): an upsert writes the article fields it is given.
+  /// Otherwise the application owns the article columns and an upsert writes vector columns only.
+  bool vstore_owns_table = false;
+  std::string fingerprint;                      ///< table oid, pg_class xmin and its indexes (oid, valid, ready)
+  std::string metadata_expr;                    ///< SQL building the metadata JSON of row alias "a"
 };
 
 class PgVectorStore final : public VectorStore {
@@ -32,7 +45,7 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] static Result<std::unique_ptr<PgVectorStore>> open(const std::string& conninfo, const Config& config);
 
   [[nodiscard]] std::string_view backend_name() const override { return "pgvector"; }
-  [[nodiscard]] int dimension() const override { return m_info.dimension; }
+  [[nodiscard]] int dimension() const override { return m_dimension; }
   [[nodiscard]] Result<void> upsert(std::span<const ArticleVector> items) override;
   [[nodiscard]] Result<std::vector<SearchHit>> search(std::span<const float> query, const SearchOptions& options) override;
   [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
@@ -48,30 +61,55 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] static SearchPlan test_last_plan();
   /// EXPLAIN text of the statement search() would run for these options.
   [[nodiscard]] Result<std::string> test_explain(std::span<const float> query, const SearchOptions& options);
-  [[nodiscard]] const TableInfo& table_info() const { return m_info; }
+  /// What the store knows of its table now (without a catalog check).
+  [[nodiscard]] std::shared_ptr<const TableInfo> table_info() const;
+
+  // ---- for the dual store: a pgvector write and other rows in one transaction ----
+  /// Runs `body` in one transaction on a connection of the store's pool and commits it. A
+  /// transaction the server rolled back for a deadlock (40P01) or a serialization failure
+  /// (40001) is known not to have been applied and runs again, up to 4 times in all, after a
+  /// short random pause; any other failure rolls back and is returned (so is the last deadlock).
+  /// `body` may therefore run more than once and must only write through `conn`.
+  [[nodiscard]] Result<void> write_transaction(const std::function<Result<void>(Connection&)>& body);
+  /// upsert() inside the caller's open transaction on `conn` (a connection to this store's
+  /// database, e.g. the one write_transaction() hands out): the same checks and writes, no
+  /// BEGIN/COMMIT. On failure the caller rolls the transaction back. Same errors as upsert().
+  [[nodiscard]] Result<void> upsert_in(Connection& conn, std::span<const ArticleVector> items);
 
  private:
   PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info);
+  /// The table info, read again first when the catalog fingerprint changed; the fingerprint is
+  /// checked on `conn` at most once per k_catalog_recheck.
+  [[nodiscard]] Result<std::shared_ptr<const TableInfo>> current_info(Connection& conn);
   struct Prepared;  // a planned search statement
   [[nodiscard]] Result<void> check_query(std::span<const float> query, const SearchOptions& options) const;
-  [[nodiscard]] Result<Prepared> plan_search(Connection& conn,
+  [[nodiscard]] Result<Prepared> plan_search(Connection& conn, const TableInfo& info,
                                              const SearchOptions& options);
-  [[nodiscard]] Result<void> upsert_one(Connection& conn, const ArticleVector& item);
-  [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
+  // The writes of upsert_in, rows in uri order.
+  [[nodiscard]] Result<void> upsert_one(Connection& conn, const TableInfo& info, const ArticleVector& item);
+  [[nodiscard]] Result<void> upsert_many(Connection& conn, const TableInfo& info,
+                                         std::span<const ArticleVector* const> items);
   // COPY of `rows` into the staging table, then one INSERT ... ON CONFLICT into the table.
-  [[nodiscard]] Result<void> merge_through_stage(Connection& conn,
+  [[nodiscard]] Result<void> merge_through_stage(Connection& conn, const TableInfo& info,
                                                  const std::vector<std::pair<std::string, std::string>>& cols,
                                                  std::span<const ArticleVector* const> rows);
-  [[nodiscard]] Result<void> check_model(std::span<const ArticleVector> items);
-  // The model of the stored vectors (read once, then kept up to date by upsert), or nullopt
+  [[nodiscard]] Result<void> check_model(Connection& conn, std::span<const ArticleVector> items);
+  // On the application's table: refuses rows whose given text fields differ from the row's.
+  [[nodiscard]] Result<void> check_unchanged_text(Connection& conn, const TableInfo& info,
+                                                  std::span<const ArticleVector* const> rows);
+  // The model of the stored vectors (read until the table holds one, then kept), or nullopt
   // while the table holds none.
+  [[nodiscard]] Result<std::optional<std::string>> stored_model(Connection& conn);
   [[nodiscard]] Result<std::optional<std::string>> stored_model();
   [[nodiscard]] Pool& read_pool();
   /// Estimated rows of the table (pg_class.reltuples), cached for 30 s.
   [[nodiscard]] Result<double> table_rows(Connection& conn);
 
   Config m_config;
-  TableInfo m_info;
+  int m_dimension = 0;  ///< of the embedding column at open (the config's EMBEDDING_DIM)
+  mutable std::mutex m_info_mutex;
+  std::shared_ptr<const TableInfo> m_info;  ///< guarded by m_info_mutex
+  std::atomic<std::chrono::steady_clock::rep> m_info_checked_at{0};
   Pool m_pool;
   std::vector<std::unique_ptr<Pool>> m_read_pools;
   std::atomic<std::size_t> m_read_next{0};
@@ -79,10 +117,8 @@ class PgVectorStore final : public VectorStore {
   std::atomic<bool> m_look_up_first{false};
   std::atomic<double> m_rows_estimate{1.0};
   std::atomic<std::chrono::steady_clock::rep> m_rows_checked_at{0};
-  std::string m_metadata_expr;  ///< SQL building the metadata JSON of row alias "a"
   std::mutex m_model_mutex;
-  std::optional<std::string> m_model;  ///< embedding model of stored rows; guarded by m_model_mutex
-  bool m_model_known = false;          ///< guarded by m_model_mutex
+  std::optional<std::string> m_model;  ///< embedding model of stored rows once known; guarded by m_model_mutex
 };
 
 }  // namespace vstore::pg
