@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include "cli/cli_common.hpp"
 #include "vstore/article.hpp"
 #include "vstore/article_store.hpp"
+#include "vstore/bulk_load.hpp"
 #include "vstore/schema.hpp"
 
 namespace vstore::cli {
@@ -213,32 +215,55 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
     if (!counts) return report(counts.error());
     use_bulk = records->size() >= 5000 && static_cast<std::int64_t>(records->size()) > 2 * counts->with_embedding;
   }
-  std::string conninfo;
-  if (use_bulk) {
-    auto ci = resolve_conninfo(*cfg);
-    if (!ci) return report(ci.error());
-    conninfo = *ci;
-    auto dropped = suspend_vector_index(conninfo, *cfg);
-    if (!dropped) return report(dropped.error());
-    if (!dropped->empty()) std::fprintf(stderr, "ingest: bulk load: vector index %s dropped, rebuilt after the load\n", dropped->c_str());
+  // A bulk load holds the table's bulk-load lock and first repairs what a killed one left (its
+  // index build the server still runs, an invalid index); any other run of a pgvector store
+  // repairs too, and builds the vector index a killed bulk load dropped.
+  std::optional<BulkLoad> bulk_load;
+  if (cfg->backend != BackendKind::chromadb) {
+    auto conninfo = resolve_conninfo(*cfg);
+    if (!conninfo) return report(conninfo.error());
+    if (use_bulk) {
+      auto begun = BulkLoad::begin(*conninfo, *cfg);
+      if (!begun) return report(begun.error());
+      if (!begun->dropped_index().empty()) {
+        std::fprintf(stderr, "ingest: bulk load: vector index %s dropped, rebuilt after the load\n", begun->dropped_index().c_str());
+      }
+      bulk_load = std::move(*begun);
+    } else {
+      auto repaired = repair_vector_index(*conninfo, *cfg);
+      if (!repaired) return report(repaired.error().with_context("repairing the vector index"));
+      if (*repaired) std::fprintf(stderr, "ingest: built the vector index an earlier bulk load had dropped\n");
+    }
   }
   auto loaded = load_batches(**store, *records, batch_size, reembed, counts);
-  if (use_bulk) {
+  std::optional<Error> index_error;
+  if (bulk_load) {
     std::fprintf(stderr, "ingest: building the vector index ...\n");
     const auto t0 = std::chrono::steady_clock::now();
     std::unique_ptr<Progress> bar;
-    auto built = restore_vector_index(conninfo, *cfg, [&bar](std::int64_t done, std::int64_t total) {
+    auto built = bulk_load->finish([&bar](std::int64_t done, std::int64_t total) {
       if (!bar) bar = std::make_unique<Progress>("ingest index build", total);
       bar->update(done);
     });
     if (bar) bar->finish();
-    if (!built) return report(built.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)"));
-    if (*built) {
+    if (!built) {
+      index_error = built.error().with_context("rebuilding the vector index (run `vstore schema up` to retry)");
+    } else if (*built) {
       std::fprintf(stderr, "ingest: vector index built in %.1f s\n",
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
-  if (!loaded) return report(loaded.error());
+  // The load's failure comes first, with what was stored before it; an index rebuild that
+  // failed after it is reported too, but second.
+  if (!loaded) {
+    const int code = report(loaded.error().with_context(fmt::format(
+        "the load stopped with {} records stored and {} of {} not", counts.stored,
+        static_cast<std::int64_t>(records->size()) - counts.stored - counts.skipped_existing - counts.skipped_without_text,
+        records->size())));
+    if (index_error) report(*index_error);
+    return code;
+  }
+  if (index_error) return report(*index_error);
   const json summary = {{"file", path},
                         {"records", records->size() + static_cast<std::size_t>(duplicates)},
                         {"upserted", counts.stored},

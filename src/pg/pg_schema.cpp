@@ -553,6 +553,10 @@ Result<bool> restore_vector_index(Connection& conn, const std::string& conninfo,
   VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
   auto it = applied.find(3);
   if (it == applied.end()) return false;
+  // Under the table's bulk-load lock (a running bulk load first finishes), and after stopping
+  // the build that a killed run left running on the server (it would collide with this one).
+  VS_TRY_ASSIGN(std::optional<pg::BulkLoadLock> build_lock, pg::BulkLoadLock::acquire(conninfo, config, true));
+  VS_TRY(pg::clear_orphaned_builds(conn, config, it->second.second.value("created_index", std::string())));
   VS_TRY(conn.exec("SET max_parallel_maintenance_workers = 1"));
   auto built = recreate_recorded_index(conn, config, it->second.second, conninfo, progress);
   if (built && *built) {

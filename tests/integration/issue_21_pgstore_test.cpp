@@ -187,6 +187,38 @@ TEST_F(Issue21PgStore, Item4AValueLongerThanAVarcharColumnIsAnErrorNamingUriColu
   EXPECT_EQ(sql_value(m_db, "SELECT title || topic FROM articles"), "ééééééééé€éèêë");
 }
 
+TEST_F(Issue21PgStore, Item4AValueLongerThanAVarcharColumnIsAnErrorThroughMigrateChroma) {
+  open(k_varchar_table);
+  const char* venvs = std::getenv("VSTORE_TEST_CHROMA_PY");
+  ASSERT_NE(venvs, nullptr);
+  const fs::path python = fs::path(venvs) / "0.4.24" / "bin" / "python";
+  const fs::path dir = fs::temp_directory_path() / fmt::format("i21-chroma-{}", getpid());
+  fs::remove_all(dir);
+  const fs::path script = dir.string() + ".py";
+  std::ofstream(script) << "import sys, chromadb\n"
+                           "c = chromadb.PersistentClient(path=sys.argv[1])\n"
+                           "col = c.create_collection('news', metadata={'hnsw:space': 'cosine'})\n"
+                           "col.add(ids=['m:1', 'm:2', 'm:3'], embeddings=[[1,2,3,4,5,6,7,8],[2,1,3,4,5,6,7,8],"
+                           "[3,2,1,4,5,6,7,8]], metadatas=[{'title': 'short'}, {'title': 'a title of 26 "
+                           "characters!!'}, {'title': 'ok'}], documents=['a', 'b', 'c'])\n";
+  ASSERT_EQ(std::system(fmt::format("'{}' '{}' '{}' >/dev/null 2>&1", python.string(), script.string(), dir.string()).c_str()), 0);
+  MigrateOptions opts;
+  opts.from_dir = dir.string();
+  opts.insert_missing = true;
+  opts.model = "test-model";
+  opts.batch_size = 1;  // the long title is in the second batch: the first must not be kept either
+  m_cfg.data_dir = dir / "data";
+  auto report = migrate_chroma(m_db, m_cfg, opts);
+  fs::remove_all(dir);
+  fs::remove(script);
+  ASSERT_FALSE(report) << report->to_json().dump(1);
+  const std::string& msg = report.error().message();
+  EXPECT_NE(msg.find("m:2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("title"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("10"), std::string::npos) << msg;
+  EXPECT_EQ(count(), "0") << msg;
+}
+
 // ---- item 11 ----------------------------------------------------------------------------------
 
 TEST_F(Issue21PgStore, Item11AnApplicationIndexNamedMyIdxIsFoundByOidAndHealthIsTrue) {
@@ -298,6 +330,133 @@ TEST_F(Issue21PgStore, Item13cAnUpsertOfChangedTextOnAnApplicationTableIsRefused
               "Old|Old body|AI");
     sql_value(m_db, "UPDATE articles SET embedding = NULL");
   }
+}
+
+// ---- item 13g ---------------------------------------------------------------------------------
+
+TEST_F(Issue21PgStore, Item13gTheRepairCancelsAnOrphanedIndexBuildAndBuildsTheIndex) {
+  open();
+  ASSERT_TRUE(m_store->upsert(items("g:", 50)));
+  const std::string name = index_name();
+  auto dropped = suspend_vector_index(m_db, m_cfg);
+  ASSERT_TRUE(dropped && *dropped == name);
+  // A writer holds the table, so that the build of the killed run waits (as a long build runs).
+  auto blocker = pg::Connection::connect(m_db);
+  ASSERT_TRUE(blocker);
+  ASSERT_TRUE(blocker->exec("BEGIN; LOCK TABLE articles IN ROW EXCLUSIVE MODE"));
+  // The killed run: its CREATE INDEX is sent, then the client goes away. The server keeps the
+  // statement running.
+  PGconn* killed = PQconnectdb(m_db.c_str());
+  ASSERT_EQ(PQstatus(killed), CONNECTION_OK);
+  const int orphan = PQbackendPID(killed);
+  ASSERT_EQ(PQsendQuery(killed, fmt::format("CREATE INDEX \"{}\" ON \"articles\" USING hnsw (embedding vector_cosine_ops) "
+                                            "WITH (m = 16, ef_construction = 64)",
+                                            name)
+                                    .c_str()),
+            1);
+  const std::string waiting = fmt::format("SELECT count(*) FROM pg_stat_activity WHERE pid = {} AND wait_event_type = 'Lock'", orphan);
+  for (int i = 0; i < 100 && sql_value(m_db, waiting) != "1"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(sql_value(m_db, waiting), "1");
+  PQfinish(killed);
+
+  // The next run's repair (what `--resume`, a rerun of ingest and `schema up` call).
+  Result<bool> repaired = false;
+  std::thread repair([&] { repaired = restore_vector_index(m_db, m_cfg); });
+  const std::string alive = fmt::format("SELECT count(*) FROM pg_stat_activity WHERE pid = {}", orphan);
+  for (int i = 0; i < 100 && sql_value(m_db, alive) != "0"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string orphan_left = sql_value(m_db, alive);
+  ASSERT_TRUE(blocker->exec("COMMIT"));
+  repair.join();
+  EXPECT_EQ(orphan_left, "0") << "the orphaned build was still running";
+  ASSERT_TRUE(repaired) << repaired.error().to_string();
+  EXPECT_EQ(sql_value(m_db, fmt::format("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                        "WHERE c.relname = '{}'",
+                                        name)),
+            "t");
+}
+
+// ---- the CLI (items 13g, 13h) -----------------------------------------------------------------
+
+struct CmdResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+class Issue21PgCli : public Issue21PgStore {
+ protected:
+  void SetUp() override {
+    Issue21PgStore::SetUp();
+    std::string tmpl = (fs::temp_directory_path() / "i21-cli-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    m_dir = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(m_dir, ec);
+    Issue21PgStore::TearDown();
+  }
+  // `n` records with vectors of model test-model, uris h:000.., in a JSON Lines file.
+  std::string write_records(int n) {
+    const fs::path file = fs::path(m_dir) / "records.jsonl";
+    std::ofstream out(file);
+    for (int i = 0; i < n; ++i) {
+      const Embedding v = vec_of(i);
+      out << fmt::format("{{\"uri\": \"h:{:03}\", \"title\": \"t{}\", \"embedding\": [{}]}}\n", i, i, fmt::join(v, ","));
+    }
+    return file.string();
+  }
+  CmdResult run(const std::string& args) {
+    const char* bin = std::getenv("VSTORE_BIN");
+    EXPECT_NE(bin, nullptr);
+    const fs::path err = fs::path(m_dir) / "stderr.txt";
+    const std::string cmd = fmt::format(
+        "cd '{0}' && env -i PATH=/usr/bin:/bin HOME='{0}' VSTORE_DATA_DIR='{0}/data' DATABASE_URL='{1}' EMBEDDING_DIM={2} "
+        "EMBEDDING_PROVIDER=hash EMBEDDING_MODEL=test-model '{3}' {4} 2>'{5}'",
+        m_dir, m_db, k_dim, bin ? bin : "vstore", args, err.string());
+    CmdResult r;
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf{};
+    while (std::size_t got = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), got);
+    const int status = pclose(pipe);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream in(err);
+    r.err.assign(std::istreambuf_iterator<char>(in), {});
+    return r;
+  }
+  std::string m_dir;
+};
+
+TEST_F(Issue21PgCli, Item13gARerunOfAKilledBulkIngestRebuildsTheVectorIndex) {
+  open();
+  const std::string file = write_records(30);
+  CmdResult first = run(fmt::format("ingest '{}' --model test-model", file));
+  ASSERT_EQ(first.code, 0) << first.err;
+  // The bulk load was killed after it dropped the index.
+  auto dropped = suspend_vector_index(m_db, m_cfg);
+  ASSERT_TRUE(dropped && !dropped->empty());
+  CmdResult again = run(fmt::format("ingest '{}' --model test-model", file));
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(sql_value(m_db, fmt::format("SELECT count(*) FROM pg_class WHERE relname = '{}'", *dropped)), "1") << again.err;
+}
+
+TEST_F(Issue21PgCli, Item13hAFailedBulkLoadIsReportedFirstWithTheCountStored) {
+  open();
+  // The load fails at record 151 (a value the server refuses) and the index rebuild fails too.
+  sql_value(m_db, "ALTER TABLE articles ADD CONSTRAINT no_150 CHECK (uri <> 'h:150')");
+  sql_value(m_db, "CREATE FUNCTION no_index() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                  "'index builds are off in this test'; END $$; CREATE EVENT TRIGGER no_index ON ddl_command_start "
+                  "WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION no_index()");
+  const std::string file = write_records(200);
+  CmdResult r = run(fmt::format("ingest '{}' --model test-model --bulk on --batch-size 50", file));
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(count(), "150");
+  const std::size_t load = r.err.find("no_150");
+  const std::size_t index = r.err.find("index builds are off");
+  ASSERT_NE(load, std::string::npos) << r.err;
+  EXPECT_NE(index, std::string::npos) << r.err;
+  EXPECT_LT(load, index) << r.err;
+  EXPECT_NE(r.err.find("150 records stored"), std::string::npos) << r.err;
 }
 
 }  // namespace
