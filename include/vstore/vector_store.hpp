@@ -42,9 +42,11 @@ class VectorStore {
   [[nodiscard]] virtual int dimension() const = 0;
 
   /// Inserts or replaces the vectors of `items` (one or many; many use the bulk path). For an
-  /// existing article only its vector, model and vector metadata change; its other columns are
-  /// kept. Errors: invalid_argument (wrong dimension, NaN/Inf, empty uri, duplicate uri in the
-  /// batch, model mismatch), unavailable. All or nothing.
+  /// existing article its vector, model and vector metadata change; its article fields change
+  /// only where the store owns them (pgvector: the table vstore created, see ARCHITECTURE.md
+  /// "Upsert"). Errors: invalid_argument (wrong dimension, NaN/Inf, empty uri, duplicate uri in
+  /// the batch, model mismatch, a value longer than its column allows, changed text on a table
+  /// the application owns), unavailable. All or nothing.
   [[nodiscard]] virtual Result<void> upsert(std::span<const ArticleVector> items) = 0;
 
   /// The top_k nearest stored vectors to `query`, ascending cosine distance; a filtered search
