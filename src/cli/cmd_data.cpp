@@ -224,6 +224,8 @@ Result<IngestRecord> parse_record(const std::string& line, const std::string& wh
     std::string reason = e.what();
     if (auto colon = reason.find(": ", reason.find("parse error")); colon != std::string::npos) reason.erase(0, colon + 2);
     return fail(ErrorCode::invalid_argument, fmt::format("{}: not valid JSON at byte {}: {}", where, e.byte, reason));
+  } catch (const json::exception& e) {  // e.g. a number too large for a double
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: not valid JSON: {}", where, e.what()));
   }
   auto article = article_from_json(j);
   if (!article) return fail(article.error().with_context(where));
