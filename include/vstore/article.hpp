@@ -24,11 +24,10 @@ namespace vstore {
 /// The text to embed: the first non-blank of raw, summary, title; empty when none.
 [[nodiscard]] std::string_view document_text(const Article& article);
 
-/// Epoch seconds of a publication date string, by the rules of the code being replaced: an
-/// ISO 8601 date-time or a plain YYYY-MM-DD gives midnight UTC of its date; "YYYY-MM-DD rest"
-/// the same; else %Y/%m/%d, %d-%m-%Y, %d/%m/%Y, "%B %d, %Y", "%d %B %Y", "%d %b %Y" (UTC);
-/// else the first YYYY-MM-DD anywhere. Unparseable or invalid dates give nullopt (the old code
-/// used the current time in its last fallback; vstore does not invent dates).
+/// Epoch seconds (rounded down) of a publication date string as read_date() (date.hpp) reads
+/// it: time and zone kept, a date alone at midnight UTC. nullopt when read_date() cannot read
+/// it (the old code used the current time in its last fallback, or another date found inside
+/// the text; vstore invents no date). Callers that must report such a date call read_date().
 [[nodiscard]] std::optional<std::int64_t> publication_date_ts(std::string_view date);
 
 /// The tags joined with ", " as the old code stored them ("" when there are none).

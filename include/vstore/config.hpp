@@ -67,8 +67,14 @@ struct Config {
   std::string api_token;                        ///< VSTORE_API_TOKEN; never logged
 };
 
-/// The process environment merged over the `.env` file at `dotenv_path` (if it exists; a
-/// variable set in the process environment wins, even when set to the empty string).
+/// Whether the `.env` file must exist: `optional` for the default `.env`, `required` for a
+/// file the user named (`--env-file`).
+enum class EnvFile { optional, required };
+
+/// The process environment merged over the `.env` file at `dotenv_path` (a variable set in the
+/// process environment wins, even when set to the empty string). A missing file is skipped
+/// when `presence` is optional and an error when required. The file must be a regular file of
+/// at most 1 MiB (a directory, a device or a pipe is refused before anything is read).
 /// `.env` syntax: blank lines, `# comment` lines, `NAME=value` with an optional `export `
 /// prefix and spaces around `=`; 'single-quoted' values are literal, "double-quoted" values
 /// understand \n \r \t \" \' \\ (other backslashes are kept) and may span lines; unquoted
@@ -77,7 +83,8 @@ struct Config {
 /// Errors: invalid_argument for a malformed line ("PATH:LINE: what is wrong", without echoing
 /// the line, which may hold a secret) or an unreadable file.
 /// Thread-safety: reads `environ`; do not call while another thread calls setenv/putenv.
-[[nodiscard]] Result<Environment> read_environment(const std::filesystem::path& dotenv_path = ".env");
+[[nodiscard]] Result<Environment> read_environment(const std::filesystem::path& dotenv_path = ".env",
+                                                   EnvFile presence = EnvFile::optional);
 
 /// Parses and checks every variable of docs/product.md plus VECTOR_PRIMARY and VSTORE_TABLE;
 /// unknown variables are ignored. Returns the first problem found as invalid_argument naming

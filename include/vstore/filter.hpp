@@ -42,8 +42,9 @@ struct FilterNode {
 
 /// Parses a Chroma `where` object. Accepted beyond Chroma: a top-level object with several keys
 /// is an implicit `$and` (as the pgvector code being replaced accepted flat multi-key dicts);
-/// `$gt/$gte/$lt/$lte` also take an ISO 8601 date string (only meaningful on date keys; a
-/// backend rejects it elsewhere). Errors: invalid_argument naming the offending part, e.g.
+/// `$gt/$gte/$lt/$lte` also take a date string in any form read_date() (date.hpp) reads (the
+/// tree keeps the text; a backend compares a timestamp column with the instant read_date()
+/// gives); only meaningful on date keys, a backend rejects it elsewhere. Errors: invalid_argument naming the offending part, e.g.
 /// `where.$and[1].topic: unknown operator "$foo"; expected one of $eq $ne $gt $gte $lt $lte $in $nin`.
 [[nodiscard]] Result<FilterNode> parse_filter(const nlohmann::json& where);
 

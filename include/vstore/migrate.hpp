@@ -74,9 +74,14 @@ struct CollectionReport {
   std::int64_t changed = 0;        ///< rows whose embedding or model changed in this run
   std::int64_t inserted = 0;
   std::int64_t skipped = 0;
-  std::int64_t errors = 0;         ///< records refused (non-finite values)
+  std::int64_t errors = 0;         ///< records refused by the write checks (write_check.hpp), not written
   std::int64_t resumed_after = 0;  ///< records already committed by an earlier run (--resume)
-  std::vector<std::string> error_ids;
+  std::vector<std::string> error_ids;      ///< the first 100 refused records, in id order
+  std::vector<std::string> error_reasons;  ///< why each of error_ids was refused (uri, field, what)
+  /// Date column values read_date() cannot read (stored NULL; the text stays in vector_metadata),
+  /// counted, and the first 100 described (record, field, value).
+  std::int64_t unreadable_dates = 0;
+  std::vector<std::string> date_notes;
   std::vector<std::string> notes;
   nlohmann::json verify;           ///< null unless verified
   nlohmann::json timings = nlohmann::json::object();  ///< seconds per phase: read_s, classify_s, copy_s, index_build_s, verify_s

@@ -14,8 +14,25 @@
 
 #include "vstore/article.hpp"
 #include "vstore/embedded_pg.hpp"
+#include "vstore/write_check.hpp"
 
 namespace vstore {
+namespace {
+
+// An embedder knows texts, not articles: an error about the input (invalid_argument) gets the
+// uri of the article it is about, found by embedding the slice's texts one at a time.
+Error name_failed_article(Embedder& embedder, const Error& error, std::span<const std::string> texts,
+                          std::span<const Article* const> articles) {
+  if (error.code() != ErrorCode::invalid_argument) return error;
+  if (texts.size() == 1) return error.with_context(fmt::format("article {}", quoted_uri(articles[0]->uri)));
+  for (std::size_t idx = 0; idx < texts.size(); ++idx) {
+    auto one = embedder.embed(texts.subspan(idx, 1));
+    if (!one) return one.error().with_context(fmt::format("article {}", quoted_uri(articles[idx]->uri)));
+  }
+  return error;
+}
+
+}  // namespace
 
 Result<std::string> resolve_conninfo(const Config& config) {
   if (config.database_url) return *config.database_url;
@@ -123,8 +140,12 @@ Result<std::size_t> ArticleStore::upsert_articles(std::span<const Article> artic
   const std::span<const std::string> all(texts);
   for (std::size_t start = 0; start < texts.size(); start += k_embed_slice) {
     const std::size_t n = std::min(k_embed_slice, texts.size() - start);
-    VS_TRY_ASSIGN(std::vector<Embedding> slice, m_embedder->embed(all.subspan(start, n)));
-    for (auto& v : slice) vectors.push_back(std::move(v));
+    auto slice = m_embedder->embed(all.subspan(start, n));
+    if (!slice) {
+      return fail(name_failed_article(*m_embedder, slice.error(), all.subspan(start, n),
+                                      std::span<const Article* const>(with_text).subspan(start, n)));
+    }
+    for (auto& v : *slice) vectors.push_back(std::move(v));
     if (on_embedded) on_embedded(start + n == texts.size() ? articles.size() : position[start + n]);
   }
   std::vector<ArticleVector> items;

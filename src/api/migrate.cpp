@@ -59,6 +59,8 @@
 #include "vstore/bulk_load.hpp"
 #include "vstore/schema.hpp"
 #include "vstore/vector_check.hpp"
+#include "vstore/write_check.hpp"
+#include "vstore/date.hpp"
 
 namespace vstore {
 namespace {
@@ -70,6 +72,7 @@ using pg::PgResult;
 namespace fs = std::filesystem;
 
 constexpr const char* k_checkpoints = "vstore_chroma_checkpoints";
+constexpr std::int64_t k_pg_epoch_unix_us = 946684800LL * 1000000;  // 2000-01-01T00:00:00Z in Unix microseconds
 // Article columns a new row may get from Chroma: string metadata of the same name, and `raw`
 // from the document.
 constexpr std::string_view k_text_columns[] = {"title",       "summary",       "topic",          "category",
@@ -218,7 +221,7 @@ class CollectionMigration {
   }
 
   Result<void> classify() {
-    m_finite.assign(m_snap.records.size(), k_unchecked);
+    m_writable.assign(m_snap.records.size(), k_unchecked);
     m_inserted.assign(m_snap.records.size(), 0);
     // An empty table holds none of the ids: the id table (for the counts after a resume and for
     // the verification) is then made only when one of those needs it.
@@ -350,7 +353,7 @@ class CollectionMigration {
       if (m_options.progress && done % 10000 == 0) {
         m_options.progress("verify", done, static_cast<std::int64_t>(m_snap.records.size()));
       }
-      if (!is_finite(rec)) continue;  // counted as an error at copy time
+      if (!is_writable(rec)) continue;  // counted as an error at copy time
       auto it = rows.find(rec.id);
       if (it == rows.end()) {
         if (m_options.insert_missing) {
@@ -412,18 +415,30 @@ class CollectionMigration {
   }
 
  private:
-  // Whether every component of a record's vector is finite, worked out on first use: by the
+  // Whether a record can be written (check_record()), worked out on first use: by the
   // writer that encodes the record (its vector is then in cache for the encoding; writers
   // handle disjoint records), and for the others by the id table or the verification, which
   // run on the calling thread before or after the writers.
-  [[nodiscard]] bool is_finite(const chroma::Record& rec) {
-    return is_finite(static_cast<std::size_t>(&rec - m_snap.records.data()), rec.vector);
+  [[nodiscard]] bool is_writable(const chroma::Record& rec) {
+    return is_writable(static_cast<std::size_t>(&rec - m_snap.records.data()), rec.vector);
   }
   // The same for record `i` whose vector is `vec` (Snapshot::vector_of).
-  [[nodiscard]] bool is_finite(std::size_t i, std::span<const float> vec) {
-    char& flag = m_finite[i];
-    if (flag == k_unchecked) flag = all_finite(vec) ? k_finite : k_not_finite;
-    return flag == k_finite;
+  [[nodiscard]] bool is_writable(std::size_t i, std::span<const float> vec) {
+    char& flag = m_writable[i];
+    if (flag == k_unchecked) flag = check_record(m_snap.records[i], vec) ? k_writable : k_refused;
+    return flag == k_writable;
+  }
+  // The checks of every write path (write_check.hpp): the vector (dimension, finite, not all
+  // zeros), and no NUL byte in the id, the document, the uri or the metadata, which PostgreSQL
+  // text and jsonb cannot hold.
+  [[nodiscard]] Result<void> check_record(const chroma::Record& rec, std::span<const float> vec) const {
+    if (auto ok = check_vector(vec, static_cast<int>(m_snap.dimension), "vector"); !ok) {
+      return fail(ok.error().with_context(fmt::format("record {}", quoted_uri(rec.id))));
+    }
+    VS_TRY(check_text(rec.id, rec.id, "id"));
+    if (rec.document) VS_TRY(check_text(*rec.document, rec.id, "document"));
+    if (rec.uri) VS_TRY(check_text(*rec.uri, rec.id, "uri"));
+    return check_json_text(rec.metadata, rec.id, "metadata");
   }
 
   // The temporary table of the collection's ids with a finite vector, made once per collection.
@@ -434,7 +449,7 @@ class CollectionMigration {
     VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_ids"));
     pg::CopyWriter writer;
     for (std::size_t i = 0; i < m_snap.records.size(); ++i) {
-      if (!is_finite(m_snap.records[i])) continue;
+      if (!is_writable(m_snap.records[i])) continue;
       writer.begin_row(1);
       writer.bytes_field(m_snap.records[i].id);
     }
@@ -499,18 +514,23 @@ class CollectionMigration {
     }
   }
 
-  // True when every value of `rec` can go straight into the table in binary (text columns, and
-  // timestamptz values that parse as a date or a date-time with a zone).
-  bool direct_encodable(const chroma::Record& rec, std::vector<std::optional<std::int64_t>>& micros) const {
+  // The timestamptz column values of `rec` as ingest reads dates (read_date: time and zone
+  // kept, a time without a zone is UTC); a date it cannot read is NULL, noted in `unreadable`
+  // (its text stays in vector_metadata).
+  void date_columns(const chroma::Record& rec, std::vector<std::optional<std::int64_t>>& micros,
+                    std::vector<std::string>& unreadable) const {
     micros.assign(m_text_cols.size(), std::nullopt);
     for (std::size_t i = 0; i < m_text_cols.size(); ++i) {
       if (m_col_ts[i] == 0) continue;
       auto v = string_value(rec.metadata, m_text_cols[i]);
       if (!v) continue;
-      micros[i] = pg::timestamptz_micros(*v, pg::Zoneless::refuse);
-      if (!micros[i]) return false;
+      micros[i] = pg::timestamptz_micros(*v, pg::Zoneless::utc);
+      if (!micros[i]) {
+        unreadable.push_back(fmt::format("record {}: field {}: {}; stored without a date (the text stays in "
+                                         "vector_metadata)",
+                                         quoted_uri(rec.id), m_text_cols[i], read_date(*v).error().message()));
+      }
     }
-    return true;
   }
 
   // What one batch wrote, counted in the report once its transaction commits.
@@ -519,7 +539,8 @@ class CollectionMigration {
     std::int64_t present = 0;
     std::int64_t changed = 0;
     std::int64_t inserted = 0;
-    std::vector<std::string> error_ids;     // records whose vector is not finite (not written)
+    std::vector<std::pair<std::string, std::string>> refused;  // (id, why) of records not written
+    std::vector<std::string> unreadable_dates;                 // one line per date column value read as NULL
     std::vector<std::size_t> inserted_rows;  // indexes into m_snap.records of the rows this batch created
   };
 
@@ -556,11 +577,13 @@ class CollectionMigration {
         w.jsonb_field(rec.metadata.dump());
       }
     };
-    // Record i's vector when it is finite (counted), else nullopt (its id noted as an error).
+    // Record i's vector when the record can be written (counted), else nullopt (its id and
+    // the reason noted as an error).
     auto finite_vector = [&](std::size_t i) -> std::optional<std::span<const float>> {
       const std::span<const float> vec = m_snap.vector_of(i, scratch);
-      if (!is_finite(i, vec)) {
-        result.error_ids.push_back(m_snap.records[i].id);
+      if (!is_writable(i, vec)) {
+        auto why = check_record(m_snap.records[i], vec);
+        result.refused.emplace_back(m_snap.records[i].id, why ? std::string() : why.error().message());
         return std::nullopt;
       }
       ++result.finite_records;
@@ -579,7 +602,8 @@ class CollectionMigration {
     std::vector<char> given = m_keep_column;
     for (std::size_t i = from; i < to; ++i) {
       const auto& rec = m_snap.records[i];
-      if (use_direct && !m_existing.contains(rec.id) && direct_encodable(rec, micros)) {
+      date_columns(rec, micros, result.unreadable_dates);
+      if (use_direct && !m_existing.contains(rec.id)) {
         direct_rows.push_back(i);  // a new row: checked and streamed straight into the table below
         direct_micros.insert(direct_micros.end(), micros.begin(), micros.end());
         if (m_has_pdts && !given[0] && pdts_of(rec)) given[0] = 1;
@@ -599,7 +623,13 @@ class CollectionMigration {
       pdts ? writer.int64_field(*pdts) : writer.null_field();
       writer.text_field(rec.document);
       column_strings(rec, strings);
-      for (const std::string* value : strings) value ? writer.bytes_field(*value) : writer.null_field();
+      for (std::size_t c = 0; c < ncols; ++c) {
+        if (m_col_ts[c] != 0) {  // the instant read (date_columns), not the text, for the server's cast
+          micros[c] ? writer.bytes_field(iso8601_utc_micros(*micros[c] + k_pg_epoch_unix_us)) : writer.null_field();
+        } else {
+          strings[c] ? writer.bytes_field(*strings[c]) : writer.null_field();
+        }
+      }
     }
     // New rows go straight into the table in the columns' own binary types, streamed: the
     // server stores one slice while the next is encoded.
@@ -660,7 +690,7 @@ class CollectionMigration {
       return fail(done.error());
     }
     // In id order (the records' order), whichever path found them.
-    std::sort(result.error_ids.begin(), result.error_ids.end());
+    std::sort(result.refused.begin(), result.refused.end());
     return result;
   }
 
@@ -673,9 +703,15 @@ class CollectionMigration {
     }
     VS_TRY(conn.exec("COMMIT"));
     for (std::size_t i : result.inserted_rows) m_inserted[i] = 1;
-    m_report.errors += static_cast<std::int64_t>(result.error_ids.size());
-    for (auto& id : result.error_ids) {
-      if (m_report.error_ids.size() < 100) m_report.error_ids.push_back(std::move(id));
+    m_report.errors += static_cast<std::int64_t>(result.refused.size());
+    for (auto& [id, why] : result.refused) {
+      if (m_report.error_ids.size() >= 100) break;
+      m_report.error_ids.push_back(std::move(id));
+      m_report.error_reasons.push_back(std::move(why));
+    }
+    m_report.unreadable_dates += static_cast<std::int64_t>(result.unreadable_dates.size());
+    for (auto& line : result.unreadable_dates) {
+      if (m_report.date_notes.size() < 100) m_report.date_notes.push_back(std::move(line));
     }
     m_report.changed += result.changed;
     m_report.inserted += result.inserted;
@@ -839,7 +875,7 @@ class CollectionMigration {
     Overlap out;
     std::vector<const chroma::Record*> candidates;
     for (const auto& rec : m_snap.records) {
-      if (stored_rows.contains(rec.id) && is_finite(rec)) candidates.push_back(&rec);
+      if (stored_rows.contains(rec.id) && is_writable(rec)) candidates.push_back(&rec);
     }
     m_overlap_queries = 0;
     if (candidates.empty()) return out;
@@ -907,8 +943,8 @@ class CollectionMigration {
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids
   bool m_target_empty = false;                 // the table held no rows at classify()
-  static constexpr char k_unchecked = 0, k_finite = 1, k_not_finite = 2;
-  std::vector<char> m_finite;                  // per record: k_unchecked, k_finite or k_not_finite
+  static constexpr char k_unchecked = 0, k_writable = 1, k_refused = 2;
+  std::vector<char> m_writable;                // per record: k_unchecked, k_writable or k_refused
   std::int64_t m_overlap_queries = 0;
   std::mutex m_stage_mutex;
   std::set<const Connection*> m_staged_on;  // connections with this collection's staging table (ensure_stage)
@@ -1105,6 +1141,9 @@ json MigrateReport::to_json() const {
                     {"errors", c.errors},
                     {"resumed_after", c.resumed_after},
                     {"error_ids", c.error_ids},
+                    {"error_reasons", c.error_reasons},
+                    {"unreadable_dates", c.unreadable_dates},
+                    {"unreadable_date_notes", c.date_notes},
                     {"notes", c.notes},
                     {"verify", c.verify},
                     {"timings", c.timings}});

@@ -27,6 +27,7 @@
 
 #include "vstore/article.hpp"
 #include "vstore/vector_check.hpp"
+#include "vstore/write_check.hpp"
 
 namespace vstore::chroma {
 namespace {
@@ -294,18 +295,7 @@ Result<void> ChromaStore::find_collection() {
 
 Result<void> ChromaStore::upsert(std::span<const ArticleVector> items) {
   if (items.empty()) return {};
-  std::unordered_set<std::string_view> seen;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const auto& item = items[i];
-    if (item.article.uri.empty()) return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri is empty", i));
-    VS_TRY(check_vector(item.embedding, m_dimension, fmt::format("article {}", item.article.uri)));
-    if (!seen.insert(item.article.uri).second) {
-      return fail(ErrorCode::invalid_argument, fmt::format("uri {} appears twice in one batch", item.article.uri));
-    }
-    if (item.embedding_model.empty()) {
-      return fail(ErrorCode::invalid_argument, fmt::format("article {}: the embedding model is not named", item.article.uri));
-    }
-  }
+  VS_TRY(check_upsert_batch(items, m_dimension));
   std::size_t start = 0;
   while (start < items.size()) {
     json ids = json::array();

@@ -17,6 +17,7 @@ namespace vstore::cli {
 /// Options every command shares.
 struct Globals {
   std::string env_file = ".env";
+  bool env_file_given = false;  ///< --env-file was on the command line: the file must exist
 };
 
 /// Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage error.

@@ -1,11 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore ingest|search|similar|vectors|health|embed`: thin edges over ArticleStore.
-// ingest reads and checks the whole file before writing anything, so a malformed line stops
-// the run with nothing written; batches then commit one by one (re-running is idempotent).
+// `vstore ingest|search|similar|vectors|health|outbox|embed`: thin edges over ArticleStore.
+//
+// ingest streams FILE twice, a line at a time (at most 64 MiB a line), so memory holds one
+// batch however large the file:
+// 1. check: every line is read and checked (UTF-8, JSON, the article's fields, NUL bytes, the
+//    vector's dimension and values) and each uri's last line is noted; a date read_date()
+//    cannot read is reported (file:line, uri, field, value) and counted. A bad line stops the
+//    run here, with nothing written.
+// 2. load: the file is read again and the last record of each uri is loaded in batches, which
+//    commit one by one (re-running is idempotent).
+// FILE must therefore be a regular file: a directory, a device (/dev/zero) or a pipe is refused
+// before anything is read, and a read error is an error, never the end of the file.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstring>
 #include <map>
 #include <optional>
+#include <system_error>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -15,7 +30,11 @@
 #include "vstore/article.hpp"
 #include "vstore/article_store.hpp"
 #include "vstore/bulk_load.hpp"
+#include "vstore/date.hpp"
 #include "vstore/schema.hpp"
+#include "vstore/utf8.hpp"
+#include "vstore/vector_check.hpp"
+#include "vstore/write_check.hpp"
 
 namespace vstore::cli {
 namespace {
@@ -78,55 +97,212 @@ Result<std::unique_ptr<ArticleStore>> open_articles(const Config& cfg, bool need
   return std::make_unique<ArticleStore>(std::move(store), std::move(embedder), 2);
 }
 
+constexpr std::size_t k_max_line_bytes = std::size_t{64} << 20;
+constexpr std::size_t k_read_chunk = std::size_t{1} << 20;
+constexpr std::int64_t k_max_date_reports = 100;
+
+// The lines of a regular file, streamed: one read buffer, and a line at most k_max_line_bytes.
+class LineReader {
+ public:
+  // Refuses what is not a regular file before opening it (opening a pipe would wait for a writer).
+  static Result<LineReader> open(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      const std::error_code ec(errno, std::generic_category());
+      return fail(errno == ENOENT ? ErrorCode::not_found : ErrorCode::invalid_argument,
+                  fmt::format("cannot open {}: {}", path, ec.message()));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      return fail(ErrorCode::invalid_argument, fmt::format("{} is a directory; expected a JSON Lines file", path));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("{} is not a regular file; expected a JSON Lines file (ingest reads it twice: every "
+                              "line is checked before anything is written)",
+                              path));
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      const std::error_code ec(errno, std::generic_category());
+      return fail(ErrorCode::invalid_argument, fmt::format("cannot open {}: {}", path, ec.message()));
+    }
+    return LineReader(fd, path);
+  }
+  LineReader(LineReader&& other) noexcept
+      : m_fd(std::exchange(other.m_fd, -1)),
+        m_path(std::move(other.m_path)),
+        m_buffer(std::move(other.m_buffer)),
+        m_pos(other.m_pos),
+        m_end(other.m_end),
+        m_eof(other.m_eof),
+        m_line_no(other.m_line_no) {}
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+  LineReader& operator=(LineReader&&) = delete;
+  ~LineReader() {
+    if (m_fd >= 0) ::close(m_fd);
+  }
+
+  // The next line, without its '\n', in `line`; false at the end of the file.
+  Result<bool> next(std::string& line) {
+    line.clear();
+    bool any = false;
+    while (true) {
+      if (m_pos == m_end) {
+        if (!m_eof) {
+          VS_TRY(fill());
+          continue;
+        }
+        if (!any) return false;
+        ++m_line_no;  // a last line without '\n'
+        return true;
+      }
+      any = true;
+      const char* start = m_buffer.data() + m_pos;
+      const auto* newline = static_cast<const char*>(std::memchr(start, '\n', m_end - m_pos));
+      const std::size_t n = newline ? static_cast<std::size_t>(newline - start) : m_end - m_pos;
+      if (line.size() + n > k_max_line_bytes) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("{}:{}: the line is longer than 64 MiB, the limit of one record", m_path, m_line_no + 1));
+      }
+      line.append(start, n);
+      m_pos += n;
+      if (newline) {
+        ++m_pos;
+        ++m_line_no;
+        return true;
+      }
+    }
+  }
+
+  [[nodiscard]] std::int64_t line_no() const { return m_line_no; }
+
+ private:
+  LineReader(int fd, std::string path) : m_fd(fd), m_path(std::move(path)), m_buffer(k_read_chunk) {}
+
+  Result<void> fill() {
+    while (true) {
+      const ssize_t got = ::read(m_fd, m_buffer.data(), m_buffer.size());
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        const std::error_code ec(errno, std::generic_category());
+        return fail(ErrorCode::unavailable,
+                    fmt::format("cannot read {} after line {}: {}", m_path, m_line_no, ec.message()));
+      }
+      m_pos = 0;
+      m_end = static_cast<std::size_t>(got);
+      m_eof = got == 0;
+      return {};
+    }
+  }
+
+  int m_fd;
+  std::string m_path;
+  std::vector<char> m_buffer;
+  std::size_t m_pos = 0;
+  std::size_t m_end = 0;
+  bool m_eof = false;
+  std::int64_t m_line_no = 0;
+};
+
 struct IngestRecord {
   Article article;
   std::optional<Embedding> embedding;
   std::string model;
 };
 
-Result<std::vector<IngestRecord>> read_jsonl(const std::string& path, const std::string& default_model,
-                                             std::int64_t& duplicates) {
-  std::ifstream in(path);
-  if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open {}", path));
-  std::vector<IngestRecord> records;
-  std::unordered_map<std::string, std::size_t> index;
-  std::string line;
-  std::int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded()) return fail(ErrorCode::invalid_argument, fmt::format("{}:{}: not valid JSON", path, line_no));
-    auto article = article_from_json(j);
-    if (!article) return fail(article.error().with_context(fmt::format("{}:{}", path, line_no)));
-    IngestRecord rec{std::move(*article), std::nullopt, default_model};
-    if (auto it = j.find("embedding"); it != j.end() && !it->is_null()) {
-      if (!it->is_array()) {
-        return fail(ErrorCode::invalid_argument,
-                    fmt::format("{}:{}: field embedding must be a list of numbers, not {}", path, line_no, it->type_name()));
-      }
-      Embedding e;
-      e.reserve(it->size());
-      for (std::size_t i = 0; i < it->size(); ++i) {
-        const auto& x = (*it)[i];
-        if (!x.is_number()) {
-          return fail(ErrorCode::invalid_argument, fmt::format("{}:{}: embedding[{}] must be a number, not {}", path,
-                                                               line_no, i, x.type_name()));
-        }
-        e.push_back(x.get<float>());
-      }
-      rec.embedding = std::move(e);
-      if (auto m = j.find("embedding_model"); m != j.end() && m->is_string()) rec.model = m->get<std::string>();
-    }
-    if (auto it = index.find(rec.article.uri); it != index.end()) {
-      records[it->second] = std::move(rec);  // the last record of a uri wins
-      ++duplicates;
-    } else {
-      index.emplace(rec.article.uri, records.size());
-      records.push_back(std::move(rec));
-    }
+// One line as a record: UTF-8, JSON, the article's fields, NUL bytes, the vector.
+Result<IngestRecord> parse_record(const std::string& line, const std::string& where, const std::string& default_model,
+                                  int dimension) {
+  if (auto bad = first_invalid_utf8(line)) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("{}: byte {} (0x{:02x}) is not valid UTF-8", where, *bad + 1,
+                            static_cast<unsigned>(static_cast<unsigned char>(line[*bad]))));
   }
-  return records;
+  json j;
+  try {
+    j = json::parse(line);
+  } catch (const json::parse_error& e) {
+    std::string reason = e.what();
+    if (auto colon = reason.find(": ", reason.find("parse error")); colon != std::string::npos) reason.erase(0, colon + 2);
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: not valid JSON at byte {}: {}", where, e.byte, reason));
+  } catch (const json::exception& e) {  // e.g. a number too large for a double
+    return fail(ErrorCode::invalid_argument, fmt::format("{}: not valid JSON: {}", where, e.what()));
+  }
+  auto article = article_from_json(j);
+  if (!article) return fail(article.error().with_context(where));
+  if (auto clean = check_article_text(*article); !clean) return fail(clean.error().with_context(where));
+  IngestRecord rec{std::move(*article), std::nullopt, default_model};
+  if (auto it = j.find("embedding"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("{}: field embedding must be a list of numbers, not {}", where, it->type_name()));
+    }
+    Embedding e;
+    e.reserve(it->size());
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const auto& x = (*it)[i];
+      if (!x.is_number()) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("{}: embedding[{}] must be a number, not {}", where, i, x.type_name()));
+      }
+      e.push_back(x.get<float>());
+    }
+    VS_TRY(check_vector(e, dimension, fmt::format("{}: article {}: field embedding", where, quoted_uri(rec.article.uri))));
+    rec.embedding = std::move(e);
+    if (auto m = j.find("embedding_model"); m != j.end() && m->is_string()) rec.model = m->get<std::string>();
+  }
+  return rec;
+}
+
+// Streams the records of `path` (blank lines skipped) through parse_record() into `fn`, with
+// their "path:line" and line number; stops at the first error.
+template <class Fn>
+Result<void> each_record(const std::string& path, const std::string& default_model, int dimension, Fn&& fn) {
+  VS_TRY_ASSIGN(LineReader reader, LineReader::open(path));
+  std::string line;
+  while (true) {
+    VS_TRY_ASSIGN(bool more, reader.next(line));
+    if (!more) return {};
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = fmt::format("{}:{}", path, reader.line_no());
+    VS_TRY_ASSIGN(IngestRecord rec, parse_record(line, where, default_model, dimension));
+    VS_TRY(fn(rec, where, reader.line_no()));
+  }
+}
+
+// What the check pass found.
+struct FileCheck {
+  std::int64_t records = 0;                                 // records in the file, duplicates included
+  std::unordered_map<std::string, std::int64_t> last_line;  // uri -> line of its last record (the one loaded)
+  bool need_embedder = false;                               // some record has no vector
+  std::int64_t unreadable_dates = 0;
+};
+
+// Pass 1: checks every line, notes each uri's last line, reports dates it cannot read.
+Result<FileCheck> check_file(const std::string& path, const std::string& default_model, int dimension) {
+  FileCheck check;
+  VS_TRY(each_record(path, default_model, dimension, [&](IngestRecord& rec, const std::string& where,
+                                                         std::int64_t line_no) -> Result<void> {
+    ++check.records;
+    check.need_embedder |= !rec.embedding.has_value();
+    if (rec.article.publication_date) {
+      if (auto date = read_date(*rec.article.publication_date); !date) {
+        if (++check.unreadable_dates <= k_max_date_reports) {
+          std::fprintf(stderr, "ingest: %s: article %s: field publication_date: %s; stored without a date\n",
+                       where.c_str(), quoted_uri(rec.article.uri).c_str(), date.error().message().c_str());
+        }
+      }
+    }
+    check.last_line[rec.article.uri] = line_no;
+    return {};
+  }));
+  if (check.unreadable_dates > k_max_date_reports) {
+    std::fprintf(stderr, "ingest: ... %lld more dates that cannot be read (%lld in all)\n",
+                 static_cast<long long>(check.unreadable_dates - k_max_date_reports),
+                 static_cast<long long>(check.unreadable_dates));
+  }
+  return check;
 }
 
 // What a load did, for the summary.
@@ -134,62 +310,84 @@ struct LoadCounts {
   std::int64_t stored = 0;
   std::int64_t skipped_without_text = 0;
   std::int64_t skipped_existing = 0;  // already held a vector of the configured model
+  std::int64_t loaded = 0;            // records handled so far (for progress and error context)
 };
 
-// Loads the records in batches; returns the first error. Records without a vector are
-// embedded, except those whose article already holds a vector of the embedder's model, or of a
-// model the store did not record (unless `reembed`): a second run over the same file only adds
-// what is missing.
-Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& records, int batch_size, bool reembed,
-                          LoadCounts& counts) {
-  Progress progress("ingest", static_cast<std::int64_t>(records.size()));
+// Loads one batch. Records without a vector are embedded, except those whose article already
+// holds a vector of the embedder's model, or of a model the store did not record (unless
+// `reembed`): a second run over the same file only adds what is missing.
+Result<void> load_batch(ArticleStore& store, std::vector<IngestRecord>& batch, std::int64_t first_line, bool reembed,
+                        LoadCounts& counts, Progress& progress) {
   const std::string model(store.embedder().model());
-  for (std::size_t start = 0; start < records.size(); start += static_cast<std::size_t>(batch_size)) {
-    const std::size_t end = std::min(records.size(), start + static_cast<std::size_t>(batch_size));
-    std::vector<ArticleVector> with_vectors;
-    std::vector<Article> to_embed;
-    std::vector<std::string> embed_ids;
-    for (std::size_t i = start; i < end; ++i) {
-      auto& r = records[i];
-      if (r.embedding) {
-        with_vectors.push_back(ArticleVector{r.article, *r.embedding, r.model});
-      } else {
-        embed_ids.push_back(r.article.uri);
-      }
+  std::vector<ArticleVector> with_vectors;
+  std::vector<Article> to_embed;
+  std::vector<std::string> embed_ids;
+  for (auto& r : batch) {
+    if (r.embedding) {
+      with_vectors.push_back(ArticleVector{std::move(r.article), std::move(*r.embedding), r.model});
+    } else {
+      embed_ids.push_back(r.article.uri);
     }
-    const std::string where = fmt::format("batch at record {} ({} records stored before it)", start + 1, counts.stored);
-    std::map<std::string, std::string> existing;
-    if (!reembed && !embed_ids.empty()) {
-      auto models = store.store().vector_models(embed_ids);
-      if (!models) return fail(models.error().with_context(where));
-      existing = std::move(*models);
-    }
-    for (std::size_t i = start; i < end; ++i) {
-      auto& r = records[i];
-      if (r.embedding) continue;
-      // Already embedded: by this model, or by one the store did not record (Chroma keeps no
-      // model per record).
-      if (auto it = existing.find(r.article.uri); it != existing.end() && (it->second == model || it->second.empty())) {
-        ++counts.skipped_existing;
-      } else {
-        to_embed.push_back(r.article);
-      }
-    }
-    if (!with_vectors.empty()) {
-      if (auto ok = store.store().upsert(with_vectors); !ok) return fail(ok.error().with_context(where));
-      counts.stored += static_cast<std::int64_t>(with_vectors.size());
-    }
-    if (!to_embed.empty()) {
-      const auto before = static_cast<std::int64_t>(end - to_embed.size());
-      auto n = store.upsert_articles(to_embed, [&](std::size_t done) {
-        progress.update(before + static_cast<std::int64_t>(done));
-      });
-      if (!n) return fail(n.error().with_context(where));
-      counts.stored += static_cast<std::int64_t>(*n);
-      counts.skipped_without_text += static_cast<std::int64_t>(to_embed.size() - *n);
-    }
-    progress.update(static_cast<std::int64_t>(end));
   }
+  const std::string where = fmt::format("batch at record {}, line {} ({} records stored before it)", counts.loaded + 1,
+                                        first_line, counts.stored);
+  std::map<std::string, std::string> existing;
+  if (!reembed && !embed_ids.empty()) {
+    auto models = store.store().vector_models(embed_ids);
+    if (!models) return fail(models.error().with_context(where));
+    existing = std::move(*models);
+  }
+  for (auto& r : batch) {
+    if (r.embedding) continue;
+    // Already embedded: by this model, or by one the store did not record (Chroma keeps no
+    // model per record).
+    if (auto it = existing.find(r.article.uri); it != existing.end() && (it->second == model || it->second.empty())) {
+      ++counts.skipped_existing;
+    } else {
+      to_embed.push_back(std::move(r.article));
+    }
+  }
+  if (!with_vectors.empty()) {
+    if (auto ok = store.store().upsert(with_vectors); !ok) return fail(ok.error().with_context(where));
+    counts.stored += static_cast<std::int64_t>(with_vectors.size());
+  }
+  const std::int64_t batch_size = static_cast<std::int64_t>(batch.size());
+  if (!to_embed.empty()) {
+    const std::int64_t before = counts.loaded + batch_size - static_cast<std::int64_t>(to_embed.size());
+    auto n = store.upsert_articles(to_embed, [&](std::size_t done) {
+      progress.update(before + static_cast<std::int64_t>(done));
+    });
+    if (!n) return fail(n.error().with_context(where));
+    counts.stored += static_cast<std::int64_t>(*n);
+    counts.skipped_without_text += static_cast<std::int64_t>(to_embed.size() - *n);
+  }
+  counts.loaded += batch_size;
+  progress.update(counts.loaded);
+  return {};
+}
+
+// Pass 2: streams the file again and loads the last record of each uri in batches; returns the
+// first error.
+Result<void> load_file(ArticleStore& store, const std::string& path, const FileCheck& check,
+                       const std::string& default_model, int dimension, int batch_size, bool reembed,
+                       LoadCounts& counts) {
+  Progress progress("ingest", static_cast<std::int64_t>(check.last_line.size()));
+  std::vector<IngestRecord> batch;
+  std::int64_t first_line = 0;
+  auto loaded = each_record(path, default_model, dimension, [&](IngestRecord& rec, const std::string& where,
+                                                                  std::int64_t line_no) -> Result<void> {
+    auto last = check.last_line.find(rec.article.uri);
+    if (last == check.last_line.end()) return fail(ErrorCode::conflict, fmt::format("{}: a uri the check did not see", where));
+    if (last->second != line_no) return {};  // a later record of the uri wins
+    if (batch.empty()) first_line = line_no;
+    batch.push_back(std::move(rec));
+    if (batch.size() < static_cast<std::size_t>(batch_size)) return {};
+    VS_TRY(load_batch(store, batch, first_line, reembed, counts, progress));
+    batch.clear();
+    return {};
+  });
+  VS_TRY(loaded);
+  if (!batch.empty()) VS_TRY(load_batch(store, batch, first_line, reembed, counts, progress));
   progress.finish();
   return {};
 }
@@ -198,12 +396,12 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
                const std::string& bulk, bool reembed, bool json_out) {
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
-  std::int64_t duplicates = 0;
-  auto records = read_jsonl(path, model_flag.empty() ? cfg->embedding_model : model_flag, duplicates);
-  if (!records) return report(records.error());
-  bool need_embedder = false;
-  for (const auto& r : *records) need_embedder |= !r.embedding.has_value();
-  auto store = open_articles(*cfg, need_embedder, true);
+  const std::string default_model = model_flag.empty() ? cfg->embedding_model : model_flag;
+  auto check = check_file(path, default_model, cfg->embedding_dim);
+  if (!check) return report(check.error());
+  const auto unique_records = static_cast<std::int64_t>(check->last_line.size());
+  const std::int64_t duplicates = check->records - unique_records;
+  auto store = open_articles(*cfg, check->need_embedder, true);
   if (!store) return report(store.error());
   LoadCounts counts;
   // Bulk mode: loading many rows into an indexed table costs an index insertion per row, so
@@ -213,7 +411,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   if (bulk == "auto" && cfg->backend != BackendKind::chromadb) {
     auto counts = (*store)->store().count();
     if (!counts) return report(counts.error());
-    use_bulk = records->size() >= 5000 && static_cast<std::int64_t>(records->size()) > 2 * counts->with_embedding;
+    use_bulk = unique_records >= 5000 && unique_records > 2 * counts->with_embedding;
   }
   // A bulk load holds the table's bulk-load lock and first repairs what a killed one left (its
   // index build the server still runs, an invalid index); any other run of a pgvector store
@@ -235,7 +433,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
       if (*repaired) std::fprintf(stderr, "ingest: built the vector index an earlier bulk load had dropped\n");
     }
   }
-  auto loaded = load_batches(**store, *records, batch_size, reembed, counts);
+  auto loaded = load_file(**store, path, *check, default_model, cfg->embedding_dim, batch_size, reembed, counts);
   std::optional<Error> index_error;
   if (bulk_load) {
     std::fprintf(stderr, "ingest: building the vector index ...\n");
@@ -258,60 +456,88 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   if (!loaded) {
     const int code = report(loaded.error().with_context(fmt::format(
         "the load stopped with {} records stored and {} of {} not", counts.stored,
-        static_cast<std::int64_t>(records->size()) - counts.stored - counts.skipped_existing - counts.skipped_without_text,
-        records->size())));
+        unique_records - counts.stored - counts.skipped_existing - counts.skipped_without_text, unique_records)));
     if (index_error) report(*index_error);
     return code;
   }
   if (index_error) return report(*index_error);
   const json summary = {{"file", path},
-                        {"records", records->size() + static_cast<std::size_t>(duplicates)},
+                        {"records", check->records},
                         {"upserted", counts.stored},
                         {"skipped_without_text", counts.skipped_without_text},
                         {"skipped_existing", counts.skipped_existing},
-                        {"duplicates_in_file", duplicates}};
+                        {"duplicates_in_file", duplicates},
+                        {"unreadable_dates", check->unreadable_dates}};
   if (json_out) {
     print_json(summary);
   } else {
     std::printf("ingested %s: %lld upserted, %lld skipped (no text), %lld already embedded, %lld duplicate uris in "
-                "the file (last kept)\n",
+                "the file (last kept), %lld dates that cannot be read (stored without a date)\n",
                 path.c_str(), static_cast<long long>(counts.stored), static_cast<long long>(counts.skipped_without_text),
-                static_cast<long long>(counts.skipped_existing), static_cast<long long>(duplicates));
+                static_cast<long long>(counts.skipped_existing), static_cast<long long>(duplicates),
+                static_cast<long long>(check->unreadable_dates));
   }
   return k_exit_ok;
 }
 
-}  // namespace
+// ---- the commands, one function each ---------------------------------------------------------
 
-void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
-  static bool json_out = false;
-  static int top_k = 10;
-  static std::string where;
-  static std::string text;
-  static std::optional<int> ef_search;
-  static bool shadow_compare = false;
-
+void add_ingest_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::string file;
   static int batch_size = 1000;
   static std::string model;
+  static std::string bulk = "auto";
+  static bool reembed = false;
+  static bool json_out = false;
   auto* ingest = app.add_subcommand("ingest", "upsert articles from a JSON Lines file; records with an `embedding` list "
                                                "are stored as given, others are embedded from raw/summary/title");
-  ingest->add_option("FILE", file, "JSON Lines file of article records")->required();
+  ingest->add_option("FILE", file, "JSON Lines file of article records (a regular file; at most 64 MiB a line)")->required();
   ingest->add_option("--batch-size", batch_size, "records per transaction")->check(CLI::Range(1, 100000))->capture_default_str();
   ingest->add_option("--model", model, "model name of vectors given in the file (default: EMBEDDING_MODEL)");
-  static std::string bulk = "auto";
   ingest->add_option("--bulk", bulk, "drop the vector index during the load and build it once after: auto (when the "
                                      "file brings >= 5000 records and more than twice the stored vectors), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
-  static bool reembed = false;
   ingest->add_flag("--reembed", reembed, "embed every record without a vector again, also those whose article "
                                          "already holds a vector of the configured model (skipped by default)");
   ingest->add_flag("--json", json_out, "print the summary as JSON");
   ingest->callback([&] {
     action = [&] { return run_ingest(globals, file, batch_size, model, bulk, reembed, json_out); };
   });
+}
 
+int run_search(const Globals& globals, const std::string& text, int top_k, const std::string& where,
+               std::optional<int> ef_search, bool shadow_compare, bool json_out) {
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  auto filter = parse_where(where);
+  if (!filter) return report(filter.error().with_context("--where"));
+  auto store = open_articles(*cfg, true, false, shadow_compare);
+  if (!store) return report(store.error());
+  auto vec = (*store)->embedder().embed(std::span<const std::string>(&text, 1));
+  if (!vec) return report(vec.error());
+  SearchOptions opts;
+  opts.top_k = top_k;
+  opts.where = *filter;
+  opts.ef_search = ef_search;
+  opts.model = std::string((*store)->embedder().model());
+  auto hits = (*store)->store().search(vec->front(), opts);
+  if (!hits) return report(hits.error());
+  json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+  if (shadow_compare) {
+    auto h = (*store)->store().health();
+    if (h && h->contains("shadow")) std::fprintf(stderr, "shadow compare: %s\n", (*h)["shadow"].dump().c_str());
+  }
+  return k_exit_ok;
+}
+
+void add_search_command(CLI::App& app, const Globals& globals, Action& action) {
+  static std::string text;
+  static int top_k = 10;
+  static std::string where;
+  static std::optional<int> ef_search;
+  static bool shadow_compare = false;
+  static bool json_out = false;
   auto* search = app.add_subcommand("search", "semantic search: embed TEXT and list the nearest articles");
   search->add_option("TEXT", text, "the query text")->required();
   search->add_option("--top-k", top_k, "number of results")->check(CLI::Range(1, 10000))->capture_default_str();
@@ -321,33 +547,14 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
   search->add_flag("--shadow-compare", shadow_compare,
                    "VECTOR_BACKEND=dual: run the query on the secondary store too and print overlap@k to stderr");
   search->callback([&] {
-    action = [&] {
-      auto cfg = load(globals);
-      if (!cfg) return report(cfg.error());
-      auto filter = parse_where(where);
-      if (!filter) return report(filter.error().with_context("--where"));
-      auto store = open_articles(*cfg, true, false, shadow_compare);
-      if (!store) return report(store.error());
-      auto vec = (*store)->embedder().embed(std::span<const std::string>(&text, 1));
-      if (!vec) return report(vec.error());
-      SearchOptions opts;
-      opts.top_k = top_k;
-      opts.where = *filter;
-      opts.ef_search = ef_search;
-      opts.model = std::string((*store)->embedder().model());
-      auto hits = (*store)->store().search(vec->front(), opts);
-      if (!hits) return report(hits.error());
-      json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
-      if (shadow_compare) {
-        auto h = (*store)->store().health();
-        if (h && h->contains("shadow")) std::fprintf(stderr, "shadow compare: %s\n", (*h)["shadow"].dump().c_str());
-      }
-      return k_exit_ok;
-    };
+    action = [&] { return run_search(globals, text, top_k, where, ef_search, shadow_compare, json_out); };
   });
+}
 
+void add_similar_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::string uri;
   static int similar_k = 5;
+  static bool json_out = false;
   auto* similar = app.add_subcommand("similar", "articles nearest to the stored vector of URI (itself excluded)");
   similar->add_option("URI", uri, "the article's uri")->required();
   similar->add_option("--top-k", similar_k, "number of results")->check(CLI::Range(1, 9999))->capture_default_str();
@@ -364,134 +571,167 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
       return k_exit_ok;
     };
   });
+}
 
+int run_vectors(const Globals& globals, std::optional<std::int64_t> limit, const std::string& where, bool json_out) {
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  auto filter = parse_where(where);
+  if (!filter) return report(filter.error().with_context("--where"));
+  auto store = open_articles(*cfg, false);
+  if (!store) return report(store.error());
+  auto batch = (*store)->get_vectors_by_metadata(limit, *filter);
+  if (!batch) return report(batch.error());
+  if (json_out) {
+    json vecs = json::array();
+    for (std::size_t i = 0; i < batch->ids.size(); ++i) {
+      vecs.push_back(vector_json(std::span<const float>(batch->data).subspan(i * batch->dim, batch->dim)));
+    }
+    print_json({{"ids", batch->ids}, {"vectors", vecs}, {"metadatas", batch->metadatas}});
+  } else {
+    std::printf("%zu vectors of %zu dimensions\n", batch->ids.size(), batch->dim);
+    for (std::size_t i = 0; i < batch->ids.size() && i < 20; ++i) {
+      std::printf("  %s  [%s, %s, ...]\n", batch->ids[i].c_str(), float9(batch->data[i * batch->dim]).c_str(),
+                  float9(batch->data[i * batch->dim + 1]).c_str());
+    }
+    if (batch->ids.size() > 20) std::printf("  ... (--json prints all)\n");
+  }
+  return k_exit_ok;
+}
+
+void add_vectors_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::optional<std::int64_t> limit;
+  static std::string where;
+  static bool json_out = false;
   auto* vectors = app.add_subcommand("vectors", "stored vectors with ids and metadata (get_vectors_by_metadata)");
   vectors->add_option("--limit", limit, "at most this many")->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}));
   vectors->add_option("--where", where, "ChromaDB-style filter");
   vectors->add_flag("--json", json_out, "print {ids, vectors, metadatas} as JSON");
   vectors->callback([&] {
-    action = [&] {
-      auto cfg = load(globals);
-      if (!cfg) return report(cfg.error());
-      auto filter = parse_where(where);
-      if (!filter) return report(filter.error().with_context("--where"));
-      auto store = open_articles(*cfg, false);
-      if (!store) return report(store.error());
-      auto batch = (*store)->get_vectors_by_metadata(limit, *filter);
-      if (!batch) return report(batch.error());
-      if (json_out) {
-        json vecs = json::array();
-        for (std::size_t i = 0; i < batch->ids.size(); ++i) {
-          vecs.push_back(vector_json(std::span<const float>(batch->data).subspan(i * batch->dim, batch->dim)));
-        }
-        print_json({{"ids", batch->ids}, {"vectors", vecs}, {"metadatas", batch->metadatas}});
-      } else {
-        std::printf("%zu vectors of %zu dimensions\n", batch->ids.size(), batch->dim);
-        for (std::size_t i = 0; i < batch->ids.size() && i < 20; ++i) {
-          std::printf("  %s  [%s, %s, ...]\n", batch->ids[i].c_str(), float9(batch->data[i * batch->dim]).c_str(),
-                      float9(batch->data[i * batch->dim + 1]).c_str());
-        }
-        if (batch->ids.size() > 20) std::printf("  ... (--json prints all)\n");
-      }
-      return k_exit_ok;
-    };
+    action = [&] { return run_vectors(globals, limit, where, json_out); };
   });
+}
 
+int run_health(const Globals& globals, bool json_out) {
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  auto store = open_articles(*cfg, false);
+  if (!store) {
+    if (json_out) {
+      print_json({{"healthy", false}, {"reasons", {store.error().message()}}, {"backend", to_string(cfg->backend)}});
+      return k_exit_failure;
+    }
+    return report(store.error());
+  }
+  auto h = (*store)->health();
+  if (!h) return report(h.error());
+  if (json_out) {
+    print_json(*h);
+  } else {
+    auto text = [&](const char* key) { return (*h)[key].is_string() ? (*h)[key].get<std::string>() : std::string("-"); };
+    const bool chroma = (*h)["backend"] == "chromadb";
+    std::printf("%s: %s, %s %s, %s %s, %lld rows, %lld with embedding (%.2f%%), index %s\n",
+                (*h)["healthy"].get<bool>() ? "healthy" : "UNHEALTHY", (*h)["backend"].get<std::string>().c_str(),
+                chroma ? "chroma" : "postgresql", text("server_version").c_str(), chroma ? "collection" : "vector",
+                chroma ? text("collection").c_str() : text("extension_version").c_str(),
+                static_cast<long long>((*h)["rows"].get<std::int64_t>()),
+                static_cast<long long>((*h)["with_embedding"].get<std::int64_t>()),
+                (*h)["coverage_pct"].get<double>(), (*h)["index"]["type"].get<std::string>().c_str());
+    for (const auto& r : (*h)["reasons"]) std::printf("  reason: %s\n", r.get<std::string>().c_str());
+  }
+  return (*h)["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
+}
+
+void add_health_command(CLI::App& app, const Globals& globals, Action& action) {
+  static bool json_out = false;
   auto* health = app.add_subcommand("health", "check the store: server, extension, schema, index, coverage; exit 1 when unhealthy");
   health->add_flag("--json", json_out, "print the health report as JSON");
   health->callback([&] {
-    action = [&] {
-      auto cfg = load(globals);
-      if (!cfg) return report(cfg.error());
-      auto store = open_articles(*cfg, false);
-      if (!store) {
-        if (json_out) {
-          print_json({{"healthy", false}, {"reasons", {store.error().message()}}, {"backend", to_string(cfg->backend)}});
-          return k_exit_failure;
-        }
-        return report(store.error());
-      }
-      auto h = (*store)->health();
-      if (!h) return report(h.error());
-      if (json_out) {
-        print_json(*h);
-      } else {
-        auto text = [&](const char* key) { return (*h)[key].is_string() ? (*h)[key].get<std::string>() : std::string("-"); };
-        const bool chroma = (*h)["backend"] == "chromadb";
-        std::printf("%s: %s, %s %s, %s %s, %lld rows, %lld with embedding (%.2f%%), index %s\n",
-                    (*h)["healthy"].get<bool>() ? "healthy" : "UNHEALTHY", (*h)["backend"].get<std::string>().c_str(),
-                    chroma ? "chroma" : "postgresql", text("server_version").c_str(), chroma ? "collection" : "vector",
-                    chroma ? text("collection").c_str() : text("extension_version").c_str(),
-                    static_cast<long long>((*h)["rows"].get<std::int64_t>()),
-                    static_cast<long long>((*h)["with_embedding"].get<std::int64_t>()),
-                    (*h)["coverage_pct"].get<double>(), (*h)["index"]["type"].get<std::string>().c_str());
-        for (const auto& r : (*h)["reasons"]) std::printf("  reason: %s\n", r.get<std::string>().c_str());
-      }
-      return (*h)["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
-    };
+    action = [&] { return run_health(globals, json_out); };
   });
+}
 
+int run_outbox(const Globals& globals, const std::string& outbox_action, bool json_out) {
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  if (cfg->backend != BackendKind::dual) {
+    return report(Error(ErrorCode::invalid_argument,
+                        fmt::format("the outbox exists only with VECTOR_BACKEND=dual, not {}", to_string(cfg->backend))));
+  }
+  auto store = open_store(*cfg);
+  if (!store) return report(store.error());
+  auto* dual = dynamic_cast<api::DualStore*>(store->get());
+  if (dual == nullptr) return report(Error(ErrorCode::internal, "the dual store is not a DualStore"));
+  std::int64_t drained = 0;
+  if (outbox_action == "drain") {
+    auto n = dual->drain_outbox();
+    if (!n) return report(n.error());
+    drained = *n;
+  }
+  auto pending = dual->outbox_pending();
+  if (!pending) return report(pending.error());
+  if (json_out) {
+    print_json({{"pending", *pending}, {"drained", drained}});
+  } else {
+    std::printf("outbox: %lld drained, %lld pending\n", static_cast<long long>(drained),
+                static_cast<long long>(*pending));
+  }
+  return k_exit_ok;
+}
+
+void add_outbox_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::string outbox_action;
+  static bool json_out = false;
   auto* outbox = app.add_subcommand("outbox", "VECTOR_BACKEND=dual: writes waiting for the secondary store (status), or "
                                               "apply them now (drain)");
   outbox->add_option("ACTION", outbox_action, "status or drain")->required()->check(CLI::IsMember({"status", "drain"}));
   outbox->add_flag("--json", json_out, "print {pending, drained} as JSON");
   outbox->callback([&] {
-    action = [&] {
-      auto cfg = load(globals);
-      if (!cfg) return report(cfg.error());
-      if (cfg->backend != BackendKind::dual) {
-        return report(Error(ErrorCode::invalid_argument,
-                            fmt::format("the outbox exists only with VECTOR_BACKEND=dual, not {}", to_string(cfg->backend))));
-      }
-      auto store = open_store(*cfg);
-      if (!store) return report(store.error());
-      auto* dual = dynamic_cast<api::DualStore*>(store->get());
-      if (dual == nullptr) return report(Error(ErrorCode::internal, "the dual store is not a DualStore"));
-      std::int64_t drained = 0;
-      if (outbox_action == "drain") {
-        auto n = dual->drain_outbox();
-        if (!n) return report(n.error());
-        drained = *n;
-      }
-      auto pending = dual->outbox_pending();
-      if (!pending) return report(pending.error());
-      if (json_out) {
-        print_json({{"pending", *pending}, {"drained", drained}});
-      } else {
-        std::printf("outbox: %lld drained, %lld pending\n", static_cast<long long>(drained),
-                    static_cast<long long>(*pending));
-      }
-      return k_exit_ok;
-    };
+    action = [&] { return run_outbox(globals, outbox_action, json_out); };
   });
+}
 
+int run_embed(const Globals& globals, const std::vector<std::string>& texts, bool json_out) {
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  auto embedder = make_embedder(*cfg);
+  if (!embedder) return report(embedder.error());
+  auto vecs = (*embedder)->embed(texts);
+  if (!vecs) return report(vecs.error());
+  if (json_out) {
+    json out = json::array();
+    for (const auto& v : *vecs) out.push_back(vector_json(v));
+    print_json(out);
+  } else {
+    for (std::size_t i = 0; i < vecs->size(); ++i) {
+      std::printf("%s (%zu dims, model %s): [%s, %s, ...]\n", texts[i].c_str(), (*vecs)[i].size(),
+                  std::string((*embedder)->model()).c_str(), float9((*vecs)[i][0]).c_str(), float9((*vecs)[i][1]).c_str());
+    }
+  }
+  return k_exit_ok;
+}
+
+void add_embed_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::vector<std::string> texts;
+  static bool json_out = false;
   auto* embed = app.add_subcommand("embed", "embed texts with the configured embedder and print the vectors");
   embed->add_option("TEXT", texts, "texts to embed")->required();
   embed->add_flag("--json", json_out, "print a list of vectors as JSON");
   embed->callback([&] {
-    action = [&] {
-      auto cfg = load(globals);
-      if (!cfg) return report(cfg.error());
-      auto embedder = make_embedder(*cfg);
-      if (!embedder) return report(embedder.error());
-      auto vecs = (*embedder)->embed(texts);
-      if (!vecs) return report(vecs.error());
-      if (json_out) {
-        json out = json::array();
-        for (const auto& v : *vecs) out.push_back(vector_json(v));
-        print_json(out);
-      } else {
-        for (std::size_t i = 0; i < vecs->size(); ++i) {
-          std::printf("%s (%zu dims, model %s): [%s, %s, ...]\n", texts[i].c_str(), (*vecs)[i].size(),
-                      std::string((*embedder)->model()).c_str(), float9((*vecs)[i][0]).c_str(), float9((*vecs)[i][1]).c_str());
-        }
-      }
-      return k_exit_ok;
-    };
+    action = [&] { return run_embed(globals, texts, json_out); };
   });
+}
+
+}  // namespace
+
+void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
+  add_ingest_command(app, globals, action);
+  add_search_command(app, globals, action);
+  add_similar_command(app, globals, action);
+  add_vectors_command(app, globals, action);
+  add_health_command(app, globals, action);
+  add_outbox_command(app, globals, action);
+  add_embed_command(app, globals, action);
 }
 
 }  // namespace vstore::cli

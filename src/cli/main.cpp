@@ -16,7 +16,8 @@
 namespace vstore::cli {
 
 Result<Config> load(const Globals& globals) {
-  VS_TRY_ASSIGN(Environment env, read_environment(globals.env_file));
+  VS_TRY_ASSIGN(Environment env,
+                read_environment(globals.env_file, globals.env_file_given ? EnvFile::required : EnvFile::optional));
   return load_config(env);
 }
 
@@ -89,8 +90,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", VSTORE_VERSION);
   app.require_subcommand(1);
   Globals globals;
-  app.add_option("--env-file", globals.env_file, "file of NAME=value settings read before the environment")
-      ->capture_default_str();
+  CLI::Option* env_file =
+      app.add_option("--env-file", globals.env_file, "file of NAME=value settings read before the environment "
+                                                     "(when given, it must exist)")
+          ->capture_default_str();
   Action action;
   try {
     add_db_commands(app, globals, action);
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
     add_bench_commands(app, globals, action);
     add_migrate_commands(app, globals, action);
     app.parse(argc, argv);
+    globals.env_file_given = env_file->count() > 0;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? k_exit_ok : k_exit_usage;

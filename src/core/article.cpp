@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// Article parsing and the metadata mapping shared by every backend. The date rules follow the
-// if/elif chain of the code being replaced, branch by branch (see publication_date_ts()).
+// Article parsing and the metadata mapping shared by every backend. Dates are read by
+// read_date() (date.hpp), the reader ingest, the filters and migrate-chroma share.
 #include "vstore/article.hpp"
 
-#include <array>
+#include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <regex>
 
 #include <fmt/format.h>
+
+#include "vstore/date.hpp"
 
 namespace vstore {
 namespace {
@@ -34,96 +35,14 @@ bool is_blank(std::string_view s) {
   return true;
 }
 
-// Days since 1970-01-01 of a civil date, or nullopt when the date does not exist.
-std::optional<std::int64_t> civil_epoch(int year, int month, int day) {
-  using namespace std::chrono;
-  const year_month_day ymd{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
-                           std::chrono::day{static_cast<unsigned>(day)}};
-  if (!ymd.ok() || year < 1 || year > 9999) return std::nullopt;
-  return static_cast<std::int64_t>(sys_days{ymd}.time_since_epoch().count()) * 86400;
-}
-
-int to_int(std::string_view s) {
-  int v = 0;
-  for (char c : s) v = v * 10 + (c - '0');
-  return v;
-}
-
-constexpr std::array<std::string_view, 12> k_months = {"january", "february", "march",     "april",
-                                                       "may",     "june",     "july",      "august",
-                                                       "september", "october", "november", "december"};
-
-std::optional<int> month_from_name(std::string_view name, bool abbreviated) {
-  std::string lower;
-  for (char c : name) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  for (std::size_t i = 0; i < k_months.size(); ++i) {
-    if (abbreviated ? lower == k_months[i].substr(0, 3) : lower == k_months[i]) return static_cast<int>(i) + 1;
-  }
-  return std::nullopt;
-}
-
-// strptime-like matching of the whole string for the few formats of branch 4.
-std::optional<std::int64_t> parse_branch4(const std::string& s) {
-  static const std::regex ymd_slash(R"(^(\d{4})/(\d{1,2})/(\d{1,2})$)");
-  static const std::regex dmy_dash(R"(^(\d{1,2})-(\d{1,2})-(\d{4})$)");
-  static const std::regex dmy_slash(R"(^(\d{1,2})/(\d{1,2})/(\d{4})$)");
-  static const std::regex month_d_y(R"(^([A-Za-z]+) (\d{1,2}), (\d{4})$)");
-  static const std::regex d_month_y(R"(^(\d{1,2}) ([A-Za-z]+) (\d{4})$)");
-  std::smatch m;
-  if (std::regex_match(s, m, ymd_slash)) return civil_epoch(to_int(m.str(1)), to_int(m.str(2)), to_int(m.str(3)));
-  if (std::regex_match(s, m, dmy_dash)) return civil_epoch(to_int(m.str(3)), to_int(m.str(2)), to_int(m.str(1)));
-  if (std::regex_match(s, m, dmy_slash)) return civil_epoch(to_int(m.str(3)), to_int(m.str(2)), to_int(m.str(1)));
-  if (std::regex_match(s, m, month_d_y)) {
-    if (auto month = month_from_name(m.str(1), false)) return civil_epoch(to_int(m.str(3)), *month, to_int(m.str(2)));
-  }
-  if (std::regex_match(s, m, d_month_y)) {
-    auto month = month_from_name(m.str(2), false);
-    if (!month) month = month_from_name(m.str(2), true);
-    if (month) return civil_epoch(to_int(m.str(3)), *month, to_int(m.str(1)));
-  }
-  return std::nullopt;
-}
-
 }  // namespace
 
 std::optional<std::int64_t> publication_date_ts(std::string_view date) {
-  std::string s(date);
-  const auto first = s.find_first_not_of(" \t\r\n\f\v");
-  if (first == std::string::npos) return std::nullopt;
-  s = s.substr(first, s.find_last_not_of(" \t\r\n\f\v") - first + 1);
-
-  // 1, the common case without std::regex: the same pattern's prefix, checked by hand.
-  auto digits = [&](std::size_t from, std::size_t n) {
-    for (std::size_t i = from; i < from + n; ++i) {
-      if (s[i] < '0' || s[i] > '9') return false;
-    }
-    return true;
-  };
-  if (s.size() >= 19 && digits(0, 4) && s[4] == '-' && digits(5, 2) && s[7] == '-' && digits(8, 2) && s[10] == 'T' &&
-      digits(11, 2) && s[13] == ':' && digits(14, 2) && s[16] == ':' && digits(17, 2)) {
-    return civil_epoch(to_int(s.substr(0, 4)), to_int(s.substr(5, 2)), to_int(s.substr(8, 2)));
-  }
-  static const std::regex iso_dt(R"(^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?)");
-  static const std::regex ymd_prefix(R"(^(\d{4})-(\d{2})-(\d{2}))");
-  static const std::regex ymd_exact(R"(^(\d{4})-(\d{2})-(\d{2})$)");
-  static const std::regex ymd_anywhere(R"((\d{4})-(\d{2})-(\d{2}))");
-  std::smatch m;
-  // 1: ISO date-time: the date part at midnight UTC.
-  if (std::regex_search(s, m, iso_dt)) return civil_epoch(to_int(m.str(1)), to_int(m.str(2)), to_int(m.str(3)));
-  // 2: "YYYY-MM-DD rest": the first token's date, else nothing.
-  if (s.find(' ') != std::string::npos && s.size() > 10) {
-    const std::string token = s.substr(0, s.find_first_of(" \t"));
-    if (std::regex_search(token, m, ymd_prefix) && token.size() == 10) {
-      return civil_epoch(to_int(m.str(1)), to_int(m.str(2)), to_int(m.str(3)));
-    }
-    return std::nullopt;
-  }
-  // 3: exactly YYYY-MM-DD.
-  if (std::regex_match(s, m, ymd_exact)) return civil_epoch(to_int(m.str(1)), to_int(m.str(2)), to_int(m.str(3)));
-  // 4: the listed formats, then a date anywhere.
-  if (auto ts = parse_branch4(s)) return ts;
-  if (std::regex_search(s, m, ymd_anywhere)) return civil_epoch(to_int(m.str(1)), to_int(m.str(2)), to_int(m.str(3)));
-  return std::nullopt;
+  auto read = read_date(date);
+  if (!read) return std::nullopt;
+  // Whole seconds, rounded down (also before 1970).
+  const std::int64_t micros = read->epoch_micros;
+  return micros / 1000000 - (micros % 1000000 < 0 ? 1 : 0);
 }
 
 std::string iso8601_utc(std::int64_t epoch_seconds) {

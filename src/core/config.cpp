@@ -4,7 +4,8 @@
 // Design
 // - read_environment() first parses the whole .env file (quoted values may span lines, so the
 //   parser walks the text, counting lines for error messages), then copies `environ` over it,
-//   so the process environment wins.
+//   so the process environment wins. Only a regular file of at most 1 MiB is read; a missing
+//   file is an error when the user named it (EnvFile::required).
 // - load_config() reads each variable once through Settings, which treats an empty value as
 //   unset and turns every bad value into `NAME="value": expected ...`. Checks run in the order
 //   of the product.md table, followed by the checks that relate two variables (ef_construction
@@ -772,6 +773,10 @@ class DotenvParser {
   std::size_t m_line = 1;
 };
 
+constexpr std::size_t k_max_env_file_bytes = 1 << 20;
+
+// The whole file, read with a bound (a settings file is small; a file that keeps growing
+// while it is read is cut off by the bound, not read forever).
 Result<std::string> read_file(const std::filesystem::path& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) {
@@ -781,26 +786,43 @@ Result<std::string> read_file(const std::filesystem::path& path) {
   std::string text;
   std::array<char, 8192> buffer{};
   std::size_t count = 0;
-  while ((count = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) text.append(buffer.data(), count);
+  while (text.size() <= k_max_env_file_bytes && (count = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) {
+    text.append(buffer.data(), count);
+  }
   const bool failed = std::ferror(file) != 0;
   std::fclose(file);
   if (failed) return fail(ErrorCode::invalid_argument, fmt::format("cannot read {}: read error", quote_value(path.string())));
+  if (text.size() > k_max_env_file_bytes) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("cannot read {}: larger than 1 MiB; expected a file of NAME=value settings",
+                            quote_value(path.string())));
+  }
   return text;
 }
 
 }  // namespace
 
-Result<Environment> read_environment(const std::filesystem::path& dotenv_path) {
+Result<Environment> read_environment(const std::filesystem::path& dotenv_path, EnvFile presence) {
   Environment env;
   std::error_code ec;
   const auto status = std::filesystem::status(dotenv_path, ec);
-  if (ec && status.type() != std::filesystem::file_type::not_found) {
+  const auto type = status.type();
+  if (ec && type != std::filesystem::file_type::not_found) {
     return fail(ErrorCode::invalid_argument, fmt::format("cannot read {}: {}", quote_value(dotenv_path.string()), ec.message()));
   }
-  if (status.type() == std::filesystem::file_type::directory) {
+  if (type == std::filesystem::file_type::not_found) {
+    if (presence == EnvFile::required) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("cannot read {}: no such file; expected a file of NAME=value settings",
+                              quote_value(dotenv_path.string())));
+    }
+  } else if (type == std::filesystem::file_type::directory) {
     return fail(ErrorCode::invalid_argument, fmt::format("cannot read {}: it is a directory", quote_value(dotenv_path.string())));
-  }
-  if (std::filesystem::exists(status)) {
+  } else if (type != std::filesystem::file_type::regular) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("cannot read {}: not a regular file; expected a file of NAME=value settings",
+                            quote_value(dotenv_path.string())));
+  } else {
     VS_TRY_ASSIGN(const std::string text, read_file(dotenv_path));
     VS_TRY(DotenvParser(text, dotenv_path).parse(env));
   }

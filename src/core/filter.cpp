@@ -6,8 +6,8 @@
 //   the path of the part being read ("where.$and[1].topic.$gt") so that every error names it.
 // - Grammar: Chroma 1.x `where_parsing.rs` (see docs/reference/chroma.md 2.1), with two documented
 //   extensions: an object with several keys is an implicit $and of its entries (children in key
-//   order, since nlohmann::json objects are sorted), and $gt/$gte/$lt/$lte also take an ISO 8601
-//   date string. `{"$and": []}` matches every record and `{"$or": []}` none (Chroma's meaning).
+//   order, since nlohmann::json objects are sorted), and $gt/$gte/$lt/$lte also take a date
+//   string that read_date() (date.hpp) reads, as ingest reads publication dates. `{"$and": []}` matches every record and `{"$or": []}` none (Chroma's meaning).
 // - Limits against hostile input, each an invalid_argument error: nesting depth <= 32 filter
 //   objects, <= 1000 nodes in total (every where object and every comparison counts), <= 10000
 //   elements in one $in/$nin list. JSON text is also refused past a JSON nesting depth that no
@@ -25,6 +25,9 @@
 #include <limits>
 #include <string>
 #include <utility>
+
+#include "vstore/date.hpp"
+#include "vstore/utf8.hpp"
 
 namespace vstore {
 namespace {
@@ -65,42 +68,7 @@ std::unexpected<Error> invalid(const std::string& path, std::string_view message
   return fail(ErrorCode::invalid_argument, std::move(text));
 }
 
-bool is_valid_utf8(std::string_view text) {
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[pos]);
-    if (lead < 0x80) {
-      ++pos;
-      continue;
-    }
-    std::size_t extra = 0;
-    std::uint32_t code = 0;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-      extra = 1;
-      code = lead & 0x1Fu;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      extra = 2;
-      code = lead & 0x0Fu;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      extra = 3;
-      code = lead & 0x07u;
-    } else {
-      return false;
-    }
-    if (pos + extra >= text.size()) return false;
-    for (std::size_t idx = 1; idx <= extra; ++idx) {
-      const auto cont = static_cast<unsigned char>(text[pos + idx]);
-      if ((cont & 0xC0u) != 0x80u) return false;
-      code = (code << 6) | (cont & 0x3Fu);
-    }
-    if ((extra == 2 && code < 0x800) || (extra == 3 && (code < 0x10000 || code > 0x10FFFF)) ||
-        (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    pos += extra + 1;
-  }
-  return true;
-}
+bool is_valid_utf8(std::string_view text) { return !first_invalid_utf8(text).has_value(); }
 
 bool is_key_char(char ch) {
   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -113,74 +81,6 @@ bool is_valid_key(std::string_view key) {
     if (!is_key_char(ch)) return false;
   }
   return true;
-}
-
-/// Reads exactly `width` digits at `pos` into `out`; false if any is not a digit.
-bool read_digits(std::string_view text, std::size_t pos, std::size_t width, int& out) {
-  if (pos + width > text.size()) return false;
-  int value = 0;
-  for (std::size_t idx = 0; idx < width; ++idx) {
-    const char ch = text[pos + idx];
-    if (ch < '0' || ch > '9') return false;
-    value = value * 10 + (ch - '0');
-  }
-  out = value;
-  return true;
-}
-
-int days_in_month(int year, int month) {
-  static constexpr std::array<int, 12> k_days = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  if (month == 2 && leap) return 29;
-  return k_days[static_cast<std::size_t>(month - 1)];
-}
-
-/// `YYYY-MM-DD`, optionally followed by `T` or a space and `HH:MM[:SS[.fraction]]`, then
-/// optionally a zone `Z`, `+HH`, `+HHMM` or `+HH:MM` (or `-`). Every field is range-checked,
-/// so PostgreSQL's timestamptz input accepts whatever this accepts.
-bool is_iso8601_date(std::string_view text) {
-  int year = 0;
-  int month = 0;
-  int day = 0;
-  if (!read_digits(text, 0, 4, year) || text.size() < 10 || text[4] != '-' ||
-      !read_digits(text, 5, 2, month) || text[7] != '-' || !read_digits(text, 8, 2, day)) {
-    return false;
-  }
-  if (year < 1 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)) {
-    return false;
-  }
-  if (text.size() == 10) return true;
-  if (text[10] != 'T' && text[10] != ' ') return false;
-  int hour = 0;
-  int minute = 0;
-  if (!read_digits(text, 11, 2, hour) || text.size() < 16 || text[13] != ':' ||
-      !read_digits(text, 14, 2, minute) || hour > 23 || minute > 59) {
-    return false;
-  }
-  std::size_t pos = 16;
-  if (pos < text.size() && text[pos] == ':') {
-    int second = 0;
-    if (!read_digits(text, pos + 1, 2, second) || second > 59) return false;
-    pos += 3;
-    if (pos < text.size() && text[pos] == '.') {
-      ++pos;
-      const std::size_t start = pos;
-      while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') ++pos;
-      if (pos == start || pos - start > 9) return false;
-    }
-  }
-  if (pos == text.size()) return true;
-  if (text[pos] == 'Z') return pos + 1 == text.size();
-  if (text[pos] != '+' && text[pos] != '-') return false;
-  ++pos;
-  int zone_hour = 0;
-  int zone_minute = 0;
-  if (!read_digits(text, pos, 2, zone_hour) || zone_hour > 15) return false;
-  pos += 2;
-  if (pos == text.size()) return true;
-  if (text[pos] == ':') ++pos;
-  if (!read_digits(text, pos, 2, zone_minute) || zone_minute > 59) return false;
-  return pos + 2 == text.size();
 }
 
 /// Parser state shared by the whole descent.
@@ -394,14 +294,18 @@ Result<FilterNode> Parser::parse_operator(const std::string& key, const nlohmann
     case FilterOp::gte:
     case FilterOp::lt:
     case FilterOp::lte: {
-      const std::string expected = "a number or an ISO 8601 date string";
+      const std::string expected = "a number or a date string";
       if (operand.is_null()) return invalid(op_path, "null is not allowed; expected " + expected);
-      const bool is_date =
-          operand.is_string() && is_iso8601_date(operand.get_ref<const std::string&>());
-      if (!is_date && !operand.is_number()) {
+      if (!operand.is_string() && !operand.is_number()) {
         return invalid(op_path, "expected " + expected + ", not " + quote(operand));
       }
       VS_TRY_ASSIGN(auto value, parse_scalar(operand, op_path, expected));
+      if (operand.is_string()) {
+        // A date as ingest reads publication dates (read_date). The tree keeps the text: a
+        // backend compares a timestamp with the instant read, a text value with the text.
+        auto date = read_date(operand.get_ref<const std::string&>());
+        if (!date) return invalid(op_path, date.error().message());
+      }
       comparison.values.push_back(std::move(value));
       break;
     }

@@ -9,6 +9,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "vstore/embedder.hpp"
 
@@ -34,6 +35,13 @@ bool is_stop_word(std::string_view w) {
   return w.size() < 2 || std::binary_search(std::begin(k_stop_words), std::end(k_stop_words), w);
 }
 
+// The start of a text for an error message: JSON-quoted (control bytes visible), cut at 40 bytes.
+std::string excerpt(std::string_view text) {
+  const bool cut = text.size() > 40;
+  return nlohmann::json(std::string(text.substr(0, 40)) + (cut ? "..." : ""))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 class HashEmbedder final : public Embedder {
  public:
   explicit HashEmbedder(int dim) : m_dim(dim) {}
@@ -57,7 +65,8 @@ class HashEmbedder final : public Embedder {
       if (!word.empty()) words.push_back(std::move(word));
       std::erase_if(words, [](const std::string& w) { return is_stop_word(w); });
       if (words.empty()) {
-        return fail(ErrorCode::invalid_argument, fmt::format("text {} has no words to embed", i));
+        return fail(ErrorCode::invalid_argument, fmt::format("text {} of the batch ({}) has no words to embed", i,
+                                                             excerpt(texts[i])));
       }
       std::map<std::string, float> features;
       for (std::size_t w = 0; w < words.size(); ++w) {

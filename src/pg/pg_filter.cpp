@@ -36,6 +36,8 @@
 #include <utility>
 #include <variant>
 
+#include "vstore/date.hpp"
+
 namespace vstore::pg {
 namespace {
 
@@ -132,19 +134,18 @@ std::string_view kind_expects(ColumnKind kind) {
     case ColumnKind::boolean: return "a boolean";
     case ColumnKind::integer:
     case ColumnKind::real: return "a number";
-    case ColumnKind::timestamp: return "an ISO 8601 date string or epoch seconds";
+    case ColumnKind::timestamp: return "a date string or epoch seconds";
   }
   return "a string";
 }
 
-/// True when PostgreSQL's timestamptz input accepts `text`; the parser owns the date grammar,
-/// so ask it (a $gt operand must be a number or a valid ISO 8601 date string).
-bool is_date_string(const std::string& text) {
-  nlohmann::json ops = nlohmann::json::object();
-  ops["$gt"] = text;
-  nlohmann::json where = nlohmann::json::object();
-  where["k"] = std::move(ops);
-  return parse_filter(where).has_value();
+/// The instant a date string names, as ISO 8601 UTC text, when read_date() (the reader of
+/// ingest and the filter parser) reads it; the server gets this text, never the original, so
+/// that it cannot read the date otherwise (PostgreSQL reads 01/03/1987 month first).
+std::optional<std::string> date_param(const std::string& text) {
+  auto date = read_date(text);
+  if (!date) return std::nullopt;
+  return iso8601_utc_micros(date->epoch_micros);
 }
 
 bool deeper_than(const FilterNode& node, int limit) {
@@ -225,6 +226,13 @@ Result<std::string> Compiler::compile_column(const FilterComparison& comparison,
                    std::string(kind_name(kind)) + " column; expected " +
                    std::string(kind_expects(kind)) + ", not " + quote_value(value));
   };
+  // A date string on a timestamp column travels as the instant read (date_param).
+  const auto param_text = [&](const FilterValue& value) {
+    if (kind == ColumnKind::timestamp && is_string(value)) {
+      return date_param(std::get<std::string>(value)).value_or(std::string());
+    }
+    return value_text(value);
+  };
   std::string cast;
   bool epoch = false;
   bool any_double = false;
@@ -237,7 +245,7 @@ Result<std::string> Compiler::compile_column(const FilterComparison& comparison,
       case ColumnKind::real: fits = is_number(value); break;
       case ColumnKind::timestamp:
         fits = is_number(value) ||
-               (is_string(value) && is_date_string(std::get<std::string>(value)));
+               (is_string(value) && date_param(std::get<std::string>(value)).has_value());
         break;
     }
     if (!fits) return mismatch(value);
@@ -269,7 +277,7 @@ Result<std::string> Compiler::compile_column(const FilterComparison& comparison,
   if (is_set(comparison.op)) {
     std::vector<std::string> texts;
     texts.reserve(comparison.values.size());
-    for (const FilterValue& value : comparison.values) texts.push_back(value_text(value));
+    for (const FilterValue& value : comparison.values) texts.push_back(param_text(value));
     const std::string param = add_param(sql_array_literal(texts));
     const std::string array =
         epoch ? "ARRAY(SELECT to_timestamp(vs_x) FROM unnest(" + param +
@@ -279,7 +287,7 @@ Result<std::string> Compiler::compile_column(const FilterComparison& comparison,
     if (comparison.op == FilterOp::in) return any;
     return "(" + col + " IS NULL OR NOT (" + any + "))";
   }
-  const std::string param = add_param(value_text(comparison.values.front()));
+  const std::string param = add_param(param_text(comparison.values.front()));
   const std::string rhs = epoch ? "to_timestamp(" + param + "::float8)" : param + "::" + cast;
   std::string lhs = col;
   if (kind == ColumnKind::text && is_range(comparison.op)) lhs += " COLLATE \"C\"";

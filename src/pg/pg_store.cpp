@@ -35,7 +35,9 @@
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_time.hpp"
 #include "vstore/article.hpp"
+#include "vstore/date.hpp"
 #include "vstore/vector_check.hpp"
+#include "vstore/write_check.hpp"
 
 namespace vstore::pg {
 namespace {
@@ -199,15 +201,10 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
 
 std::optional<std::string> normalized_timestamp(const std::optional<std::string>& date) {
   if (!date) return std::nullopt;
-  // An ISO date-time keeps its time and zone; anything else becomes midnight UTC of its date.
-  static constexpr std::string_view k_digits = "0123456789";
-  const std::string& s = *date;
-  if (s.size() >= 19 && s[4] == '-' && s[7] == '-' && s[10] == 'T' &&
-      s.find_first_not_of(k_digits) == 4) {
-    return s;
-  }
-  if (auto ts = publication_date_ts(s)) return iso8601_utc(*ts);
-  return std::nullopt;
+  // The instant read_date() reads (time and zone kept), as ISO 8601 UTC; NULL when it reads none.
+  auto read = read_date(*date);
+  if (!read) return std::nullopt;
+  return iso8601_utc_micros(read->epoch_micros);
 }
 
 // The Article field a plain text column takes as it is, or nullptr for the other columns.
@@ -466,17 +463,7 @@ Result<void> PgVectorStore::check_unchanged_text(Connection& conn, const TableIn
 
 Result<void> PgVectorStore::upsert_in(Connection& conn, std::span<const ArticleVector> items) {
   if (items.empty()) return {};
-  std::unordered_set<std::string_view> seen;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const auto& item = items[i];
-    if (item.article.uri.empty()) {
-      return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri is empty", i));
-    }
-    VS_TRY(check_vector(item.embedding, m_dimension, fmt::format("article {}", item.article.uri)));
-    if (!seen.insert(item.article.uri).second) {
-      return fail(ErrorCode::invalid_argument, fmt::format("uri {} appears twice in one batch", item.article.uri));
-    }
-  }
+  VS_TRY(check_upsert_batch(items, m_dimension));
   VS_TRY(check_model(conn, items));
   VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
   VS_TRY(check_fits(*info, items));

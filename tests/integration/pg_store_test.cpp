@@ -79,7 +79,7 @@ TEST_F(StoreTest, UpsertOneThenSearchReturnsItWithCosineDistanceAndContractMetad
   EXPECT_EQ(md["uri"], "u:1");
   EXPECT_EQ(md["topic"], "AI");
   EXPECT_EQ(md["tags"], "x, y");
-  EXPECT_EQ(md["publication_date_ts"], 1735776000);  // 2025-01-02 00:00 UTC, as the old code
+  EXPECT_EQ(md["publication_date_ts"], 1735812000);  // 2025-01-02T10:00Z: the time is kept (issue 21, 13b)
   EXPECT_EQ(md["publication_date"], "2025-01-02T10:00:00Z");
   EXPECT_FALSE(md.contains("sentiment"));  // absent fields are dropped
 }
@@ -207,7 +207,7 @@ TEST_F(StoreTest, MetadataOfNewRowsComesFromColumnsAndExistingRowsKeepTheUpserte
   EXPECT_EQ(fresh["tags"], "x, y");
   EXPECT_EQ(fresh["uri"], "new:0");
   EXPECT_EQ(fresh["publication_date"], "2025-01-02T10:00:00Z");
-  EXPECT_EQ(fresh["publication_date_ts"], 1735776000);
+  EXPECT_EQ(fresh["publication_date_ts"], 1735812000);
   EXPECT_EQ(md.at("new:single")["title"], "Title new:single");
   for (const char* own : {"own:1", "own:2"}) {
     EXPECT_EQ(md.at(own)["title"], std::string("Title ") + own) << own;

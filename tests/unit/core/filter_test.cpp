@@ -111,49 +111,51 @@ TEST(FilterParse, ReadsRangeOperatorsWithIntegersAndFloats) {
   }
 }
 
-TEST(FilterParse, ReadsRangeOperatorsWithIso8601DateStrings) {
+// Dates in every form read_date() reads; the tree keeps the text.
+TEST(FilterParse, ReadsRangeOperatorsWithDateStrings) {
   for (const char* date :
        {"2024-01-31", "2024-02-29", "2000-02-29", "0001-01-01", "9999-12-31", "2024-05-01T10:30",
         "2024-05-01 10:30", "2024-05-01T10:30:59", "2024-05-01T10:30:00.5",
         "2024-05-01T10:30:00.123456789", "2024-05-01T10:30:00Z", "2024-05-01T10:30Z",
         "2024-05-01T10:30:00+02:00", "2024-05-01T10:30:00-0530", "2024-05-01 23:59:59+14",
-        "2024-05-01T00:00:00.000+00:00"}) {
+        "2024-05-01T00:00:00.000+00:00", "2024-01-01T10:00:00 UTC", " 2024-01-01 ", "2024/01/01",
+        "1987-03-01 12:00:00 PST", "01/03/1987", "March 1, 1987", "Sun, 01 Mar 1987 12:00:00 GMT"}) {
     const auto& comparison =
         as_comparison(parse_ok(json{{"publication_date", {{"$gte", date}}}}.dump()));
     EXPECT_EQ(comparison.values.front(), FilterValue{std::string(date)});
   }
 }
 
-TEST(FilterParse, RejectsRangeOperandsThatAreNotIso8601Dates) {
+TEST(FilterParse, RejectsRangeOperandsThatAreNotDates) {
   for (const char* bad :
-       {"abc", "", "2024", "2024-01", "2024-1-01", "2024-01-1", "24-01-01", "2024/01/01",
+       {"abc", "", "2024", "2024-01", "2024-1-01", "2024-01-1", "24-01-01",
         "2024-13-01", "2024-00-10", "2024-01-00", "2024-01-32", "2024-02-30", "2023-02-29",
         "1900-02-29", "0000-01-01", "2024-01-01T", "2024-01-01T10", "2024-01-01T24:00",
         "2024-01-01T10:60", "2024-01-01T10:00:60", "2024-01-01T10:00:00.", "2024-01-01T10:00:00.1234567890",
         "2024-01-01Z", "2024-01-01T10:00:00+16:00", "2024-01-01T10:00:00+05:60", "2024-01-01T10:00:00+5",
-        "2024-01-01T10:00:00 UTC", "2024-01-01t10:00", "2024-01-01T10:00:00ZZ", " 2024-01-01",
-        "2024-01-01 ", "2024-01-01T10:00:00+05:00x", "2024-01-01T1:00", "２０２４-01-01"}) {
+        "2024-01-01t10:00", "2024-01-01T10:00:00ZZ", "2024-01-01T10:00:00+05:00x", "2024-01-01T1:00",
+        "\uff12\uff10\uff12\uff14-01-01", "99999-01-01", "4713-01-01 BC"}) {
     const std::string message = parse_error_json(json{{"$and", {{{"a", 1}}, {{"d", {{"$lt", bad}}}}}}});
-    EXPECT_EQ(message, "where.$and[1].d.$lt: expected a number or an ISO 8601 date string, not " +
-                           json(bad).dump())
-        << bad;
+    EXPECT_EQ(message.rfind("where.$and[1].d.$lt: cannot read \"", 0), 0U) << bad << ": " << message;
+    EXPECT_NE(message.find(" as a date: "), std::string::npos) << bad << ": " << message;
   }
 }
 
 TEST(FilterParse, NamesTheRangeOperandInTheBriefsExampleMessage) {
-  EXPECT_EQ(parse_error(R"({"$and": [{"a": 1}, {"topic": {"$gt": "abc"}}]})"),
-            R"(where.$and[1].topic.$gt: expected a number or an ISO 8601 date string, not "abc")");
+  EXPECT_EQ(parse_error(R"({"$and": [{"a": 1}, {"topic": {"$gt": "abc"}}]})")
+                .rfind(R"(where.$and[1].topic.$gt: cannot read "abc" as a date: )", 0),
+            0U);
 }
 
 TEST(FilterParse, RejectsBooleanAndNullRangeOperands) {
   EXPECT_EQ(parse_error(R"({"b": {"$gt": true}})"),
-            "where.b.$gt: expected a number or an ISO 8601 date string, not true");
+            "where.b.$gt: expected a number or a date string, not true");
   EXPECT_EQ(parse_error(R"({"b": {"$lte": null}})"),
-            "where.b.$lte: null is not allowed; expected a number or an ISO 8601 date string");
+            "where.b.$lte: null is not allowed; expected a number or a date string");
   EXPECT_EQ(parse_error(R"({"b": {"$gte": [1]}})"),
-            "where.b.$gte: expected a number or an ISO 8601 date string, not [1]");
+            "where.b.$gte: expected a number or a date string, not [1]");
   EXPECT_EQ(parse_error(R"({"b": {"$lt": {"$eq": 1}}})"),
-            R"(where.b.$lt: expected a number or an ISO 8601 date string, not {"$eq":1})");
+            R"(where.b.$lt: expected a number or a date string, not {"$eq":1})");
 }
 
 TEST(FilterParse, ReadsInAndNinListsOfEachType) {

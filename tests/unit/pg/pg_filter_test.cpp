@@ -150,7 +150,7 @@ TEST(PgFilter, TypesInListsByColumnKindAndValueType) {
   EXPECT_EQ(compile_ok(R"({"publication_date": {"$in": ["2024-01-01", "2024-01-02 10:00+02"]}})").sql,
             R"("publication_date" = ANY($1::timestamptz[]))");
   EXPECT_EQ(compile_ok(R"({"publication_date": {"$in": ["2024-01-01", "2024-01-02 10:00+02"]}})").params,
-            Params{R"({"2024-01-01","2024-01-02 10:00+02"})"});
+            Params{R"({"2024-01-01T00:00:00Z","2024-01-02T08:00:00Z"})"});
 }
 
 TEST(PgFilter, ConvertsEpochListsOnTimestampColumns) {
@@ -342,14 +342,14 @@ TEST(PgFilter, RejectsANumberOnATextColumn) {
 
 TEST(PgFilter, RejectsABooleanOnATimestampColumn) {
   EXPECT_EQ(compile_error(R"({"publication_date": true})"),
-            R"(filter key "publication_date" is a timestamp column; expected an ISO 8601 date string or epoch seconds, not true)");
+            R"(filter key "publication_date" is a timestamp column; expected a date string or epoch seconds, not true)");
 }
 
 TEST(PgFilter, RejectsANonDateStringOnATimestampColumn) {
   EXPECT_EQ(compile_error(R"({"publication_date": {"$in": ["2024-01-01", "yesterday"]}})"),
-            R"(filter key "publication_date" is a timestamp column; expected an ISO 8601 date string or epoch seconds, not "yesterday")");
+            R"(filter key "publication_date" is a timestamp column; expected a date string or epoch seconds, not "yesterday")");
   EXPECT_EQ(compile_error(R"({"publication_date": {"$ne": "2024-02-30"}})"),
-            R"(filter key "publication_date" is a timestamp column; expected an ISO 8601 date string or epoch seconds, not "2024-02-30")");
+            R"(filter key "publication_date" is a timestamp column; expected a date string or epoch seconds, not "2024-02-30")");
 }
 
 TEST(PgFilter, RejectsNumbersOnBooleanColumnsAndBooleansOnRealColumns) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// timestamptz_micros(): the ISO 8601 forms it encodes for binary COPY, and the ones it leaves to
-// the server.
+// timestamptz_micros(): the dates it encodes for binary COPY (those read_date() reads), and the
+// ones it refuses.
 #include <gtest/gtest.h>
 
 #include "pg/pg_time.hpp"
@@ -27,11 +27,18 @@ TEST(PgTime, ZonelessTextIsUtcOnlyWhenAskedFor) {
   EXPECT_EQ(timestamptz_micros("2000-01-01T00:00:07", Zoneless::refuse), std::nullopt);
 }
 
-TEST(PgTime, LeavesEverythingElseToTheServer) {
+// The forms of read_date() beyond ISO 8601 numbers, and fractions rounded to microseconds.
+TEST(PgTime, ReadsWhatTheSharedDateReaderReads) {
+  EXPECT_EQ(timestamptz_micros("2000-01-01T00:00:00.1234567Z", Zoneless::refuse), 123457);
+  EXPECT_EQ(timestamptz_micros("2000-01-01T00:00:00 UTC", Zoneless::refuse), 0);
+  EXPECT_EQ(timestamptz_micros("26 Feb 1987", Zoneless::refuse), (541296000LL - 946684800LL) * 1000000);
+}
+
+TEST(PgTime, RefusesEverythingElse) {
   for (const char* text : {"", "2000", "2001-02-29", "2000-13-01", "2000-01-00", "2000-01-01T24:00:00Z",
-                           "2000-01-01T00:60:00Z", "2000-01-01T00:00:60Z", "2000-01-01T00:00:00.1234567Z",
-                           "2000-01-01T00:00:00.Z", "2000-01-01T00:00:00+16:00", "2000-01-01T00:00:00 UTC",
-                           "2000-01-01X00:00:00Z", "26 Feb 1987", "2000-01-01T00:00:00Zjunk"}) {
+                           "2000-01-01T00:60:00Z", "2000-01-01T00:00:60Z", "2000-01-01T00:00:00.Z",
+                           "2000-01-01T00:00:00+16:00", "2000-01-01X00:00:00Z", "2000-01-01T00:00:00Zjunk",
+                           "99999-01-01", "2000-01-01 BC"}) {
     EXPECT_EQ(timestamptz_micros(text, Zoneless::utc), std::nullopt) << text;
   }
 }
