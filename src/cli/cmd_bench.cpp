@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest`: thin edges over the benchmark library (include/vstore/bench.hpp).
+// `vstore bench query|ingest`: thin edges over the benchmark library (benchmarks/macro/bench.hpp).
 // The benchmarks create and drop their own database on the configured server.
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
 #include "vstore/article_store.hpp"
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 
 namespace vstore::cli {
 namespace {

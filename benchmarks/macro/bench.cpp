@@ -13,7 +13,7 @@
 //   set streams from memory once per thread rather than once per query.
 // - Only the measured calls sit between steady_clock reads: search() per query; for ingest the
 //   upsert() call, or the COPY encoding plus COPY, per batch.
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -31,7 +31,7 @@
 
 #include <fmt/format.h>
 
-#include "api/bench_support.hpp"
+#include "macro/bench_support.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"

@@ -18,11 +18,11 @@
 
 #include <fmt/format.h>
 
-#include "api/bench_support.hpp"
+#include "macro/bench_support.hpp"
 #include "chroma/chroma_dir.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/schema.hpp"
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "chroma/chroma_store.hpp"
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 
 namespace vstore {
 namespace {

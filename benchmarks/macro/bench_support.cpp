@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "api/bench_support.hpp"
+#include "macro/bench_support.hpp"
 
 #include <string_view>
 

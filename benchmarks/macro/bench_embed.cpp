@@ -22,11 +22,11 @@
 #include <fmt/format.h>
 
 #include "embed/embed_local.hpp"
-#include "api/bench_support.hpp"
+#include "macro/bench_support.hpp"
 #include "embed/embed_tokenizer.hpp"
 #include "embed/embed_bert.hpp"
 #include "vstore/article.hpp"
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 
 #ifndef VSTORE_VERSION
 #define VSTORE_VERSION "unknown"
