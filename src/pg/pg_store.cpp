@@ -508,6 +508,8 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
           return next < items.size();
         };
         VS_TRY(conn.copy_stream(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", q(m_info.table), col_sql), fill));
+      } else {
+        for (const auto& item : items) merge_rows.push_back(&item);  // every uri exists: all are merged
       }
     } else {
       for (const auto& item : items) merge_rows.push_back(&item);
