@@ -140,6 +140,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       em.data = data;
       em.model_dir = cfg->model_dir.value_or(cfg->data_dir / "models" / "all-MiniLM-L6-v2");
       em.model_name = cfg->embedding_model;
+      em.threads = cfg->embed_threads;
       if (peer == "auto") {
         em.python = cfg->data_dir / "venv" / "bin" / "python";
         em.peer_script = std::filesystem::path(VSTORE_SOURCE_DIR) / "scripts" / "bench_embed_peer.py";

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Regression tests of issue 21 for the benchmarks that need no server: where their code lives.
+// Regression tests of issue 21 for the benchmarks that need no server: where their code lives
+// (item 17) and the conninfo of their scratch database (item 1).
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "macro/bench_support.hpp"
 
 namespace {
 
@@ -57,6 +60,21 @@ TEST(Issue21Bench, Item17ProductTreeAndPublicHeadersHoldNoBenchmarkCode) {
     EXPECT_TRUE(found.empty()) << "benchmark code in " << dir << ":" << listed;
   }
   EXPECT_TRUE(fs::is_directory(root / "benchmarks" / "macro")) << "no benchmarks/macro in " << root;
+}
+
+// Item 1: a URI's `dbname` query parameters would win over the path libpq is given; the
+// scratch database's conninfo drops them (however their key is spelled), keeps the others, and
+// a key=value conninfo gets a trailing dbname, where the last one wins.
+TEST(Issue21Bench, Item1WithDbnameDropsEveryDbnameOfTheUri) {
+  using vstore::bench_support::with_dbname;
+  EXPECT_EQ(with_dbname("postgresql://h/?dbname=prod", "scratch"), "postgresql://h/scratch");
+  EXPECT_EQ(with_dbname("postgresql://u@h:5/app?sslmode=disable&dbname=prod&connect_timeout=3", "scratch"),
+            "postgresql://u@h:5/scratch?sslmode=disable&connect_timeout=3");
+  EXPECT_EQ(with_dbname("postgres:///?host=/tmp/s&db%6Eame=prod&DBNAME=x", "scratch"),
+            "postgres:///scratch?host=/tmp/s&DBNAME=x");
+  EXPECT_EQ(with_dbname("postgresql://h", "scratch"), "postgresql://h/scratch");
+  EXPECT_EQ(with_dbname("host=h dbname=prod", "scratch"), "host=h dbname=prod dbname=scratch");
+  EXPECT_EQ(with_dbname("", "scratch"), "dbname=scratch");
 }
 
 }  // namespace
