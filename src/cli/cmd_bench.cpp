@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest`: thin edges over the benchmark library (benchmarks/macro/bench.hpp).
-// The benchmarks create and drop their own database on the configured server.
+// `vstore bench query|ingest|embed`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
+// `bench migrate` is declared beside migrate-chroma (cmd_migrate.cpp). Each creates and drops its own database.
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
