@@ -123,31 +123,6 @@ struct MigrateReport {
 [[nodiscard]] Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config,
                                                    const MigrateOptions& options);
 
-/// Options of `vstore bench migrate`.
-struct BenchMigrateOptions {
-  std::string from_dir;                   ///< Chroma directory to migrate; required
-  std::optional<std::string> collection;  ///< required when the directory holds several
-  std::size_t batch_size = 5000;          ///< records per COPY on both sides. Default 5000.
-  int repeats = 3;                        ///< loads per side (order rotated; medians reported). Default 3.
-  int warmup = 1;                         ///< untimed rounds of all three loads before them. Default 1.
-  int writers = 2;                        ///< MigrateOptions::writers of the migration. Default 2.
-  MigrateProgress progress;               ///< may be empty
-};
-
-/// Migration throughput against a bare binary COPY of the same vectors, in a database of its
-/// own (`vstore_bench_migrate_<pid>`, created on the server of `admin_conninfo` and dropped at
-/// the end, also on failure), every load without a vector index, `repeats` times each in a
-/// rotating order after `warmup` untimed rounds of all three, medians reported: (1) a bare binary COPY of
-/// (uri, embedding) in batches into a table with only a primary key, vectors taken from the
-/// directory read once beforehand (encoding timed, reading not); (2) migrate_chroma() with
-/// --insert-missing into a freshly migrated table made without a vector index, timed whole
-/// (reading the directory, classification, COPY and merge); (3) the rows (2) wrote, as binary
-/// COPY bytes, into a table of the same definition. Returns {rows, dim, rows_per_s,
-/// copy_rows_per_s, ratio, copy_same_rows_rows_per_s, ratio_same_rows, the per-repeat rates and
-/// ratios, read_s, migrate_s, copy_s, migrate_timings, chroma_schema, machine}. Errors: those of
-/// migrate_chroma(), and internal (no CREATEDB privilege). Not thread-safe with other bench_* calls.
-[[nodiscard]] Result<nlohmann::json> bench_migrate(const std::string& admin_conninfo, const BenchMigrateOptions& options);
-
 /// The pgvector operator class and distance operator for a Chroma space ("cosine", "l2", "ip").
 /// Errors: invalid_argument for any other space.
 [[nodiscard]] Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_view space);

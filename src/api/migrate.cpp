@@ -47,7 +47,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "api/bench_support.hpp"
 #include "chroma/chroma_dir.hpp"
 #include "chroma/chroma_remote.hpp"
 #include "pg/pg_binary.hpp"
@@ -974,7 +973,10 @@ struct SourceRead {
   std::vector<SourceCollection> collections;
 };
 
-using bench_support::seconds_since;
+// Seconds since `start` on the steady clock (the timings of the report).
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 // A stopped Chroma directory, offline: every collection on a dry run without --collection.
 Result<SourceRead> read_directory(const MigrateOptions& options) {

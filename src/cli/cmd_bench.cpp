@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest`: thin edges over the benchmark library (include/vstore/bench.hpp).
-// The benchmarks create and drop their own database on the configured server.
+// `vstore bench query|ingest|embed`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
+// `bench migrate` is declared beside migrate-chroma (cmd_migrate.cpp). Each creates and drops its own database.
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
 #include "vstore/article_store.hpp"
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 
 namespace vstore::cli {
 namespace {
@@ -140,6 +140,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       em.data = data;
       em.model_dir = cfg->model_dir.value_or(cfg->data_dir / "models" / "all-MiniLM-L6-v2");
       em.model_name = cfg->embedding_model;
+      em.threads = cfg->embed_threads;
       if (peer == "auto") {
         em.python = cfg->data_dir / "venv" / "bin" / "python";
         em.peer_script = std::filesystem::path(VSTORE_SOURCE_DIR) / "scripts" / "bench_embed_peer.py";

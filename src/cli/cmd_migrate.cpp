@@ -12,6 +12,7 @@
 
 #include "cli/cli_common.hpp"
 #include "vstore/article_store.hpp"
+#include "macro/bench.hpp"
 #include "vstore/migrate.hpp"
 
 namespace vstore::cli {

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 
 namespace {
 

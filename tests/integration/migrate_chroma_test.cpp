@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chroma/chroma_dir.hpp"
+#include "macro/bench.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
 #include "support/migrate_checks.hpp"

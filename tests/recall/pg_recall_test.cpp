@@ -16,7 +16,7 @@
 
 #include "pg/pg_store.hpp"
 #include "support/pg_fixture.hpp"
-#include "vstore/bench.hpp"
+#include "macro/bench.hpp"
 #include "vstore/schema.hpp"
 
 namespace vstore {

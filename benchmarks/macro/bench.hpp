@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-/// Benchmarks behind `vstore bench query|ingest`, and the clustered data generator and exact
-/// search they share with the recall tests.
+/// The benchmark library (vstore::bench, linked only by the CLI and the tests): the benchmarks
+/// behind `vstore bench query|ingest|embed|migrate`, and the clustered data generator and exact
+/// search they share with the recall tests. Every benchmark that writes works in a scratch
+/// database it creates, and refuses to drop, truncate or delete anywhere else.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vstore/config.hpp"
+#include "vstore/migrate.hpp"
 #include "vstore/result.hpp"
 
 namespace vstore {
@@ -87,7 +90,8 @@ struct BenchQueryOptions {
   int dim = 384;                       ///< Default 384. Range 2..2000 (HNSW's limit for vector).
   int queries = 1000;                  ///< timed queries. Default 1000. Range 1..100000.
   int warmup = 100;                    ///< untimed queries run first. Default 100. Range 0..100000.
-  int exact_queries = 100;             ///< queries timed for exact_p50_ms. Default 100. Range 1..queries.
+  /// Queries timed for exact_p50_ms. Default (unset): min(100, queries). Range 1..queries.
+  std::optional<int> exact_queries;
   int ef_search = 40;                  ///< hnsw.ef_search per query. Default 40. Range 1..1000.
   std::optional<double> selectivity;   ///< fraction of rows every query's filter matches, (0, 1];
                                        ///< round(selectivity * n) must be >= 10. Unset = unfiltered.
@@ -112,7 +116,8 @@ struct BenchQueryOptions {
 /// selectivity (null if none), plan (the store's most used SearchPlan), plans, data, machine,
 /// server, version, ...}. Errors: invalid_argument (an option out of range, naming it),
 /// unavailable (server), internal (other server errors, e.g. no CREATEDB privilege or a
-/// database of that name already exists). Not thread-safe with another bench_* call in the
+/// database of that name already exists), conflict (the conninfo does not reach the scratch
+/// database; nothing is dropped there). Not thread-safe with another bench_* call in the
 /// same process.
 [[nodiscard]] Result<nlohmann::json> bench_query(const std::string& admin_conninfo, const BenchQueryOptions& options);
 
@@ -151,9 +156,16 @@ struct BenchIngestOptions {
 /// runs `repeats` times from an empty table, phases rotated, medians reported; afterwards the
 /// three tables are compared column by column (an error if they differ). Only the loading
 /// calls are timed (client-side encoding included on every side, data generation not). Then
-/// the HNSW index is built on the upserted rows and timed as index_build_s. Returns {rows,
-/// dim, upsert_rows_per_s, copy_rows_per_s, ratio, ratio_same_indexes, index_build_s,
-/// machine, server, version, ...}. Errors as bench_query.
+/// The update path follows, `repeats` times: the same rows with other vectors, through the
+/// store's upsert of existing rows (look-up, staging, merge) against, per batch in one
+/// transaction, a bare binary COPY into a temporary staging table and one UPDATE ... FROM it
+/// into the B-tree table; the two tables are compared again. Every repeat of both phases
+/// starts after a CHECKPOINT. Then the HNSW index is built on the upserted rows and timed as
+/// index_build_s. Returns {rows, dim, upsert_rows_per_s, copy_rows_per_s, ratio,
+/// copy_pk_only_rows_per_s, ratio_pk_only, update_upsert_rows_per_s, update_copy_rows_per_s,
+/// update_ratio, index_build_s, method, machine, server, version, ...}. Errors as bench_query,
+/// and those of CHECKPOINT (a role that is neither superuser nor pg_checkpoint), conflict
+/// when the conninfo does not reach the scratch database.
 [[nodiscard]] Result<nlohmann::json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOptions& options);
 
 /// Options of `vstore bench embed`.
@@ -171,19 +183,23 @@ struct BenchEmbedOptions {
   std::filesystem::path python;
   std::filesystem::path peer_script;    ///< scripts/bench_embed_peer.py
   int cross_check = 200;                ///< texts whose vectors are compared with the peer's. Range 0..limit.
+  /// The configured thread count of the local engine (VSTORE_EMBED_THREADS), at which
+  /// query_latency_ms is measured. Default 0 = one per core. Range 0..256.
+  int threads = 0;
   BenchProgress progress;               ///< may be empty
 };
 
 /// Runs the embedding benchmark: the first `limit` non-empty texts of `field`, in file order,
 /// through the local engine (tokenizer + BERT) in batches of `batch`, once with 1 thread and
 /// once with 2 (one warm-up batch before each timing), each followed by `queries` single-text
-/// embeddings of `query` (query_latency_<t>t_ms is their median; query_latency_ms is the 2-thread
-/// figure, the engine's default of one thread per core here). When `python` is set, the same texts,
+/// embeddings of `query` (query_latency_<t>t_ms is their median). query_latency_ms is the median
+/// at the configured thread count `threads` (reported as query_threads; 0 = one per core), taken
+/// from the 1- or 2-thread run or measured on its own for more threads. When `python` is set, the same texts,
 /// batch size and thread counts run through scripts/bench_embed_peer.py in the same run (ONNX
 /// Runtime on a graph built from the same safetensors, or the NumPy reference when onnxruntime
 /// is missing), and the first `cross_check` vectors of both engines are compared
 /// (peer_min_cosine). Returns {sentences_per_s_1t, sentences_per_s_2t, mean_tokens,
-/// query_latency_ms, query_latency_1t_ms, query_latency_2t_ms, query_p95_1t_ms, query_p95_2t_ms,
+/// query_latency_ms, query_threads, query_latency_1t_ms, query_latency_2t_ms, query_p95_1t_ms, query_p95_2t_ms,
 /// peer, peer_version, peer_sentences_per_s_1t, peer_sentences_per_s_2t, peer_query_latency_ms,
 /// peer_query_latency_1t_ms, peer_query_latency_2t_ms, ratio_1t, ratio_2t, peer_min_cosine, texts,
 /// batch, field, machine, version}; the peer keys are null without a peer. Errors:
@@ -191,6 +207,31 @@ struct BenchEmbedOptions {
 /// not_found (data file or model files), internal (the peer script failed; its stderr is
 /// shown). Not thread-safe with another bench_* call in the same process.
 [[nodiscard]] Result<nlohmann::json> bench_embed(const BenchEmbedOptions& options);
+
+/// Options of `vstore bench migrate`.
+struct BenchMigrateOptions {
+  std::string from_dir;                   ///< Chroma directory to migrate; required
+  std::optional<std::string> collection;  ///< required when the directory holds several
+  std::size_t batch_size = 5000;          ///< records per COPY on both sides. Default 5000.
+  int repeats = 3;                        ///< loads per side (order rotated; medians reported). Default 3.
+  int warmup = 1;                         ///< untimed rounds of all three loads before them. Default 1.
+  int writers = 2;                        ///< MigrateOptions::writers of the migration. Default 2.
+  MigrateProgress progress;               ///< may be empty
+};
+
+/// Migration throughput against a bare binary COPY of the same vectors, in a database of its
+/// own (`vstore_bench_migrate_<pid>`, created on the server of `admin_conninfo` and dropped at
+/// the end, also on failure), every load without a vector index, `repeats` times each in a
+/// rotating order after `warmup` untimed rounds of all three, medians reported: (1) a bare binary COPY of
+/// (uri, embedding) in batches into a table with only a primary key, vectors taken from the
+/// directory read once beforehand (encoding timed, reading not); (2) migrate_chroma() with
+/// --insert-missing into a freshly migrated table made without a vector index, timed whole
+/// (reading the directory, classification, COPY and merge); (3) the rows (2) wrote, as binary
+/// COPY bytes, into a table of the same definition. Returns {rows, dim, rows_per_s,
+/// copy_rows_per_s, ratio, copy_same_rows_rows_per_s, ratio_same_rows, the per-repeat rates and
+/// ratios, read_s, migrate_s, copy_s, migrate_timings, chroma_schema, machine}. Errors: those of
+/// migrate_chroma(), and internal (no CREATEDB privilege). Not thread-safe with other bench_* calls.
+[[nodiscard]] Result<nlohmann::json> bench_migrate(const std::string& admin_conninfo, const BenchMigrateOptions& options);
 
 /// nproc, CPU model (/proc/cpuinfo) and memory (/proc/meminfo) of this machine, as the "machine"
 /// object of the benchmark outputs. Never fails (unknown values are null).
