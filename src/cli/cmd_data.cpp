@@ -424,6 +424,7 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action) {
       if (!store) return report(store.error());
       auto* dual = dynamic_cast<api::DualStore*>(store->get());
       if (dual == nullptr) return report(Error(ErrorCode::internal, "the dual store is not a DualStore"));
+      dual->stop_background_drain();  // what this command drains is what it reports
       std::int64_t drained = 0;
       if (outbox_action == "drain") {
         auto n = dual->drain_outbox();

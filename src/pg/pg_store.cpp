@@ -281,7 +281,9 @@ Result<std::optional<std::string>> PgVectorStore::stored_model() {
   return m_model;
 }
 
-Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
+Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) { return upsert_with(items, {}); }
+
+Result<void> PgVectorStore::upsert_with(std::span<const ArticleVector> items, const InTransaction& also) {
   if (items.empty()) return {};
   std::unordered_set<std::string_view> seen;
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -296,9 +298,20 @@ Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
   }
   VS_TRY(check_model(items));
   VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
-  Result<void> done = items.size() < k_copy_threshold ? upsert_one(*lease, items[0]) : upsert_many(*lease, items);
-  if (items.size() < k_copy_threshold) {
-    for (std::size_t i = 1; done && i < items.size(); ++i) done = upsert_one(*lease, items[i]);
+  Result<void> done;
+  if (items.size() >= k_copy_threshold) {
+    done = upsert_many(*lease, items, also);
+  } else {
+    if (also) VS_TRY(lease->exec("BEGIN"));
+    for (std::size_t i = 0; done && i < items.size(); ++i) done = upsert_one(*lease, items[i]);
+    if (also) {
+      if (done) done = also(*lease);
+      if (done) {
+        if (auto committed = lease->exec("COMMIT"); !committed) done = fail(committed.error());
+      } else {
+        (void)lease->exec("ROLLBACK");
+      }
+    }
   }
   if (done) {
     std::lock_guard lock(m_model_mutex);
@@ -449,7 +462,8 @@ void write_vector_columns(CopyWriter& writer, const ArticleVector& item, const s
 // - All of it runs in one transaction. If another session inserts one of the "new" uris between
 //   the look-up and the COPY, the COPY fails with a unique violation; the transaction is rolled
 //   back and the whole batch is merged instead, which handles the conflict row by row.
-Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const ArticleVector> items) {
+Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const ArticleVector> items,
+                                        const InTransaction& also) {
   const auto cols = insert_columns(m_info);
   std::vector<Binary> kinds;
   bool native = m_info.columns.count("uri") != 0 && binary_kind(m_info.columns.at("uri")) == Binary::text;
@@ -536,6 +550,7 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, std::span<const Articl
     VS_TRY(conn.exec("BEGIN"));
     done = body(Mode::merge);
   }
+  if (done && also) done = also(conn);
   if (!done) {
     (void)conn.exec("ROLLBACK");
     return done;
@@ -603,17 +618,38 @@ Result<std::map<std::string, std::string>> PgVectorStore::vector_models(std::spa
   return out;
 }
 
-Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) {
+Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) { return remove_with(ids, {}); }
+
+Result<std::int64_t> PgVectorStore::remove_with(std::span<const std::string> ids, const RemoveInTransaction& also) {
   if (ids.empty()) return 0;
   VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
   const std::string arr = sql_array_literal(std::vector<std::string>(ids.begin(), ids.end()));
   Param p[] = {Param::text(arr)};
-  VS_TRY_ASSIGN(PgResult res,
-                lease->exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, vector_metadata = "
-                                               "NULL WHERE uri = ANY($1::text[]) AND embedding IS NOT NULL",
-                                               q(m_info.table)),
-                                   p));
-  return res.affected();
+  if (also) VS_TRY(lease->exec("BEGIN"));
+  auto res = lease->exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, vector_metadata = "
+                                            "NULL WHERE uri = ANY($1::text[]) AND embedding IS NOT NULL RETURNING uri",
+                                            q(m_info.table)),
+                                p);
+  if (!also) {
+    if (!res) return fail(res.error());
+    return static_cast<std::int64_t>(res->rows());
+  }
+  Result<void> done;
+  if (res) {
+    std::vector<std::string> removed;
+    for (int row = 0; row < res->rows(); ++row) removed.push_back(res->text(row, 0));
+    done = also(*lease, removed);
+    if (done) {
+      if (auto committed = lease->exec("COMMIT"); !committed) done = fail(committed.error());
+    }
+  } else {
+    done = fail(res.error());
+  }
+  if (!done) {
+    (void)lease->exec("ROLLBACK");
+    return fail(done.error());
+  }
+  return static_cast<std::int64_t>(res->rows());
 }
 
 // ---- reads ------------------------------------------------------------------------------------
