@@ -249,22 +249,10 @@ SearchPlan PgVectorStore::test_last_plan() { return t_last_plan; }
 // ---- writes -----------------------------------------------------------------------------------
 
 Result<void> PgVectorStore::check_model(std::span<const ArticleVector> items) {
+  VS_TRY(check_batch_model(items));
   const std::string& model = items.front().embedding_model;
-  for (const auto& item : items) {
-    if (item.embedding_model.empty()) {
-      return fail(ErrorCode::invalid_argument, fmt::format("article {}: the embedding model is not named", item.article.uri));
-    }
-    if (item.embedding_model != model) {
-      return fail(ErrorCode::invalid_argument,
-                  fmt::format("one batch mixes embedding models {} and {}", model, item.embedding_model));
-    }
-  }
   VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model());
-  if (stored && *stored != model) {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_info.table, *stored,
-                            model));
-  }
+  if (stored && *stored != model) return fail(model_refused(fmt::format("table {}", m_info.table), *stored, model));
   return {};
 }
 
@@ -687,8 +675,11 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn,
                                                  explain_params));
     const json plan = json::parse(est.get(0, 0), nullptr, false);
     double est_rows = 0;
-    if (!plan.is_discarded() && plan.is_array() && !plan.empty()) {
-      est_rows = plan[0]["Plan"].value("Plan Rows", 0.0);
+    if (plan.is_array() && !plan.empty() && plan[0].is_object()) {
+      // Checked access: EXPLAIN's JSON comes from the server.
+      if (auto top = plan[0].find("Plan"); top != plan[0].end() && top->is_object()) {
+        if (auto rows = top->find("Plan Rows"); rows != top->end() && rows->is_number()) est_rows = rows->get<double>();
+      }
     }
     VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
@@ -739,9 +730,7 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
   if (options.model) {
     VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model());
     if (stored && *stored != *options.model) {
-      return fail(ErrorCode::invalid_argument,
-                  fmt::format("the query was embedded with model {}, but table {} holds vectors of model {}",
-                              *options.model, m_info.table, *stored));
+      return fail(query_model_refused(fmt::format("table {}", m_info.table), *stored, *options.model));
     }
   }
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
