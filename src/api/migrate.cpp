@@ -56,6 +56,7 @@
 #include "pg/pg_filter.hpp"
 #include "pg/pg_time.hpp"
 #include "vstore/bulk_load.hpp"
+#include "vstore/number_parse.hpp"
 #include "vstore/schema.hpp"
 #include "vstore/vector_check.hpp"
 #include "vstore/write_check.hpp"
@@ -130,7 +131,10 @@ Result<TableShape> table_shape(Connection& conn, const std::string& table) {
   }
   for (int r = 0; r < cols.rows(); ++r) {
     shape.columns[cols.text(r, 0)] = cols.text(r, 1);
-    if (cols.get(r, 0) == "embedding") shape.dimension = std::stoi(cols.text(r, 2));
+    if (cols.get(r, 0) == "embedding") {
+      VS_TRY_ASSIGN(const std::int64_t dimension, parse_int64(cols.get(r, 2), "the embedding column's dimension"));
+      shape.dimension = static_cast<int>(dimension);
+    }
     if (cols.get(r, 3) == "t") shape.with_default.insert(cols.text(r, 0));
     shape.cast_types[cols.text(r, 0)] = cols.text(r, 4);
     // varchar(n) and character(n) keep n + 4 (the varlena header) in atttypmod.
@@ -235,7 +239,7 @@ class CollectionMigration {
     VS_TRY_ASSIGN(PgResult res, m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_ids i JOIN {} t ON t.uri = "
                                                         "i.uri",
                                                         q(m_config.table))));
-    const std::int64_t existing = std::stoll(res.text(0, 0));
+    VS_TRY_ASSIGN(const std::int64_t existing, parse_int64(res.get(0, 0), "the count of existing rows"));
     if (m_options.insert_missing && !m_options.dry_run) {
       VS_TRY_ASSIGN(PgResult ids, m_conn.exec(fmt::format("SELECT i.uri FROM vstore_migrate_ids i JOIN {} t ON t.uri = "
                                                           "i.uri",
@@ -322,7 +326,7 @@ class CollectionMigration {
       VS_TRY_ASSIGN(PgResult res, m_conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_ids i JOIN {} t ON t.uri "
                                                           "= i.uri",
                                                           q(m_config.table))));
-      const std::int64_t present = std::stoll(res.text(0, 0));
+      VS_TRY_ASSIGN(const std::int64_t present, parse_int64(res.get(0, 0), "the count of present rows"));
       m_report.migrated = present - m_report.errors;
       m_report.skipped = m_report.count - present;
     }
@@ -798,7 +802,7 @@ class CollectionMigration {
       VS_TRY(conn.exec("ANALYZE vstore_migrate_stage"));
       VS_TRY_ASSIGN(PgResult existing,
                     conn.exec(fmt::format("SELECT count(*) FROM vstore_migrate_stage s JOIN {} t ON t.uri = s.uri", table)));
-      const std::int64_t existing_rows = std::stoll(existing.text(0, 0));
+      VS_TRY_ASSIGN(const std::int64_t existing_rows, parse_int64(existing.get(0, 0), "the count of existing rows"));
       VS_TRY_ASSIGN(PgResult updated,
                     conn.exec(fmt::format(
                         "UPDATE {} t SET embedding = s.embedding, embedding_model = s.embedding_model, vector_metadata = "
@@ -1274,7 +1278,7 @@ Result<std::optional<BulkLoad>> prepare_vector_index(Connection& conn, const std
                                                      CollectionReport& c) {
   const std::int64_t writes = c.to_update + c.to_insert;
   VS_TRY_ASSIGN(PgResult with, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(config.table))));
-  const std::int64_t with_embedding = std::stoll(with.text(0, 0));
+  VS_TRY_ASSIGN(const std::int64_t with_embedding, parse_int64(with.get(0, 0), "the count of vectors"));
   const bool large = writes >= options.bulk_min_rows && writes > 2 * with_embedding;
   VS_TRY_ASSIGN(const std::string recorded, recorded_vector_index(conninfo, config));
   const std::string& index = shape.index_name;

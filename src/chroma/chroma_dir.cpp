@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -148,7 +149,8 @@ std::optional<long> process_holding(const fs::path& file) {
   for (const auto& proc : fs::directory_iterator("/proc", ec)) {
     const std::string name = proc.path().filename().string();
     if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
-    const long pid = std::stol(name);
+    long pid = 0;
+    if (std::from_chars(name.data(), name.data() + name.size(), pid).ec != std::errc()) continue;
     if (pid == self) continue;
     std::error_code fd_ec;
     for (const auto& fd : fs::directory_iterator(proc.path() / "fd", fd_ec)) {
@@ -391,6 +393,297 @@ int open_read_only(const std::string& uri, std::unique_ptr<sqlite3, DbDeleter>& 
   return rc;
 }
 
+namespace {
+
+// Progress of ChromaDir::read: the records of the metadata segment, each counted once both
+// reading threads are past it (the smaller of the two fractions), reported by whichever thread
+// moves, one at a time, and whole at the end.
+struct ReadTracker {
+  const ReadProgress& report;
+  std::int64_t total = 0;
+  std::atomic<double> meta{0}, hnsw{0};
+  std::mutex mutex;
+  void update() {
+    if (!report || total == 0) return;
+    const double frac = std::min(meta.load(), hnsw.load());
+    std::lock_guard lock(mutex);
+    // Short of the whole until read() has assembled the records and reports it itself.
+    report(std::min(total - 1, static_cast<std::int64_t>(frac * static_cast<double>(total))), total);
+  }
+};
+
+// What the HNSW segment files hold for a collection.
+struct HnswPart {
+  std::vector<VecTable::Entry> vecs;  // by id
+  std::size_t dimension = 0;
+  std::int64_t slots = 0;
+  std::int64_t deleted = 0;
+  std::string label_map_format = "none";
+  std::optional<std::int64_t> label_max_seq_id;
+  std::shared_ptr<const HnswVectors> vectors;
+  LabelMap labels;  // owns the ids `vecs` holds views of
+};
+
+// Phase 1 of read(): the HNSW slots, put in id order through the label map (parsed on a thread
+// of its own while the slots are read). No files: an empty part.
+Result<HnswPart> read_hnsw_part(const fs::path& seg_dir, std::size_t expected_dim, bool cosine, ReadTracker& tracker,
+                                bool defer_hnsw_vectors) {
+  HnswPart part;
+  std::error_code ec;
+  if (!fs::exists(seg_dir / "header.bin", ec)) {
+    tracker.hnsw = 1;
+    return part;
+  }
+  std::function<void(std::size_t, std::size_t)> on_slots;
+  if (tracker.report) {
+    on_slots = [&tracker](std::size_t done, std::size_t slots) {
+      tracker.hnsw = slots == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(slots);
+      tracker.update();
+    };
+  }
+  auto labels_task = std::async(std::launch::async,
+                                [&seg_dir] { return read_label_map((seg_dir / "index_metadata.pickle").string()); });
+  auto seg = read_hnsw_segment(seg_dir.string(), expected_dim, cosine, on_slots, defer_hnsw_vectors);
+  Result<LabelMap> labels_read = labels_task.get();
+  if (!seg) return fail(seg.error());
+  part.vectors = seg->vectors;
+  part.dimension = seg->header.dim();
+  part.slots = static_cast<std::int64_t>(seg->elements.size());
+  if (seg->elements.empty()) return part;  // (no label map is needed, or read)
+  if (!labels_read) return fail(labels_read.error());
+  LabelMap& labels = *labels_read;
+  part.label_map_format = labels.dialect == PickleDialect::python_persistent_data ? "python" : "rust";
+  part.label_max_seq_id = labels.max_seq_id;
+  // The live slot of each label (index in labels.entries), each label in one live slot; a
+  // slot whose label the map does not have counts as deleted.
+  std::vector<std::int64_t> slot_of(labels.size(), -1);
+  std::size_t live = 0;
+  for (std::size_t slot = 0; slot < seg->elements.size(); ++slot) {
+    const HnswElement& e = seg->elements[slot];
+    const std::size_t i = labels.index_of(e.label);
+    if (e.deleted || i == LabelMap::npos) {
+      ++part.deleted;
+      continue;
+    }
+    if (slot_of[i] >= 0) return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", e.label));
+    slot_of[i] = static_cast<std::int64_t>(slot);
+    ++live;
+  }
+  if (live != labels.size()) {
+    return fail(ErrorCode::corruption, fmt::format("the label map has {} labels but data_level0.bin holds {} live slots",
+                                                   labels.size(), live));
+  }
+  part.vecs.reserve(live);
+  for (const std::uint32_t i : labels.by_id) {
+    const auto slot = static_cast<std::size_t>(slot_of[i]);
+    part.vecs.push_back(VecTable::Entry{
+        labels.entries[i].id,
+        VecState{std::move(seg->elements[slot].vector), VectorSource::hnsw,
+                 defer_hnsw_vectors ? static_cast<std::int64_t>(slot) : -1}});
+  }
+  part.labels = std::move(labels);  // (the ids are views of labels.bytes, which moves as a pointer)
+  return part;
+}
+
+// Row id of `embeddings` -> the record it belongs to: a table over the range when the ids are
+// dense (as sqlite assigns them), else a sorted list.
+class RowIndex {
+ public:
+  explicit RowIndex(std::vector<std::pair<std::int64_t, MetaState*>> by_row) : m_by_row(std::move(by_row)) {
+    std::sort(m_by_row.begin(), m_by_row.end());
+    if (m_by_row.empty()) return;
+    m_first_row = m_by_row.front().first;
+    const auto span = static_cast<std::uint64_t>(m_by_row.back().first - m_first_row);
+    if (span < 4 * m_by_row.size() + 1024) {
+      m_dense.assign(span + 1, nullptr);
+      for (const auto& [row, state] : m_by_row) m_dense[static_cast<std::size_t>(row - m_first_row)] = state;
+    }
+  }
+  // The record of row `row`, or nullptr (another segment's record).
+  [[nodiscard]] MetaState* record_of(std::int64_t row) const {
+    if (!m_dense.empty() || m_by_row.empty()) {
+      const std::int64_t i = row - m_first_row;
+      return i >= 0 && static_cast<std::uint64_t>(i) < m_dense.size() ? m_dense[static_cast<std::size_t>(i)] : nullptr;
+    }
+    auto it = std::lower_bound(m_by_row.begin(), m_by_row.end(), row,
+                               [](const std::pair<std::int64_t, MetaState*>& e, std::int64_t r) { return e.first < r; });
+    return it != m_by_row.end() && it->first == row ? it->second : nullptr;
+  }
+
+ private:
+  std::vector<std::pair<std::int64_t, MetaState*>> m_by_row;  // (embeddings.id, its record), sorted
+  std::vector<MetaState*> m_dense;
+  std::int64_t m_first_row = 0;
+};
+
+// One embedding_metadata row (id, key, string, int, float, bool) into its record.
+void apply_metadata_row(const Stmt& st, MetaState& m) {
+  if (st.is_null(1)) return;
+  const std::string_view key = st.text_view(1);
+  const bool is_document = key == "chroma:document";
+  const bool is_uri = key == "chroma:uri";
+  if (is_document || is_uri) {
+    if (!st.is_null(2)) (is_document ? m.document : m.uri) = std::string(st.text_view(2));
+    return;
+  }
+  json value;
+  if (!st.is_null(2)) {
+    value = std::string(st.text_view(2));
+  } else if (!st.is_null(3)) {
+    value = st.int64(3);
+  } else if (!st.is_null(4)) {
+    value = st.real(4);
+  } else if (!st.is_null(5)) {
+    value = st.int64(5) != 0;
+  } else {
+    return;
+  }
+  m.metadata[std::string(key)] = std::move(value);
+}
+
+// Phase 3 of read(): the embeddings_queue rows of the collection, in sequence order; rows at or
+// before `from` only for cosine (they may hold the client's exact bytes of a vector the HNSW
+// files keep normalised). Counts them in snap.stats and sets snap.dimension from a first vector.
+Result<std::vector<LogRow>> read_log(sqlite3* db, const CollectionInfo& collection, std::int64_t from, Snapshot& snap) {
+  const std::string& name = collection.name;
+  std::vector<LogRow> log;
+  VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, "SELECT seq_id, operation, id, vector, encoding, metadata FROM embeddings_queue "
+                                           "WHERE topic LIKE ? ORDER BY seq_id"));
+  st.bind(1, "%/" + collection.id);
+  while (true) {
+    VS_TRY_ASSIGN(bool row, st.step());
+    if (!row) break;
+    ++snap.stats.wal_rows;
+    const std::int64_t seq = st.int64(0);
+    if (seq <= from && collection.space != "cosine") continue;
+    LogRow r;
+    r.seq = seq;
+    r.op = static_cast<int>(st.int64(1));
+    r.id = st.text(2);
+    if (r.op < 0 || r.op > 3) {
+      return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has unknown operation {}", name, seq, r.op));
+    }
+    if (!st.is_null(3)) {
+      const std::string encoding = st.is_null(4) ? std::string("FLOAT32") : st.text(4);
+      if (encoding != "FLOAT32") {
+        return fail(ErrorCode::corruption,
+                    fmt::format("collection {}: log row {} has vector encoding {}, only FLOAT32 is known", name, seq, encoding));
+      }
+      const auto bytes = st.blob(3);
+      if (bytes.size() % 4 != 0 || bytes.empty()) {
+        return fail(ErrorCode::corruption,
+                    fmt::format("collection {}: log row {} has a vector of {} bytes", name, seq, bytes.size()));
+      }
+      std::vector<float> v(bytes.size() / 4);
+      std::memcpy(v.data(), bytes.data(), bytes.size());
+      if (snap.dimension == 0) snap.dimension = v.size();
+      if (v.size() != snap.dimension) {
+        return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has {} dimensions, expected {}", name,
+                                                       seq, v.size(), snap.dimension));
+      }
+      r.vector = std::move(v);
+    }
+    if (!st.is_null(5)) {
+      json md = json::parse(st.text(5), nullptr, false);
+      if (md.is_discarded() || !md.is_object()) {
+        return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has metadata that is not a JSON object",
+                                                       name, seq));
+      }
+      if (const std::string why = unknown_log_value(md); !why.empty()) {
+        return fail(ErrorCode::corruption,
+                    fmt::format("collection {}: log row {} has metadata Chroma does not write: {}", name, seq, why));
+      }
+      r.metadata = std::move(md);
+    }
+    log.push_back(std::move(r));
+  }
+  return log;
+}
+
+// Phase 4 of read(): the log rows past each segment's sequence number, replayed into the
+// metadata and the vectors with Chroma's semantics (see the design comment).
+void replay_log(const std::vector<LogRow>& log, std::int64_t from, std::int64_t vector_seq, MetaTable& meta,
+                VecTable& vecs, SnapshotStats& stats) {
+  for (const LogRow& r : log) {
+    if (r.seq <= from) continue;
+    const bool replay_meta = r.seq > stats.metadata_max_seq_id;
+    const bool replay_vec = r.seq > vector_seq;
+    if (replay_meta || replay_vec) ++stats.wal_replayed;
+    if (replay_meta) {
+      MetaState* state = meta.find(r.id);
+      const bool present = state != nullptr;
+      if (r.op == 3) {
+        if (present) meta.erase(r.id);
+      } else if (r.op == 0 || (r.op == 2 && !present)) {
+        if (!present) {
+          MetaState s;
+          if (r.metadata) split_metadata(*r.metadata, s.metadata, s.document, s.uri);
+          meta.put(r.id, std::move(s));
+        }
+      } else if (present && r.metadata) {
+        merge_metadata(*state, *r.metadata);
+      }
+    }
+    if (replay_vec) {
+      VecState* state = vecs.find(r.id);
+      const bool present = state != nullptr;
+      if (r.op == 3) {
+        if (present) vecs.erase(r.id);
+      } else if (r.op == 0 || (r.op == 2 && !present)) {
+        if (!present && r.vector) vecs.put(r.id, VecState{*r.vector, VectorSource::wal});
+      } else if (present && r.vector) {
+        *state = VecState{*r.vector, VectorSource::wal};
+      }
+    }
+  }
+}
+
+// Phase 5 of read(): the live records into snap.records. The live records of the segment, those
+// only the log adds and vecs.sorted are all in id order: one pass over the three. The tables
+// are used up (their ids and states move into records).
+Result<void> assemble_records(MetaTable& meta, VecTable& vecs, const std::shared_ptr<const HnswVectors>& hnsw_vectors,
+                              bool defer_hnsw_vectors, const std::string& name, Snapshot& snap) {
+  const std::size_t live = meta.live();
+  snap.records.reserve(live);
+  const bool deferring = defer_hnsw_vectors && hnsw_vectors;
+  std::vector<std::int64_t> deferred_slots;  // per record, when deferring: VecState::slot
+  if (deferring) deferred_slots.reserve(live);
+  auto cursor = vecs.sorted.begin();
+  auto seg = meta.sorted.begin();
+  auto added = meta.log_only.begin();
+  while (true) {
+    while (seg != meta.sorted.end() && !seg->live) ++seg;
+    const bool from_segment =
+        seg != meta.sorted.end() && (added == meta.log_only.end() || seg->id < added->first);
+    if (!from_segment && added == meta.log_only.end()) break;
+    std::string id = from_segment ? std::move(seg->id) : added->first;
+    MetaState& m = from_segment ? seg->state : added->second;
+    VecState* v = vecs.find_ascending(cursor, id);
+    if (v == nullptr) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("collection {}: record {} is in the metadata segment but has no vector in the HNSW files or "
+                              "the log",
+                              name, id));
+    }
+    if (deferring) deferred_slots.push_back(v->slot);
+    snap.records.push_back(Record{.id = std::move(id),
+                                  .vector = std::move(v->vector),
+                                  .metadata = std::move(m.metadata),
+                                  .document = std::move(m.document),
+                                  .uri = std::move(m.uri),
+                                  .source = v->source});
+    if (from_segment) {
+      ++seg;
+    } else {
+      ++added;
+    }
+  }
+  if (deferring) snap.deferred = std::make_shared<const DeferredVectors>(hnsw_vectors, std::move(deferred_slots));
+  return {};
+}
+
+}  // namespace
+
 struct ChromaDir::Impl {
   std::string dir;
   std::string uri;  // of chroma.sqlite3, read-only
@@ -429,6 +722,16 @@ struct ChromaDir::Impl {
     st.bind(1, table);
     return st.step();
   }
+
+  // Phase 2 of read() (on its own thread): the metadata segment's records, their scalar rows,
+  // then their array rows.
+  Result<MetaTable> read_metadata(const CollectionInfo& collection, ReadTracker& tracker);
+  // The segment's records in id order, with the row index of their `embeddings` rows.
+  Result<std::pair<MetaTable, RowIndex>> list_records(const CollectionInfo& collection, ReadTracker& tracker);
+  // Every embedding_metadata row of the records `index` knows, into them.
+  Result<void> scan_metadata_rows(const RowIndex& index, ReadTracker& tracker);
+  // Chroma 1.5's embedding_metadata_array rows, as JSON arrays in rowid order.
+  Result<void> read_array_metadata(const CollectionInfo& collection, MetaTable& meta);
 };
 
 ChromaDir::ChromaDir(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
@@ -671,6 +974,182 @@ Result<std::vector<CollectionInfo>> ChromaDir::collections() {
   return out;
 }
 
+Result<std::pair<MetaTable, RowIndex>> ChromaDir::Impl::list_records(const CollectionInfo& collection,
+                                                                       ReadTracker& tracker) {
+  MetaTable meta;
+  // The segment's records, in id order (the (segment_id, embedding_id) index covers this),
+  // then one scan of embedding_metadata in its stored order, joined by the integer row id: a
+  // look-up in the index and the table per record would cost more.
+  VS_TRY_ASSIGN(Stmt ids, Stmt::prepare(db.get(), "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY "
+                                                  "embedding_id"));
+  ids.bind(1, collection.metadata_segment);
+  std::vector<std::pair<std::string, std::int64_t>> listed;  // (embedding id, embeddings.id)
+  if (tracker.total > 0) listed.reserve(static_cast<std::size_t>(tracker.total));
+  bool ascending = true;  // (sqlite's BINARY order is std::string's; checked, and sorted here if not)
+  while (true) {
+    VS_TRY_ASSIGN(bool row, ids.step());
+    if (!row) break;
+    const std::string_view id = ids.text_view(1);
+    if (!listed.empty() && !(listed.back().first < id)) ascending = false;
+    listed.emplace_back(std::string(id), ids.int64(0));
+    if (tracker.report && listed.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
+      tracker.meta = 0.5 * static_cast<double>(listed.size()) / static_cast<double>(tracker.total);
+      tracker.update();
+    }
+  }
+  if (!ascending) {
+    std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (std::adjacent_find(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first == b.first; }) !=
+        listed.end()) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("collection {}: an embedding id is in the metadata segment twice", collection.name));
+    }
+  }
+  meta.sorted.reserve(listed.size());
+  std::vector<std::pair<std::int64_t, MetaState*>> by_row;  // (embeddings.id, its record)
+  by_row.reserve(listed.size());
+  for (auto& [id, row] : listed) {
+    meta.sorted.push_back(MetaTable::Entry{.id = std::move(id)});
+    by_row.emplace_back(row, &meta.sorted.back().state);  // (reserved: the address stays)
+  }
+  // (moving the table keeps its records' addresses: the vector's buffer moves as a pointer)
+  return std::pair<MetaTable, RowIndex>(std::move(meta), RowIndex(std::move(by_row)));
+}
+
+Result<void> ChromaDir::Impl::scan_metadata_rows(const RowIndex& index, ReadTracker& tracker) {
+  const std::string sql = fmt::format("SELECT id, key, string_value, int_value, float_value, {}, rowid FROM "
+                                      "embedding_metadata WHERE rowid >= ? AND rowid <= ?",
+                                      has_bool_value ? "bool_value" : "NULL");
+  std::int64_t first_rowid = 0, last_rowid = -1;
+  {
+    VS_TRY_ASSIGN(Stmt range, Stmt::prepare(db.get(), "SELECT min(rowid), max(rowid) FROM embedding_metadata"));
+    VS_TRY(range.step());
+    if (!range.is_null(0)) {
+      first_rowid = range.int64(0);
+      last_rowid = range.int64(1);
+    }
+  }
+  // A large table is scanned in two halves of its row ids at once, the upper half on a second
+  // connection and thread into records of its own (a record's rows may lie in both halves),
+  // which are merged into the segment's records afterwards.
+  const bool split = last_rowid - first_rowid >= 60000;
+  const std::int64_t upper_from = split ? first_rowid + (last_rowid - first_rowid) / 2 : last_rowid + 1;
+  // The rows of [from, to] on `conn` that belong to the segment's records, each with its record.
+  auto scan = [&](sqlite3* conn, std::int64_t from, std::int64_t to, bool report, auto&& each) -> Result<void> {
+    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(conn, sql));
+    st.bind_int(1, from);
+    st.bind_int(2, to);
+    std::int64_t scanned = 0;
+    const double span = static_cast<double>(std::max<std::int64_t>(1, to + 1 - from));
+    while (true) {
+      VS_TRY_ASSIGN(bool row, st.step());
+      if (!row) break;
+      if (report && tracker.report && ++scanned % 16384 == 0) {
+        tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6) - from) / span);
+        tracker.update();
+      }
+      if (st.is_null(0)) continue;
+      if (MetaState* state = index.record_of(st.int64(0))) each(st, *state);  // (else another segment's record)
+    }
+    return {};
+  };
+  std::vector<std::pair<MetaState*, MetaState>> upper;  // (record, what the upper half holds for it)
+  std::future<Result<void>> upper_task;
+  if (split) {
+    upper_task = std::async(std::launch::async, [&]() -> Result<void> {
+      VS_TRY_ASSIGN(auto conn, open_again());
+      return scan(conn.get(), upper_from, last_rowid, false, [&](const Stmt& st, MetaState& state) {
+        if (upper.empty() || upper.back().first != &state) upper.emplace_back(&state, MetaState{});
+        apply_metadata_row(st, upper.back().second);
+      });
+    });
+  }
+  Result<void> lower = scan(db.get(), first_rowid, upper_from - 1, true, apply_metadata_row);
+  Result<void> upper_done = split ? upper_task.get() : Result<void>{};
+  VS_TRY(lower);
+  VS_TRY(upper_done);
+  for (auto& [target, part] : upper) {
+    if (part.document) target->document = std::move(part.document);
+    if (part.uri) target->uri = std::move(part.uri);
+    if (target->metadata.empty()) {
+      target->metadata = std::move(part.metadata);
+    } else {
+      for (auto& [key, value] : part.metadata.get_ref<json::object_t&>()) target->metadata[key] = std::move(value);
+    }
+  }
+  return {};
+}
+
+Result<void> ChromaDir::Impl::read_array_metadata(const CollectionInfo& collection, MetaTable& meta) {
+  const std::string& name = collection.name;
+  VS_TRY_ASSIGN(bool has_arrays, table_exists("embedding_metadata_array"));
+  if (!has_arrays) return {};
+  VS_TRY_ASSIGN(Stmt arr, Stmt::prepare(db.get(), "SELECT e.embedding_id, a.key, a.string_value, a.int_value, "
+                                                  "a.float_value, a.bool_value FROM embedding_metadata_array a JOIN "
+                                                  "embeddings e ON e.id = a.id WHERE e.segment_id = ? ORDER BY e.id, "
+                                                  "a.key, a.rowid"));
+  arr.bind(1, collection.metadata_segment);
+  // The array keys seen so far per record; a key must not also hold a scalar.
+  std::map<std::string, std::set<std::string>> array_keys;
+  while (true) {
+    VS_TRY_ASSIGN(bool row, arr.step());
+    if (!row) break;
+    const std::string id = arr.text(0);
+    const std::string key = arr.text(1);
+    int set_columns = 0;
+    json value;
+    for (int col = 2; col <= 5; ++col) {
+      if (arr.is_null(col)) continue;
+      ++set_columns;
+      if (col == 2) value = arr.text(col);
+      if (col == 3) value = arr.int64(col);
+      if (col == 4) value = arr.real(col);
+      if (col == 5) value = arr.int64(col) != 0;
+    }
+    if (set_columns != 1) {
+      return fail(ErrorCode::corruption,
+                  fmt::format("collection {}: an array element of record {} key {} has {} typed values, not one", name,
+                              id, key, set_columns));
+    }
+    if (key == "chroma:document" || key == "chroma:uri") {
+      return fail(ErrorCode::corruption, fmt::format("collection {}: record {} has an array {}", name, id, key));
+    }
+    MetaState* rec = meta.find(id);
+    if (rec == nullptr) {
+      return fail(ErrorCode::corruption, fmt::format("collection {}: array metadata of unknown record {}", name, id));
+    }
+    json& md = rec->metadata;
+    if (array_keys[id].insert(key).second) {
+      if (md.contains(key)) {
+        return fail(ErrorCode::corruption,
+                    fmt::format("collection {}: record {} key {} is both a scalar and an array", name, id, key));
+      }
+      md[key] = json::array();
+    }
+    json& elements = md[key];
+    if (!elements.empty() && scalar_kind(elements.front()) != scalar_kind(value)) {
+      return fail(ErrorCode::corruption, fmt::format("collection {}: record {} key {} is an array of mixed types ({} "
+                                                     "after {})",
+                                                     name, id, key, value.dump(), elements.front().dump()));
+    }
+    elements.push_back(std::move(value));
+  }
+  return {};
+}
+
+// The metadata segment is read by sqlite on a second thread while the first reads the HNSW
+// files: the vectors, most of the memory, are then allocated from the main arena, which grows
+// in large steps, not page by page as a thread's arena does.
+Result<MetaTable> ChromaDir::Impl::read_metadata(const CollectionInfo& collection, ReadTracker& tracker) {
+  VS_TRY_ASSIGN(auto listed, list_records(collection, tracker));
+  MetaTable meta = std::move(listed.first);
+  VS_TRY(scan_metadata_rows(listed.second, tracker));
+  VS_TRY(read_array_metadata(collection, meta));
+  tracker.meta = 1;
+  tracker.update();
+  return meta;
+}
+
 Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadProgress& progress, bool defer_hnsw_vectors) {
   Impl& impl = *m_impl;
   sqlite3* db = impl.db.get();
@@ -695,23 +1174,7 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   };
   VS_TRY_ASSIGN(snap.stats.metadata_max_seq_id, segment_seq(collection.metadata_segment));
   VS_TRY_ASSIGN(std::int64_t vector_seq, segment_seq(collection.vector_segment));
-
-  // Progress: the records of the metadata segment, each counted once both threads are past it
-  // (the smaller of the two fractions), reported by whichever thread moves, one at a time, and
-  // whole at the end.
-  struct Tracker {
-    const ReadProgress& report;
-    std::int64_t total = 0;
-    std::atomic<double> meta{0}, hnsw{0};
-    std::mutex mutex;
-    void update() {
-      if (!report || total == 0) return;
-      const double frac = std::min(meta.load(), hnsw.load());
-      std::lock_guard lock(mutex);
-      // Short of the whole until read() has assembled the records and reports it itself.
-      report(std::min(total - 1, static_cast<std::int64_t>(frac * static_cast<double>(total))), total);
-    }
-  } tracker{progress};
+  ReadTracker tracker{progress};
   if (progress) {
     VS_TRY_ASSIGN(Stmt count, Stmt::prepare(db, "SELECT count(*) FROM embeddings WHERE segment_id = ?"));
     count.bind(1, collection.metadata_segment);
@@ -719,280 +1182,11 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
     tracker.total = count.int64(0);
   }
 
-  // ---- HNSW segment files ----
-  struct HnswPart {
-    std::vector<VecTable::Entry> vecs;  // by id
-    std::size_t dimension = 0;
-    std::int64_t slots = 0;
-    std::int64_t deleted = 0;
-    std::string label_map_format = "none";
-    std::optional<std::int64_t> label_max_seq_id;
-    std::shared_ptr<const HnswVectors> vectors;
-    LabelMap labels;  // owns the ids `vecs` holds views of
-  };
+  // Phases 1 and 2 at once: the HNSW files here, the metadata segment on a second thread.
   const fs::path seg_dir = fs::path(impl.dir) / collection.vector_segment;
   const std::size_t expected_dim = collection.dimension ? static_cast<std::size_t>(*collection.dimension) : 0;
-  auto read_hnsw = [seg_dir, expected_dim, &collection, &name, &tracker, defer_hnsw_vectors]() -> Result<HnswPart> {
-    HnswPart part;
-    std::error_code ec;
-    if (!fs::exists(seg_dir / "header.bin", ec)) {
-      tracker.hnsw = 1;
-      return part;
-    }
-    std::function<void(std::size_t, std::size_t)> on_slots;
-    if (tracker.report) {
-      on_slots = [&tracker](std::size_t done, std::size_t slots) {
-        tracker.hnsw = slots == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(slots);
-        tracker.update();
-      };
-    }
-    // The label map is parsed on a thread of its own while the slots are read.
-    auto labels_task = std::async(std::launch::async,
-                                  [&seg_dir] { return read_label_map((seg_dir / "index_metadata.pickle").string()); });
-    auto seg = read_hnsw_segment(seg_dir.string(), expected_dim, collection.space == "cosine", on_slots, defer_hnsw_vectors);
-    Result<LabelMap> labels_read = labels_task.get();
-    if (!seg) return fail(seg.error());
-    part.vectors = seg->vectors;
-    part.dimension = seg->header.dim();
-    part.slots = static_cast<std::int64_t>(seg->elements.size());
-    if (seg->elements.empty()) return part;  // (no label map is needed, or read)
-    if (!labels_read) return fail(labels_read.error());
-    LabelMap& labels = *labels_read;
-    part.label_map_format = labels.dialect == PickleDialect::python_persistent_data ? "python" : "rust";
-    part.label_max_seq_id = labels.max_seq_id;
-    // The live slot of each label (index in labels.entries), each label in one live slot; a
-    // slot whose label the map does not have counts as deleted.
-    std::vector<std::int64_t> slot_of(labels.size(), -1);
-    std::size_t live = 0;
-    for (std::size_t slot = 0; slot < seg->elements.size(); ++slot) {
-      const HnswElement& e = seg->elements[slot];
-      const std::size_t i = labels.index_of(e.label);
-      if (e.deleted || i == LabelMap::npos) {
-        ++part.deleted;
-        continue;
-      }
-      if (slot_of[i] >= 0) return fail(ErrorCode::corruption, fmt::format("label {} is in two live HNSW slots", e.label));
-      slot_of[i] = static_cast<std::int64_t>(slot);
-      ++live;
-    }
-    if (live != labels.size()) {
-      return fail(ErrorCode::corruption, fmt::format("the label map has {} labels but data_level0.bin holds {} live slots",
-                                                     labels.size(), live));
-    }
-    part.vecs.reserve(live);
-    for (const std::uint32_t i : labels.by_id) {
-      const auto slot = static_cast<std::size_t>(slot_of[i]);
-      part.vecs.push_back(VecTable::Entry{
-          labels.entries[i].id,
-          VecState{std::move(seg->elements[slot].vector), VectorSource::hnsw,
-                   defer_hnsw_vectors ? static_cast<std::int64_t>(slot) : -1}});
-    }
-    part.labels = std::move(labels);  // (the ids are views of labels.bytes, which moves as a pointer)
-    return part;
-  };
-  // ---- metadata segment ---- (read by sqlite on a second thread while this one reads the
-  // HNSW files: the vectors, most of the memory, are then allocated from the main arena, which
-  // grows in large steps, not page by page as a thread's arena does)
-  auto read_meta = [&]() -> Result<MetaTable> {
-    MetaTable meta;
-    // The segment's records, in id order (the (segment_id, embedding_id) index covers this),
-    // then one scan of embedding_metadata in its stored order, joined here by the integer
-    // row id: a look-up in the index and the table per record would cost more.
-    VS_TRY_ASSIGN(Stmt ids, Stmt::prepare(db, "SELECT id, embedding_id FROM embeddings WHERE segment_id = ? ORDER BY "
-                                              "embedding_id"));
-    ids.bind(1, collection.metadata_segment);
-    std::vector<std::pair<std::string, std::int64_t>> listed;  // (embedding id, embeddings.id)
-    if (tracker.total > 0) listed.reserve(static_cast<std::size_t>(tracker.total));
-    bool ascending = true;  // (sqlite's BINARY order is std::string's; checked, and sorted here if not)
-    while (true) {
-      VS_TRY_ASSIGN(bool row, ids.step());
-      if (!row) break;
-      const std::string_view id = ids.text_view(1);
-      if (!listed.empty() && !(listed.back().first < id)) ascending = false;
-      listed.emplace_back(std::string(id), ids.int64(0));
-      if (tracker.report && listed.size() % 8192 == 0) {  // (a non-empty segment: total > 0)
-        tracker.meta = 0.5 * static_cast<double>(listed.size()) / static_cast<double>(tracker.total);
-        tracker.update();
-      }
-    }
-    if (!ascending) {
-      std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-      if (std::adjacent_find(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first == b.first; }) !=
-          listed.end()) {
-        return fail(ErrorCode::corruption, fmt::format("collection {}: an embedding id is in the metadata segment twice", name));
-      }
-    }
-    meta.sorted.reserve(listed.size());
-    std::vector<std::pair<std::int64_t, MetaState*>> by_row;  // (embeddings.id, its record)
-    by_row.reserve(listed.size());
-    for (auto& [id, row] : listed) {
-      meta.sorted.push_back(MetaTable::Entry{.id = std::move(id)});
-      by_row.emplace_back(row, &meta.sorted.back().state);  // (reserved: the address stays)
-    }
-    // Row id -> record: a table over the range when the ids are dense (as sqlite assigns them),
-    // else a sorted list.
-    std::sort(by_row.begin(), by_row.end());
-    std::vector<MetaState*> dense;
-    std::int64_t first_row = 0;
-    if (!by_row.empty()) {
-      first_row = by_row.front().first;
-      const auto span = static_cast<std::uint64_t>(by_row.back().first - first_row);
-      if (span < 4 * by_row.size() + 1024) {
-        dense.assign(span + 1, nullptr);
-        for (const auto& [row, state] : by_row) dense[static_cast<std::size_t>(row - first_row)] = state;
-      }
-    }
-    auto record_of = [&](std::int64_t row) -> MetaState* {
-      if (!dense.empty() || by_row.empty()) {
-        const std::int64_t i = row - first_row;
-        return i >= 0 && static_cast<std::uint64_t>(i) < dense.size() ? dense[static_cast<std::size_t>(i)] : nullptr;
-      }
-      auto it = std::lower_bound(by_row.begin(), by_row.end(), row,
-                                 [](const std::pair<std::int64_t, MetaState*>& e, std::int64_t r) { return e.first < r; });
-      return it != by_row.end() && it->first == row ? it->second : nullptr;
-    };
-    // One metadata row into its record.
-    auto apply = [](const Stmt& st, MetaState& m) {
-      if (st.is_null(1)) return;
-      const std::string_view key = st.text_view(1);
-      const bool is_document = key == "chroma:document";
-      const bool is_uri = key == "chroma:uri";
-      if (is_document || is_uri) {
-        if (!st.is_null(2)) (is_document ? m.document : m.uri) = std::string(st.text_view(2));
-        return;
-      }
-      json value;
-      if (!st.is_null(2)) {
-        value = std::string(st.text_view(2));
-      } else if (!st.is_null(3)) {
-        value = st.int64(3);
-      } else if (!st.is_null(4)) {
-        value = st.real(4);
-      } else if (!st.is_null(5)) {
-        value = st.int64(5) != 0;
-      } else {
-        return;
-      }
-      m.metadata[std::string(key)] = std::move(value);
-    };
-    const std::string sql = fmt::format("SELECT id, key, string_value, int_value, float_value, {}, rowid FROM "
-                                        "embedding_metadata WHERE rowid >= ? AND rowid <= ?",
-                                        impl.has_bool_value ? "bool_value" : "NULL");
-    std::int64_t first_rowid = 0, last_rowid = -1;
-    {
-      VS_TRY_ASSIGN(Stmt range, Stmt::prepare(db, "SELECT min(rowid), max(rowid) FROM embedding_metadata"));
-      VS_TRY(range.step());
-      if (!range.is_null(0)) {
-        first_rowid = range.int64(0);
-        last_rowid = range.int64(1);
-      }
-    }
-    // A large table is scanned in two halves of its row ids at once, the upper half on a second
-    // connection and thread into records of its own (a record's rows may lie in both halves),
-    // which are merged into the segment's records afterwards.
-    const bool split = last_rowid - first_rowid >= 60000;
-    const std::int64_t upper_from = split ? first_rowid + (last_rowid - first_rowid) / 2 : last_rowid + 1;
-    // The rows of [from, to] on `conn` that belong to the segment's records, each with its record.
-    auto scan = [&](sqlite3* conn, std::int64_t from, std::int64_t to, bool report, auto&& each) -> Result<void> {
-      VS_TRY_ASSIGN(Stmt st, Stmt::prepare(conn, sql));
-      st.bind_int(1, from);
-      st.bind_int(2, to);
-      std::int64_t scanned = 0;
-      const double span = static_cast<double>(std::max<std::int64_t>(1, to + 1 - from));
-      while (true) {
-        VS_TRY_ASSIGN(bool row, st.step());
-        if (!row) break;
-        if (report && tracker.report && ++scanned % 16384 == 0) {
-          tracker.meta = 0.5 + 0.5 * std::min(1.0, static_cast<double>(st.int64(6) - from) / span);
-          tracker.update();
-        }
-        if (st.is_null(0)) continue;
-        if (MetaState* state = record_of(st.int64(0))) each(st, *state);  // (else another segment's record)
-      }
-      return {};
-    };
-    std::vector<std::pair<MetaState*, MetaState>> upper;  // (record, what the upper half holds for it)
-    std::future<Result<void>> upper_task;
-    if (split) {
-      upper_task = std::async(std::launch::async, [&]() -> Result<void> {
-        VS_TRY_ASSIGN(auto conn, impl.open_again());
-        return scan(conn.get(), upper_from, last_rowid, false, [&](const Stmt& st, MetaState& state) {
-          if (upper.empty() || upper.back().first != &state) upper.emplace_back(&state, MetaState{});
-          apply(st, upper.back().second);
-        });
-      });
-    }
-    Result<void> lower = scan(db, first_rowid, upper_from - 1, true, apply);
-    Result<void> upper_done = split ? upper_task.get() : Result<void>{};
-    VS_TRY(lower);
-    VS_TRY(upper_done);
-    for (auto& [target, part] : upper) {
-      if (part.document) target->document = std::move(part.document);
-      if (part.uri) target->uri = std::move(part.uri);
-      if (target->metadata.empty()) {
-        target->metadata = std::move(part.metadata);
-      } else {
-        for (auto& [key, value] : part.metadata.get_ref<json::object_t&>()) target->metadata[key] = std::move(value);
-      }
-    }
-    VS_TRY_ASSIGN(bool has_arrays, impl.table_exists("embedding_metadata_array"));
-    if (has_arrays) {
-      VS_TRY_ASSIGN(Stmt arr, Stmt::prepare(db, "SELECT e.embedding_id, a.key, a.string_value, a.int_value, a.float_value, "
-                                                "a.bool_value FROM embedding_metadata_array a JOIN embeddings e ON e.id = "
-                                                "a.id WHERE e.segment_id = ? ORDER BY e.id, a.key, a.rowid"));
-      arr.bind(1, collection.metadata_segment);
-      // The array keys seen so far per record; a key must not also hold a scalar.
-      std::map<std::string, std::set<std::string>> array_keys;
-      while (true) {
-        VS_TRY_ASSIGN(bool row, arr.step());
-        if (!row) break;
-        const std::string id = arr.text(0);
-        const std::string key = arr.text(1);
-        int set_columns = 0;
-        json value;
-        for (int col = 2; col <= 5; ++col) {
-          if (arr.is_null(col)) continue;
-          ++set_columns;
-          if (col == 2) value = arr.text(col);
-          if (col == 3) value = arr.int64(col);
-          if (col == 4) value = arr.real(col);
-          if (col == 5) value = arr.int64(col) != 0;
-        }
-        if (set_columns != 1) {
-          return fail(ErrorCode::corruption,
-                      fmt::format("collection {}: an array element of record {} key {} has {} typed values, not one", name,
-                                  id, key, set_columns));
-        }
-        if (key == "chroma:document" || key == "chroma:uri") {
-          return fail(ErrorCode::corruption, fmt::format("collection {}: record {} has an array {}", name, id, key));
-        }
-        MetaState* rec = meta.find(id);
-        if (rec == nullptr) {
-          return fail(ErrorCode::corruption, fmt::format("collection {}: array metadata of unknown record {}", name, id));
-        }
-        json& md = rec->metadata;
-        if (array_keys[id].insert(key).second) {
-          if (md.contains(key)) {
-            return fail(ErrorCode::corruption,
-                        fmt::format("collection {}: record {} key {} is both a scalar and an array", name, id, key));
-          }
-          md[key] = json::array();
-        }
-        json& elements = md[key];
-        if (!elements.empty() && scalar_kind(elements.front()) != scalar_kind(value)) {
-          return fail(ErrorCode::corruption, fmt::format("collection {}: record {} key {} is an array of mixed types ({} "
-                                                         "after {})",
-                                                         name, id, key, value.dump(), elements.front().dump()));
-        }
-        elements.push_back(std::move(value));
-      }
-    }
-    tracker.meta = 1;
-    tracker.update();
-    return meta;
-  };
-  auto meta_task = std::async(std::launch::async, read_meta);
-  Result<HnswPart> hnsw = read_hnsw();
+  auto meta_task = std::async(std::launch::async, [&] { return impl.read_metadata(collection, tracker); });
+  Result<HnswPart> hnsw = read_hnsw_part(seg_dir, expected_dim, collection.space == "cosine", tracker, defer_hnsw_vectors);
   Result<MetaTable> meta_read = meta_task.get();
   if (!meta_read) return fail(meta_read.error());
   MetaTable meta = std::move(*meta_read);
@@ -1006,141 +1200,19 @@ Result<Snapshot> ChromaDir::read(const CollectionInfo& collection, const ReadPro
   if (vector_seq < 0 && hnsw->label_max_seq_id) vector_seq = *hnsw->label_max_seq_id;
   snap.stats.vector_max_seq_id = vector_seq;
 
-  // ---- embeddings_queue ----
+  // Phases 3 and 4: the log, replayed past each segment's sequence number.
   const std::int64_t from = std::min(vector_seq, snap.stats.metadata_max_seq_id);
-  std::vector<LogRow> log;
-  {
-    VS_TRY_ASSIGN(Stmt st, Stmt::prepare(db, "SELECT seq_id, operation, id, vector, encoding, metadata FROM embeddings_queue "
-                                             "WHERE topic LIKE ? ORDER BY seq_id"));
-    st.bind(1, "%/" + collection.id);
-    while (true) {
-      VS_TRY_ASSIGN(bool row, st.step());
-      if (!row) break;
-      ++snap.stats.wal_rows;
-      const std::int64_t seq = st.int64(0);
-      // Older rows only matter for cosine: they may still hold the client's exact bytes of a
-      // vector the HNSW files keep normalised.
-      if (seq <= from && collection.space != "cosine") continue;
-      LogRow r;
-      r.seq = seq;
-      r.op = static_cast<int>(st.int64(1));
-      r.id = st.text(2);
-      if (r.op < 0 || r.op > 3) {
-        return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has unknown operation {}", name, seq, r.op));
-      }
-      if (!st.is_null(3)) {
-        const std::string encoding = st.is_null(4) ? std::string("FLOAT32") : st.text(4);
-        if (encoding != "FLOAT32") {
-          return fail(ErrorCode::corruption,
-                      fmt::format("collection {}: log row {} has vector encoding {}, only FLOAT32 is known", name, seq, encoding));
-        }
-        const auto bytes = st.blob(3);
-        if (bytes.size() % 4 != 0 || bytes.empty()) {
-          return fail(ErrorCode::corruption,
-                      fmt::format("collection {}: log row {} has a vector of {} bytes", name, seq, bytes.size()));
-        }
-        std::vector<float> v(bytes.size() / 4);
-        std::memcpy(v.data(), bytes.data(), bytes.size());
-        if (snap.dimension == 0) snap.dimension = v.size();
-        if (v.size() != snap.dimension) {
-          return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has {} dimensions, expected {}", name,
-                                                         seq, v.size(), snap.dimension));
-        }
-        r.vector = std::move(v);
-      }
-      if (!st.is_null(5)) {
-        json md = json::parse(st.text(5), nullptr, false);
-        if (md.is_discarded() || !md.is_object()) {
-          return fail(ErrorCode::corruption, fmt::format("collection {}: log row {} has metadata that is not a JSON object",
-                                                         name, seq));
-        }
-        if (const std::string why = unknown_log_value(md); !why.empty()) {
-          return fail(ErrorCode::corruption,
-                      fmt::format("collection {}: log row {} has metadata Chroma does not write: {}", name, seq, why));
-        }
-        r.metadata = std::move(md);
-      }
-      log.push_back(std::move(r));
-    }
-  }
-  for (const LogRow& r : log) {
-    if (r.seq <= from) continue;
-    const bool replay_meta = r.seq > snap.stats.metadata_max_seq_id;
-    const bool replay_vec = r.seq > vector_seq;
-    if (replay_meta || replay_vec) ++snap.stats.wal_replayed;
-    if (replay_meta) {
-      MetaState* state = meta.find(r.id);
-      const bool present = state != nullptr;
-      if (r.op == 3) {
-        if (present) meta.erase(r.id);
-      } else if (r.op == 0 || (r.op == 2 && !present)) {
-        if (!present) {
-          MetaState s;
-          if (r.metadata) split_metadata(*r.metadata, s.metadata, s.document, s.uri);
-          meta.put(r.id, std::move(s));
-        }
-      } else if (present && r.metadata) {
-        merge_metadata(*state, *r.metadata);
-      }
-    }
-    if (replay_vec) {
-      VecState* state = vecs.find(r.id);
-      const bool present = state != nullptr;
-      if (r.op == 3) {
-        if (present) vecs.erase(r.id);
-      } else if (r.op == 0 || (r.op == 2 && !present)) {
-        if (!present && r.vector) vecs.put(r.id, VecState{*r.vector, VectorSource::wal});
-      } else if (present && r.vector) {
-        *state = VecState{*r.vector, VectorSource::wal};
-      }
-    }
-  }
+  VS_TRY_ASSIGN(const std::vector<LogRow> log, read_log(db, collection, from, snap));
+  replay_log(log, from, vector_seq, meta, vecs, snap.stats);
   if (collection.space == "cosine") recover_exact_bytes(log, vector_seq, vecs, hnsw->vectors.get(), snap.stats);
   if (snap.dimension == 0 && collection.dimension) snap.dimension = static_cast<std::size_t>(*collection.dimension);
   if (collection.dimension && static_cast<std::size_t>(*collection.dimension) != snap.dimension) {
     return fail(ErrorCode::corruption, fmt::format("collection {}: the sysdb says {} dimensions but the vectors have {}",
                                                    name, *collection.dimension, snap.dimension));
   }
-  const std::size_t live = meta.live();
-  snap.records.reserve(live);
-  const bool deferring = defer_hnsw_vectors && hnsw->vectors;
-  std::vector<std::int64_t> deferred_slots;  // per record, when deferring: VecState::slot
-  if (deferring) deferred_slots.reserve(live);
-  // The live records of the segment, those only the log adds and vecs.sorted are all in id
-  // order: one pass over the three. The table is used up (its ids and states move into records).
-  auto cursor = vecs.sorted.begin();
-  auto seg = meta.sorted.begin();
-  auto added = meta.log_only.begin();
-  while (true) {
-    while (seg != meta.sorted.end() && !seg->live) ++seg;
-    const bool from_segment =
-        seg != meta.sorted.end() && (added == meta.log_only.end() || seg->id < added->first);
-    if (!from_segment && added == meta.log_only.end()) break;
-    std::string id = from_segment ? std::move(seg->id) : added->first;
-    MetaState& m = from_segment ? seg->state : added->second;
-    VecState* v = vecs.find_ascending(cursor, id);
-    if (v == nullptr) {
-      return fail(ErrorCode::corruption,
-                  fmt::format("collection {}: record {} is in the metadata segment but has no vector in the HNSW files or "
-                              "the log",
-                              name, id));
-    }
-    if (deferring) deferred_slots.push_back(v->slot);
-    snap.records.push_back(Record{.id = std::move(id),
-                                  .vector = std::move(v->vector),
-                                  .metadata = std::move(m.metadata),
-                                  .document = std::move(m.document),
-                                  .uri = std::move(m.uri),
-                                  .source = v->source});
-    if (from_segment) {
-      ++seg;
-    } else {
-      ++added;
-    }
-  }
-  if (deferring) {
-    snap.deferred = std::make_shared<const DeferredVectors>(hnsw->vectors, std::move(deferred_slots));
-  }
+
+  // Phase 5: the records.
+  VS_TRY(assemble_records(meta, vecs, hnsw->vectors, defer_hnsw_vectors, name, snap));
   if (progress) {
     const auto all = std::max(tracker.total, static_cast<std::int64_t>(snap.records.size()));
     progress(all, all);

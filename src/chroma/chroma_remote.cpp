@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // ChromaRemote. Design:
-// - open(): the same probing as ChromaStore (v2 heartbeat, else v1 for Chroma 0.4/0.5), then
-//   max_batch_size from pre-flight-checks and the version string, all through ChromaHttp, which
-//   sends CHROMA_TOKEN in both token headers, retries reads, and names the (redacted) server in
-//   every error.
-// - collection(): GET by name (both APIs take the name there; record operations take the id).
-//   Space: effective_space(), as ChromaDir: the 1.x `configuration_json.hnsw.space` (the
-//   space resolved at creation, which the server searches with) unless that config is all
-//   defaults and `hnsw:space` metadata differs, else `hnsw:space`, else Chroma's default l2.
+// - open(): probe_api(), the probing ChromaStore uses (v2 heartbeat, else v1 for Chroma 0.4/0.5,
+//   max_batch_size from pre-flight-checks), then the version string, all through ChromaHttp,
+//   which sends CHROMA_TOKEN in both token headers, retries reads, and names the (redacted)
+//   server in every error.
+// - collection(): find_collection() and describe_collection(), as ChromaStore: GET by name (both
+//   APIs take the name there; record operations take the id); the space by effective_space(),
+//   the rule ChromaDir applies to a directory.
 // - read(): count, then `get` pages of limit/offset until a short page. Chroma returns storage
 //   order (rowid in 1.x and from 0.5.9, the string id before), which is stable while nobody
 //   writes, so paging sees every record once. A count that differs afterwards, or an id seen
@@ -19,7 +18,8 @@
 //   nearest double; rounding that double to float gives the original float in both cases,
 //   except for a double exactly halfway between two floats (one value and its negative among
 //   all 2^32), which to_float_exact() settles by the shortest decimal (chroma_remote_test.cpp).
-// nlohmann::json exceptions are caught in read() and collection() and turned into corruption.
+// nlohmann::json exceptions are caught in read() and turned into corruption; collection() reads
+// through describe_collection(), which checks every type.
 #include "chroma/chroma_remote.hpp"
 
 #include <algorithm>
@@ -41,21 +41,6 @@ constexpr double k_float_overflow = 0x1.ffffffp+127;
 
 // Target size of one `get` answer when the caller names no page size.
 constexpr std::int64_t k_page_bytes = 16 << 20;
-
-// A path segment with everything but RFC 3986 unreserved characters percent-encoded.
-std::string path_segment(std::string_view s) {
-  std::string out;
-  for (unsigned char ch : s) {
-    const bool unreserved = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                            ch == '.' || ch == '_' || ch == '~';
-    if (unreserved) {
-      out += static_cast<char>(ch);
-    } else {
-      out += fmt::format("%{:02X}", ch);
-    }
-  }
-  return out;
-}
 
 // The optional string at `values[i]`, where `values` may be null (not included) or hold nulls.
 std::optional<std::string> string_at(const json* values, std::size_t i) {
@@ -134,25 +119,13 @@ Result<void> decode_json_vector(const json& values, std::size_t dim, std::vector
 struct ChromaRemote::Impl {
   RemoteOptions options;
   std::unique_ptr<ChromaHttp> http;
-  ApiVersion api = ApiVersion::v2;
-  std::int64_t max_batch = 1000;
+  ServerApi server;  // what probe_api() found
+  ApiScope scope;
   std::string version;
   RemoteStats stats;
 
-  [[nodiscard]] std::string scope() const {
-    return api == ApiVersion::v1 ? fmt::format("?tenant={}&database={}", path_segment(options.tenant),
-                                               path_segment(options.database))
-                                 : "";
-  }
-  [[nodiscard]] std::string collections_path() const {
-    if (api == ApiVersion::v2) {
-      return fmt::format("/api/v2/tenants/{}/databases/{}/collections", path_segment(options.tenant),
-                         path_segment(options.database));
-    }
-    return "/api/v1/collections";
-  }
   [[nodiscard]] std::string record_path(const std::string& id, std::string_view op) const {
-    return fmt::format("{}/{}/{}", collections_path(), path_segment(id), op);
+    return scope.record_path(id, op);
   }
 
   Result<std::int64_t> count(const CollectionInfo& c) {
@@ -236,43 +209,28 @@ Result<ChromaRemote> ChromaRemote::open(RemoteOptions options) {
   VS_TRY_ASSIGN(impl->http, ChromaHttp::create(options.http));
   impl->options = std::move(options);
   ChromaHttp& http = *impl->http;
-  VS_TRY_ASSIGN(HttpAnswer v2, http.probe("/api/v2/heartbeat"));
-  std::string prefix = "/api/v2";
-  if (v2.status != 200) {
-    VS_TRY_ASSIGN(HttpAnswer v1, http.probe("/api/v1/heartbeat"));
-    if (v1.status != 200) {
-      return fail(ErrorCode::unavailable,
-                  fmt::format("chroma server {} answers neither /api/v2/heartbeat (HTTP {}) nor /api/v1/heartbeat "
-                              "(HTTP {}); is it a Chroma server?",
-                              http.server(), v2.status, v1.status));
-    }
-    impl->api = ApiVersion::v1;
-    prefix = "/api/v1";
-  }
-  VS_TRY_ASSIGN(HttpAnswer checks, http.probe(prefix + "/pre-flight-checks"));
-  if (checks.status == 200 && checks.body.is_object() && checks.body.contains("max_batch_size") &&
-      checks.body["max_batch_size"].is_number_integer() && checks.body["max_batch_size"].get<std::int64_t>() > 0) {
-    impl->max_batch = checks.body["max_batch_size"].get<std::int64_t>();
-  }
-  VS_TRY_ASSIGN(json version, http.get(prefix + "/version"));
+  VS_TRY_ASSIGN(impl->server, probe_api(http));
+  impl->scope = ApiScope{impl->server.api, impl->options.tenant, impl->options.database};
+  VS_TRY_ASSIGN(json version, http.get(impl->server.prefix + "/version"));
   impl->version = version.is_string() ? version.get<std::string>() : version.dump();
-  impl->stats.api = impl->api == ApiVersion::v2 ? "v2" : "v1";
+  impl->stats.api = impl->server.api == ApiVersion::v2 ? "v2" : "v1";
   impl->stats.server_version = impl->version;
-  impl->stats.max_batch_size = impl->max_batch;
+  impl->stats.max_batch_size = impl->server.max_batch;
   return ChromaRemote(std::move(impl));
 }
 
 const std::string& ChromaRemote::server() const { return m_impl->http->server(); }
 
 std::string ChromaRemote::describe() const {
-  return fmt::format("api {}, chroma {}, max_batch_size {}", m_impl->stats.api, m_impl->version, m_impl->max_batch);
+  return fmt::format("api {}, chroma {}, max_batch_size {}", m_impl->stats.api, m_impl->version,
+                     m_impl->server.max_batch);
 }
 
 const RemoteStats& ChromaRemote::stats() const { return m_impl->stats; }
 
 Result<std::vector<std::string>> ChromaRemote::collection_names() {
   Impl& impl = *m_impl;
-  VS_TRY_ASSIGN(json list, impl.http->get(impl.collections_path() + impl.scope()));
+  VS_TRY_ASSIGN(json list, impl.http->get(impl.scope.collections_path() + impl.scope.query()));
   if (!list.is_array()) {
     return fail(ErrorCode::corruption,
                 fmt::format("chroma server {} answered the collection list with a JSON {}", server(), list.type_name()));
@@ -288,13 +246,8 @@ Result<std::vector<std::string>> ChromaRemote::collection_names() {
 
 Result<CollectionInfo> ChromaRemote::collection(const std::string& name) {
   Impl& impl = *m_impl;
-  auto found = impl.http->get(fmt::format("{}/{}{}", impl.collections_path(), path_segment(name), impl.scope()));
-  // 1.x answers a missing collection with 404; Python 0.4/0.5 with 500 (or 400 from 0.5/0.6)
-  // and "Collection x does not exist.".
+  VS_TRY_ASSIGN(std::optional<json> found, find_collection(*impl.http, impl.scope, name));
   if (!found) {
-    const bool missing = found.error().code() == ErrorCode::not_found ||
-                         found.error().message().find("does not exist") != std::string::npos;
-    if (!missing) return fail(found.error());
     std::string names = "none";
     if (auto all = collection_names(); all && !all->empty()) {
       names.clear();
@@ -304,56 +257,30 @@ Result<CollectionInfo> ChromaRemote::collection(const std::string& name) {
                                                   "has: {})",
                                                   server(), name, impl.options.tenant, impl.options.database, names));
   }
-  const json& c = *found;
-  try {
-    if (!c.is_object() || !c.contains("id") || !c["id"].is_string()) {
-      return fail(ErrorCode::corruption, fmt::format("chroma server {} described collection {} without an id", server(), name));
-    }
-    CollectionInfo info;
-    info.id = c["id"].get<std::string>();
-    info.name = name;
-    info.tenant = impl.options.tenant;
-    info.database = impl.options.database;
-    if (c.contains("dimension") && c["dimension"].is_number_integer()) info.dimension = c["dimension"].get<std::int64_t>();
-    std::optional<std::string> metadata_space;
-    if (c.contains("metadata") && c["metadata"].is_object()) {
-      const json& md = c["metadata"];
-      if (md.contains("hnsw:space") && md["hnsw:space"].is_string()) metadata_space = md["hnsw:space"].get<std::string>();
-    }
-    std::optional<std::string> config_space;
-    json hnsw = json::object();
-    if (c.contains("configuration_json") && c["configuration_json"].is_object()) {
-      const json& cfg = c["configuration_json"];
-      if (cfg.contains("hnsw") && cfg["hnsw"].is_object() && cfg["hnsw"].contains("space") &&
-          cfg["hnsw"]["space"].is_string()) {
-        config_space = cfg["hnsw"]["space"].get<std::string>();
-        hnsw = cfg["hnsw"];
-      }
-      info.embedding_model = embedding_model_from_config(cfg);
-    }
-    info.space = effective_space(config_space, hnsw, metadata_space);
-    if (info.space != "l2" && info.space != "cosine" && info.space != "ip") {
-      return fail(ErrorCode::corruption, fmt::format("chroma collection {} on {} has the unknown distance space {}", name,
-                                                     server(), info.space));
-    }
-    return info;
-  } catch (const json::exception& e) {
-    return fail(ErrorCode::corruption, fmt::format("chroma server {} described collection {} oddly: {}", server(), name, e.what()));
-  }
+  VS_TRY_ASSIGN(const CollectionDescription described, describe_collection(*found, name, server()));
+  CollectionInfo info;
+  info.id = described.id;
+  info.name = name;
+  info.tenant = impl.options.tenant;
+  info.database = impl.options.database;
+  info.dimension = described.dimension;
+  info.space = std::string(space_name(described.space));
+  info.embedding_model = described.embedding_function_model;
+  return info;
 }
 
 Result<Snapshot> ChromaRemote::read(const CollectionInfo& collection, const RemoteProgress& progress) {
   Impl& impl = *m_impl;
   impl.stats.pages = 0;
   if (impl.options.page_size > 0) {
-    impl.stats.page_size = std::min(impl.options.page_size, impl.max_batch);
+    impl.stats.page_size = std::min(impl.options.page_size, impl.server.max_batch);
   } else {
     // About k_page_bytes of JSON per answer (a float is up to ~16 characters), at least 100
     // records, at most the server's limit: 5461 x 384 dimensions is ~33 MB, so wide vectors
     // come in smaller pages than the server would allow.
     const auto dim = static_cast<std::int64_t>(collection.dimension.value_or(0));
     const std::int64_t by_bytes = std::max<std::int64_t>(100, k_page_bytes / (dim * 16 + 256));
-    impl.stats.page_size = std::min(impl.max_batch, by_bytes);
+    impl.stats.page_size = std::min(impl.server.max_batch, by_bytes);
   }
   Snapshot snap;
   snap.collection = collection;

@@ -14,7 +14,7 @@
 
 #include "chroma/chroma_dir.hpp"
 #include "chroma/chroma_http.hpp"
-#include "chroma/chroma_store.hpp"
+#include "chroma/chroma_api.hpp"
 #include "vstore/result.hpp"
 
 namespace vstore::chroma {
@@ -65,9 +65,10 @@ class ChromaRemote {
   /// not_found (tenant or database), corruption (an answer of another shape).
   [[nodiscard]] Result<std::vector<std::string>> collection_names();
 
-  /// The collection `name`: id, dimension, space (`hnsw:space` metadata, else the 1.x
-  /// configuration, else l2) and the model of its stored embedding function. Errors:
-  /// not_found (naming the collections there are), corruption (unknown space, no id), unavailable.
+  /// The collection `name`: id, dimension, space and the model of its stored embedding function,
+  /// as describe_collection() reads them (the space by the rule ChromaStore and ChromaDir use).
+  /// Errors: not_found (naming the collections there are), corruption (unknown space, no id, a
+  /// field of the wrong JSON type), unavailable.
   [[nodiscard]] Result<CollectionInfo> collection(const std::string& name);
 
   /// Reads every record of `collection` with paged `get` (ids, embeddings, documents,

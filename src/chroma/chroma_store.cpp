@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // ChromaStore. Design:
-// - open(): probe /api/v2/heartbeat, then /api/v1/heartbeat (Chroma 0.4/0.5 speak only v1; 1.x
-//   answers v1 with 410), read max_batch_size from pre-flight-checks, then look the collection
-//   up by name (GET takes the name) and keep its id (record operations take the UUID), space,
-//   HNSW parameters and dimension. A missing collection is created (legacy `hnsw:*` metadata,
-//   which both API versions honour) only when the caller asked for it.
+// - open(): probe_api() (v2, else v1 for Chroma 0.4/0.5; max_batch_size), then look the
+//   collection up by name (GET takes the name) and keep what describe_collection() reads: id
+//   (record operations take the UUID), space, HNSW parameters, dimension, and the model recorded
+//   under `vstore:embedding_model`. ChromaRemote uses the same two functions. A missing
+//   collection is created (legacy `hnsw:*` metadata, which both API versions honour) only when
+//   the caller asked for it.
+// - One model per collection, as pgvector has one per table: the first upsert into a collection
+//   without a recorded model records it (re-reading the collection first, then PUT of its
+//   metadata plus the key); vectors or queries of another model are refused with the words
+//   pgvector uses (model_refused, query_model_refused).
 // - Writes: `upsert` in batches of at most max_batch_size records and ~8 MB of JSON. Chroma's
 //   upsert merges metadata (1.x and 0.5 alike), so every contract key the article lacks is sent
 //   as null ("delete this key"), making the stored metadata exactly build_metadata(article), the
@@ -16,15 +21,20 @@
 //   keeps Chroma's own distance. Results are sorted by (score, id), as pgvector sorts them.
 // - Paged reads (`get` with limit/offset) go past the batch limit; Chroma returns storage order,
 //   which is stable for paging.
-// No lock is needed: the object's state is fixed after open() and ChromaHttp is thread-safe.
+// - Answers are checked before use (types, sizes, float range): a server answering in another
+//   shape gives corruption, never an exception.
+// Locking: the state is fixed after open() but for the recorded model (m_model_mutex);
+// ChromaHttp is thread-safe.
 #include "chroma/chroma_store.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 #include <fmt/format.h>
 
+#include "chroma/chroma_api.hpp"
 #include "vstore/article.hpp"
 #include "vstore/vector_check.hpp"
 #include "vstore/write_check.hpp"
@@ -44,22 +54,13 @@ constexpr std::string_view k_contract_keys[] = {"title",   "news_source", "categ
                                                 "tags",    "summary",     "uri",       "driver_type",
                                                 "publication_date"};
 
-std::string_view space_name(Space s) {
-  switch (s) {
-    case Space::cosine: return "cosine";
-    case Space::l2: return "l2";
-    case Space::ip: return "ip";
-  }
-  return "l2";
-}
-
-double cosine_distance(std::span<const float> a, const json& b) {
+double cosine_distance(std::span<const float> a, std::span<const float> b) {
   double dot = 0;
   double na = 0;
   double nb = 0;
   for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
     const double x = a[i];
-    const double y = b[i].get<double>();
+    const double y = b[i];
     dot += x * y;
     na += x * x;
     nb += y * y;
@@ -81,9 +82,32 @@ Result<void> decode_embedding(const json& row, std::size_t dim, std::vector<floa
   }
   for (const auto& x : row) {
     if (!x.is_number()) return fail(ErrorCode::corruption, fmt::format("chroma returned a non-number in the embedding of {}", id));
-    out.push_back(x.get<float>());
+    const double d = x.get<double>();
+    if (!std::isfinite(d) || std::fabs(d) > static_cast<double>(std::numeric_limits<float>::max())) {
+      return fail(ErrorCode::corruption, fmt::format("chroma returned {} in the embedding of {}, outside the float32 range", d, id));
+    }
+    out.push_back(static_cast<float>(d));
   }
   return {};
+}
+
+// The id at `ids[i]`. Errors: corruption for anything but a string.
+Result<std::string> id_at(const json& ids, std::size_t i, const std::string& server) {
+  if (!ids[i].is_string()) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered with an id that is a JSON {}, not a string",
+                                                   server, ids[i].type_name()));
+  }
+  return ids[i].get<std::string>();
+}
+
+// The metadata of one record: an object, or null (none). Errors: corruption for another type.
+Result<json> metadata_at(const json* metadatas, std::size_t i, const std::string& server) {
+  if (metadatas == nullptr || i >= metadatas->size() || (*metadatas)[i].is_null()) return json::object();
+  if (!(*metadatas)[i].is_object()) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered with metadata that is a JSON {}, not an object",
+                                                   server, (*metadatas)[i].type_name()));
+  }
+  return (*metadatas)[i];
 }
 
 // A plain YYYY-MM-DD or a date-time at exactly midnight UTC, as epoch seconds.
@@ -179,60 +203,24 @@ Result<std::unique_ptr<ChromaStore>> ChromaStore::open(const Config& config, Chr
   }
   VS_TRY_ASSIGN(auto http, ChromaHttp::create(options.http));
   std::unique_ptr<ChromaStore> store(new ChromaStore(config, std::move(options), std::move(http)));
-  VS_TRY(store->detect_api());
+  VS_TRY_ASSIGN(const ServerApi api, probe_api(*store->m_http));
+  store->m_api = api.api;
+  store->m_max_batch = api.max_batch;
+  store->m_scope = ApiScope{api.api, store->m_options.tenant, store->m_options.database};
   VS_TRY(store->find_collection());
   return store;
 }
 
-Result<void> ChromaStore::detect_api() {
-  VS_TRY_ASSIGN(HttpAnswer v2, m_http->probe("/api/v2/heartbeat"));
-  std::string prefix = "/api/v2";
-  if (v2.status != 200) {
-    VS_TRY_ASSIGN(HttpAnswer v1, m_http->probe("/api/v1/heartbeat"));
-    if (v1.status != 200) {
-      return fail(ErrorCode::unavailable,
-                  fmt::format("chroma server {} answers neither /api/v2/heartbeat (HTTP {}) nor /api/v1/heartbeat "
-                              "(HTTP {}); is it a Chroma server?",
-                              m_http->server(), v2.status, v1.status));
-    }
-    m_api = ApiVersion::v1;
-    prefix = "/api/v1";
-  }
-  VS_TRY_ASSIGN(HttpAnswer checks, m_http->probe(prefix + "/pre-flight-checks"));
-  if (checks.status == 200 && checks.body.is_object() && checks.body.contains("max_batch_size") &&
-      checks.body["max_batch_size"].is_number_integer() && checks.body["max_batch_size"].get<std::int64_t>() > 0) {
-    m_max_batch = checks.body["max_batch_size"].get<std::int64_t>();
-  }
-  return {};
-}
+std::string ChromaStore::record_path(std::string_view op) const { return m_scope.record_path(m_collection_id, op); }
 
-std::string ChromaStore::collections_path() const {
-  if (m_api == ApiVersion::v2) {
-    return fmt::format("/api/v2/tenants/{}/databases/{}/collections", m_options.tenant, m_options.database);
-  }
-  return "/api/v1/collections";
-}
-
-std::string ChromaStore::record_path(std::string_view op) const {
-  if (m_api == ApiVersion::v2) return fmt::format("{}/{}/{}", collections_path(), m_collection_id, op);
-  return fmt::format("/api/v1/collections/{}/{}", m_collection_id, op);
-}
+std::string ChromaStore::holder() const { return fmt::format("chroma collection {}", m_config.chroma_collection); }
 
 Result<void> ChromaStore::find_collection() {
   const std::string& name = m_config.chroma_collection;
-  const std::string v1_scope = fmt::format("?tenant={}&database={}", m_options.tenant, m_options.database);
-  const std::string scope = m_api == ApiVersion::v1 ? v1_scope : "";
-  auto found = m_http->get(fmt::format("{}/{}{}", collections_path(), name, scope));
+  VS_TRY_ASSIGN(std::optional<json> found, chroma::find_collection(*m_http, m_scope, name));
   json collection;
-  // 1.x answers a missing collection with 404; Python 0.4/0.5 with 500 ValueError("Collection
-  // x does not exist.").
-  const bool missing = !found && (found.error().code() == ErrorCode::not_found ||
-                                  found.error().code() == ErrorCode::invalid_argument ||
-                                  found.error().message().find("does not exist") != std::string::npos);
   if (found) {
     collection = std::move(*found);
-  } else if (!missing) {
-    return fail(found.error());
   } else if (!m_options.create_collection) {
     return fail(ErrorCode::not_found,
                 fmt::format("chroma server {} has no collection {} in tenant {}, database {}; `vstore ingest` creates it",
@@ -243,51 +231,46 @@ Result<void> ChromaStore::find_collection() {
     if (m_options.create_ef_search) metadata["hnsw:search_ef"] = *m_options.create_ef_search;
     if (m_options.create_m) metadata["hnsw:M"] = *m_options.create_m;
     const json body = {{"name", name}, {"metadata", metadata}, {"get_or_create", true}};
-    VS_TRY_ASSIGN(collection, m_http->post(collections_path() + scope, body, Retry::write));
+    VS_TRY_ASSIGN(collection, m_http->post(m_scope.collections_path() + m_scope.query(), body, Retry::write));
   }
-  if (!collection.is_object() || !collection.contains("id") || !collection["id"].is_string()) {
-    return fail(ErrorCode::corruption,
-                fmt::format("chroma server {} described collection {} without an id", m_http->server(), name));
+  VS_TRY_ASSIGN(const CollectionDescription described, describe_collection(collection, name, m_http->server()));
+  m_collection_id = described.id;
+  m_space = described.space;
+  m_hnsw_params = described.hnsw;
+  if (auto model = described.metadata.find(k_model_key); model != described.metadata.end() && model->is_string()) {
+    m_model = model->get<std::string>();
   }
-  m_collection_id = collection["id"].get<std::string>();
-  // The space: 1.x configuration first, then the legacy metadata key, else Chroma's default l2.
-  std::string space = "l2";
-  const json metadata = collection.contains("metadata") && collection["metadata"].is_object() ? collection["metadata"]
-                                                                                             : json::object();
-  if (metadata.contains("hnsw:space") && metadata["hnsw:space"].is_string()) space = metadata["hnsw:space"].get<std::string>();
-  if (collection.contains("configuration_json") && collection["configuration_json"].is_object()) {
-    const json& cfg = collection["configuration_json"];
-    if (cfg.contains("hnsw") && cfg["hnsw"].is_object()) {
-      m_hnsw_params = cfg["hnsw"];
-      if (m_hnsw_params.contains("space") && m_hnsw_params["space"].is_string()) {
-        space = m_hnsw_params["space"].get<std::string>();
-      }
+  if (described.dimension && *described.dimension != m_config.embedding_dim) {
+    return fail(ErrorCode::conflict,
+                fmt::format("chroma collection {} on {} stores {}-dimensional vectors but EMBEDDING_DIM={}; set "
+                            "EMBEDDING_DIM={} or use another collection",
+                            name, m_http->server(), *described.dimension, m_config.embedding_dim, *described.dimension));
+  }
+  return {};
+}
+
+Result<void> ChromaStore::check_model(const std::string& model) {
+  std::lock_guard lock(m_model_mutex);
+  if (!m_model) {
+    // Another process may have recorded one since open: read the collection again first.
+    VS_TRY_ASSIGN(std::optional<json> found, chroma::find_collection(*m_http, m_scope, m_config.chroma_collection));
+    if (!found) {
+      return fail(ErrorCode::not_found, fmt::format("chroma collection {} on {} no longer exists",
+                                                    m_config.chroma_collection, m_http->server()));
+    }
+    VS_TRY_ASSIGN(const CollectionDescription described,
+                  describe_collection(*found, m_config.chroma_collection, m_http->server()));
+    if (auto it = described.metadata.find(k_model_key); it != described.metadata.end() && it->is_string()) {
+      m_model = it->get<std::string>();
+    } else {
+      // Chroma replaces a collection's metadata on modify: send what it holds plus the key.
+      json metadata = described.metadata;
+      metadata[std::string(k_model_key)] = model;
+      VS_TRY(m_http->put(m_scope.id_path(m_collection_id), json{{"new_metadata", std::move(metadata)}}));
+      m_model = model;
     }
   }
-  if (m_hnsw_params.empty()) {
-    for (const auto& [key, value] : metadata.items()) {
-      if (key.starts_with("hnsw:")) m_hnsw_params[key.substr(5)] = value;
-    }
-  }
-  if (space == "cosine") {
-    m_space = Space::cosine;
-  } else if (space == "ip") {
-    m_space = Space::ip;
-  } else if (space == "l2") {
-    m_space = Space::l2;
-  } else {
-    return fail(ErrorCode::corruption,
-                fmt::format("chroma collection {} has the unknown distance space \"{}\"", name, space));
-  }
-  if (collection.contains("dimension") && collection["dimension"].is_number_integer()) {
-    const int dim = collection["dimension"].get<int>();
-    if (dim != m_config.embedding_dim) {
-      return fail(ErrorCode::conflict,
-                  fmt::format("chroma collection {} on {} stores {}-dimensional vectors but EMBEDDING_DIM={}; set "
-                              "EMBEDDING_DIM={} or use another collection",
-                              name, m_http->server(), dim, m_config.embedding_dim, dim));
-    }
-  }
+  if (*m_model != model) return fail(model_refused(holder(), *m_model, model));
   return {};
 }
 
@@ -296,6 +279,8 @@ Result<void> ChromaStore::find_collection() {
 Result<void> ChromaStore::upsert(std::span<const ArticleVector> items) {
   if (items.empty()) return {};
   VS_TRY(check_upsert_batch(items, m_dimension));
+  VS_TRY(check_batch_model(items));
+  VS_TRY(check_model(items.front().embedding_model));
   std::size_t start = 0;
   while (start < items.size()) {
     json ids = json::array();
@@ -345,11 +330,16 @@ Result<json> ChromaStore::present_ids(std::span<const std::string> chunk) {
 
 Result<std::map<std::string, std::string>> ChromaStore::vector_models(std::span<const std::string> ids) {
   std::map<std::string, std::string> out;
+  std::string model;
+  {
+    std::lock_guard lock(m_model_mutex);
+    model = m_model.value_or(std::string());
+  }
   const auto batch = static_cast<std::size_t>(m_max_batch);
   for (std::size_t start = 0; start < ids.size(); start += batch) {
     VS_TRY_ASSIGN(json present, present_ids(ids.subspan(start, std::min(batch, ids.size() - start))));
     for (const auto& id : present) {
-      if (id.is_string()) out.emplace(id.get<std::string>(), std::string());
+      if (id.is_string()) out.emplace(id.get<std::string>(), model);
     }
   }
   return out;
@@ -388,6 +378,10 @@ Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query,
     return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, options.top_k));
   }
   VS_TRY(check_vector(query, m_dimension, "query vector"));
+  if (options.model) {
+    std::lock_guard lock(m_model_mutex);
+    if (m_model && *m_model != *options.model) return fail(query_model_refused(holder(), *m_model, *options.model));
+  }
   json where = nullptr;
   if (options.where) {
     VS_TRY_ASSIGN(where, chroma_where(*options.where));
@@ -403,20 +397,36 @@ Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query,
   const json* embeddings = res.contains("embeddings") && res["embeddings"].is_array() && !res["embeddings"].empty()
                                ? &res["embeddings"][0]
                                : nullptr;
+  const std::string& server = m_http->server();
+  if (!ids.is_array() || !distances.is_array() || distances.size() != ids.size()) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered a query with ids and distances that do not "
+                                                   "pair up",
+                                                   server));
+  }
   if (!cosine && (embeddings == nullptr || !embeddings->is_array() || embeddings->size() != ids.size())) {
     return fail(ErrorCode::corruption,
-                fmt::format("chroma server {} answered a query without the embeddings asked for", m_http->server()));
+                fmt::format("chroma server {} answered a query without the embeddings asked for", server));
   }
+  if (metadatas != nullptr && !metadatas->is_array()) metadatas = nullptr;
   std::vector<SearchHit> hits;
   hits.reserve(ids.size());
-  for (std::size_t i = 0; i < ids.size() && i < distances.size(); ++i) {
+  std::vector<float> vec;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
     SearchHit hit;
-    hit.id = ids[i].get<std::string>();
-    hit.raw_score = distances[i].is_number() ? distances[i].get<double>() : 0.0;
-    hit.score = cosine ? hit.raw_score : cosine_distance(query, (*embeddings)[i]);
-    if (metadatas != nullptr && metadatas->is_array() && i < metadatas->size() && (*metadatas)[i].is_object()) {
-      hit.metadata = (*metadatas)[i];
+    VS_TRY_ASSIGN(hit.id, id_at(ids, i, server));
+    if (!distances[i].is_number() || !std::isfinite(distances[i].get<double>())) {
+      return fail(ErrorCode::corruption, fmt::format("chroma server {} answered the distance of {} with {}, not a number",
+                                                     server, hit.id, distances[i].dump()));
     }
+    hit.raw_score = distances[i].get<double>();
+    if (cosine) {
+      hit.score = hit.raw_score;
+    } else {
+      vec.clear();
+      VS_TRY(decode_embedding((*embeddings)[i], static_cast<std::size_t>(m_dimension), vec, hit.id));
+      hit.score = cosine_distance(query, vec);
+    }
+    VS_TRY_ASSIGN(hit.metadata, metadata_at(metadatas, i, server));
     hits.push_back(std::move(hit));
   }
   std::stable_sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) {
@@ -472,12 +482,11 @@ Result<VectorBatch> ChromaStore::get_vectors(std::optional<std::int64_t> limit, 
     const json& ids = page["ids"];
     const json* metadatas = page.contains("metadatas") && page["metadatas"].is_array() ? &page["metadatas"] : nullptr;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      const std::string id = ids[i].get<std::string>();
+      VS_TRY_ASSIGN(std::string id, id_at(ids, i, m_http->server()));
       VS_TRY(decode_embedding(page["embeddings"][i], batch.dim, batch.data, id));
-      batch.metadatas.push_back(metadatas != nullptr && i < metadatas->size() && (*metadatas)[i].is_object()
-                                    ? (*metadatas)[i]
-                                    : json::object());
-      batch.ids.push_back(id);
+      VS_TRY_ASSIGN(json metadata, metadata_at(metadatas, i, m_http->server()));
+      batch.metadatas.push_back(std::move(metadata));
+      batch.ids.push_back(std::move(id));
     }
     offset += static_cast<std::int64_t>(ids.size());
     if (static_cast<std::int64_t>(ids.size()) < want) break;
@@ -486,9 +495,7 @@ Result<VectorBatch> ChromaStore::get_vectors(std::optional<std::int64_t> limit, 
 }
 
 Result<void> ChromaStore::drop_collection() {
-  const std::string scope =
-      m_api == ApiVersion::v1 ? fmt::format("?tenant={}&database={}", m_options.tenant, m_options.database) : "";
-  VS_TRY(m_http->del(fmt::format("{}/{}{}", collections_path(), m_config.chroma_collection, scope)));
+  VS_TRY(m_http->del(m_scope.named_path(m_config.chroma_collection)));
   return {};
 }
 
@@ -499,8 +506,10 @@ Result<std::string> ChromaStore::server_version() {
 
 Result<StoreCounts> ChromaStore::count() {
   VS_TRY_ASSIGN(json n, m_http->get(record_path("count")));
-  if (!n.is_number_integer()) {
-    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered count with {}", m_http->server(), n.dump()));
+  // A number past int64 reads as negative and is refused with the rest.
+  if (!n.is_number_integer() || n.get<std::int64_t>() < 0) {
+    return fail(ErrorCode::corruption, fmt::format("chroma server {} answered count with {}, expected a count",
+                                                   m_http->server(), n.dump()));
   }
   return StoreCounts{n.get<std::int64_t>(), n.get<std::int64_t>()};
 }
@@ -515,7 +524,10 @@ Result<json> ChromaStore::health() {
   h["collection_id"] = m_collection_id;
   h["dimension"] = m_dimension;
   h["extension_version"] = nullptr;
-  h["embedding_model"] = m_config.embedding_model;
+  {
+    std::lock_guard lock(m_model_mutex);
+    h["embedding_model"] = m_model ? json(*m_model) : json(nullptr);
+  }
   h["server_version"] = nullptr;
   h["rows"] = 0;
   h["with_embedding"] = 0;

@@ -4,19 +4,18 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
+#include "chroma/chroma_api.hpp"
 #include "chroma/chroma_http.hpp"
 #include "vstore/vector_store.hpp"
 
 namespace vstore::chroma {
 
-/// Distance space of a Chroma collection (`hnsw:space`).
-enum class Space { cosine, l2, ip };
-
-/// Which HTTP API the server speaks (found by probing at open).
-enum class ApiVersion { v1, v2 };
+/// The collection metadata key that records the embedding model of the collection's vectors.
+inline constexpr std::string_view k_model_key = "vstore:embedding_model";
 
 /// What open() needs beyond Config (defaults suit the product).
 struct ChromaOptions {
@@ -33,19 +32,26 @@ struct ChromaOptions {
 class ChromaStore final : public VectorStore {
  public:
   /// Connects to CHROMA_URL, detects the API version, finds the collection CHROMA_COLLECTION by
-  /// name (creating it when `options.create_collection`), and reads its id, space and dimension.
+  /// name (creating it when `options.create_collection`), and reads its id, space (the rule of
+  /// describe_collection()), dimension and recorded embedding model (`vstore:embedding_model`).
   /// Errors: invalid_argument (no CHROMA_URL), unavailable (server down), not_found (tenant,
-  /// database or collection missing), conflict (the collection's dimension is not EMBEDDING_DIM).
+  /// database or collection missing), conflict (the collection's dimension is not EMBEDDING_DIM),
+  /// corruption (a collection described oddly).
   [[nodiscard]] static Result<std::unique_ptr<ChromaStore>> open(const Config& config, ChromaOptions options = {});
 
   [[nodiscard]] std::string_view backend_name() const override { return "chromadb"; }
   [[nodiscard]] int dimension() const override { return m_dimension; }
+  /// One model per collection, as pgvector: the first upsert into a collection without a
+  /// recorded model records its model on the collection; vectors of another model are refused
+  /// (invalid_argument, the words of model_refused()).
   [[nodiscard]] Result<void> upsert(std::span<const ArticleVector> items) override;
+  /// Refuses a query whose `model` is not the collection's (query_model_refused()).
   [[nodiscard]] Result<std::vector<SearchHit>> search(std::span<const float> query, const SearchOptions& options) override;
   [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
   [[nodiscard]] Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
                                                 const std::optional<FilterNode>& where) override;
-  /// Chroma keeps no model per record: every present id maps to "".
+  /// Every present id maps to the collection's recorded model ("" when none is recorded: a
+  /// collection no vstore upsert has written to).
   [[nodiscard]] Result<std::map<std::string, std::string>> vector_models(std::span<const std::string> ids) override;
   [[nodiscard]] Result<std::int64_t> remove(std::span<const std::string> ids) override;
   [[nodiscard]] Result<StoreCounts> count() override;
@@ -68,10 +74,12 @@ class ChromaStore final : public VectorStore {
   // The ids of `chunk` (at most one batch) the collection holds, as Chroma lists them.
   [[nodiscard]] Result<nlohmann::json> present_ids(std::span<const std::string> chunk);
   ChromaStore(const Config& config, ChromaOptions options, std::unique_ptr<ChromaHttp> http);
-  [[nodiscard]] Result<void> detect_api();
   [[nodiscard]] Result<void> find_collection();
-  [[nodiscard]] std::string collections_path() const;          ///< ".../collections" (+ v1 query)
   [[nodiscard]] std::string record_path(std::string_view op) const;  ///< ".../collections/{id}/{op}"
+  // Success when vectors of `model` may go into the collection; records the model on a
+  // collection that has none yet.
+  [[nodiscard]] Result<void> check_model(const std::string& model);
+  [[nodiscard]] std::string holder() const;  ///< "chroma collection NAME", for messages
   [[nodiscard]] Result<nlohmann::json> query_raw(std::span<const float> query, int n, const nlohmann::json* where,
                                                  bool with_embeddings);
 
@@ -79,11 +87,13 @@ class ChromaStore final : public VectorStore {
   ChromaOptions m_options;
   std::unique_ptr<ChromaHttp> m_http;
   ApiVersion m_api = ApiVersion::v2;
+  ApiScope m_scope;
   std::int64_t m_max_batch = 1000;
   std::string m_collection_id;
   Space m_space = Space::l2;
   int m_dimension = 0;
-  std::optional<std::string> m_model;  ///< `vstore:embedding_model` of the collection, if recorded
+  mutable std::mutex m_model_mutex;
+  std::optional<std::string> m_model;  ///< `vstore:embedding_model` of the collection; guarded by m_model_mutex
   nlohmann::json m_hnsw_params = nlohmann::json::object();
 };
 

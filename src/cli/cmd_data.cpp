@@ -662,6 +662,7 @@ int run_outbox(const Globals& globals, const std::string& outbox_action, bool js
   if (!store) return report(store.error());
   auto* dual = dynamic_cast<api::DualStore*>(store->get());
   if (dual == nullptr) return report(Error(ErrorCode::internal, "the dual store is not a DualStore"));
+  dual->stop_background_drain();  // what this command drains is what it reports
   std::int64_t drained = 0;
   if (outbox_action == "drain") {
     auto n = dual->drain_outbox();

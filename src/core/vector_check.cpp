@@ -42,4 +42,29 @@ bool all_finite(std::span<const float> vec) {
   return (carry & 0x80000000U) == 0;
 }
 
+Result<void> check_batch_model(std::span<const ArticleVector> items) {
+  if (items.empty()) return {};
+  const std::string& model = items.front().embedding_model;
+  for (const auto& item : items) {
+    if (item.embedding_model.empty()) {
+      return fail(ErrorCode::invalid_argument, fmt::format("article {}: the embedding model is not named", item.article.uri));
+    }
+    if (item.embedding_model != model) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("one batch mixes embedding models {} and {}", model, item.embedding_model));
+    }
+  }
+  return {};
+}
+
+Error model_refused(std::string_view holder, std::string_view stored, std::string_view model) {
+  return Error(ErrorCode::invalid_argument,
+               fmt::format("{} holds vectors of model {}, refusing vectors of model {}", holder, stored, model));
+}
+
+Error query_model_refused(std::string_view holder, std::string_view stored, std::string_view model) {
+  return Error(ErrorCode::invalid_argument,
+               fmt::format("the query was embedded with model {}, but {} holds vectors of model {}", model, holder, stored));
+}
+
 }  // namespace vstore

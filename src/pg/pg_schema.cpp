@@ -10,6 +10,7 @@
 // Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
 #include "vstore/schema.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include "pg/pg_bulk_index.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
+#include "vstore/number_parse.hpp"
 
 namespace vstore {
 namespace {
@@ -73,6 +75,37 @@ Result<void> ensure_version_table(Connection& conn) {
   return {};
 }
 
+// Checks the details a migration recorded against the shapes the code below reads from them, so
+// that every accessor is safe on data read back from the database. Errors: corruption.
+Result<void> check_details(int version, const json& details) {
+  auto bad = [&](std::string_view key, std::string_view expected) {
+    return fail(ErrorCode::corruption, fmt::format("the details {} recorded for migration {} hold {}{} that is not {}",
+                                                   k_version_table, version, key.empty() ? "a value" : "key ", key,
+                                                   expected));
+  };
+  if (!details.is_object()) return bad("", "a JSON object");
+  for (const char* key : {"created_table", "created_extension", "changed"}) {
+    if (auto it = details.find(key); it != details.end() && !it->is_boolean()) return bad(key, "a bool");
+  }
+  for (const char* key : {"created_index", "previous_storage", "type"}) {
+    if (auto it = details.find(key); it != details.end() && !it->is_string()) return bad(key, "a string");
+  }
+  for (const char* key : {"created_indexes", "added_columns"}) {
+    auto it = details.find(key);
+    if (it == details.end()) continue;
+    if (!it->is_array() || !std::all_of(it->begin(), it->end(), [](const json& v) { return v.is_string(); })) {
+      return bad(key, "a list of strings");
+    }
+  }
+  if (auto it = details.find("params"); it != details.end()) {
+    if (!it->is_object()) return bad("params", "an object");
+    for (const char* key : {"m", "ef_construction", "lists"}) {
+      if (auto p = it->find(key); p != it->end() && !p->is_number_integer()) return bad(fmt::format("params.{}", key), "an integer");
+    }
+  }
+  return {};
+}
+
 Result<std::map<int, std::pair<std::string, json>>> applied_versions(Connection& conn, const std::string& table) {
   std::map<int, std::pair<std::string, json>> out;
   VS_TRY_ASSIGN(bool exists, table_exists(conn, k_version_table));
@@ -86,7 +119,9 @@ Result<std::map<int, std::pair<std::string, json>>> applied_versions(Connection&
                                  p));
   for (int r = 0; r < res.rows(); ++r) {
     json details = json::parse(res.get(r, 2), nullptr, false);
-    out[std::stoi(res.text(r, 0))] = {res.text(r, 1), details.is_discarded() ? json::object() : details};
+    VS_TRY_ASSIGN(const std::int64_t version, parse_int64(res.get(r, 0), "a migration version"));
+    VS_TRY(check_details(static_cast<int>(version), details));
+    out[static_cast<int>(version)] = {res.text(r, 1), std::move(details)};
   }
   return out;
 }
@@ -377,7 +412,7 @@ Result<void> build_index_with_progress(Connection& conn, const std::string& conn
     return {};
   }
   VS_TRY_ASSIGN(PgResult count, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(cfg.table))));
-  const std::int64_t total = std::stoll(count.text(0, 0));
+  VS_TRY_ASSIGN(const std::int64_t total, parse_int64(count.get(0, 0), "the count of vectors"));
   std::mutex mutex;
   std::condition_variable wake;
   bool done = false;
@@ -389,7 +424,10 @@ Result<void> build_index_with_progress(Connection& conn, const std::string& conn
     while (!wake.wait_for(lock, std::chrono::milliseconds(500), [&] { return done; })) {
       lock.unlock();
       auto res = watcher->exec_params("SELECT tuples_done FROM pg_stat_progress_create_index WHERE relid = to_regclass($1)", p);
-      if (res && res->rows() > 0 && !res->is_null(0, 0)) progress(std::min<std::int64_t>(total, std::stoll(res->text(0, 0))), total);
+      if (res && res->rows() > 0 && !res->is_null(0, 0)) {
+        // A progress figure that does not read as a number is skipped (it only feeds the display).
+        if (auto tuples = parse_int64(res->get(0, 0), "tuples_done")) progress(std::min<std::int64_t>(total, *tuples), total);
+      }
       lock.lock();
     }
   });

@@ -324,22 +324,10 @@ SearchPlan PgVectorStore::test_last_plan() { return t_last_plan; }
 // ---- writes -----------------------------------------------------------------------------------
 
 Result<void> PgVectorStore::check_model(Connection& conn, std::span<const ArticleVector> items) {
+  VS_TRY(check_batch_model(items));
   const std::string& model = items.front().embedding_model;
-  for (const auto& item : items) {
-    if (item.embedding_model.empty()) {
-      return fail(ErrorCode::invalid_argument, fmt::format("article {}: the embedding model is not named", item.article.uri));
-    }
-    if (item.embedding_model != model) {
-      return fail(ErrorCode::invalid_argument,
-                  fmt::format("one batch mixes embedding models {} and {}", model, item.embedding_model));
-    }
-  }
   VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model(conn));
-  if (stored && *stored != model) {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("table {} holds vectors of model {}, refusing vectors of model {}", m_config.table, *stored,
-                            model));
-  }
+  if (stored && *stored != model) return fail(model_refused(fmt::format("table {}", m_config.table), *stored, model));
   return {};
 }
 
@@ -384,10 +372,17 @@ Result<void> PgVectorStore::write_transaction(const std::function<Result<void>(C
   }
 }
 
-Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) {
+Result<void> PgVectorStore::upsert(std::span<const ArticleVector> items) { return upsert_with(items, {}); }
+
+Result<void> PgVectorStore::upsert_with(std::span<const ArticleVector> items, const InTransaction& also) {
   if (items.empty()) return {};
-  VS_TRY(write_transaction([&](Connection& conn) { return upsert_in(conn, items); }));
-  return {};
+  // `also` runs on the write's connection before COMMIT, and again if the server rolled the
+  // transaction back as a deadlock victim (nothing of the first attempt was applied).
+  return write_transaction([&](Connection& conn) -> Result<void> {
+    VS_TRY(upsert_in(conn, items));
+    if (also) VS_TRY(also(conn));
+    return {};
+  });
 }
 
 namespace {
@@ -783,17 +778,27 @@ Result<std::map<std::string, std::string>> PgVectorStore::vector_models(std::spa
   return out;
 }
 
-Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) {
+Result<std::int64_t> PgVectorStore::remove(std::span<const std::string> ids) { return remove_with(ids, {}); }
+
+Result<std::int64_t> PgVectorStore::remove_with(std::span<const std::string> ids, const RemoveInTransaction& also) {
   if (ids.empty()) return 0;
-  VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
   const std::string arr = sql_array_literal(std::vector<std::string>(ids.begin(), ids.end()));
   Param p[] = {Param::text(arr)};
-  VS_TRY_ASSIGN(PgResult res,
-                lease->exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, vector_metadata = "
-                                               "NULL WHERE uri = ANY($1::text[]) AND embedding IS NOT NULL",
-                                               q(m_config.table)),
-                                   p));
-  return res.affected();
+  std::int64_t removed_count = 0;
+  VS_TRY(write_transaction([&](Connection& conn) -> Result<void> {
+    VS_TRY_ASSIGN(PgResult res, conn.exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, "
+                                                             "vector_metadata = NULL WHERE uri = ANY($1::text[]) AND "
+                                                             "embedding IS NOT NULL RETURNING uri",
+                                                             q(m_config.table)),
+                                                 p));
+    removed_count = static_cast<std::int64_t>(res.rows());
+    if (!also) return {};
+    std::vector<std::string> removed;
+    removed.reserve(static_cast<std::size_t>(res.rows()));
+    for (int row = 0; row < res.rows(); ++row) removed.push_back(res.text(row, 0));
+    return also(conn, removed);
+  }));
+  return removed_count;
 }
 
 // ---- reads ------------------------------------------------------------------------------------
@@ -831,8 +836,11 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
                                                  explain_params));
     const json plan = json::parse(est.get(0, 0), nullptr, false);
     double est_rows = 0;
-    if (!plan.is_discarded() && plan.is_array() && !plan.empty()) {
-      est_rows = plan[0]["Plan"].value("Plan Rows", 0.0);
+    if (plan.is_array() && !plan.empty() && plan[0].is_object()) {
+      // Checked access: EXPLAIN's JSON comes from the server.
+      if (auto top = plan[0].find("Plan"); top != plan[0].end() && top->is_object()) {
+        if (auto rows = top->find("Plan Rows"); rows != top->end() && rows->is_number()) est_rows = rows->get<double>();
+      }
     }
     VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
@@ -883,9 +891,7 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
   if (options.model) {
     VS_TRY_ASSIGN(std::optional<std::string> stored, stored_model());
     if (stored && *stored != *options.model) {
-      return fail(ErrorCode::invalid_argument,
-                  fmt::format("the query was embedded with model {}, but table {} holds vectors of model {}",
-                              *options.model, m_config.table, *stored));
+      return fail(query_model_refused(fmt::format("table {}", m_config.table), *stored, *options.model));
     }
   }
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());

@@ -56,6 +56,16 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<StoreCounts> count() override;
   [[nodiscard]] Result<nlohmann::json> health() override;
 
+  /// Work that joins a write's transaction: it runs on the write's connection after the rows
+  /// are written and before COMMIT, and its error rolls the whole write back.
+  using InTransaction = std::function<Result<void>(Connection& conn)>;
+  /// upsert() that also runs `also` in its transaction (the dual store's outbox rows), so both
+  /// commit or neither does. Errors: upsert()'s, or `also`'s. Thread-safe as upsert().
+  [[nodiscard]] Result<void> upsert_with(std::span<const ArticleVector> items, const InTransaction& also);
+  /// remove() that also runs `also` in its transaction, given the uris that lost their vector.
+  using RemoveInTransaction = std::function<Result<void>(Connection& conn, std::span<const std::string> removed)>;
+  [[nodiscard]] Result<std::int64_t> remove_with(std::span<const std::string> ids, const RemoveInTransaction& also);
+
   // ---- for tests and benchmarks only ----
   /// The plan the last search on this thread used.
   [[nodiscard]] static SearchPlan test_last_plan();

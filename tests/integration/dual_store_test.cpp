@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // VECTOR_BACKEND=dual against real servers: the Chroma server is stopped in the middle of a
-// stream of upserts; every upsert must land in PostgreSQL, the outbox must hold the rest, and
-// after Chroma is back the outbox drains and both stores hold the same ids, vectors and metadata.
+// stream of upserts; every upsert must land in PostgreSQL, the outbox must hold what Chroma did
+// not get, and after Chroma is back the outbox drains and both stores hold the same ids, vectors
+// and metadata. The background drain is stopped where a test counts what a drain applies.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -112,12 +113,12 @@ TEST_F(DualStoreTest, ChromaStoppedMidStreamLosesNothingAndTheOutboxDrainsAfterR
   auto pending = m_dual->outbox_pending();
   ASSERT_TRUE(pending) << pending.error().to_string();
   EXPECT_GE(*pending, (k_batches - 21) * k_batch) << "the batches written after the stop wait in the outbox";
-  EXPECT_LE(*pending, (k_batches - 19) * k_batch);
   auto health = m_store->health();
   ASSERT_TRUE(health) << health.error().to_string();
   EXPECT_EQ((*health)["healthy"], false);
   EXPECT_EQ((*health)["outbox_pending"], *pending);
 
+  m_dual->stop_background_drain();
   m_chroma.start();
   auto secondary = m_dual->secondary();
   ASSERT_TRUE(secondary) << secondary.error().to_string();
@@ -136,14 +137,17 @@ TEST_F(DualStoreTest, ChromaStoppedMidStreamLosesNothingAndTheOutboxDrainsAfterR
   expect_same_records();
   const auto stats = m_dual->stats();
   EXPECT_GT(stats.secondary_write_failures, 0);
-  EXPECT_EQ(stats.outbox_drained, *pending);
+  EXPECT_GE(stats.outbox_drained, *pending);
+  EXPECT_EQ(stats.outbox_enqueued, k_batches * k_batch);
 }
 
-TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheNextWrite) {
+TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheDrain) {
   std::mt19937 rng(3);
   std::vector<ArticleVector> items;
   for (int i = 0; i < 20; ++i) items.push_back(item(i, rng));
   ASSERT_TRUE(m_store->upsert(items));
+  m_dual->stop_background_drain();
+  ASSERT_TRUE(m_dual->drain_outbox());
   m_chroma.stop();
   const std::vector<std::string> gone = {"d:1", "d:2", "d:3"};
   auto removed = m_store->remove(gone);
@@ -157,9 +161,11 @@ TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheNextW
   ASSERT_TRUE(pending);
   EXPECT_EQ(*pending, 4);
   m_chroma.start();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the pause after a failed write
   ArticleVector later = item(100, rng);
-  ASSERT_TRUE(m_store->upsert(std::span(&later, 1)));  // drains the outbox first
+  ASSERT_TRUE(m_store->upsert(std::span(&later, 1)));  // queued behind the outage's rows
+  auto drained = m_dual->drain_outbox();
+  ASSERT_TRUE(drained) << drained.error().to_string();
+  EXPECT_EQ(*drained, 5);
   auto left = m_dual->outbox_pending();
   ASSERT_TRUE(left);
   EXPECT_EQ(*left, 0);
@@ -186,6 +192,7 @@ TEST_F(DualStoreTest, OpensWhileChromaIsDownAndCatchesUpWhenItReturns) {
   m_store = std::move(*store);
   m_dual = dynamic_cast<api::DualStore*>(m_store.get());
   ASSERT_NE(m_dual, nullptr);
+  m_dual->stop_background_drain();
   std::mt19937 rng(8);
   std::vector<ArticleVector> items;
   for (int i = 0; i < 12; ++i) items.push_back(item(i, rng));
@@ -206,6 +213,7 @@ TEST_F(DualStoreTest, ReadsComeFromThePrimaryAndShadowCompareRecordsOverlap) {
   std::vector<ArticleVector> items;
   for (int i = 0; i < 30; ++i) items.push_back(item(i, rng));
   ASSERT_TRUE(m_store->upsert(items));
+  ASSERT_TRUE(m_dual->drain_outbox());  // the secondary is written by the drain, not the write
   SearchOptions opts;
   opts.top_k = 5;
   auto hits = m_store->search(items[0].embedding, opts);
