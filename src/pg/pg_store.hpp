@@ -56,6 +56,9 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<void> check_query(std::span<const float> query, const SearchOptions& options) const;
   [[nodiscard]] Result<Prepared> plan_search(Connection& conn,
                                              const SearchOptions& options);
+  // search() on one connection (search() retries it once on a fresh one).
+  [[nodiscard]] Result<std::vector<SearchHit>> search_on(Connection& conn, std::span<const float> query,
+                                                         const SearchOptions& options);
   [[nodiscard]] Result<void> upsert_one(Connection& conn, const ArticleVector& item);
   [[nodiscard]] Result<void> upsert_many(Connection& conn, std::span<const ArticleVector> items);
   // COPY of `rows` into the staging table, then one INSERT ... ON CONFLICT into the table.
