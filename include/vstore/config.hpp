@@ -22,12 +22,19 @@ enum class BackendKind { pgvector, chromadb, dual };
 /// The approximate-nearest-neighbour index pgvector builds on the embedding column.
 enum class IndexType { hnsw, ivfflat, none };
 
-/// Connection pool settings (SQLAlchemy semantics).
+/// The statement timeout of every vstore connection unless VSTORE_STATEMENT_TIMEOUT says otherwise.
+inline constexpr std::chrono::milliseconds k_default_statement_timeout{60000};
+
+/// Connection pool settings (SQLAlchemy semantics) and the session limits of its connections.
 struct PoolConfig {
   int size = 20;          ///< DB_POOL_SIZE. Default 20. Range 1..1000. Idle connections kept.
   int max_overflow = 10;  ///< DB_MAX_OVERFLOW. Default 10. Range 0..1000. Extra connections, closed on release.
   std::chrono::seconds timeout{30};   ///< DB_POOL_TIMEOUT. Default 30 s. Range 1..3600. Wait for a free connection.
   std::chrono::seconds recycle{3600}; ///< DB_POOL_RECYCLE. Default 3600 s. -1 = never, else 1..604800. Max connection age.
+  /// VSTORE_STATEMENT_TIMEOUT: PostgreSQL's statement_timeout on every connection; a statement
+  /// that runs longer fails with ErrorCode::timeout. Default 60 s. 0 = no limit, else 1 ms..24 h;
+  /// written as seconds (`30`) or with a unit (`500ms`, `30s`, `5min`). Index builds set their own.
+  std::chrono::milliseconds statement_timeout = k_default_statement_timeout;
 };
 
 /// pgvector index settings. Ranges are pgvector's own limits.

@@ -12,15 +12,24 @@ namespace vstore {
 /// What `vstore db status` reports.
 struct EmbeddedStatus {
   bool running = false;
-  int port = 0;
+  int port = 0;                      ///< TCP port (with `tcp`), and the number in the socket's name
+  bool tcp = false;                  ///< also listens on 127.0.0.1:port (password required)
   std::filesystem::path root;        ///< <data dir>/pg
-  std::filesystem::path socket_dir;  ///< unix socket directory
-  std::string conninfo;              ///< libpq connection string for database "vstore"
+  std::filesystem::path socket_dir;  ///< private unix socket directory (mode 0700)
+  std::filesystem::path password_file;  ///< with `tcp`: root/password (mode 0600), else empty
+  /// libpq connection string for database "vstore": the socket, or with `tcp` 127.0.0.1 and the
+  /// password (a secret: show it only through redact_url()).
+  std::string conninfo;
 };
 
 /// Starting options. Defaults suit the demo and tests on a 2-core, 24 GiB machine.
 struct EmbeddedOptions {
   int port = 0;                            ///< 0 = the port saved by the last start if free, else a free port
+  /// Default false: the server listens only on a unix socket in a private directory (root/run,
+  /// or a mkdtemp directory under /tmp when that path is too long for a socket). True: also on
+  /// 127.0.0.1:port, where every connection needs the generated password (scram-sha-256) kept in
+  /// root/password with mode 0600.
+  bool tcp = false;
   std::string shared_buffers = "512MB";    ///< PostgreSQL shared_buffers
   std::string maintenance_work_mem = "1GB";
   bool fsync = true;                       ///< false only for throwaway test clusters
@@ -28,14 +37,15 @@ struct EmbeddedOptions {
 
 /// Controls one cluster under `root` (data in root/data, log in root/postgres.log, state in
 /// root/state.json). When the process runs as root, the server runs as the system user
-/// `postgres` (PostgreSQL refuses root) and `root` is owned by it. Not thread-safe; separate
-/// instances over different roots are independent.
+/// `postgres` (PostgreSQL refuses root) and `root` is owned by it. Only the socket's directory
+/// owner (and root) can connect through the socket; nobody connects over TCP without the
+/// password. Not thread-safe; separate instances over different roots are independent.
 class EmbeddedPostgres {
  public:
   explicit EmbeddedPostgres(std::filesystem::path root);
 
   /// initdb when needed, then start; returns the running status. Starting a running cluster
-  /// returns its status. Errors: not_found (PostgreSQL 15 binaries or pgvector missing, with
+  /// returns its status (conflict when it runs with the other `tcp` setting). Errors: not_found (PostgreSQL 15 binaries or pgvector missing, with
   /// the install step to run), unavailable (server did not start; the log's tail is included).
   [[nodiscard]] Result<EmbeddedStatus> start(const EmbeddedOptions& options = {});
   /// Stops the cluster (fast shutdown). Stopping a stopped cluster succeeds.

@@ -42,11 +42,19 @@ struct SchemaStatus {
 /// another dimension than EMBEDDING_DIM), unavailable, internal.
 [[nodiscard]] Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config);
 
-/// Reverts migrations down to `target_version` (0 = all), newest first. Only what vstore added
-/// is removed: a table vstore created is dropped only when it holds no rows (otherwise it is
-/// kept and a note says so); an application-owned table keeps all its own columns and rows.
+/// The newest schema version; a store needs every migration up to it.
+inline constexpr int k_latest_schema_version = 5;
+
+/// Reverts migrations down to `target_version` (0..k_latest_schema_version; 0 = all), newest
+/// first. Only what vstore added is removed: a table vstore created is dropped only when it
+/// holds no rows (otherwise it is kept and a note says so); an application-owned table keeps all
+/// its own columns and rows. A column vstore added that holds data in some row (the embedding
+/// and its companions) is dropped only when `force` is true; otherwise nothing of that
+/// migration is reverted and the error says how many rows hold data in which column.
+/// Errors: invalid_argument (target out of range), conflict (data in a column to drop without
+/// `force`, or writes waiting in the dual-mode outbox), unavailable, internal.
 [[nodiscard]] Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& config,
-                                               int target_version = 0);
+                                               int target_version = 0, bool force = false);
 
 /// Reads the applied versions without changing anything.
 [[nodiscard]] Result<SchemaStatus> schema_status(const std::string& conninfo, const Config& config);

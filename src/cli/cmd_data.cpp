@@ -638,6 +638,7 @@ int run_health(const Globals& globals, bool json_out) {
                 static_cast<long long>((*h)["with_embedding"].get<std::int64_t>()),
                 (*h)["coverage_pct"].get<double>(), (*h)["index"]["type"].get<std::string>().c_str());
     for (const auto& r : (*h)["reasons"]) std::printf("  reason: %s\n", r.get<std::string>().c_str());
+    for (const auto& w : h->value("warnings", nlohmann::json::array())) std::printf("  warning: %s\n", w.get<std::string>().c_str());
   }
   return (*h)["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
 }

@@ -10,19 +10,25 @@
 namespace vstore::cli {
 namespace {
 
+// The conninfo is shown redacted: with --tcp it holds the password, which stays in its file.
 nlohmann::json status_json(const EmbeddedStatus& st) {
   return {{"running", st.running},
           {"port", st.port},
+          {"tcp", st.tcp},
           {"root", st.root.string()},
           {"socket_dir", st.socket_dir.string()},
-          {"conninfo", st.conninfo}};
+          {"password_file", st.password_file.empty() ? nlohmann::json(nullptr) : nlohmann::json(st.password_file.string())},
+          {"conninfo", redact_url(st.conninfo)}};
 }
 
 void print_status(const EmbeddedStatus& st, bool json) {
   if (json) {
     print_json(status_json(st));
+  } else if (st.running && st.tcp) {
+    std::printf("embedded postgresql running on 127.0.0.1:%d and in %s\n  connect: psql \"%s\" (the password is in %s)\n",
+                st.port, st.socket_dir.c_str(), redact_url(st.conninfo).c_str(), st.password_file.c_str());
   } else if (st.running) {
-    std::printf("embedded postgresql running on port %d (socket %s)\n  connect: psql \"%s\"\n", st.port,
+    std::printf("embedded postgresql running on its unix socket in %s (no TCP)\n  connect: psql \"%s\"\n",
                 st.socket_dir.c_str(), st.conninfo.c_str());
   } else {
     std::printf("embedded postgresql in %s is not running\n", st.root.c_str());
@@ -60,8 +66,13 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
   db->require_subcommand(1);
   static bool json = false;
   static int port = 0;
+  static bool tcp = false;
   auto* start = db->add_subcommand("start", "initialise (first time) and start the embedded cluster; prints how to connect");
-  start->add_option("--port", port, "TCP port on 127.0.0.1 (default: the last one if free, else any free port)");
+  start->add_flag("--tcp", tcp,
+                  "also listen on 127.0.0.1 (scram-sha-256 with a generated password kept in $VSTORE_DATA_DIR/pg/password); "
+                  "default: only a unix socket in a private directory");
+  start->add_option("--port", port, "the TCP port with --tcp, and the socket's number (default: the last one if free, else any free port)")
+      ->check(CLI::Range(1, 65535));
   start->add_flag("--json", json, "print the status as JSON");
   start->callback([&] {
     action = [&] {
@@ -70,6 +81,7 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
       EmbeddedPostgres pg(cfg->data_dir / "pg");
       EmbeddedOptions opts;
       opts.port = port;
+      opts.tcp = tcp;
       auto st = pg.start(opts);
       if (!st) return report(st.error());
       print_status(*st, json);
@@ -119,11 +131,13 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
   auto* up = schema->add_subcommand("up", "apply pending migrations: create the table if missing, else add only the vector columns and indexes");
   up->add_flag("--json", json, "print the resulting status as JSON");
   up->callback([&, run_schema] { action = run_schema([](const std::string& c, const Config& cfg) { return schema_up(c, cfg); }); });
+  static bool force = false;
   auto* down = schema->add_subcommand("down", "revert migrations (only what vstore added; a table holding articles is kept)");
-  down->add_option("--to", target, "version to go down to (default 0: all)")->check(CLI::Range(0, 3));
+  down->add_option("--to", target, "version to go down to (default 0: all)")->check(CLI::Range(0, k_latest_schema_version));
+  down->add_flag("--force", force, "drop the embedding columns vstore added even when rows hold vectors in them");
   down->add_flag("--json", json, "print the resulting status as JSON");
   down->callback([&, run_schema] {
-    action = run_schema([](const std::string& c, const Config& cfg) { return schema_down(c, cfg, target); });
+    action = run_schema([](const std::string& c, const Config& cfg) { return schema_down(c, cfg, target, force); });
   });
   auto* st = schema->add_subcommand("status", "show applied and pending migrations");
   st->add_flag("--json", json, "print the status as JSON");

@@ -147,8 +147,23 @@ struct ConninfoItem {
 
 struct ConninfoScan {
   std::vector<ConninfoItem> items;
-  std::string problem;  // empty when well-formed
+  std::vector<std::pair<std::size_t, std::size_t>> stray;  // words without "=": [begin, end)
+  std::string problem;  // empty when well-formed; never quotes the text (it may hold a password)
 };
+
+// The keywords libpq (up to 16) understands in a conninfo string.
+constexpr auto k_libpq_keywords = std::to_array<std::string_view>({
+    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "channel_binding", "connect_timeout",
+    "client_encoding", "options", "application_name", "fallback_application_name", "keepalives",
+    "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "replication",
+    "gssencmode", "sslmode", "requiressl", "sslcompression", "sslcert", "sslkey", "sslpassword", "sslcertmode",
+    "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "require_auth", "ssl_min_protocol_version",
+    "ssl_max_protocol_version", "krbsrvname", "gsslib", "gssdelegation", "service", "target_session_attrs",
+    "load_balance_hosts"});
+
+bool is_libpq_keyword(std::string_view key) {
+  return std::find(k_libpq_keywords.begin(), k_libpq_keywords.end(), key) != k_libpq_keywords.end();
+}
 
 ConninfoScan scan_conninfo(std::string_view text) {
   ConninfoScan scan;
@@ -164,12 +179,19 @@ ConninfoScan scan_conninfo(std::string_view text) {
     while (pos < size && text[pos] != '=' && !is_space(text[pos])) ++pos;
     const std::string_view key = text.substr(key_begin, pos - key_begin);
     while (pos < size && is_space(text[pos])) ++pos;
+    // A word without "=" or an unknown keyword may be the rest of a password that holds an
+    // unquoted space ("password=ab cd"), so problems name its position, never its text.
     if (pos >= size || text[pos] != '=') {
-      note(fmt::format("missing \"=\" after {}", quote_value(key)));
+      note(fmt::format("a word without \"=\" at character {} (not shown: after an unquoted space it may be part "
+                       "of a password; quote values that hold spaces: password='a b')",
+                       key_begin + 1));
+      scan.stray.emplace_back(key_begin, key_begin + key.size());
       continue;
     }
-    if (key.empty() || !std::all_of(key.begin(), key.end(), [](char c) { return is_alnum(c) || c == '_'; })) {
-      note(fmt::format("invalid keyword {}", quote_value(key)));
+    if (!is_libpq_keyword(key)) {
+      note(fmt::format("an unknown keyword at character {} (not shown: it may be part of a password; quote values "
+                       "that hold spaces: password='a b')",
+                       key_begin + 1));
     }
     ++pos;
     while (pos < size && is_space(text[pos])) ++pos;
@@ -200,10 +222,20 @@ ConninfoScan scan_conninfo(std::string_view text) {
 std::string redact_conninfo(std::string_view text) {
   std::string out(text);
   const ConninfoScan scan = scan_conninfo(text);
-  for (auto item = scan.items.rbegin(); item != scan.items.rend(); ++item) {
-    if (item->value_end > item->value_begin && is_secret_name(item->key)) {
-      out.replace(item->value_begin, item->value_end - item->value_begin, k_redacted);
+  // Secret values are replaced, and so are whole words that are not `known_keyword=value`,
+  // which may be pieces of a password that holds an unquoted space. Right to left, so that
+  // the offsets stay valid.
+  std::vector<std::pair<std::size_t, std::size_t>> hide = scan.stray;
+  for (const ConninfoItem& item : scan.items) {
+    if (!is_libpq_keyword(item.key)) {
+      hide.emplace_back(static_cast<std::size_t>(item.key.data() - text.data()), item.value_end);
+    } else if (item.value_end > item.value_begin && is_secret_name(item.key)) {
+      hide.emplace_back(item.value_begin, item.value_end);
     }
+  }
+  std::sort(hide.begin(), hide.end());
+  for (auto range = hide.rbegin(); range != hide.rend(); ++range) {
+    out.replace(range->first, range->second - range->first, k_redacted);
   }
   return out;
 }
@@ -354,6 +386,25 @@ std::optional<std::string> postgres_url_problem(std::string_view url) {
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
     if (std::any_of(url.begin(), url.end(), [](char c) { return is_control(c) || c == ' '; })) {
       return fmt::format("{} (a URL cannot contain spaces or control characters)", k_postgres_expected);
+    }
+    // What libpq would refuse with a message that quotes the URL, password included.
+    for (std::size_t pos = url.find('%'); pos != std::string_view::npos; pos = url.find('%', pos + 1)) {
+      if (pos + 2 >= url.size() || !is_hex(url[pos + 1]) || !is_hex(url[pos + 2])) {
+        return fmt::format("{} (a malformed percent-encoding: write a literal % as %25)", k_postgres_expected);
+      }
+      if (url[pos + 1] == '0' && url[pos + 2] == '0') {
+        return fmt::format("{} (%00 is not allowed in a URL)", k_postgres_expected);
+      }
+    }
+    const std::string_view rest = url.substr(url.find("://") + 3);
+    const std::string_view authority = rest.substr(0, rest.find_first_of("/?"));
+    if (std::count(authority.begin(), authority.end(), '@') > 1) {
+      return fmt::format("{} (more than one \"@\": write an @ in the user name or password as %40)",
+                         k_postgres_expected);
+    }
+    const std::string_view hosts = authority.substr(authority.find('@') == std::string_view::npos ? 0 : authority.find('@') + 1);
+    if (std::count(hosts.begin(), hosts.end(), '[') != std::count(hosts.begin(), hosts.end(), ']')) {
+      return fmt::format("{} (an IPv6 host address without its closing \"]\")", k_postgres_expected);
     }
     return std::nullopt;
   }
@@ -567,6 +618,26 @@ Result<void> load_pool(const Settings& settings, PoolConfig& pool) {
       return bad_value("DB_POOL_RECYCLE", *text, "expected -1 (never recycle) or an integer from 1 to 604800 (seconds)");
     }
     pool.recycle = std::chrono::seconds(*number);
+  }
+  if (const auto text = settings.get("VSTORE_STATEMENT_TIMEOUT")) {
+    // A number with an optional unit: ms, s or min (seconds without one), as PostgreSQL writes it.
+    std::string_view digits = *text;
+    long long unit_ms = 1000;
+    for (const auto& [suffix, ms] : {std::pair<std::string_view, long long>{"ms", 1}, {"min", 60000}, {"s", 1000}}) {
+      if (digits.ends_with(suffix)) {
+        digits.remove_suffix(suffix.size());
+        unit_ms = ms;
+        break;
+      }
+    }
+    const auto number = parse_integer(trim(digits));
+    constexpr long long k_max_ms = 24LL * 3600 * 1000;
+    if (!number || *number < 0 || *number > k_max_ms / unit_ms) {
+      return bad_value("VSTORE_STATEMENT_TIMEOUT", *text,
+                       "expected 0 (no limit) or a duration up to 24 hours: whole seconds (30) or an integer with "
+                       "the unit ms, s or min (500ms, 30s, 5min)");
+    }
+    pool.statement_timeout = std::chrono::milliseconds(*number * unit_ms);
   }
   return {};
 }

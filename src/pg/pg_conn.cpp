@@ -4,6 +4,8 @@
 // deadlocks are retryable; data exceptions are the caller's input.
 #include "pg/pg_conn.hpp"
 
+#include <poll.h>
+
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -79,9 +81,142 @@ Error error_from_pg(PGconn* conn, const PGresult* res, std::string_view what) {
   return Error(code, std::move(text), poisoned);
 }
 
+namespace {
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+std::string lower_case(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// The pieces of a connection string that may be shown (never the password), or nothing when
+// libpq cannot parse it.
+struct ConnPieces {
+  bool parsed = false;
+  std::string user;
+  std::string dbname;
+  std::string password;
+};
+
+ConnPieces conn_pieces(const std::string& conninfo) {
+  ConnPieces pieces;
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &parse_error);
+  if (parse_error != nullptr) PQfreemem(parse_error);
+  if (parsed == nullptr) return pieces;
+  pieces.parsed = true;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const std::string_view key = o->keyword;
+    if (key == "user") pieces.user = o->val;
+    if (key == "dbname") pieces.dbname = o->val;
+    if (key == "password") pieces.password = o->val;
+  }
+  PQconninfoFree(parsed);
+  return pieces;
+}
+
+// A name for messages: a value holding an '@' may hold the end of a password ("u:p@ss@host"
+// gives the host "ss@host"), so everything up to its last '@' is hidden.
+std::string shown_name(std::string_view value, std::string_view fallback) {
+  if (value.empty()) return std::string(fallback);
+  if (const std::size_t at = value.rfind('@'); at != std::string_view::npos) {
+    return fmt::format("***{}", value.substr(at));
+  }
+  return std::string(value);
+}
+
+// The first line of libpq's text with every double-quoted part and every occurrence of the
+// password replaced, for failures the table in connect_error() does not know.
+std::string scrubbed(std::string_view libpq_message, const ConnPieces& pieces) {
+  std::string line(libpq_message.substr(0, libpq_message.find('\n')));
+  std::string out;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"') {
+      out += quoted ? "***\"" : "\"";
+      quoted = !quoted;
+    } else if (!quoted) {
+      out += c;
+    }
+  }
+  if (quoted) out += "***";
+  if (!pieces.password.empty()) {
+    for (std::size_t pos = out.find(pieces.password); pos != std::string::npos; pos = out.find(pieces.password, pos)) {
+      out.replace(pos, pieces.password.size(), "***");
+      pos += 3;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Error connect_error(const std::string& conninfo, std::string_view libpq_message) {
+  const ConnPieces pieces = conn_pieces(conninfo);
+  const std::string where = fmt::format("cannot connect to postgresql at {}", redact_url(conninfo));
+  const std::string text = lower_case(libpq_message);
+  if (!pieces.parsed) {
+    // libpq quotes the string (or the bad part of it) in these messages: only our own words.
+    std::string_view why = "libpq cannot parse it (its message is not shown, as it quotes the string)";
+    if (contains(text, "percent-encoded token")) {
+      why = "a malformed percent-encoding (write a literal % as %25)";
+    } else if (contains(text, "%00")) {
+      why = "%00 is not allowed in a value";
+    } else if (contains(text, "ipv6 host address")) {
+      why = "an IPv6 host address without its closing \"]\"";
+    } else if (contains(text, "missing \"=\"")) {
+      why = "a word without \"=\" (a value that holds spaces must be quoted: password='a b')";
+    } else if (contains(text, "unterminated quoted string")) {
+      why = "an unterminated quoted value";
+    } else if (contains(text, "invalid connection option") || contains(text, "invalid uri query parameter")) {
+      why = "an unknown keyword or query parameter";
+    } else if (contains(text, "extra key/value separator")) {
+      why = "a query parameter with two \"=\"";
+    }
+    return Error(ErrorCode::invalid_argument, fmt::format("{}: the connection string is invalid: {}", where, why), true);
+  }
+  const std::string user = shown_name(pieces.user, "the default user");
+  const std::string dbname = shown_name(pieces.dbname, "the default database");
+  std::string why;
+  if (contains(text, "password authentication failed")) {
+    why = fmt::format("password authentication failed for user {}", user);
+  } else if (contains(text, "no password supplied")) {
+    why = "the server asks for a password and none was given";
+  } else if (contains(text, "connection refused")) {
+    why = "connection refused (is the server running and accepting connections at this host and port?)";
+  } else if (contains(text, "could not translate host name") || contains(text, "name or service not known")) {
+    why = "the host name cannot be resolved";
+  } else if (contains(text, "no such file or directory")) {
+    why = "no server socket there (is the server running, and is the socket directory right?)";
+  } else if (contains(text, "timeout expired")) {
+    why = "the connection timed out";
+  } else if (contains(text, "database") && contains(text, "does not exist")) {
+    why = fmt::format("database {} does not exist", dbname);
+  } else if (contains(text, "role") && contains(text, "does not exist")) {
+    why = fmt::format("role {} does not exist", user);
+  } else if (contains(text, "no pg_hba.conf entry")) {
+    why = fmt::format("the server's pg_hba.conf allows no connection for user {} to database {} from here", user, dbname);
+  } else if (contains(text, "too many clients") || contains(text, "remaining connection slots")) {
+    why = "the server has no free connection slot";
+  } else if (contains(text, "starting up") || contains(text, "shutting down") || contains(text, "recovery mode")) {
+    why = "the server is starting up or shutting down";
+  } else if (contains(text, "permission denied")) {
+    why = "permission denied";
+  } else {
+    why = scrubbed(trim_message(std::string(libpq_message).c_str()), pieces);
+  }
+  return Error(ErrorCode::unavailable, fmt::format("{}: {}", where, why), true);
+}
+
 Connection::Connection(PGconn* conn) : m_conn(conn), m_created(std::chrono::steady_clock::now()) {}
 
-Result<Connection> Connection::connect(const std::string& conninfo, int connect_timeout_s) {
+Result<Connection> Connection::connect(const std::string& conninfo, int connect_timeout_s,
+                                       std::chrono::milliseconds statement_timeout) {
   // Keyword/value arrays with expand_dbname so that conninfo may be a URL or key=value string,
   // while the timeout and application name are ours.
   std::string timeout = std::to_string(connect_timeout_s);
@@ -100,7 +235,10 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
   if (user_options.empty()) {
     if (const char* env = std::getenv("PGOPTIONS")) user_options = env;
   }
-  const std::string options = user_options.empty() ? "-c TimeZone=UTC" : user_options + " -c TimeZone=UTC";
+  // vstore's statement timeout goes first, so that one the user gives wins.
+  std::string options = fmt::format("-c statement_timeout={}", statement_timeout.count());
+  if (!user_options.empty()) options += " " + user_options;
+  options += " -c TimeZone=UTC";
   const char* keys[] = {"dbname", "connect_timeout", "application_name", "options", nullptr};
   const char* values[] = {conninfo.c_str(), timeout.c_str(), "vstore", options.c_str(), nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
@@ -108,17 +246,40 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
     return fail(ErrorCode::internal, "postgresql: out of memory creating a connection");
   }
   Connection conn(raw);
-  if (PQstatus(raw) != CONNECTION_OK) {
-    std::string msg = trim_message(PQerrorMessage(raw));
-    return fail(Error(ErrorCode::unavailable,
-                      fmt::format("cannot connect to postgresql at {}: {}", redact_url(conninfo), msg), true));
-  }
+  if (PQstatus(raw) != CONNECTION_OK) return fail(connect_error(conninfo, PQerrorMessage(raw)));
   // Quiet NOTICEs (e.g. "relation already exists, skipping") from reaching stderr.
   PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
   return conn;
 }
 
-bool Connection::ok() const { return m_conn && PQstatus(m_conn.get()) == CONNECTION_OK; }
+bool Connection::ok() const { return m_conn && !m_poisoned && PQstatus(m_conn.get()) == CONNECTION_OK; }
+
+bool Connection::in_transaction() const {
+  return m_conn && PQtransactionStatus(m_conn.get()) != PQTRANS_IDLE;
+}
+
+bool Connection::still_alive() {
+  // An idle session only hears from the server when it ends the session (an error, then EOF)
+  // or for notifications; reading what arrived makes libpq notice a closed socket. Twice, for
+  // an end of file that arrives just after the error.
+  for (int read_idx = 0; read_idx < 2; ++read_idx) {
+    if (!ok()) return false;
+    pollfd pfd{};
+    pfd.fd = PQsocket(m_conn.get());
+    pfd.events = POLLIN;
+    if (pfd.fd < 0) return false;
+    if (poll(&pfd, 1, 0) <= 0) return true;  // nothing arrived: nothing says it is gone
+    if ((pfd.revents & (POLLHUP | POLLERR)) != 0 || PQconsumeInput(m_conn.get()) == 0) return false;
+    while (PGnotify* note = PQnotifies(m_conn.get())) PQfreemem(note);
+  }
+  return ok();
+}
+
+Error Connection::failure(const PGresult* res, std::string_view what) {
+  Error err = error_from_pg(m_conn.get(), res, what);
+  if (err.connection_poisoned()) m_poisoned = true;
+  return err;
+}
 
 int Connection::server_version() const { return m_conn ? PQserverVersion(m_conn.get()) : 0; }
 
@@ -135,7 +296,7 @@ Result<PgResult> Connection::check(PGresult* res, std::string_view what) {
       status == PGRES_EMPTY_QUERY) {
     return PgResult(res);
   }
-  Error err = error_from_pg(m_conn.get(), res, what);
+  Error err = failure(res, what);
   if (res) PQclear(res);
   return fail(std::move(err));
 }
@@ -213,6 +374,17 @@ Result<void> Connection::set_guc(const std::string& name, const std::string& val
   return {};
 }
 
+Result<std::string> Connection::encrypt_password(const std::string& user, const std::string& password) {
+  char* verifier = PQencryptPasswordConn(m_conn.get(), password.c_str(), user.c_str(), "scram-sha-256");
+  if (verifier == nullptr) {
+    return fail(ErrorCode::internal,
+                fmt::format("cannot make the scram-sha-256 verifier of role {}: {}", user, trim_message(PQerrorMessage(m_conn.get()))));
+  }
+  std::string out = verifier;
+  PQfreemem(verifier);
+  return out;
+}
+
 Result<Oid> Connection::type_oid(const std::string& type_name) {
   if (auto it = m_types.find(type_name); it != m_types.end()) return it->second;
   Param params[] = {Param::text(type_name)};
@@ -241,14 +413,14 @@ bool put_copy_data(PGconn* conn, std::string_view data) {
 
 Result<std::int64_t> Connection::copy_in(const std::string& copy_sql, std::string_view data) {
   VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
-  if (!put_copy_data(m_conn.get(), data)) return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
+  if (!put_copy_data(m_conn.get(), data)) return fail(failure(nullptr, "postgresql copy"));
   return copy_finish(nullptr);
 }
 
 Result<std::string> Connection::copy_out(const std::string& copy_sql) {
   PGresult* started = PQexec(m_conn.get(), copy_sql.c_str());
   if (PQresultStatus(started) != PGRES_COPY_OUT) {
-    Error e = error_from_pg(m_conn.get(), started, "postgresql copy out");
+    Error e = failure(started, "postgresql copy out");
     PQclear(started);
     return fail(std::move(e));
   }
@@ -261,10 +433,10 @@ Result<std::string> Connection::copy_out(const std::string& copy_sql) {
     PQfreemem(buf);
   }
   std::optional<Error> first_error;
-  if (n == -2) first_error = error_from_pg(m_conn.get(), nullptr, "postgresql copy out");
+  if (n == -2) first_error = failure(nullptr, "postgresql copy out");
   while (PGresult* res = PQgetResult(m_conn.get())) {
     if (PQresultStatus(res) != PGRES_COMMAND_OK && !first_error) {
-      first_error = error_from_pg(m_conn.get(), res, "postgresql copy out");
+      first_error = failure(res, "postgresql copy out");
     }
     PQclear(res);
   }
@@ -290,7 +462,7 @@ Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
     } else {
       writer.take(slice);
     }
-    if (!put_copy_data(m_conn.get(), slice)) return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
+    if (!put_copy_data(m_conn.get(), slice)) return fail(failure(nullptr, "postgresql copy"));
     if (last) break;
   }
   return copy_finish(nullptr);
@@ -298,13 +470,13 @@ Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
 
 Result<std::int64_t> Connection::copy_finish(const char* abort_message) {
   if (PQputCopyEnd(m_conn.get(), abort_message) != 1) {
-    return fail(error_from_pg(m_conn.get(), nullptr, "postgresql copy"));
+    return fail(failure(nullptr, "postgresql copy"));
   }
   std::int64_t rows = 0;
   std::optional<Error> first_error;
   while (PGresult* res = PQgetResult(m_conn.get())) {
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-      if (!first_error) first_error = error_from_pg(m_conn.get(), res, "postgresql copy");
+      if (!first_error) first_error = failure(res, "postgresql copy");
     } else {
       rows += PgResult(res).affected();
       continue;  // PgResult took ownership

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pg/pg_binary.hpp"
+#include "vstore/config.hpp"
 #include "vstore/result.hpp"
 
 namespace vstore::pg {
@@ -56,9 +57,13 @@ struct Param {
 /// A connection. Not thread-safe: one thread uses it at a time (the pool hands it out).
 class Connection {
  public:
-  /// Opens a connection. Errors: unavailable (server unreachable), invalid_argument (bad
-  /// conninfo). The message redacts any password.
-  [[nodiscard]] static Result<Connection> connect(const std::string& conninfo, int connect_timeout_s = 10);
+  /// Opens a connection whose statements run under `statement_timeout` (0 = none; a
+  /// statement_timeout in the conninfo's `options` or in PGOPTIONS wins). Errors: unavailable
+  /// (server unreachable), invalid_argument (bad conninfo); see connect_error() for the message,
+  /// which never shows a password.
+  [[nodiscard]] static Result<Connection> connect(
+      const std::string& conninfo, int connect_timeout_s = 10,
+      std::chrono::milliseconds statement_timeout = k_default_statement_timeout);
 
   Connection(Connection&&) noexcept = default;
   Connection& operator=(Connection&&) noexcept = default;
@@ -89,13 +94,24 @@ class Connection {
   /// Quotes an identifier ("my""name").
   [[nodiscard]] static std::string quote_ident(std::string_view ident);
 
-  /// False once the connection is broken.
+  /// False once the connection is broken, or once an error it returned poisoned it
+  /// (Error::connection_poisoned()): such a connection must not be used again.
   [[nodiscard]] bool ok() const;
+  /// True while a transaction is open (or failed and not yet rolled back), or a command or COPY
+  /// is still in progress: the connection is not in a state to hand to another caller.
+  [[nodiscard]] bool in_transaction() const;
+  /// For an idle connection: reads whatever the server sent since the last command without
+  /// waiting and returns false when that shows the connection is gone (the server restarted
+  /// or ended the session). No round trip; a connection that looks alive may still fail.
+  [[nodiscard]] bool still_alive();
   [[nodiscard]] std::chrono::steady_clock::time_point created_at() const { return m_created; }
   /// Server version number (e.g. 150020).
   [[nodiscard]] int server_version() const;
   /// Forgets cached prepared statements and GUCs (after DISCARD ALL or a reset).
   void forget_session_state();
+  /// The SCRAM-SHA-256 verifier of `password` for role `user`, made on the client, so that
+  /// `ALTER ROLE ... PASSWORD 'verifier'` never sends the password itself. Errors: internal.
+  [[nodiscard]] Result<std::string> encrypt_password(const std::string& user, const std::string& password);
   /// Oid of a type by name, cached per connection (e.g. "vector"). Errors: not_found.
   [[nodiscard]] Result<Oid> type_oid(const std::string& type_name);
 
@@ -107,13 +123,23 @@ class Connection {
   };
   explicit Connection(PGconn* conn);
   [[nodiscard]] Result<PgResult> check(PGresult* res, std::string_view what);
+  // The error of `res` (or of the connection), remembering when it poisons the connection.
+  [[nodiscard]] Error failure(const PGresult* res, std::string_view what);
 
   std::unique_ptr<PGconn, Deleter> m_conn;
   std::unordered_map<std::string, std::string> m_prepared;  // sql -> statement name
   std::unordered_map<std::string, std::string> m_gucs;      // name -> value
   std::unordered_map<std::string, Oid> m_types;
   std::chrono::steady_clock::time_point m_created;
+  bool m_poisoned = false;
 };
+
+/// The error of a failed connect to `conninfo`, for libpq's text `libpq_message`. libpq's text
+/// is never passed through: when it cannot parse the string it quotes it (password and all), so
+/// the message is built from the redacted string, the user and database names, and a
+/// classification of what failed. Errors returned: invalid_argument (the string cannot be
+/// parsed), unavailable (anything else); both poison the connection. Thread-safe.
+[[nodiscard]] Error connect_error(const std::string& conninfo, std::string_view libpq_message);
 
 /// Maps a libpq error (SQLSTATE and connection status) to an Error.
 [[nodiscard]] Error error_from_pg(PGconn* conn, const PGresult* res, std::string_view what);

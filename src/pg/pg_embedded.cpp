@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // EmbeddedPostgres: initdb + pg_ctl in a private directory, as the `postgres` user when we are
 // root. Phases of start(): check binaries and pgvector; create and chown the root; initdb once
-// (trust auth, superuser "vstore", settings appended to postgresql.conf); pick a port; pg_ctl
-// start -w; create database "vstore"; save state.json. Every step is repeatable.
+// (superuser "vstore", settings appended to postgresql.conf); make the private socket directory
+// (mode 0700, so local "trust" reaches only its owner and root); write pg_hba.conf (trust on the
+// socket, scram-sha-256 on TCP); pick a port; pg_ctl start -w with the listen settings on its
+// command line (no TCP unless asked); create database "vstore"; for TCP, set the generated
+// password (kept in root/password, mode 0600); save state.json. Every step is repeatable, and a
+// cluster made by an older vstore gets the same settings at its next start.
 #include "vstore/embedded_pg.hpp"
 
 #include <fcntl.h>
@@ -10,10 +14,13 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <optional>
+#include <random>
 #include <fstream>
 #include <sstream>
 
@@ -131,15 +138,101 @@ int pick_free_port() {
   return port;
 }
 
-fs::path socket_dir_for(const fs::path& root) {
-  // A unix socket path must fit in 107 bytes including "/.s.PGSQL.NNNNN".
+// A unix socket path holds at most 107 bytes, "/.s.PGSQL.NNNNN" included; and the path goes
+// into a shell word and a setting value, so it must not hold quotes or backslashes.
+bool usable_socket_dir(const fs::path& dir) {
+  const std::string text = dir.string();
+  return text.size() + 15 <= 100 && text.find_first_of("'\"\\") == std::string::npos;
+}
+
+// True when `dir` is a real directory (not a link) of the server user with mode 0700.
+bool private_dir(const fs::path& dir, const RunAs& as) {
+  struct stat sb {};
+  if (lstat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
+  return (sb.st_mode & 0777) == 0700 && sb.st_uid == (as.drop ? as.uid : geteuid());
+}
+
+// The socket directory: root/run when its path is short enough, else the private directory the
+// last start made (state.json), else a new one from mkdtemp (0700) under /tmp. Mode 0700 and
+// owned by the server user either way.
+Result<fs::path> make_socket_dir(const fs::path& root, const fs::path& saved, const RunAs& as) {
   fs::path dir = root / "run";
-  if (dir.string().size() + 16 < 100) return dir;
-  return fs::path("/tmp") / fmt::format("vstore-{:x}", std::hash<std::string>{}(root.string()));
+  if (usable_socket_dir(dir)) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return fail(ErrorCode::internal, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+  } else if (!saved.empty() && !saved.string().starts_with(root.string()) && usable_socket_dir(saved) &&
+             private_dir(saved, as)) {
+    return saved;
+  } else {
+    std::string tmpl = "/tmp/vstore-pg-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return fail(ErrorCode::internal, fmt::format("cannot make a private socket directory for {} under /tmp (the "
+                                                   "path {} is too long for a unix socket)",
+                                                   root.string(), dir.string()));
+    }
+    dir = tmpl;
+  }
+  if (chmod(dir.c_str(), 0700) != 0) {
+    return fail(ErrorCode::internal, fmt::format("cannot make {} private (mode 0700)", dir.string()));
+  }
+  VS_TRY(give_to_server_user(dir, as));
+  return dir;
+}
+
+// A libpq conninfo value in single quotes, with ' and \ escaped.
+std::string conninfo_value(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '\'';
+  return out;
 }
 
 std::string conninfo_for(const fs::path& socket_dir, int port, std::string_view dbname) {
-  return fmt::format("host={} port={} user=vstore dbname={}", socket_dir.string(), port, dbname);
+  return fmt::format("host={} port={} user=vstore dbname={}", conninfo_value(socket_dir.string()), port, dbname);
+}
+
+std::string tcp_conninfo_for(int port, std::string_view password, std::string_view dbname) {
+  return fmt::format("host=127.0.0.1 port={} user=vstore dbname={} password={}", port, dbname,
+                     conninfo_value(password));
+}
+
+// Trust only on the private socket; TCP (when it listens) needs the scram-sha-256 password.
+constexpr const char* k_hba =
+    "# written by vstore at every start: the socket directory is private (mode 0700), so \"trust\"\n"
+    "# reaches only its owner and root; TCP, when `vstore db start --tcp` turns it on, needs the\n"
+    "# password in ../password.\n"
+    "local all all trust\n"
+    "host all all 127.0.0.1/32 scram-sha-256\n"
+    "host all all ::1/128 scram-sha-256\n";
+
+// The TCP password kept in `file`, if it holds one.
+std::optional<std::string> read_password(const fs::path& file) {
+  std::ifstream in(file);
+  std::string password;
+  if (!std::getline(in, password) || password.size() < 16) return std::nullopt;
+  return password;
+}
+
+// The TCP password: read from root/password, or generated (32 letters and digits from
+// std::random_device) and saved there with mode 0600.
+Result<std::string> tcp_password(const fs::path& file) {
+  if (auto kept = read_password(file)) return *kept;
+  static constexpr std::string_view k_chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device random;
+  std::uniform_int_distribution<std::size_t> pick(0, k_chars.size() - 1);
+  std::string password;
+  for (int char_idx = 0; char_idx < 32; ++char_idx) password += k_chars[pick(random)];
+  const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return fail(ErrorCode::internal, fmt::format("cannot write {}", file.string()));
+  const std::string line = password + "\n";
+  const bool written = fchmod(fd, 0600) == 0 && write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  close(fd);
+  if (!written) return fail(ErrorCode::internal, fmt::format("cannot write {}", file.string()));
+  return password;
 }
 
 std::string tail_of_file(const fs::path& path, std::size_t max_lines) {
@@ -181,6 +274,7 @@ Result<EmbeddedStatus> EmbeddedPostgres::status() const {
       auto j = nlohmann::json::parse(in);
       st.port = j.at("port").get<int>();
       st.socket_dir = j.at("socket_dir").get<std::string>();
+      st.tcp = j.value("tcp", false);
     } catch (const std::exception& e) {
       return fail(ErrorCode::corruption, fmt::format("cannot read {}: {}", state.string(), e.what()));
     }
@@ -192,7 +286,15 @@ Result<EmbeddedStatus> EmbeddedPostgres::status() const {
     in >> pid;
     if (pid > 0 && kill(static_cast<pid_t>(pid), 0) == 0) st.running = true;
   }
-  if (st.port != 0) st.conninfo = conninfo_for(st.socket_dir, st.port, "vstore");
+  if (st.tcp) st.password_file = m_root / "password";
+  if (st.port != 0) {
+    // Over TCP with the password; the socket when the password file cannot be read (it is
+    // made at start, and this process may not be the one allowed to read it).
+    st.conninfo = conninfo_for(st.socket_dir, st.port, "vstore");
+    if (st.tcp) {
+      if (auto password = read_password(st.password_file)) st.conninfo = tcp_conninfo_for(st.port, *password, "vstore");
+    }
+  }
   return st;
 }
 
@@ -202,26 +304,32 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
   if (!fs::exists(control)) {
     return fail(ErrorCode::not_found,
                 fmt::format("pgvector is not installed ({} missing); run scripts/setup.sh, which builds "
-                            "pgvector 0.8.0 from Debian's source package",
+                            "pgvector from Debian's source package",
                             control.string()));
   }
   VS_TRY_ASSIGN(EmbeddedStatus current, status());
-  if (current.running) return current;
+  if (current.running) {
+    if (options.tcp != current.tcp) {
+      return fail(ErrorCode::conflict, fmt::format("the embedded postgresql in {} already runs {}; stop it first "
+                                                   "(`vstore db stop`) to start it {}",
+                                                   m_root.string(), current.tcp ? "with TCP" : "without TCP",
+                                                   options.tcp ? "with --tcp" : "without --tcp"));
+    }
+    return current;
+  }
 
   VS_TRY_ASSIGN(RunAs as, server_user());
   const fs::path data = m_root / "data";
-  const fs::path sock = socket_dir_for(m_root);
   std::error_code ec;
   fs::create_directories(m_root, ec);
-  fs::create_directories(sock, ec);
-  if (ec) return fail(ErrorCode::internal, fmt::format("cannot create {}: {}", sock.string(), ec.message()));
+  if (ec) return fail(ErrorCode::internal, fmt::format("cannot create {}: {}", m_root.string(), ec.message()));
   VS_TRY(give_to_server_user(m_root, as));
-  VS_TRY(give_to_server_user(sock, as));
+  VS_TRY_ASSIGN(const fs::path sock, make_socket_dir(m_root, current.socket_dir, as));
 
   if (!fs::exists(data / "PG_VERSION")) {
     VS_TRY_ASSIGN(CommandOutput out,
-                  run_command({(bindir / "initdb").string(), "-D", data.string(), "-U", "vstore", "--auth=trust",
-                               "-E", "UTF8", "--no-locale", "--no-sync"},
+                  run_command({(bindir / "initdb").string(), "-D", data.string(), "-U", "vstore", "--auth-local=trust",
+                               "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"},
                               as));
     if (out.exit_code != 0) {
       return fail(ErrorCode::unavailable,
@@ -229,10 +337,12 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
                               as.drop ? " (it runs as user postgres, which needs to reach this directory)" : "",
                               out.output.empty() ? "" : ":\n" + out.output));
     }
+    // listen_addresses and the socket directory come from the command line at each start.
     std::ofstream conf(data / "postgresql.conf", std::ios::app);
     conf << "\n# added by vstore\n"
-         << "listen_addresses = '127.0.0.1'\n"
-         << "unix_socket_directories = '" << sock.string() << "'\n"
+         << "listen_addresses = ''\n"
+         << "unix_socket_permissions = 0700\n"
+         << "password_encryption = 'scram-sha-256'\n"
          << "shared_buffers = '" << options.shared_buffers << "'\n"
          << "maintenance_work_mem = '" << options.maintenance_work_mem << "'\n"
          << "max_connections = 100\n"
@@ -244,16 +354,27 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
          << "logging_collector = off\n";
     if (!conf) return fail(ErrorCode::internal, "cannot write postgresql.conf");
   }
+  {
+    std::ofstream hba(data / "pg_hba.conf", std::ios::trunc);
+    hba << k_hba;
+    if (!hba) return fail(ErrorCode::internal, fmt::format("cannot write {}", (data / "pg_hba.conf").string()));
+  }
+  VS_TRY(give_to_server_user(data / "pg_hba.conf", as));
 
   int port = options.port;
   if (port == 0 && current.port != 0 && port_free(current.port)) port = current.port;
   if (port == 0) port = pick_free_port();
   if (port == 0) return fail(ErrorCode::unavailable, "no free loopback port for postgresql");
 
+  // pg_ctl hands -o to a shell: each setting is one single-quoted word (the socket path holds
+  // no quotes, usable_socket_dir()), the directory double-quoted inside for PostgreSQL's list.
+  const std::string server_options =
+      fmt::format("-p {} '-clisten_addresses={}' '-cunix_socket_directories=\"{}\"' -cunix_socket_permissions=0700",
+                  port, options.tcp ? "127.0.0.1" : "", sock.string());
   const fs::path log = m_root / "postgres.log";
   VS_TRY_ASSIGN(CommandOutput out,
                 run_command({(bindir / "pg_ctl").string(), "-D", data.string(), "-l", log.string(), "-w", "-t",
-                             "120", "-o", fmt::format("-p {}", port), "start"},
+                             "120", "-o", server_options, "start"},
                             as));
   if (out.exit_code != 0) {
     return fail(ErrorCode::unavailable, fmt::format("postgresql did not start (exit {}): {}; log {}:{}",
@@ -261,7 +382,7 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
   }
 
   {
-    nlohmann::json state = {{"port", port}, {"socket_dir", sock.string()}};
+    nlohmann::json state = {{"port", port}, {"socket_dir", sock.string()}, {"tcp", options.tcp}};
     std::ofstream f(m_root / "state.json");
     f << state.dump(2) << "\n";
   }
@@ -270,6 +391,17 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
   VS_TRY_ASSIGN(auto exists, conn.exec("SELECT 1 FROM pg_database WHERE datname = 'vstore'"));
   if (exists.rows() == 0) {
     VS_TRY(conn.exec("CREATE DATABASE vstore"));
+  }
+  if (options.tcp) {
+    // Only the SCRAM verifier reaches the server (and its logs), never the password.
+    VS_TRY_ASSIGN(const std::string password, tcp_password(m_root / "password"));
+    VS_TRY_ASSIGN(const std::string verifier, conn.encrypt_password("vstore", password));
+    if (verifier.find_first_of("'\\") != std::string::npos) {
+      return fail(ErrorCode::internal, "libpq made a password verifier holding a quote or backslash");
+    }
+    VS_TRY(conn.exec(fmt::format("ALTER ROLE vstore PASSWORD '{}'", verifier)));
+  } else {
+    VS_TRY(conn.exec("ALTER ROLE vstore PASSWORD NULL"));
   }
   return status();
 }

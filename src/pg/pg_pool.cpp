@@ -10,7 +10,9 @@ namespace vstore::pg {
 
 Lease::~Lease() {
   if (m_pool && m_conn) {
-    const bool bad = m_discard || !m_conn->ok();
+    // ok() is false once an error poisoned the connection; a transaction left open (or an
+    // aborted one, or a COPY) would leak its locks and settings to the next caller.
+    const bool bad = m_discard || !m_conn->ok() || m_conn->in_transaction();
     m_pool->release(std::move(*m_conn), bad);
   }
 }
@@ -28,7 +30,7 @@ Result<Lease> Pool::acquire() {
       m_idle.pop_front();
       const bool expired = m_config.recycle.count() >= 0 &&
                            std::chrono::steady_clock::now() - conn.created_at() > m_config.recycle;
-      if (conn.ok() && !expired) {
+      if (!expired && conn.still_alive()) {
         return Lease(this, std::move(conn));
       }
       --m_open;  // dropped: closed when `conn` goes out of scope
@@ -36,7 +38,7 @@ Result<Lease> Pool::acquire() {
     if (m_open < max_open) {
       ++m_open;
       lock.unlock();
-      auto conn = Connection::connect(m_conninfo);
+      auto conn = Connection::connect(m_conninfo, 10, m_config.statement_timeout);
       if (conn && m_on_connect) {
         if (auto setup = m_on_connect(*conn); !setup) {
           conn = fail(setup.error());

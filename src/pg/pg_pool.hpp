@@ -16,8 +16,9 @@ namespace vstore::pg {
 
 class Pool;
 
-/// A borrowed connection; returns it to the pool when destroyed. A connection whose last
-/// error poisoned it, or that is broken, is closed instead of returned.
+/// A borrowed connection; returns it to the pool when destroyed. A connection that is broken,
+/// that an error poisoned, or that is still inside a transaction (or a COPY) is closed instead
+/// of returned, so the next caller never inherits a session in an unknown state.
 class Lease {
  public:
   Lease(Pool* pool, Connection conn) : m_pool(pool), m_conn(std::move(conn)) {}
@@ -38,7 +39,8 @@ class Lease {
 
 /// Thread-safe pool. At most size + max_overflow connections exist; at most `size` idle ones
 /// are kept. acquire() waits up to `timeout` for a free slot (ErrorCode::timeout after).
-/// Connections older than `recycle` are replaced at checkout.
+/// Connections older than `recycle`, and idle ones the server has closed (a restart), are
+/// replaced at checkout. Every connection runs under `statement_timeout`.
 class Pool {
  public:
   /// `on_connect` runs once on every new connection (e.g. session settings).
@@ -47,6 +49,21 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   [[nodiscard]] Result<Lease> acquire();
+  /// Runs `read` (a function of Connection& returning Result<T>) on a leased connection. When it
+  /// fails because the connection broke (Error::connection_poisoned()), the idle connections
+  /// are dropped and it runs once more on a fresh connection. Only for statements that change
+  /// nothing: a write whose connection broke may or may not have been applied, and is never
+  /// repeated here. Errors: those of acquire() and of `read`.
+  template <typename Read>
+  auto read(Read&& read) -> decltype(read(std::declval<Connection&>())) {
+    for (int attempt = 0;; ++attempt) {
+      auto lease = acquire();
+      if (!lease) return fail(lease.error());
+      auto result = read(**lease);
+      if (result || attempt > 0 || !result.error().connection_poisoned()) return result;
+      close_idle();  // they most likely died with this one (a server restart)
+    }
+  }
   [[nodiscard]] const std::string& conninfo() const { return m_conninfo; }
   /// Connections currently open (idle + leased).
   [[nodiscard]] int open_count();

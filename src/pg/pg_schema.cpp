@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -25,6 +26,7 @@
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
 #include "vstore/number_parse.hpp"
+#include "pg/pg_version.hpp"
 
 namespace vstore {
 namespace {
@@ -43,7 +45,8 @@ struct Migration {
 };
 constexpr Migration k_migrations[] = {
     {1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}, {5, "embedding_storage"}};
-constexpr int k_latest = 5;
+constexpr int k_latest = k_latest_schema_version;
+static_assert(std::size(k_migrations) == k_latest);
 
 std::string q(std::string_view ident) { return Connection::quote_ident(ident); }
 
@@ -246,15 +249,43 @@ Result<json> up_vector_columns(Connection& conn, const Config& cfg) {
   for (const auto& [name, cols] : indexes) {
     VS_TRY_ASSIGN(bool exists, index_exists(conn, name));
     if (exists) continue;
-    VS_TRY(conn.exec(fmt::format("CREATE INDEX {} ON {} ({})", q(name), q(cfg.table), cols)));
+    VS_TRY(pg::build_index(conn, fmt::format("CREATE INDEX {} ON {} ({})", q(name), q(cfg.table), cols), false));
     details["created_indexes"].push_back(name);
   }
   return details;
 }
 
-Result<void> down_vector_columns(Connection& conn, const Config& cfg, const json& details) {
+// The columns migration 2 added that hold a value in some row, as "embedding (2 rows)".
+Result<std::vector<std::string>> columns_holding_data(Connection& conn, const Config& cfg, const json& added) {
+  std::vector<std::string> held;
+  for (const auto& name : added) {
+    if (!name.is_string()) continue;
+    const std::string column = name.get<std::string>();
+    VS_TRY_ASSIGN(bool present, column_exists(conn, cfg.table, column));
+    if (!present) continue;
+    VS_TRY_ASSIGN(PgResult rows, conn.exec(fmt::format("SELECT count({}) FROM {}", q(column), q(cfg.table))));
+    const std::string count = rows.text(0, 0);
+    if (count != "0") held.push_back(fmt::format("{} ({} {})", column, count, count == "1" ? "row" : "rows"));
+  }
+  return held;
+}
+
+// Conflict when a column migration 2 added (`details`) holds data; `going` says what would drop it.
+Result<void> refuse_to_drop_data(Connection& conn, const Config& cfg, const json& details, std::string_view going) {
+  VS_TRY_ASSIGN(auto held, columns_holding_data(conn, cfg, details.value("added_columns", json::array())));
+  if (held.empty()) return {};
+  std::string list;
+  for (const auto& column : held) list += (list.empty() ? "" : ", ") + column;
+  return fail(ErrorCode::conflict,
+              fmt::format("table {}: the columns vstore added hold data: {}; {} would drop them, so nothing was "
+                          "reverted (run `vstore schema down --force` to drop them anyway)",
+                          cfg.table, list, going));
+}
+
+Result<void> down_vector_columns(Connection& conn, const Config& cfg, const json& details, bool force) {
   VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
   if (!exists) return {};
+  if (!force) VS_TRY(refuse_to_drop_data(conn, cfg, details, "reverting migration 2"));
   for (const auto& name : details.value("created_indexes", json::array())) {
     VS_TRY(conn.exec(fmt::format("DROP INDEX IF EXISTS {}", q(name.get<std::string>()))));
   }
@@ -296,7 +327,7 @@ Result<json> up_vector_index(Connection& conn, const Config& cfg) {
       details["params"] = {{"lists", pv.ivfflat_lists}};
       break;
   }
-  VS_TRY(conn.exec(sql));
+  VS_TRY(pg::build_index(conn, sql, pv.index_type == IndexType::hnsw));
   details["created_index"] = name;
   return details;
 }
@@ -406,11 +437,8 @@ Result<void> down_embedding_storage(Connection& conn, const Config& cfg, const j
 // reports them against the table's rows with a vector. Without a callback, or when the second
 // connection cannot be made, the build just runs.
 Result<void> build_index_with_progress(Connection& conn, const std::string& conninfo, const Config& cfg,
-                                       const std::string& sql, const IndexBuildProgress& progress) {
-  if (!progress) {
-    VS_TRY(conn.exec(sql));
-    return {};
-  }
+                                       const std::string& sql, bool hnsw, const IndexBuildProgress& progress) {
+  if (!progress) return pg::build_index(conn, sql, hnsw);
   VS_TRY_ASSIGN(PgResult count, conn.exec(fmt::format("SELECT count(embedding) FROM {}", q(cfg.table))));
   VS_TRY_ASSIGN(const std::int64_t total, parse_int64(count.get(0, 0), "the count of vectors"));
   std::mutex mutex;
@@ -431,7 +459,7 @@ Result<void> build_index_with_progress(Connection& conn, const std::string& conn
       lock.lock();
     }
   });
-  auto built = conn.exec(sql);
+  auto built = pg::build_index(conn, sql, hnsw);
   {
     std::lock_guard lock(mutex);
     done = true;
@@ -466,7 +494,7 @@ Result<bool> recreate_recorded_index(Connection& conn, const Config& cfg, const 
   } else {
     return fail(ErrorCode::corruption, fmt::format("migration 3 recorded an index of unknown type \"{}\"", type));
   }
-  VS_TRY(build_index_with_progress(conn, conninfo, cfg, sql, progress));
+  VS_TRY(build_index_with_progress(conn, conninfo, cfg, sql, type == "hnsw", progress));
   return true;
 }
 
@@ -679,8 +707,9 @@ Result<std::vector<std::string>> restore_filter_indexes(Connection& conn, std::s
   const bool alone = missing.size() == 1;
   auto build = [&](Connection& c, std::size_t i) -> Result<void> {
     if (!alone) VS_TRY(c.exec("SET max_parallel_maintenance_workers = 0"));
-    auto made = c.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first), q(config.table),
-                                   missing[i].second));
+    auto made = pg::build_index(c, fmt::format("CREATE INDEX IF NOT EXISTS {} ON {} ({})", q(missing[i].first),
+                                               q(config.table), missing[i].second),
+                                false);
     if (!alone) (void)c.exec("RESET max_parallel_maintenance_workers");
     VS_TRY(made);
     return {};
@@ -713,8 +742,21 @@ Result<std::vector<std::string>> restore_filter_indexes(Connection& conn, std::s
   return built;
 }
 
-Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& config, int target_version) {
+Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& config, int target_version, bool force) {
+  if (target_version < 0 || target_version > k_latest) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("schema version {} does not exist: expected 0 to {}", target_version, k_latest));
+  }
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+  if (target_version < 2 && !force) {
+    // Refuse before anything is reverted, rather than half-way down (the check is repeated
+    // under the lock when migration 2 is reverted).
+    VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
+    VS_TRY_ASSIGN(bool exists, table_exists(conn, config.table));
+    if (auto it = applied.find(2); it != applied.end() && exists) {
+      VS_TRY(refuse_to_drop_data(conn, config, it->second.second, fmt::format("going down to version {}", target_version)));
+    }
+  }
   std::vector<std::string> notes;
   for (int v = k_latest; v > target_version; --v) {
     VS_TRY(in_transaction(conn, [&]() -> Result<void> {
@@ -726,7 +768,7 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
       Result<void> done;
       switch (v) {
         case 1: done = down_base(conn, config, details, notes); break;
-        case 2: done = down_vector_columns(conn, config, details); break;
+        case 2: done = down_vector_columns(conn, config, details, force); break;
         case 3: done = down_vector_index(conn, details); break;
         case 4: done = down_dual_outbox(conn, config, notes); break;
         case 5: done = down_embedding_storage(conn, config, details); break;

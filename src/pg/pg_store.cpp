@@ -34,6 +34,7 @@
 #include "pg/pg_binary.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_time.hpp"
+#include "pg/pg_version.hpp"
 #include "vstore/article.hpp"
 #include "vstore/date.hpp"
 #include "vstore/vector_check.hpp"
@@ -44,7 +45,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int k_latest_schema = 3;
+constexpr int k_latest_schema = 5;  // vstore/schema.hpp k_latest_schema_version: every migration is needed
 constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
 constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
 constexpr int k_max_top_k = 10000;
@@ -894,8 +895,12 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
       return fail(query_model_refused(fmt::format("table {}", m_config.table), *stored, *options.model));
     }
   }
-  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
-  Connection& conn = *lease;
+  // A read: run once more on a fresh connection if the server went away under it.
+  return read_pool().read([&](Connection& conn) { return search_on(conn, query, options); });
+}
+
+Result<std::vector<SearchHit>> PgVectorStore::search_on(Connection& conn, std::span<const float> query,
+                                                        const SearchOptions& options) {
   VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
   const std::string vec = encode_vector(query);
   VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
@@ -999,9 +1004,10 @@ Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit
 }
 
 Result<StoreCounts> PgVectorStore::count() {
-  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
-  VS_TRY_ASSIGN(PgResult res, lease->exec(fmt::format("SELECT count(*), count(embedding) FROM {}", q(m_config.table))));
-  return StoreCounts{parse_int(res.get(0, 0)), parse_int(res.get(0, 1))};
+  return read_pool().read([&](Connection& conn) -> Result<StoreCounts> {
+    VS_TRY_ASSIGN(PgResult res, conn.exec(fmt::format("SELECT count(*), count(embedding) FROM {}", q(m_config.table))));
+    return StoreCounts{parse_int(res.get(0, 0)), parse_int(res.get(0, 1))};
+  });
 }
 
 Result<json> PgVectorStore::health() {
@@ -1016,6 +1022,8 @@ Result<json> PgVectorStore::health() {
   h["server_version"] = ver.text(0, 0);
   h["extension_version"] = ver.is_null(0, 1) ? json(nullptr) : json(ver.text(0, 1));
   if (ver.is_null(0, 1)) reasons.emplace_back("the vector extension is not installed");
+  VS_TRY_ASSIGN(std::vector<std::string> warnings, pgvector_health_warnings(*lease));
+  h["warnings"] = warnings;  // a warning leaves the store healthy
   VS_TRY_ASSIGN(PgResult counts, lease->exec(fmt::format("SELECT count(*), count(embedding), (SELECT embedding_model "
                                                          "FROM {0} WHERE embedding IS NOT NULL LIMIT 1) FROM {0}",
                                                          q(m_config.table))));

@@ -99,6 +99,9 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<void> upsert_one(Connection& conn, const TableInfo& info, const ArticleVector& item);
   [[nodiscard]] Result<void> upsert_many(Connection& conn, const TableInfo& info,
                                          std::span<const ArticleVector* const> items);
+  // search() on one connection (search() retries it once on a fresh one).
+  [[nodiscard]] Result<std::vector<SearchHit>> search_on(Connection& conn, std::span<const float> query,
+                                                         const SearchOptions& options);
   // COPY of `rows` into the staging table, then one INSERT ... ON CONFLICT into the table.
   [[nodiscard]] Result<void> merge_through_stage(Connection& conn, const TableInfo& info,
                                                  const std::vector<std::pair<std::string, std::string>>& cols,

@@ -93,6 +93,19 @@ void PgServer::shutdown() {
   std::filesystem::remove_all(m_root, ec);
 }
 
+void PgServer::restart() {
+  EmbeddedPostgres pg(std::filesystem::path(m_root) / "pg");
+  if (auto stopped = pg.stop(); !stopped) die("cannot stop postgresql: " + stopped.error().to_string());
+  EmbeddedOptions opts;
+  opts.fsync = false;
+  opts.shared_buffers = "256MB";
+  opts.port = m_port;
+  auto st = pg.start(opts);
+  if (!st) die("cannot restart postgresql: " + st.error().to_string());
+}
+
+std::string PgServer::log_path() const { return (std::filesystem::path(m_root) / "pg" / "postgres.log").string(); }
+
 Config test_config(const std::string& conninfo, int dim) {
   Config cfg;
   cfg.database_url = conninfo;

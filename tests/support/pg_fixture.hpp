@@ -24,6 +24,11 @@ class PgServer {
   std::string admin_conninfo() const;
   /// Stops and removes the server.
   void shutdown();
+  /// Stops the server (fast shutdown, which ends every session) and starts it again on the
+  /// same port. Aborts the binary if it cannot.
+  void restart();
+  /// The server's log file.
+  std::string log_path() const;
 
  private:
   PgServer();
