@@ -363,13 +363,16 @@ class Issue21Cli : public ::testing::Test {
     }
     CmdResult r;
     int status = 0;
-    // The peak resident memory of the program the child runs: its VmHWM, polled until it
-    // exits (the rusage of a forked child also counts the pages of this test process).
+    // The peak resident memory of the program the child runs: its VmHWM once it runs vstore,
+    // polled until it exits (before the exec, and in a forked child's rusage, the pages of this
+    // test process count too).
     while (waitpid(pid, &status, WNOHANG) == 0) {
       std::ifstream proc_status("/proc/" + std::to_string(pid) + "/status");
       std::string line;
+      bool is_vstore = false;
       while (std::getline(proc_status, line)) {
-        if (line.rfind("VmHWM:", 0) == 0) r.max_rss_kb = std::max(r.max_rss_kb, std::stol(line.substr(6)));
+        if (line.rfind("Name:", 0) == 0) is_vstore = line == "Name:\tvstore";
+        if (is_vstore && line.rfind("VmHWM:", 0) == 0) r.max_rss_kb = std::max(r.max_rss_kb, std::stol(line.substr(6)));
       }
       usleep(2000);
     }
