@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "core/cosine.hpp"
 #include "vstore/article.hpp"
 #include "vstore/vector_check.hpp"
 
@@ -50,21 +51,6 @@ std::string_view space_name(Space s) {
     case Space::ip: return "ip";
   }
   return "l2";
-}
-
-double cosine_distance(std::span<const float> a, const json& b) {
-  double dot = 0;
-  double na = 0;
-  double nb = 0;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double x = a[i];
-    const double y = b[i].get<double>();
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  if (na == 0 || nb == 0) return 1.0;
-  return 1.0 - dot / (std::sqrt(na) * std::sqrt(nb));
 }
 
 json embedding_json(std::span<const float> v) {
@@ -423,7 +409,12 @@ Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query,
     SearchHit hit;
     hit.id = ids[i].get<std::string>();
     hit.raw_score = distances[i].is_number() ? distances[i].get<double>() : 0.0;
-    hit.score = cosine ? hit.raw_score : cosine_distance(query, (*embeddings)[i]);
+    hit.score = hit.raw_score;
+    if (!cosine) {
+      std::vector<float> stored;
+      VS_TRY(decode_embedding((*embeddings)[i], query.size(), stored, hit.id));
+      hit.score = cosine_distance(query, stored);
+    }
     if (metadatas != nullptr && metadatas->is_array() && i < metadatas->size() && (*metadatas)[i].is_object()) {
       hit.metadata = (*metadatas)[i];
     }
