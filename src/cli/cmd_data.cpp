@@ -178,6 +178,12 @@ Result<void> load_batches(ArticleStore& store, std::vector<IngestRecord>& record
       counts.stored += static_cast<std::int64_t>(with_vectors.size());
     }
     if (!to_embed.empty()) {
+      // upsert_articles() skips these (never a made-up vector); say which they are.
+      for (const Article& a : to_embed) {
+        if (document_text(a).empty()) {
+          std::fprintf(stderr, "ingest: %s: skipped: raw, summary and title hold no text to embed\n", a.uri.c_str());
+        }
+      }
       const auto before = static_cast<std::int64_t>(end - to_embed.size());
       auto n = store.upsert_articles(to_embed, [&](std::size_t done) {
         progress.update(before + static_cast<std::int64_t>(done));
