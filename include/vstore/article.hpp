@@ -21,7 +21,7 @@ namespace vstore {
 /// naming the field and the JSON type found.
 [[nodiscard]] Result<Article> article_from_json(const nlohmann::json& record);
 
-/// The text to embed: the first non-blank of raw, summary, title; empty when none.
+/// The text to embed: the first of raw, summary, title with content (core/text.hpp); else empty.
 [[nodiscard]] std::string_view document_text(const Article& article);
 
 /// Epoch seconds (rounded down) of a publication date string as read_date() (date.hpp) reads

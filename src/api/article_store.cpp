@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "core/text.hpp"
 #include "vstore/article.hpp"
 #include "vstore/embedded_pg.hpp"
 #include "vstore/write_check.hpp"
@@ -165,7 +166,7 @@ Result<bool> ArticleStore::upsert_article(const Article& article) {
 Result<std::vector<SearchHit>> ArticleStore::search_articles(std::string_view query, int top_k,
                                                              const std::optional<FilterNode>& where) {
   std::string text(query);
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (is_blank_text(text)) {
     return fail(ErrorCode::invalid_argument, "the search query is empty");
   }
   VS_TRY_ASSIGN(std::vector<Embedding> vec, m_embedder->embed(std::span<const std::string>(&text, 1)));

@@ -49,6 +49,7 @@
 
 #include "chroma/chroma_dir.hpp"
 #include "chroma/chroma_remote.hpp"
+#include "core/cosine.hpp"
 #include "pg/pg_binary.hpp"
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_bulk_index.hpp"
@@ -94,17 +95,14 @@ std::uint64_t fnv1a(std::span<const float> v) {
 }
 
 double chroma_distance(std::string_view space, std::span<const float> a, std::span<const float> b) {
-  double dot = 0, na = 0, nb = 0, l2 = 0;
+  if (space != "l2" && space != "ip") return cosine_distance(a, b);
+  double dot = 0, l2 = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     const double x = a[i], y = b[i];
     dot += x * y;
-    na += x * x;
-    nb += y * y;
     l2 += (x - y) * (x - y);
   }
-  if (space == "l2") return l2;
-  if (space == "ip") return 1.0 - dot;
-  return 1.0 - dot / (std::sqrt(na) * std::sqrt(nb));
+  return space == "l2" ? l2 : 1.0 - dot;
 }
 
 struct TableShape {

@@ -35,6 +35,7 @@
 #include <fmt/format.h>
 
 #include "chroma/chroma_api.hpp"
+#include "core/cosine.hpp"
 #include "vstore/article.hpp"
 #include "vstore/vector_check.hpp"
 #include "vstore/write_check.hpp"
@@ -54,19 +55,6 @@ constexpr std::string_view k_contract_keys[] = {"title",   "news_source", "categ
                                                 "tags",    "summary",     "uri",       "driver_type",
                                                 "publication_date"};
 
-double cosine_distance(std::span<const float> a, std::span<const float> b) {
-  double dot = 0;
-  double na = 0;
-  double nb = 0;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    const double x = a[i];
-    const double y = b[i];
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  if (na == 0 || nb == 0) return 1.0;
-  return 1.0 - dot / (std::sqrt(na) * std::sqrt(nb));
 }
 
 json embedding_json(std::span<const float> v) {

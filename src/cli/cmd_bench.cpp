@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
+#include "embed/embed_local.hpp"
 #include "vstore/article_store.hpp"
 #include "macro/bench.hpp"
 
@@ -138,7 +139,9 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       em.data = data;
-      em.model_dir = cfg->model_dir.value_or(cfg->data_dir / "models" / "all-MiniLM-L6-v2");
+      auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
+      if (!model_dir) return report(model_dir.error());
+      em.model_dir = *model_dir;
       em.model_name = cfg->embedding_model;
       em.threads = cfg->embed_threads;
       if (peer == "auto") {

@@ -339,8 +339,8 @@ Result<void> load_batch(ArticleStore& store, std::vector<IngestRecord>& batch, s
   }
   for (auto& r : batch) {
     if (r.embedding) continue;
-    // Already embedded: by this model, or by one the store did not record (Chroma keeps no
-    // model per record).
+    // Already embedded: by this model, or by one the store did not record (a Chroma collection
+    // written before vstore recorded its model there).
     if (auto it = existing.find(r.article.uri); it != existing.end() && (it->second == model || it->second.empty())) {
       ++counts.skipped_existing;
     } else {
@@ -353,6 +353,12 @@ Result<void> load_batch(ArticleStore& store, std::vector<IngestRecord>& batch, s
   }
   const std::int64_t batch_size = static_cast<std::int64_t>(batch.size());
   if (!to_embed.empty()) {
+    // upsert_articles() skips these (never a made-up vector); say which they are.
+    for (const Article& a : to_embed) {
+      if (document_text(a).empty()) {
+        std::fprintf(stderr, "ingest: %s: skipped: raw, summary and title hold no text to embed\n", a.uri.c_str());
+      }
+    }
     const std::int64_t before = counts.loaded + batch_size - static_cast<std::int64_t>(to_embed.size());
     auto n = store.upsert_articles(to_embed, [&](std::size_t done) {
       progress.update(before + static_cast<std::int64_t>(done));

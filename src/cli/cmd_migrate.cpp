@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // `vstore migrate-chroma`: the command-line edge over migrate_chroma() (progress, summary, exit code).
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
+#include "core/process.hpp"
 #include "vstore/article_store.hpp"
 #include "macro/bench.hpp"
 #include "vstore/migrate.hpp"
@@ -86,10 +85,14 @@ Result<std::string> bench_directory(const Config& cfg, std::int64_t rows, int di
   std::filesystem::create_directories(dir.parent_path(), ec);
   std::fprintf(stderr, "bench migrate: writing %lld x %d vectors (%s) with chromadb 1.0.19 into %s (once) ...\n",
                static_cast<long long>(rows), dim, payload.c_str(), dir.c_str());
-  const std::string cmd = fmt::format("'{}' '{}/scripts/make_chroma_bench_dir.py' '{}' {} {} 1 {} >/dev/null", python.string(),
-                                      VSTORE_SOURCE_DIR, dir.string(), rows, dim, payload);
-  const int status = std::system(cmd.c_str());
-  if (status != 0) return fail(ErrorCode::internal, fmt::format("writing the benchmark directory failed: {}", cmd));
+  const std::vector<std::string> argv = {python.string(),
+                                         (std::filesystem::path(VSTORE_SOURCE_DIR) / "scripts" / "make_chroma_bench_dir.py").string(),
+                                         dir.string(), std::to_string(rows), std::to_string(dim), "1", payload};
+  VS_TRY_ASSIGN(const int status, run_process(argv, ProcessOptions{.discard_stdout = true}));
+  if (status != 0) {
+    return fail(ErrorCode::internal, fmt::format("writing the benchmark directory failed: {} {} exited with status {}",
+                                                 argv[0], argv[1], status));
+  }
   std::FILE* mark = std::fopen((dir / "complete").c_str(), "w");
   if (mark) std::fclose(mark);
   return dir.string();

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
+#include "embed/embed_bert.hpp"
 #include "vstore/embedded_pg.hpp"
 
 namespace vstore::cli {
@@ -60,31 +61,13 @@ void Progress::finish() {
 
 }  // namespace vstore::cli
 
-namespace {
-
-// OPENBLAS_NUM_THREADS=1 takes effect only when a process starts, so vstore starts itself again
-// with it when it is unset (a value the user set is kept; if the exec fails it runs as it is):
-// the pthread OpenBLAS starts worker threads when it is loaded, before main, which spin for
-// about 0.1 s of CPU each before they sleep, and the embedding engine runs BLAS on one thread
-// per caller anyway (measured on `migrate-chroma --dry-run`, docs/benchmarks.md). The restarted
-// process removes the variable again, so the servers and tools it starts (PostgreSQL, Chroma,
-// Python) do not inherit it.
-void start_tuned(char** argv) {
-  constexpr const char* k_marker = "VSTORE_SET_OPENBLAS_THREADS";
-  if (std::getenv(k_marker) != nullptr) {
-    unsetenv("OPENBLAS_NUM_THREADS");
-    unsetenv(k_marker);
-    return;
-  }
-  if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return;
-  if (setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0 && setenv(k_marker, "1", 1) == 0) execv("/proc/self/exe", argv);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace vstore::cli;
-  start_tuned(argv);
+  // Before any other thread: OpenBLAS to one thread, and the workers Debian's pthread OpenBLAS
+  // started when it was loaded stopped (they would spin for a while, and the engine runs BLAS
+  // on one thread per caller). No environment variable is set, so PostgreSQL, Chroma and
+  // Python started by vstore are unaffected.
+  vstore::embed::limit_blas_threads();
   CLI::App app{"vstore: an article vector store on PostgreSQL + pgvector, with the tools to move off ChromaDB.\n"
                "Configuration comes from the environment and .env (see docs/product.md)."};
   app.set_version_flag("--version", VSTORE_VERSION);

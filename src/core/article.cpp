@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "vstore/date.hpp"
+#include "core/text.hpp"
 
 namespace vstore {
 namespace {
@@ -26,13 +27,6 @@ Result<std::optional<std::string>> optional_string(const json& record, const cha
                 fmt::format("field {} must be a string or null, not {}", field, type_name(*it)));
   }
   return std::optional<std::string>(it->get<std::string>());
-}
-
-bool is_blank(std::string_view s) {
-  for (char c : s) {
-    if (!std::isspace(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -118,7 +112,7 @@ Result<Article> article_from_json(const json& record) {
 
 std::string_view document_text(const Article& article) {
   for (const auto* field : {&article.raw, &article.summary, &article.title}) {
-    if (*field && !is_blank(**field)) return **field;
+    if (*field && !is_blank_text(**field)) return **field;
   }
   return {};
 }

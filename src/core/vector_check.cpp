@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// check_vector(): dimension, finiteness and non-zero checks shared by every backend.
+// check_vector(): dimension, finiteness and non-zero checks shared by every backend; the one
+// cosine (core/cosine.hpp).
 #include "vstore/vector_check.hpp"
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <cstdint>
 
 #include <fmt/format.h>
+
+#include "core/cosine.hpp"
 
 namespace vstore {
 
@@ -65,6 +68,26 @@ Error model_refused(std::string_view holder, std::string_view stored, std::strin
 Error query_model_refused(std::string_view holder, std::string_view stored, std::string_view model) {
   return Error(ErrorCode::invalid_argument,
                fmt::format("the query was embedded with model {}, but {} holds vectors of model {}", model, holder, stored));
+}
+
+double cosine_similarity(std::span<const float> a, std::span<const float> b) noexcept {
+  double dot = 0;
+  double norm_a = 0;
+  double norm_b = 0;
+  const std::size_t n = std::min(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto x = static_cast<double>(a[i]);
+    const auto y = static_cast<double>(b[i]);
+    dot += x * y;
+    norm_a += x * x;
+    norm_b += y * y;
+  }
+  if (norm_a == 0 || norm_b == 0) return 0.0;
+  return dot / (std::sqrt(norm_a) * std::sqrt(norm_b));
+}
+
+double cosine_distance(std::span<const float> a, std::span<const float> b) noexcept {
+  return 1.0 - cosine_similarity(a, b);
 }
 
 }  // namespace vstore

@@ -26,12 +26,15 @@
 // filled with the bias (or the residual plus the bias) and the GEMM accumulates into it.
 //
 // Threads and determinism: OpenBLAS is set to one thread once per process (it would otherwise
-// start its own pool and oversubscribe). embed() cuts the batch into chunks of roughly
-// k_chunk_tokens tokens, a cut that depends only on the batch, never on the thread count; up to
-// `threads` std::threads (the caller included) take chunks from an atomic counter, each with its
-// own workspace. OpenBLAS rounds a row differently depending on where it falls in the matrix, so
-// fixed chunks are what make the result independent of `threads`. The model is immutable after
-// load(); nothing mutable is shared between calls or threads.
+// start its own pool and oversubscribe; limit_blas_threads() also stops the workers it started
+// at load). embed() cuts the batch into chunks of roughly k_chunk_tokens tokens, a cut that
+// depends only on the batch, never on the thread count; the chunks are the parts of one job on
+// the process's EmbedPool (embed_pool.hpp), run by the caller and up to `threads` - 1 idle pool
+// workers, each with its thread's own workspace. No call starts a thread, so concurrent calls
+// do not oversubscribe the cores. OpenBLAS rounds a row differently depending on where it falls
+// in the matrix, so fixed chunks are what make the result independent of `threads` and of which
+// thread runs a chunk. The model is immutable after load(); nothing mutable is shared between
+// calls or threads.
 //
 // Kernels: LayerNorm, GELU and softmax have an AVX2+FMA version chosen at run time when the CPU
 // has it (the build sets no -march) and a portable scalar one; GELU uses a rational erf
@@ -41,7 +44,10 @@
 // of weights, and BLAS would also copy them into its packed layout on every call.
 #include "embed/embed_bert.hpp"
 
+#include "embed/embed_pool.hpp"
+
 #include <cblas.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <immintrin.h>
 #include <sys/mman.h>
@@ -388,77 +394,17 @@ void init_blas_once() {
 
 }  // namespace
 
-// Threads that split the columns of each Linear layer of one short chunk (a search query). The
-// calling thread takes part 0; helpers wait for a new generation, run their part and count
-// down. Waits spin briefly (a query's layers follow each other within microseconds) and then
-// block on the atomic. One team serves one embed() call and is joined at its end.
-class ColumnTeam {
- public:
-  explicit ColumnTeam(int parts) : m_parts(parts) {
-    for (int part = 1; part < parts; ++part) {
-      try {
-        m_threads.emplace_back([this, part] { serve(part); });
-      } catch (const std::system_error&) {
-        m_parts = part;  // fewer parts: each covers more columns, with the same result
-        break;
-      }
-    }
-  }
-  ~ColumnTeam() {
-    m_stop.store(true);
-    m_generation.fetch_add(1);
-    m_generation.notify_all();
-  }
-  ColumnTeam(const ColumnTeam&) = delete;
-  ColumnTeam& operator=(const ColumnTeam&) = delete;
-
-  [[nodiscard]] int parts() const { return m_parts; }
-
-  // Runs fn(part) for every part, part 0 on this thread; returns when all are done.
-  void run(const std::function<void(int)>& fn) {
-    if (m_parts == 1) {
-      fn(0);
-      return;
-    }
-    m_fn = &fn;
-    m_pending.store(m_parts - 1);
-    m_generation.fetch_add(1);
-    m_generation.notify_all();
-    fn(0);
-    for (int spin = 0; m_pending.load() != 0; ++spin) {
-      if (spin < k_spins) {
-        _mm_pause();
-      } else {
-        const int left = m_pending.load();
-        if (left != 0) m_pending.wait(left);
-      }
-    }
-  }
-
- private:
-  static constexpr int k_spins = 4000;
-
-  void serve(int part) {
-    std::uint64_t seen = 0;
-    for (;;) {
-      for (int spin = 0; m_generation.load() == seen; ++spin) {
-        if (spin >= k_spins) m_generation.wait(seen);
-        else _mm_pause();
-      }
-      seen = m_generation.load();
-      if (m_stop.load()) return;
-      (*m_fn)(part);
-      if (m_pending.fetch_sub(1) == 1) m_pending.notify_one();
-    }
-  }
-
-  int m_parts;
-  const std::function<void(int)>* m_fn = nullptr;
-  std::atomic<std::uint64_t> m_generation{0};
-  std::atomic<int> m_pending{0};
-  std::atomic<bool> m_stop{false};
-  std::vector<std::jthread> m_threads;  // last member: joined before the atomics go away
-};
+void limit_blas_threads() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    init_blas_once();
+    // Debian's pthread OpenBLAS starts its workers when the library is loaded, before main;
+    // they spin for a while and then sleep, and BLAS runs on one thread here anyway. The
+    // function is looked up because OpenBLAS builds without a thread server do not have it.
+    using Shutdown = int (*)();
+    if (void* symbol = dlsym(RTLD_DEFAULT, "blas_thread_shutdown_")) reinterpret_cast<Shutdown>(symbol)();
+  });
+}
 
 namespace {
 
@@ -735,20 +681,22 @@ struct BertModel::Workspace {
   }
 };
 
-void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
-                             std::span<std::vector<float>> out, ColumnTeam* team) const {
+Result<void> BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
+                                     std::span<std::vector<float>> out, int column_parts) const {
   const Kernels& k = kernels();
-  // C[m x n] += A W^T; a short chunk with a team splits the n output columns between its
-  // threads (every element is the same dot product whichever thread computes it).
-  const auto linear = [&](std::size_t m, std::size_t n, std::size_t kdim, const float* a, const float* w, float* c) {
-    if (team == nullptr || team->parts() == 1 || k.small_gemm_nt == nullptr || m > k_small_rows) {
+  // C[m x n] += A W^T; a short chunk with column_parts > 1 splits the n output columns between
+  // up to that many threads of the pool (every element is the same dot product whichever
+  // thread computes it).
+  const auto linear = [&](std::size_t m, std::size_t n, std::size_t kdim, const float* a, const float* w,
+                          float* c) -> Result<void> {
+    if (column_parts <= 1 || k.small_gemm_nt == nullptr || m > k_small_rows) {
       linear_acc(k, m, n, kdim, a, w, c);
-      return;
+      return {};
     }
-    const auto parts = static_cast<std::size_t>(team->parts());
-    team->run([&](int part) {
-      const std::size_t n0 = n * static_cast<std::size_t>(part) / parts;
-      const std::size_t n1 = n * static_cast<std::size_t>(part + 1) / parts;
+    const auto parts = static_cast<std::size_t>(column_parts);
+    return EmbedPool::shared().run(parts, column_parts, [&](std::size_t part) {
+      const std::size_t n0 = n * part / parts;
+      const std::size_t n1 = n * (part + 1) / parts;
       if (n1 > n0) k.small_gemm_nt(m, n1 - n0, kdim, a, kdim, w + n0 * kdim, kdim, c + n0, n);
     });
   };
@@ -789,7 +737,7 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
   for (const Layer& layer : m_layers) {
     // Q, K, V for every token in one GEMM.
     fill_rows(qkv, tokens, layer.qkv_bias);
-    linear(tokens, h3, h, hidden, layer.qkv_weight.data(), qkv);
+    VS_TRY(linear(tokens, h3, h, hidden, layer.qkv_weight.data(), qkv));
 
     // Attention, per sequence and head, over the sequence's own tokens only.
     for (std::size_t seq_idx = 0; seq_idx < seqs.size(); ++seq_idx) {
@@ -808,15 +756,15 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
 
     // Output projection into the residual (hidden + bias), then LayerNorm.
     add_rows(hidden, tokens, layer.attn_out_bias);
-    linear(tokens, h, h, ctx, layer.attn_out_weight.data(), hidden);
+    VS_TRY(linear(tokens, h, h, ctx, layer.attn_out_weight.data(), hidden));
     k.layer_norm(hidden, tokens, h, layer.attn_ln_gamma.data(), layer.attn_ln_beta.data(), eps);
 
     // Feed-forward: GELU(hidden Wi^T + bi) Wo^T + bo, into the residual, then LayerNorm.
     fill_rows(ffn, tokens, layer.ffn_in_bias);
-    linear(tokens, inter, h, hidden, layer.ffn_in_weight.data(), ffn);
+    VS_TRY(linear(tokens, inter, h, hidden, layer.ffn_in_weight.data(), ffn));
     k.gelu(ffn, tokens * inter);
     add_rows(hidden, tokens, layer.ffn_out_bias);
-    linear(tokens, h, inter, ffn, layer.ffn_out_weight.data(), hidden);
+    VS_TRY(linear(tokens, h, inter, ffn, layer.ffn_out_weight.data(), hidden));
     k.layer_norm(hidden, tokens, h, layer.ffn_ln_gamma.data(), layer.ffn_ln_beta.data(), eps);
   }
 
@@ -836,6 +784,7 @@ void BertModel::encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Wo
     dst.resize(h);
     for (std::size_t i = 0; i < h; ++i) dst[i] = static_cast<float>(sum[i] * inv);
   }
+  return {};
 }
 
 Result<std::vector<std::vector<float>>> BertModel::embed(std::span<const std::vector<std::int32_t>> batch,
@@ -871,36 +820,26 @@ Result<std::vector<std::vector<float>>> BertModel::embed(std::span<const std::ve
   bounds.push_back(batch.size());
   const std::size_t n_chunks = bounds.size() - 1;
 
+  EmbedPool& pool = EmbedPool::shared();
   // One short chunk (a search query) would leave every thread but one idle: its Linear layers
-  // are split between the threads instead.
+  // are split between the pool's threads instead.
   if (n_chunks == 1 && threads > 1 && total <= k_small_rows) {
-    ColumnTeam team(threads);
     Workspace ws;
-    encode_chunk(batch, ws, std::span(out), &team);
+    VS_TRY(encode_chunk(batch, ws, std::span(out), std::min(threads, pool.threads())));
     return out;
   }
 
-  std::atomic<std::size_t> next{0};
-  const auto worker = [&] {
-    Workspace ws;
-    for (std::size_t chunk = next++; chunk < n_chunks; chunk = next++) {
-      const std::size_t first = bounds[chunk];
-      const std::size_t last = bounds[chunk + 1];
-      encode_chunk(batch.subspan(first, last - first), ws, std::span(out).subspan(first, last - first), nullptr);
-    }
-  };
-  const std::size_t n_threads = std::min(static_cast<std::size_t>(threads), n_chunks);
-  std::vector<std::jthread> pool;
-  pool.reserve(n_threads - 1);
-  for (std::size_t t = 1; t < n_threads; ++t) {
-    try {
-      pool.emplace_back(worker);
-    } catch (const std::system_error&) {
-      break;  // fewer threads: the remaining ones take every chunk, with the same result
-    }
-  }
-  worker();
-  pool.clear();
+  // Each chunk is one part of a pool job, run on this thread or a worker with that thread's
+  // workspace (kept for the thread's lifetime, so a pool worker allocates it once).
+  std::vector<Result<void>> chunk_results(n_chunks);
+  VS_TRY(pool.run(n_chunks, threads, [&](std::size_t chunk) {
+    thread_local Workspace ws;
+    const std::size_t first = bounds[chunk];
+    const std::size_t last = bounds[chunk + 1];
+    chunk_results[chunk] =
+        encode_chunk(batch.subspan(first, last - first), ws, std::span(out).subspan(first, last - first), 0);
+  }));
+  for (auto& result : chunk_results) VS_TRY(result);
   return out;
 }
 

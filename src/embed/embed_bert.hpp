@@ -12,6 +12,13 @@
 
 namespace vstore::embed {
 
+/// Sets OpenBLAS to one thread and stops the worker threads a pthread OpenBLAS started when it
+/// was loaded (the engine runs BLAS on one thread per caller). Call it at the start of main,
+/// before any other thread uses BLAS; later calls do nothing. Never fails (without OpenBLAS's
+/// thread server there is nothing to stop). Environment variables are not touched, so the
+/// processes vstore starts are unaffected.
+void limit_blas_threads();
+
 /// The shape of a BERT encoder, as read from a Hugging Face config.json.
 struct BertConfig {
   int vocab_size = 30522;         ///< rows of the word embedding table
@@ -27,8 +34,6 @@ struct BertConfig {
 /// A loaded BERT encoder with mean pooling and L2 normalisation (a sentence-transformers model
 /// such as all-MiniLM-L6-v2). Immutable after load(): every method is const and thread-safe, and
 /// one instance is meant to be shared (std::shared_ptr) by every thread that embeds.
-class ColumnTeam;
-
 class BertModel {
  public:
   /// Reads `model_dir`/config.json and `model_dir`/model.safetensors (fp32 tensors named as
@@ -47,10 +52,12 @@ class BertModel {
   /// with an attention mask computes), so batch neighbours change an embedding only by float
   /// rounding (about 1e-7). The output depends on `batch` alone, never on `threads`: the same
   /// batch gives bit-identical embeddings with any thread count.
-  /// `threads` (1..n) is how many threads to split the batch over; the calling thread is one of
-  /// them. BLAS runs single-threaded inside each. An empty batch gives an empty result.
-  /// Errors: invalid_argument (threads < 1, an empty or too long sequence, an id out of range,
-  /// naming the sequence index and the value). Thread-safe: concurrent calls share nothing mutable.
+  /// The work runs on the calling thread and on up to `threads` - 1 idle workers of the
+  /// process's EmbedPool (embed_pool.hpp): no call starts a thread, so concurrent calls never
+  /// add threads to the process. BLAS runs single-threaded inside each. An empty batch gives an
+  /// empty result. Errors: invalid_argument (threads < 1, an empty or too long sequence, an id
+  /// out of range, naming the sequence index and the value), internal (a failure on the pool).
+  /// Thread-safe: concurrent calls share nothing mutable.
   [[nodiscard]] Result<std::vector<std::vector<float>>> embed(std::span<const std::vector<std::int32_t>> batch,
                                                               int threads) const;
 
@@ -90,10 +97,11 @@ class BertModel {
   };
 
   struct Workspace;
-  // Encodes `seqs` (one chunk, packed back to back) into out[i] for each seqs[i]. With a team,
-  // the Linear layers of a short chunk are split between the team's threads.
-  void encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
-                    std::span<std::vector<float>> out, ColumnTeam* team) const;
+  // Encodes `seqs` (one chunk, packed back to back) into out[i] for each seqs[i]. With
+  // column_parts > 1, the Linear layers of a short chunk are split between that many parts on
+  // the process's EmbedPool. Errors: internal (a part failed on the pool).
+  [[nodiscard]] Result<void> encode_chunk(std::span<const std::vector<std::int32_t>> seqs, Workspace& ws,
+                                          std::span<std::vector<float>> out, int column_parts) const;
 
   BertConfig m_config;
   std::vector<float> m_word_embeddings;      // [V, H]

@@ -20,7 +20,7 @@ Result<std::unique_ptr<Embedder>> make_embedder(const Config& config) {
     return embed::make_openai_embedder(opts);
   }
   if (config.embedding_provider == "local") {
-    const std::filesystem::path dir = config.model_dir.value_or(config.data_dir / "models" / "all-MiniLM-L6-v2");
+    VS_TRY_ASSIGN(const std::filesystem::path dir, embed::find_model_dir(config, embed::model_dir_records()));
     return embed::make_local_embedder(dir, config.embedding_model, config.embedding_dim, config.embed_threads);
   }
   return fail(ErrorCode::invalid_argument,

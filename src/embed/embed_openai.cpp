@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.hpp"
+
 namespace vstore::embed {
 namespace {
 
@@ -50,7 +52,7 @@ class OpenAIEmbedder final : public Embedder {
     std::vector<std::string> inputs;
     inputs.reserve(texts.size());
     for (std::size_t i = 0; i < texts.size(); ++i) {
-      if (texts[i].find_first_not_of(" \t\r\n") == std::string::npos) {
+      if (is_blank_text(texts[i])) {
         return fail(ErrorCode::invalid_argument, fmt::format("text {} is blank; nothing to embed", i));
       }
       inputs.push_back(truncate_for_openai(texts[i]));

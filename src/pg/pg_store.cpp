@@ -53,6 +53,7 @@ constexpr int k_write_attempts = 4;                // a transaction the server r
 constexpr auto k_catalog_recheck = std::chrono::seconds(1);  // the table's catalog fingerprint, at most this often
 
 thread_local SearchPlan t_last_plan = SearchPlan::index;
+thread_local std::optional<SearchPlan> t_forced_plan;  // test_force_plan()
 
 std::string q(std::string_view ident) { return quote_sql_identifier(ident); }
 
@@ -321,6 +322,8 @@ Pool& PgVectorStore::read_pool() {
 }
 
 SearchPlan PgVectorStore::test_last_plan() { return t_last_plan; }
+
+void PgVectorStore::test_force_plan(std::optional<SearchPlan> plan) { t_forced_plan = plan; }
 
 // ---- writes -----------------------------------------------------------------------------------
 
@@ -845,10 +848,11 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     }
     VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
-    if (est_rows <= static_cast<double>(k_exact_max_rows) || info.index_type == "none") {
-      prep.plan = SearchPlan::exact;
-    } else {
-      prep.plan = SearchPlan::index_iterative;
+    prep.plan = est_rows <= static_cast<double>(k_exact_max_rows) || info.index_type == "none"
+                    ? SearchPlan::exact
+                    : SearchPlan::index_iterative;
+    if (t_forced_plan && info.index_type != "none") prep.plan = *t_forced_plan;
+    if (prep.plan == SearchPlan::index_iterative) {
       const double widened = 4.0 * options.top_k / selectivity;
       prep.ef_search = static_cast<int>(std::clamp(std::max<double>(ef_default, widened), 1.0, 1000.0));
     }
@@ -874,6 +878,31 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
 }
 
 namespace {
+// test_force_plan(index_iterative): the planner must take the vector index even where it would
+// rather read the filter's B-tree and sort (a selective filter). With sorts and bitmap scans
+// disabled, every way to the matching rows but the ordered vector index scan needs a sort
+// (sequential scans stay on: the join back to the table by ctid may use one). Set for one
+// statement, then reset (`force` false).
+Result<void> force_vector_index(Connection& conn, bool force) {
+  for (const char* guc : {"enable_bitmapscan", "enable_sort"}) {
+    VS_TRY(conn.set_guc(guc, force ? "off" : "on"));
+  }
+  return {};
+}
+
+// Undoes force_vector_index() when it goes out of scope (a failure to reset is left to the
+// connection's next use; this is a test-only path).
+struct ForcedIndexReset {
+  Connection* conn = nullptr;
+  ForcedIndexReset() = default;
+  explicit ForcedIndexReset(Connection* c) : conn(c) {}
+  ForcedIndexReset(const ForcedIndexReset&) = delete;
+  ForcedIndexReset& operator=(const ForcedIndexReset&) = delete;
+  ~ForcedIndexReset() {
+    if (conn != nullptr) static_cast<void>(force_vector_index(*conn, false));
+  }
+};
+
 Result<void> apply_gucs(Connection& conn, const std::string& index_type, int ef_search, int probes) {
   if (index_type == "hnsw") {
     VS_TRY(conn.set_guc("hnsw.ef_search", std::to_string(ef_search)));
@@ -916,9 +945,12 @@ Result<std::vector<SearchHit>> PgVectorStore::search_on(Connection& conn, std::s
     // plan chosen above (e.g. a bitmap scan of every matching row where HNSW was meant).
     return prep.filter_params.empty() ? conn.exec_prepared(sql, params) : conn.exec_params(sql, params);
   };
+  const bool forced_index = t_forced_plan == SearchPlan::index_iterative && prep.plan == SearchPlan::index_iterative;
+  if (forced_index) VS_TRY(force_vector_index(conn, true));
+  const ForcedIndexReset reset(forced_index ? &conn : nullptr);
   VS_TRY_ASSIGN(PgResult res, run(prep.sql));
   t_last_plan = prep.plan;
-  if (prep.plan == SearchPlan::index_iterative && res.rows() < options.top_k) {
+  if (prep.plan == SearchPlan::index_iterative && res.rows() < options.top_k && !t_forced_plan) {
     // The estimate was wrong (fewer matches than thought): rank the matching rows exactly.
     SearchOptions exact = options;
     const std::string exact_sql = std::string(prep.sql).replace(prep.sql.find("ORDER BY a.embedding <=> $1 LIMIT"),
@@ -944,6 +976,9 @@ Result<std::string> PgVectorStore::test_explain(std::span<const float> query, co
   VS_TRY(apply_gucs(conn, info->index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
   std::vector<Param> params = {Param{vec, true, false, vec_oid}};
   for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
+  const bool forced_index = t_forced_plan == SearchPlan::index_iterative && prep.plan == SearchPlan::index_iterative;
+  if (forced_index) VS_TRY(force_vector_index(conn, true));
+  const ForcedIndexReset reset(forced_index ? &conn : nullptr);
   VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN " + prep.sql, params));
   std::string out;
   for (int r = 0; r < res.rows(); ++r) out += res.text(r, 0) + "\n";

@@ -69,6 +69,13 @@ class PgVectorStore final : public VectorStore {
   // ---- for tests and benchmarks only ----
   /// The plan the last search on this thread used.
   [[nodiscard]] static SearchPlan test_last_plan();
+  /// Forces the plan of this thread's filtered searches (and test_explain()): index_iterative
+  /// (the vector index with iterative scan and the candidate list widened by 1/selectivity,
+  /// never falling back to exact; sorts and bitmap scans are disabled for the statement, so
+  /// the planner cannot read the filter's B-tree and sort instead) or exact; nullopt, the
+  /// default, lets the estimate choose. Ignored without a vector index; unfiltered searches are
+  /// unaffected.
+  static void test_force_plan(std::optional<SearchPlan> plan);
   /// EXPLAIN text of the statement search() would run for these options.
   [[nodiscard]] Result<std::string> test_explain(std::span<const float> query, const SearchOptions& options);
   /// What the store knows of its table now (without a catalog check).

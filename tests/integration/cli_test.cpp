@@ -140,7 +140,7 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
   CmdResult other = run("search 'cocoa Bahia'", std::string("EMBEDDING_PROVIDER=local VSTORE_MODEL_DIR='") + model_dir + "'");
   EXPECT_EQ(other.code, 1);
   EXPECT_NE(other.err.find("all-MiniLM-L6-v2"), std::string::npos) << other.err;
-  EXPECT_NE(other.err.find("vstore-hash-v1"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find("vstore-hash-v2"), std::string::npos) << other.err;
 
   CmdResult search = run("search 'cocoa Bahia' --top-k 2 --json");
   ASSERT_EQ(search.code, 0) << search.err;
@@ -176,7 +176,7 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
     EXPECT_TRUE(h.contains(key)) << key;
   }
   EXPECT_EQ(h["rows"], 4);
-  EXPECT_EQ(h["embedding_model"], "vstore-hash-v1");
+  EXPECT_EQ(h["embedding_model"], "vstore-hash-v2");
 }
 
 TEST_F(CliTest, GivenVectorsAreStoredBitExact) {
@@ -190,7 +190,7 @@ TEST_F(CliTest, GivenVectorsAreStoredBitExact) {
   }
   write_file("v.jsonl", line + "]}\n");
   // The hash embedder's model already holds this table; vectors given in a file name theirs.
-  CmdResult ingest = run("ingest v.jsonl --model vstore-hash-v1");
+  CmdResult ingest = run("ingest v.jsonl --model vstore-hash-v2");
   ASSERT_EQ(ingest.code, 0) << ingest.err;
   CmdResult vectors = run("vectors --json --where '{\"uri\": \"v:1\"}'");
   ASSERT_EQ(vectors.code, 0) << vectors.err;
@@ -208,7 +208,7 @@ TEST_F(CliTest, BadInputFailsWithOneLineReasonAndWritesNothing) {
   EXPECT_NE(bad.err.find("bad.jsonl:2"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("title"), std::string::npos) << bad.err;
   write_file("dim.jsonl", "{\"uri\": \"d:1\", \"title\": \"x\", \"embedding\": [1, 2, 3]}\n");
-  CmdResult dim = run("ingest dim.jsonl --model vstore-hash-v1");
+  CmdResult dim = run("ingest dim.jsonl --model vstore-hash-v2");
   EXPECT_EQ(dim.code, 1);
   EXPECT_NE(dim.err.find("expected 384 dimensions, not 3"), std::string::npos) << dim.err;
   CmdResult after = run("health --json");

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Recall of PgVectorStore against exact brute-force search on a real PostgreSQL + pgvector:
 // 20,000 clustered 384-d vectors (docs/reference/performance.md "Conditions"), HNSW m=16 /
-// ef_construction=64, loaded by COPY then CREATE INDEX; unfiltered and filtered at 0.1%..50%.
+// ef_construction=64, loaded by COPY then CREATE INDEX; unfiltered and filtered at 0.1%..50%:
+// with the plan the store chooses, and with each filtered plan forced in turn (issue 21 item
+// 15: at 20,000 rows the estimate picks the exact plan up to 40%, so the HNSW filtered path
+// would otherwise never run), each checked with EXPLAIN.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -179,6 +183,81 @@ INSTANTIATE_TEST_SUITE_P(AtEverySelectivity, PgFilteredRecall,
                          [](const ::testing::TestParamInfo<std::size_t>& info) {
                            return std::string(k_selections[info.param].label);
                          });
+
+// ---- each filtered plan forced (issue 21, item 15) ------------------------------------------------
+
+// Queries per forced case. A forced HNSW query with the planner's alternatives disabled takes
+// 0.5-1 s here (the plan the store picks itself at 50% takes 17 ms), so that path gets fewer to
+// keep the suite near 3 minutes on 2 cores.
+constexpr std::size_t k_forced_exact_queries = 100;
+constexpr std::size_t k_forced_hnsw_queries = 40;
+// The HNSW filtered path with relaxed_order returns the first top_k matching rows the graph walk
+// meets, not the best top_k among all it visits: measured at 20,000 rows, recall@10 0.93 (0.1%),
+// 0.97 (1%), 0.94 (10%) and 0.96 (50%). The store keeps the 0.95 of k_min_recall by choosing
+// the exact plan up to 8,000 estimated rows; forced, the path must stay at least here.
+constexpr double k_min_recall_forced_hnsw = 0.90;
+
+/// Forces a plan on this thread for the test's lifetime.
+class ForcedPlan {
+ public:
+  explicit ForcedPlan(SearchPlan plan) { pg::PgVectorStore::test_force_plan(plan); }
+  ~ForcedPlan() { pg::PgVectorStore::test_force_plan(std::nullopt); }
+  ForcedPlan(const ForcedPlan&) = delete;
+  ForcedPlan& operator=(const ForcedPlan&) = delete;
+};
+
+const char* plan_label(SearchPlan plan) { return plan == SearchPlan::exact ? "Exact" : "HnswIterative"; }
+
+class Issue21ForcedPlanRecall : public PgRecall,
+                                public ::testing::WithParamInterface<std::tuple<std::size_t, SearchPlan>> {};
+
+TEST_P(Issue21ForcedPlanRecall, Item15ForcedPlanRunsAsExplainShowsWithRecallAgainstExactFilteredSearch) {
+  const auto [selection_idx, plan] = GetParam();
+  const Selection& sel = k_selections[selection_idx];
+  const auto& truth = m_data->filtered[selection_idx];
+  auto where = parse_filter(nlohmann::json{{"topic", sel.topic}});
+  ASSERT_TRUE(where) << where.error().to_string();
+  SearchOptions opts;
+  opts.top_k = k_top_k;
+  opts.where = *where;
+  const ForcedPlan forced(plan);
+
+  auto explained = m_data->store->test_explain(m_data->set.query(0), opts);
+  ASSERT_TRUE(explained) << explained.error().to_string();
+  const bool uses_index = explained->find("Index Scan using " + m_data->index_name) != std::string::npos;
+  if (plan == SearchPlan::exact) {
+    EXPECT_FALSE(uses_index) << *explained;
+    EXPECT_NE(explained->find("Sort"), std::string::npos) << *explained;
+  } else {
+    EXPECT_TRUE(uses_index) << *explained;
+  }
+
+  const std::size_t queries = plan == SearchPlan::exact ? k_forced_exact_queries : k_forced_hnsw_queries;
+  double recall = 0;
+  std::size_t short_results = 0;
+  for (std::size_t query_idx = 0; query_idx < queries; ++query_idx) {
+    auto hits = m_data->store->search(m_data->set.query(query_idx), opts);
+    ASSERT_TRUE(hits) << hits.error().to_string();
+    EXPECT_EQ(pg::PgVectorStore::test_last_plan(), plan) << "query " << query_idx;
+    if (hits->size() != static_cast<std::size_t>(k_top_k)) ++short_results;
+    for (const auto& hit : *hits) EXPECT_EQ(hit.metadata.value("topic", ""), sel.topic) << hit.id;
+    recall += recall_of(truth[query_idx], ids_of(*hits));
+  }
+  recall /= static_cast<double>(queries);
+  std::printf("[recall] forced %s, filter topic=%s (%.1f%%): recall@10 %.4f, short results %zu\n", plan_label(plan),
+              sel.topic, sel.fraction * 100, recall, short_results);
+  RecordProperty("recall_at_10", fmt::format("{:.4f}", recall));
+  EXPECT_EQ(short_results, 0U);
+  EXPECT_GE(recall, plan == SearchPlan::exact ? 0.999 : k_min_recall_forced_hnsw);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AtEverySelectivityAndPlan, Issue21ForcedPlanRecall,
+    ::testing::Combine(::testing::Values(std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}),
+                       ::testing::Values(SearchPlan::index_iterative, SearchPlan::exact)),
+    [](const ::testing::TestParamInfo<std::tuple<std::size_t, SearchPlan>>& info) {
+      return std::string(k_selections[std::get<0>(info.param)].label) + plan_label(std::get<1>(info.param));
+    });
 
 }  // namespace
 }  // namespace vstore
