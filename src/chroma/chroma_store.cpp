@@ -55,8 +55,6 @@ constexpr std::string_view k_contract_keys[] = {"title",   "news_source", "categ
                                                 "tags",    "summary",     "uri",       "driver_type",
                                                 "publication_date"};
 
-}
-
 json embedding_json(std::span<const float> v) {
   json arr = json::array();
   for (float f : v) arr.push_back(f);
