@@ -55,6 +55,7 @@ struct Config {
   std::vector<std::string> database_read_urls;  ///< DATABASE_READ_URLS, comma-separated, each like DATABASE_URL (multi-host URLs kept whole)
   BackendKind backend = BackendKind::pgvector;  ///< VECTOR_BACKEND: pgvector, chromadb or dual (any case)
   BackendKind primary = BackendKind::pgvector;  ///< VECTOR_PRIMARY (dual mode): pgvector or chromadb (any case)
+  bool shadow_compare = false;                  ///< VSTORE_SHADOW_COMPARE (dual mode): 1/true/on or 0/false/off (any case). Default off.
   std::string table = "articles";               ///< VSTORE_TABLE: a plain SQL identifier [a-z_][a-z0-9_]{0,62}, not a reserved word
   PgVectorConfig pgvector;
   PoolConfig pool;

@@ -84,7 +84,7 @@ struct OpenOptions {
   /// Default false: a read-only command against a missing collection fails with not_found.
   bool create = false;
   /// Dual mode: run each read on the secondary too and record overlap@k (see dual_stats()).
-  /// Default false; VSTORE_SHADOW_COMPARE=1 in the environment also turns it on.
+  /// Default false; Config::shadow_compare (VSTORE_SHADOW_COMPARE, environment or .env) also turns it on.
   bool shadow_compare = false;
 };
 

@@ -4,8 +4,6 @@
 // src/chroma and api/dual_store.cpp. A dual store whose Chroma secondary cannot be reached at
 // open still opens: DualStore keeps trying to open it (at most once a second), and meanwhile
 // writes go to the primary and the outbox.
-#include <cstdlib>
-#include <cstring>
 
 #include <fmt/format.h>
 
@@ -50,8 +48,7 @@ Result<std::unique_ptr<VectorStore>> open_store(const Config& config, const Open
       api::DualStore::SecondaryOpener reopen;
       if (!chroma_primary) reopen = [config, chroma_options] { return open_chroma(config, chroma_options); };
       api::DualOptions dual;
-      const char* env = std::getenv("VSTORE_SHADOW_COMPARE");
-      dual.shadow_compare = options.shadow_compare || (env != nullptr && std::strcmp(env, "1") == 0);
+      dual.shadow_compare = options.shadow_compare || config.shadow_compare;
       VS_TRY_ASSIGN(auto store, api::DualStore::open(chroma_primary ? std::move(chroma) : std::move(pg),
                                                      chroma_primary ? std::move(pg) : std::move(chroma),
                                                      chroma_primary ? "pgvector" : "chromadb", std::move(reopen),

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -27,6 +28,11 @@ constexpr int k_exit_usage = 2;
 
 /// Loads the configuration from the environment and the .env file.
 [[nodiscard]] Result<Config> load(const Globals& globals);
+
+/// The vstore source tree, found at run time (nothing is compiled in): the nearest directory
+/// above the running executable that holds scripts/bench_embed_peer.py, the benchmarks' helper
+/// scripts. Errors: not_found, naming the executable.
+[[nodiscard]] Result<std::filesystem::path> source_tree();
 
 /// Prints `vstore: <message>` to stderr and returns k_exit_failure.
 int report(const Error& error);

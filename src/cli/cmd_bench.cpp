@@ -115,12 +115,13 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   });
 
   static BenchEmbedOptions em;
-  static std::string data = std::string(VSTORE_SOURCE_DIR) + "/../shared/data/reuters21578/articles.jsonl";
+  static std::string data;  // empty: ../shared/data/reuters21578/articles.jsonl beside the source tree
   static std::string peer = "auto";
   auto* embed = bench->add_subcommand(
       "embed", "the local embedding engine (batch throughput at 1 and 2 threads, one-query latency) against ONNX "
                "Runtime on the same texts in the same run");
-  embed->add_option("--data", data, "article JSON Lines file")->capture_default_str();
+  embed->add_option("--data", data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
+                                    "vstore's source tree)");
   embed->add_option("--field", em.field, "text to embed: summary, title or document (raw, else summary, else title)")
       ->check(CLI::IsMember({"summary", "title", "document"}))
       ->capture_default_str();
@@ -138,7 +139,14 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
     action = [&] {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
-      em.data = data;
+      std::optional<std::filesystem::path> tree;
+      if (data.empty() || peer == "auto") {
+        auto found = source_tree();
+        if (!found) return report(found.error());
+        tree = *found;
+      }
+      em.data = data.empty() ? (*tree / ".." / "shared" / "data" / "reuters21578" / "articles.jsonl").lexically_normal().string()
+                             : data;
       auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
       if (!model_dir) return report(model_dir.error());
       em.model_dir = *model_dir;
@@ -146,7 +154,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       em.threads = cfg->embed_threads;
       if (peer == "auto") {
         em.python = cfg->data_dir / "venv" / "bin" / "python";
-        em.peer_script = std::filesystem::path(VSTORE_SOURCE_DIR) / "scripts" / "bench_embed_peer.py";
+        em.peer_script = *tree / "scripts" / "bench_embed_peer.py";
         if (!std::filesystem::exists(em.python)) {
           return report(Error(ErrorCode::not_found, fmt::format("no Python venv at {}: run scripts/setup.sh, or pass "
                                                                 "--peer none", em.python.string())));

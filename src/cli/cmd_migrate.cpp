@@ -85,8 +85,8 @@ Result<std::string> bench_directory(const Config& cfg, std::int64_t rows, int di
   std::filesystem::create_directories(dir.parent_path(), ec);
   std::fprintf(stderr, "bench migrate: writing %lld x %d vectors (%s) with chromadb 1.0.19 into %s (once) ...\n",
                static_cast<long long>(rows), dim, payload.c_str(), dir.c_str());
-  const std::vector<std::string> argv = {python.string(),
-                                         (std::filesystem::path(VSTORE_SOURCE_DIR) / "scripts" / "make_chroma_bench_dir.py").string(),
+  VS_TRY_ASSIGN(const std::filesystem::path tree, source_tree());
+  const std::vector<std::string> argv = {python.string(), (tree / "scripts" / "make_chroma_bench_dir.py").string(),
                                          dir.string(), std::to_string(rows), std::to_string(dim), "1", payload};
   VS_TRY_ASSIGN(const int status, run_process(argv, ProcessOptions{.discard_stdout = true}));
   if (status != 0) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <exception>
 #include <string>
@@ -20,6 +21,20 @@ Result<Config> load(const Globals& globals) {
   VS_TRY_ASSIGN(Environment env,
                 read_environment(globals.env_file, globals.env_file_given ? EnvFile::required : EnvFile::optional));
   return load_config(env);
+}
+
+Result<std::filesystem::path> source_tree() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return fail(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message()));
+  for (std::filesystem::path dir = exe.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    if (std::filesystem::is_regular_file(dir / "scripts" / "bench_embed_peer.py", ec)) return dir;
+    if (dir == dir.parent_path()) break;
+  }
+  return fail(ErrorCode::not_found,
+              fmt::format("no scripts/bench_embed_peer.py in any directory above {}: the benchmarks run from vstore's "
+                          "source tree",
+                          exe.string()));
 }
 
 int report(const Error& error) {

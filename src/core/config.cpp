@@ -538,6 +538,12 @@ constexpr std::array<Choice<BackendKind>, 3> k_backends = {
     {{"pgvector", BackendKind::pgvector}, {"chromadb", BackendKind::chromadb}, {"dual", BackendKind::dual}}};
 constexpr std::array<Choice<BackendKind>, 2> k_primaries = {
     {{"pgvector", BackendKind::pgvector}, {"chromadb", BackendKind::chromadb}}};
+constexpr std::array<Choice<bool>, 6> k_switches = {{{"1", true},
+                                                      {"true", true},
+                                                      {"on", true},
+                                                      {"0", false},
+                                                      {"false", false},
+                                                      {"off", false}}};
 constexpr std::array<Choice<IndexType>, 3> k_index_types = {
     {{"hnsw", IndexType::hnsw}, {"ivfflat", IndexType::ivfflat}, {"none", IndexType::none}}};
 constexpr std::array<Choice<std::string_view>, 3> k_providers = {
@@ -566,6 +572,7 @@ Result<void> load_database(const Settings& settings, Config& config) {
 Result<void> load_backend(const Settings& settings, Config& config) {
   VS_TRY_ASSIGN(config.backend, settings.choice("VECTOR_BACKEND", config.backend, k_backends));
   VS_TRY_ASSIGN(config.primary, settings.choice("VECTOR_PRIMARY", config.primary, k_primaries));
+  VS_TRY_ASSIGN(config.shadow_compare, settings.choice("VSTORE_SHADOW_COMPARE", config.shadow_compare, k_switches));
   VS_TRY_ASSIGN(config.table, settings.text("VSTORE_TABLE", config.table));
   const std::string_view table = config.table;
   const bool plain = !table.empty() && table.size() <= 63 && (is_lower(table.front()) || table.front() == '_') &&

@@ -237,7 +237,7 @@ Snapshot snapshot_of_waiting_vstore(const fs::path& dir, const EnvMap& extra) {
   return snap;
 }
 
-TEST(Issue21Cli, Item21VstoreStartsOnceWithoutOpenBlasWorkersOrAnInheritedSetting) {
+TEST(Issue21EmbedCli, Item21VstoreStartsOnceWithoutOpenBlasWorkersOrAnInheritedSetting) {
   require_binary();
   TempDir tmp;
   const Snapshot plain = snapshot_of_waiting_vstore(tmp.path, {});
@@ -254,7 +254,7 @@ TEST(Issue21Cli, Item21VstoreStartsOnceWithoutOpenBlasWorkersOrAnInheritedSettin
   EXPECT_EQ(plain.tasks, pinned.tasks);
 }
 
-TEST(Issue21Cli, Item21BenchMigrateRunsItsHelperWithAPathHoldingASpaceAndAQuote) {
+TEST(Issue21EmbedCli, Item21BenchMigrateRunsItsHelperWithAPathHoldingASpaceAndAQuote) {
   require_binary();
   TempDir tmp;
   const fs::path data = tmp.path / "it's a \"data\" dir";
@@ -288,7 +288,7 @@ TEST(Issue21Cli, Item21BenchMigrateRunsItsHelperWithAPathHoldingASpaceAndAQuote)
 
 // ---- item 23: the model is found whatever the data directory -----------------------------------
 
-TEST(Issue21Cli, Item23TheInstalledModelIsFoundWhenTheDataDirectoryMoves) {
+TEST(Issue21EmbedCli, Item23TheInstalledModelIsFoundWhenTheDataDirectoryMoves) {
   require_binary();
   const std::string model_dir = env_or_empty("VSTORE_TEST_MODEL_DIR");
   ASSERT_FALSE(model_dir.empty()) << "VSTORE_TEST_MODEL_DIR is set by CTest";
@@ -308,7 +308,7 @@ TEST(Issue21Cli, Item23TheInstalledModelIsFoundWhenTheDataDirectoryMoves) {
 
 // ---- item 13e: Unicode-blank text is never stored with a vector ---------------------------------
 
-TEST(Issue21Cli, Item13eUnicodeBlankRecordsAreSkippedByUriAndStoreNoVector) {
+TEST(Issue21EmbedCli, Item13eUnicodeBlankRecordsAreSkippedByUriAndStoreNoVector) {
   require_binary();
   auto& server = testing::PgServer::instance();
   const std::string conninfo = server.create_database("i21blank");
@@ -337,6 +337,43 @@ TEST(Issue21Cli, Item13eUnicodeBlankRecordsAreSkippedByUriAndStoreNoVector) {
             "0");
   EXPECT_EQ(testing::sql_value(conninfo, "SELECT count(*) FROM articles WHERE embedding IS NOT NULL"), "1");
   server.drop_database(conninfo);
+}
+
+// ---- item 21: no source directory compiled into the binary -------------------------------------
+
+// The helper scripts are found beside the binary that runs, wherever its tree is: a copy of the
+// binary in another tree runs that tree's script, not the one of the tree it was built in.
+TEST(Issue21EmbedCli, Item21TheBenchmarkScriptsAreFoundFromTheRunningBinaryNotACompiledInPath) {
+  require_binary();
+  TempDir tmp;
+  const fs::path tree = tmp.path / "moved tree";
+  fs::create_directories(tree / "build" / "src");
+  fs::create_directories(tree / "scripts");
+  fs::copy_file(env_or_empty("VSTORE_BIN"), tree / "build" / "src" / "vstore");
+  std::ofstream(tree / "scripts" / "bench_embed_peer.py") << "# stub\n";
+  std::ofstream(tree / "scripts" / "make_chroma_bench_dir.py") << "# stub\n";
+  const fs::path data = tmp.path / "data";
+  const fs::path python = data / "chroma-py" / "1.0.19" / "bin" / "python";
+  fs::create_directories(python.parent_path());
+  const fs::path argv_file = tmp.path / "argv.txt";
+  {
+    std::ofstream script(python);
+    script << "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$VSTORE_TEST_ARGV_FILE\"\nexit 3\n";
+  }
+  fs::permissions(python, fs::perms::owner_all);
+  const std::string built = env_or_empty("VSTORE_BIN");
+  ::setenv("VSTORE_BIN", (tree / "build" / "src" / "vstore").c_str(), 1);
+  const CmdResult r = run_vstore({"bench", "migrate", "--rows", "1000", "--dim", "8"},
+                                 {{"VSTORE_DATA_DIR", data.string()},
+                                  {"VSTORE_TEST_ARGV_FILE", argv_file.string()},
+                                  {"DATABASE_URL", "postgresql://vstore@127.0.0.1:1/vstore"}},
+                                 tmp.path);
+  ::setenv("VSTORE_BIN", built.c_str(), 1);
+  ASSERT_TRUE(fs::exists(argv_file)) << "the helper never ran; stderr: " << r.err;
+  std::istringstream lines(read_file(argv_file));
+  std::string first;
+  std::getline(lines, first);
+  EXPECT_EQ(first, (tree / "scripts" / "make_chroma_bench_dir.py").string());
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ ArticleVector plain_item(const std::string& uri, int n) {
 
 // ---- the library upsert of both stores ------------------------------------------------------
 
-class Issue21PgStore : public ::testing::Test {
+class Issue21IngestStore : public ::testing::Test {
  protected:
   void SetUp() override {
     m_db = PgServer::instance().create_database("i21ingest");
@@ -82,7 +82,7 @@ class Issue21PgStore : public ::testing::Test {
 
 // One record alone (the small-batch path) and in a batch of 20 (the COPY path) are refused
 // alike, with an error that names the uri and the field; nothing is stored.
-TEST_F(Issue21PgStore, Item13aNulInATextFieldIsRefusedNamingUriAndFieldAtEveryBatchSize) {
+TEST_F(Issue21IngestStore, Item13aNulInATextFieldIsRefusedNamingUriAndFieldAtEveryBatchSize) {
   for (int n : {1, 20}) {
     std::vector<ArticleVector> items;
     for (int i = 0; i < n; ++i) items.push_back(i == n - 1 ? nul_item("h:nul", i) : plain_item(fmt::format("h:{}", i), i));
@@ -314,7 +314,7 @@ struct CmdResult {
   double seconds = 0;
 };
 
-class Issue21Cli : public ::testing::Test {
+class Issue21IngestCli : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* bin = std::getenv("VSTORE_BIN");
@@ -397,7 +397,7 @@ class Issue21Cli : public ::testing::Test {
   fs::path m_dir;
 };
 
-TEST_F(Issue21Cli, Item13aIngestRefusesANulByteNamingTheUriAndTheFieldAndWritesNothing) {
+TEST_F(Issue21IngestCli, Item13aIngestRefusesANulByteNamingTheUriAndTheFieldAndWritesNothing) {
   write_file("nul.jsonl", "{\"uri\":\"h:ok\",\"raw\":\"oil prices\"}\n{\"uri\":\"h:nul\",\"raw\":\"oil \\u0000 prices\"}\n");
   CmdResult r = run({"ingest", "nul.jsonl"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
@@ -409,7 +409,7 @@ TEST_F(Issue21Cli, Item13aIngestRefusesANulByteNamingTheUriAndTheFieldAndWritesN
 
 // ---- 13f: the file is streamed ------------------------------------------------------------
 
-TEST_F(Issue21Cli, Item13fIngestOfDevZeroFailsQuicklyWithAClearMessageAndBoundedMemory) {
+TEST_F(Issue21IngestCli, Item13fIngestOfDevZeroFailsQuicklyWithAClearMessageAndBoundedMemory) {
   CmdResult r = run({"ingest", "/dev/zero"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("/dev/zero"), std::string::npos) << r.err;
@@ -419,7 +419,7 @@ TEST_F(Issue21Cli, Item13fIngestOfDevZeroFailsQuicklyWithAClearMessageAndBounded
   EXPECT_EQ(count(), 0);
 }
 
-TEST_F(Issue21Cli, Item13fIngestOfADirectoryExitsOne) {
+TEST_F(Issue21IngestCli, Item13fIngestOfADirectoryExitsOne) {
   fs::create_directory(m_dir / "somedir");
   CmdResult r = run({"ingest", "somedir"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
@@ -429,7 +429,7 @@ TEST_F(Issue21Cli, Item13fIngestOfADirectoryExitsOne) {
 
 // A line longer than the limit (64 MiB) is refused with its line number, in bounded memory;
 // here 80 MiB of NUL bytes without a newline (a sparse file) after a good first line.
-TEST_F(Issue21Cli, Item13fALineLongerThanTheLimitIsRefusedNamingItsLine) {
+TEST_F(Issue21IngestCli, Item13fALineLongerThanTheLimitIsRefusedNamingItsLine) {
   write_file("long.jsonl", "{\"uri\":\"h:1\",\"raw\":\"oil prices\"}\n");
   fs::resize_file(m_dir / "long.jsonl", fs::file_size(m_dir / "long.jsonl") + (80U << 20));
   CmdResult r = run({"ingest", "long.jsonl"});
@@ -442,7 +442,7 @@ TEST_F(Issue21Cli, Item13fALineLongerThanTheLimitIsRefusedNamingItsLine) {
 
 // 100 MiB of records (400 x 256 KiB of text, vectors given) load with memory far below the
 // file's size: the file is streamed, never held whole.
-TEST_F(Issue21Cli, Item13fALargeFileStreamsInBoundedMemory) {
+TEST_F(Issue21IngestCli, Item13fALargeFileStreamsInBoundedMemory) {
   {
     std::ofstream out(m_dir / "large.jsonl", std::ios::binary);
     const std::string text(256 * 1024, 'a');
@@ -465,7 +465,7 @@ TEST_F(Issue21Cli, Item13fALargeFileStreamsInBoundedMemory) {
 
 // Ingest reports each date it cannot read (uri, field, value) and counts them, stores those
 // records without a date, keeps time and zone of the others; the filter reads the same forms.
-TEST_F(Issue21Cli, Item13bIngestReportsUnreadableDatesAndTheFilterReadsTheSameForms) {
+TEST_F(Issue21IngestCli, Item13bIngestReportsUnreadableDatesAndTheFilterReadsTheSameForms) {
   write_file("dates.jsonl",
              "{\"uri\":\"d:pst\",\"title\":\"oil\",\"publication_date\":\"1987-03-01 12:00:00 PST\"}\n"
              "{\"uri\":\"d:naive\",\"title\":\"oil\",\"publication_date\":\"1987-03-01 12:00:00\"}\n"
@@ -495,13 +495,13 @@ TEST_F(Issue21Cli, Item13bIngestReportsUnreadableDatesAndTheFilterReadsTheSameFo
 
 // ---- 13j: the small things ----------------------------------------------------------------
 
-TEST_F(Issue21Cli, Item13jAMissingEnvFileNamedOnTheCommandLineIsAnError) {
+TEST_F(Issue21IngestCli, Item13jAMissingEnvFileNamedOnTheCommandLineIsAnError) {
   CmdResult r = run({"--env-file", "missing.env", "health"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("missing.env"), std::string::npos) << r.err;
 }
 
-TEST_F(Issue21Cli, Item13jAnEnvFileThatIsNotARegularFileIsRefusedAtOnce) {
+TEST_F(Issue21IngestCli, Item13jAnEnvFileThatIsNotARegularFileIsRefusedAtOnce) {
   CmdResult r = run({"--env-file", "/dev/zero", "health"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("/dev/zero"), std::string::npos) << r.err;
@@ -509,7 +509,7 @@ TEST_F(Issue21Cli, Item13jAnEnvFileThatIsNotARegularFileIsRefusedAtOnce) {
   EXPECT_LT(r.seconds, 20.0);
 }
 
-TEST_F(Issue21Cli, Item13jInvalidUtf8IsReportedWithItsLineAndByteOffset) {
+TEST_F(Issue21IngestCli, Item13jInvalidUtf8IsReportedWithItsLineAndByteOffset) {
   write_file("utf8.jsonl", "{\"uri\":\"u:1\",\"title\":\"fine\"}\n{\"uri\":\"u:2\",\"title\":\"caf\xff\"}\n");
   CmdResult r = run({"ingest", "utf8.jsonl"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
@@ -519,7 +519,7 @@ TEST_F(Issue21Cli, Item13jInvalidUtf8IsReportedWithItsLineAndByteOffset) {
   EXPECT_EQ(count(), 0);
 }
 
-TEST_F(Issue21Cli, Item13jTheHashEmbedderNamesTheBadRecordByUri) {
+TEST_F(Issue21IngestCli, Item13jTheHashEmbedderNamesTheBadRecordByUri) {
   write_file("words.jsonl", "{\"uri\":\"w:1\",\"title\":\"oil prices\"}\n{\"uri\":\"w:punct\",\"title\":\"!!! ???\"}\n");
   CmdResult r = run({"ingest", "words.jsonl"});
   EXPECT_EQ(r.code, 1) << r.out << r.err;
