@@ -140,7 +140,10 @@ else
         -o Dir::State::Lists="$APT_DIR/lists"
         -o Dir::Cache="$APT_DIR/cache"
     )
-    PICKED=""
+    # Every source of at least the minimum version, newest first; the first one whose files can
+    # be downloaded is built (an index can list a version the mirror does not serve: seen here
+    # with forky's 0.8.7-1, whose files answered 404).
+    CANDIDATES=""
     if ! apt-get "${PRIVATE_APT[@]}" update -q >"$APT_DIR/update.log" 2>&1; then
         tail -n 5 "$APT_DIR/update.log" >&2
         keep_or_die "apt-get update of the private deb-src list failed (log: $APT_DIR/update.log)"
@@ -148,22 +151,30 @@ else
         grep -E '^(W|E):' "$APT_DIR/update.log" >&2
         keep_or_die "apt-get update of the private deb-src list reported problems (log: $APT_DIR/update.log)"
     else
-        PICKED=$(apt-cache "${PRIVATE_APT[@]}" madison pgvector 2>/dev/null \
-                 | bash "$SCRIPT_DIR/pgvector_newest.sh" "$PGVECTOR_MIN_VERSION" || true)
-        [ -n "$PICKED" ] || keep_or_die "no pgvector source package of at least $PGVECTOR_MIN_VERSION in ${PGVECTOR_SUITES[*]}"
+        CANDIDATES=$(apt-cache "${PRIVATE_APT[@]}" madison pgvector 2>/dev/null \
+                     | bash "$SCRIPT_DIR/pgvector_newest.sh" --all "$PGVECTOR_MIN_VERSION" || true)
+        [ -n "$CANDIDATES" ] || keep_or_die "no pgvector source package of at least $PGVECTOR_MIN_VERSION in ${PGVECTOR_SUITES[*]}"
     fi
-    DEB_VERSION=${PICKED%% *}
-    DEB_SUITE=${PICKED##* }
-    PGVECTOR_VERSION=${DEB_VERSION#*:}; PGVECTOR_VERSION=${PGVECTOR_VERSION%-*}
-    if [ -z "$PICKED" ]; then
-        :  # kept the installed one (said above)
-    elif [ -n "$INSTALLED_PGVECTOR" ] && dpkg --compare-versions "$INSTALLED_PGVECTOR" ge "$PGVECTOR_VERSION"; then
-        log "pgvector $INSTALLED_PGVECTOR: already installed; the newest Debian source is $DEB_VERSION ($DEB_SUITE)"
-    else
-        log "pgvector: chose Debian $DEB_SUITE source $DEB_VERSION (newest of ${PGVECTOR_SUITES[*]}${INSTALLED_PGVECTOR:+; replaces the installed $INSTALLED_PGVECTOR})"
+    PICKED=""
+    while read -r DEB_VERSION DEB_SUITE; do
+        [ -n "$DEB_VERSION" ] || continue
+        PGVECTOR_VERSION=${DEB_VERSION#*:}; PGVECTOR_VERSION=${PGVECTOR_VERSION%-*}
+        if [ -n "$INSTALLED_PGVECTOR" ] && dpkg --compare-versions "$INSTALLED_PGVECTOR" ge "$PGVECTOR_VERSION"; then
+            log "pgvector $INSTALLED_PGVECTOR: already installed; no newer Debian source could be downloaded"
+            PICKED=kept
+            break
+        fi
         rm -f "$SRC_DIR"/pgvector_*
-        (cd "$SRC_DIR" && apt-get "${PRIVATE_APT[@]}" source --download-only -q "pgvector=$DEB_VERSION") >"$APT_DIR/source.log" 2>&1 \
-            || { tail -n 5 "$APT_DIR/source.log" >&2; die "apt-get source --download-only pgvector=$DEB_VERSION failed (log: $APT_DIR/source.log)"; }
+        if (cd "$SRC_DIR" && apt-get "${PRIVATE_APT[@]}" source --download-only -q "pgvector=$DEB_VERSION") >"$APT_DIR/source.log" 2>&1; then
+            PICKED="$DEB_VERSION $DEB_SUITE"
+            break
+        fi
+        log "pgvector: Debian $DEB_SUITE lists source $DEB_VERSION but its files cannot be downloaded ($(grep -m1 -oE '(4|5)[0-9]{2} +[A-Za-z][A-Za-z ]*' "$APT_DIR/source.log" || echo 'see source.log')); trying the next"
+    done <<<"$CANDIDATES"
+    if [ -z "$PICKED" ]; then
+        [ -z "$CANDIDATES" ] || keep_or_die "no pgvector source of ${PGVECTOR_SUITES[*]} could be downloaded (last log: $APT_DIR/source.log)"
+    elif [ "$PICKED" != kept ]; then
+        log "pgvector: chose Debian $DEB_SUITE source $DEB_VERSION (the newest of ${PGVECTOR_SUITES[*]} that downloads${INSTALLED_PGVECTOR:+; replaces the installed $INSTALLED_PGVECTOR})"
         ORIG=$SRC_DIR/pgvector_$PGVECTOR_VERSION.orig.tar.gz
         [ -f "$ORIG" ] || die "pgvector source package $DEB_VERSION has no $(basename "$ORIG")"
         log "pgvector: building Debian source $DEB_VERSION against PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}')"
