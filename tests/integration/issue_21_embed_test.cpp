@@ -254,23 +254,29 @@ TEST(Issue21EmbedCli, Item21VstoreStartsOnceWithoutOpenBlasWorkersOrAnInheritedS
   EXPECT_EQ(plain.tasks, pinned.tasks);
 }
 
-TEST(Issue21EmbedCli, Item21BenchMigrateRunsItsHelperWithAPathHoldingASpaceAndAQuote) {
-  require_binary();
-  TempDir tmp;
-  const fs::path data = tmp.path / "it's a \"data\" dir";
+// Runs `vstore bench migrate` with VSTORE_DATA_DIR=`data`, where a fake chromadb venv python
+// writes the arguments it was given to `argv_file`, one a line, and exits 3.
+CmdResult run_bench_migrate_with_fake_chroma(const fs::path& data, const fs::path& argv_file, const fs::path& dir) {
   const fs::path python = data / "chroma-py" / "1.0.19" / "bin" / "python";
   fs::create_directories(python.parent_path());
-  const fs::path argv_file = tmp.path / "argv.txt";
   {
     std::ofstream script(python);
     script << "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$VSTORE_TEST_ARGV_FILE\"\nexit 3\n";
   }
   fs::permissions(python, fs::perms::owner_all);
-  const CmdResult r = run_vstore({"bench", "migrate", "--rows", "1000", "--dim", "8"},
-                                 {{"VSTORE_DATA_DIR", data.string()},
-                                  {"VSTORE_TEST_ARGV_FILE", argv_file.string()},
-                                  {"DATABASE_URL", "postgresql://vstore@127.0.0.1:1/vstore"}},
-                                 tmp.path);
+  return run_vstore({"bench", "migrate", "--rows", "1000", "--dim", "8"},
+                    {{"VSTORE_DATA_DIR", data.string()},
+                     {"VSTORE_TEST_ARGV_FILE", argv_file.string()},
+                     {"DATABASE_URL", "postgresql://vstore@127.0.0.1:1/vstore"}},
+                    dir);
+}
+
+TEST(Issue21EmbedCli, Item21BenchMigrateRunsItsHelperWithAPathHoldingASpaceAndAQuote) {
+  require_binary();
+  TempDir tmp;
+  const fs::path data = tmp.path / "it's a \"data\" dir";
+  const fs::path argv_file = tmp.path / "argv.txt";
+  const CmdResult r = run_bench_migrate_with_fake_chroma(data, argv_file, tmp.path);
   EXPECT_EQ(r.code, 1) << r.err;  // the helper exits 3
   ASSERT_TRUE(fs::exists(argv_file)) << "the helper never ran; stderr: " << r.err;
   std::istringstream lines(read_file(argv_file));
@@ -353,21 +359,10 @@ TEST(Issue21EmbedCli, Item21TheBenchmarkScriptsAreFoundFromTheRunningBinaryNotAC
   std::ofstream(tree / "scripts" / "bench_embed_peer.py") << "# stub\n";
   std::ofstream(tree / "scripts" / "make_chroma_bench_dir.py") << "# stub\n";
   const fs::path data = tmp.path / "data";
-  const fs::path python = data / "chroma-py" / "1.0.19" / "bin" / "python";
-  fs::create_directories(python.parent_path());
   const fs::path argv_file = tmp.path / "argv.txt";
-  {
-    std::ofstream script(python);
-    script << "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$VSTORE_TEST_ARGV_FILE\"\nexit 3\n";
-  }
-  fs::permissions(python, fs::perms::owner_all);
   const std::string built = env_or_empty("VSTORE_BIN");
   ::setenv("VSTORE_BIN", (tree / "build" / "src" / "vstore").c_str(), 1);
-  const CmdResult r = run_vstore({"bench", "migrate", "--rows", "1000", "--dim", "8"},
-                                 {{"VSTORE_DATA_DIR", data.string()},
-                                  {"VSTORE_TEST_ARGV_FILE", argv_file.string()},
-                                  {"DATABASE_URL", "postgresql://vstore@127.0.0.1:1/vstore"}},
-                                 tmp.path);
+  const CmdResult r = run_bench_migrate_with_fake_chroma(data, argv_file, tmp.path);
   ::setenv("VSTORE_BIN", built.c_str(), 1);
   ASSERT_TRUE(fs::exists(argv_file)) << "the helper never ran; stderr: " << r.err;
   std::istringstream lines(read_file(argv_file));
