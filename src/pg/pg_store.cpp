@@ -990,16 +990,17 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int 
     return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k - 1, top_k));
   }
   std::vector<float> vec;
-  {
-    VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  // A read: run once more on a fresh connection if the server went away under it.
+  VS_TRY(read_pool().read([&](Connection& conn) -> Result<void> {
     const std::string id(uri);
     Param p[] = {Param::text(id)};
-    VS_TRY_ASSIGN(PgResult res, lease->exec_prepared(fmt::format("SELECT embedding FROM {} WHERE uri = $1", q(m_config.table)),
-                                                     p, true));
+    VS_TRY_ASSIGN(PgResult res, conn.exec_prepared(fmt::format("SELECT embedding FROM {} WHERE uri = $1", q(m_config.table)),
+                                                   p, true));
     if (res.rows() == 0) return fail(ErrorCode::not_found, fmt::format("no article with uri {}", uri));
     if (res.is_null(0, 0)) return fail(ErrorCode::not_found, fmt::format("article {} has no embedding", uri));
-    VS_TRY(decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_dimension)));
-  }
+    vec.clear();
+    return decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_dimension));
+  }));
   SearchOptions opts;
   opts.top_k = top_k + 1;
   VS_TRY_ASSIGN(auto hits, search(vec, opts));
@@ -1010,8 +1011,13 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int 
 
 Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
   if (limit && *limit < 0) return fail(ErrorCode::invalid_argument, fmt::format("limit must be >= 0, not {}", *limit));
-  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
-  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(*lease));
+  // A read: run once more on a fresh connection if the server went away under it.
+  return read_pool().read([&](Connection& conn) { return get_vectors_on(conn, limit, where); });
+}
+
+Result<VectorBatch> PgVectorStore::get_vectors_on(Connection& conn, std::optional<std::int64_t> limit,
+                                                  const std::optional<FilterNode>& where) {
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
   std::string cond = "a.embedding IS NOT NULL";
   std::vector<std::string> filter_params;
   if (where) {
@@ -1024,7 +1030,7 @@ Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit
   const std::string lim = limit ? std::to_string(*limit) : std::string();
   std::vector<Param> params = {limit ? Param::text(lim) : Param::null_value()};
   for (const auto& v : filter_params) params.push_back(Param::text(v));
-  VS_TRY_ASSIGN(PgResult res, lease->exec_params(sql, params, true));
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params(sql, params, true));
   VectorBatch batch;
   batch.dim = static_cast<std::size_t>(m_dimension);
   batch.data.reserve(static_cast<std::size_t>(res.rows()) * batch.dim);

@@ -106,6 +106,9 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<void> upsert_one(Connection& conn, const TableInfo& info, const ArticleVector& item);
   [[nodiscard]] Result<void> upsert_many(Connection& conn, const TableInfo& info,
                                          std::span<const ArticleVector* const> items);
+  // get_vectors() on one connection (get_vectors() retries it once on a fresh one).
+  [[nodiscard]] Result<VectorBatch> get_vectors_on(Connection& conn, std::optional<std::int64_t> limit,
+                                                   const std::optional<FilterNode>& where);
   // search() on one connection (search() retries it once on a fresh one).
   [[nodiscard]] Result<std::vector<SearchHit>> search_on(Connection& conn, std::span<const float> query,
                                                          const SearchOptions& options);

@@ -177,6 +177,15 @@ TEST_F(Issue21Db, Item7SearchWorksAgainAfterTheServerRestarts) {
   EXPECT_EQ(hits->size(), 3u);
   auto counted = (*store)->count();
   ASSERT_TRUE(counted) << counted.error().to_string();
+  // The other reads too, after a second restart (each read runs through Pool::read).
+  PgServer::instance().restart();
+  auto similar = (*store)->similar("r:1", 2);
+  ASSERT_TRUE(similar) << similar.error().to_string();
+  EXPECT_EQ(similar->size(), 2u);
+  PgServer::instance().restart();
+  auto vectors = (*store)->get_vectors(std::nullopt, std::nullopt);
+  ASSERT_TRUE(vectors) << vectors.error().to_string();
+  EXPECT_EQ(vectors->ids.size(), 3u);
 }
 
 TEST_F(Issue21Db, Item7WriteAfterRestartRunsOnAFreshConnectionAndIsNeverDuplicated) {
