@@ -39,6 +39,7 @@
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
 #include "pg/pg_store.hpp"
+#include "pg/pg_version.hpp"
 #include "pg/pg_time.hpp"
 #include "vstore/article.hpp"
 #include "vstore/filter.hpp"
@@ -306,10 +307,10 @@ Result<json> load_clustered(const std::string& conninfo, const Config& config, c
 
   report(progress, "index", 0.0);
   const auto index_start = Clock::now();
-  VS_TRY(conn.exec(fmt::format("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, "
+  VS_TRY(pg::build_index(conn, fmt::format("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, "
                                "ef_construction = {})",
                                Connection::quote_ident(index), table, config.pgvector.hnsw_m,
-                               config.pgvector.hnsw_ef_construction)));
+                               config.pgvector.hnsw_ef_construction), true));
   out["index_build_s"] = round_to(seconds_since(index_start), 3);
   report(progress, "index", 1.0);
   const auto analyze_start = Clock::now();

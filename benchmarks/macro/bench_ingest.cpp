@@ -32,6 +32,7 @@
 #include "pg/pg_binary.hpp"
 #include "pg/pg_conn.hpp"
 #include "pg/pg_store.hpp"
+#include "pg/pg_version.hpp"
 #include "pg/pg_time.hpp"
 #include "vstore/article.hpp"
 #include "vstore/schema.hpp"
@@ -437,9 +438,9 @@ Result<json> bench_ingest(const std::string& admin_conninfo, const BenchIngestOp
 
   bs::report(progress, "index", 0.0);
   const auto index_start = Clock::now();
-  VS_TRY(conn.exec(fmt::format("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, "
+  VS_TRY(pg::build_index(conn, fmt::format("CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, "
                                "ef_construction = {})",
-                               Connection::quote_ident(index), table, options.m, options.ef_construction)));
+                               Connection::quote_ident(index), table, options.m, options.ef_construction), true));
   const double index_s = bs::seconds_since(index_start);
   bs::report(progress, "index", 1.0);
   VS_TRY_ASSIGN(json server, bs::server_info(conn));
