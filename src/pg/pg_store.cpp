@@ -36,6 +36,7 @@
 #include "pg/pg_time.hpp"
 #include "pg/pg_version.hpp"
 #include "vstore/article.hpp"
+#include "vstore/schema.hpp"
 #include "vstore/date.hpp"
 #include "vstore/vector_check.hpp"
 #include "vstore/write_check.hpp"
@@ -45,7 +46,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int k_latest_schema = 5;  // vstore/schema.hpp k_latest_schema_version: every migration is needed
 constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
 constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
 constexpr int k_max_top_k = 10000;
@@ -150,10 +150,10 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
                                                  t));
       version = static_cast<int>(parse_int(v.get(0, 0)));
     }
-    if (version < k_latest_schema) {
+    if (version < k_latest_schema_version) {
       return fail(ErrorCode::conflict, fmt::format("the database schema is at version {}, vstore needs {}; run "
                                                    "`vstore schema up` first",
-                                                   version, k_latest_schema));
+                                                   version, k_latest_schema_version));
     }
     Param t[] = {Param::text(config.table)};
     VS_TRY_ASSIGN(PgResult base, conn.exec_params("SELECT COALESCE((details->>'created_table')::boolean, false) FROM "
