@@ -19,9 +19,15 @@
 
 namespace vstore {
 
+/// The largest top_k a search takes: the application asks for 100,000 rows to count facets over
+/// every match. A top_k above k_max_index_top_k ranks the matching rows exactly (pgvector).
+inline constexpr int k_max_top_k = 100000;
+/// The largest top_k pgvector answers from its vector index (ef_search is at most 1000).
+inline constexpr int k_max_index_top_k = 1000;
+
 /// How a search runs. Unset optionals take the store's configured defaults.
 struct SearchOptions {
-  int top_k = 10;                     ///< 1..10000
+  int top_k = 10;                     ///< 1..k_max_top_k
   std::optional<FilterNode> where;    ///< Chroma-style filter
   std::optional<int> ef_search;       ///< HNSW candidate list for this query (1..1000)
   std::optional<int> probes;          ///< IVFFlat lists probed for this query

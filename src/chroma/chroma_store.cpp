@@ -45,7 +45,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int k_max_top_k = 10000;
 constexpr std::size_t k_max_request_bytes = 8u << 20;
 constexpr std::int64_t k_day = 86400;
 

@@ -546,7 +546,7 @@ void add_search_command(CLI::App& app, const Globals& globals, Action& action) {
   static bool json_out = false;
   auto* search = app.add_subcommand("search", "semantic search: embed TEXT and list the nearest articles");
   search->add_option("TEXT", text, "the query text")->required();
-  search->add_option("--top-k", top_k, "number of results")->check(CLI::Range(1, 10000))->capture_default_str();
+  search->add_option("--top-k", top_k, "number of results")->check(CLI::Range(1, k_max_top_k))->capture_default_str();
   search->add_option("--where", where, "ChromaDB-style filter, e.g. '{\"topic\": \"crude\"}'");
   search->add_option("--ef-search", ef_search, "HNSW candidate list for this query")->check(CLI::Range(1, 1000));
   search->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
@@ -563,7 +563,7 @@ void add_similar_command(CLI::App& app, const Globals& globals, Action& action) 
   static bool json_out = false;
   auto* similar = app.add_subcommand("similar", "articles nearest to the stored vector of URI (itself excluded)");
   similar->add_option("URI", uri, "the article's uri")->required();
-  similar->add_option("--top-k", similar_k, "number of results")->check(CLI::Range(1, 9999))->capture_default_str();
+  similar->add_option("--top-k", similar_k, "number of results")->check(CLI::Range(1, k_max_top_k - 1))->capture_default_str();
   similar->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
   similar->callback([&] {
     action = [&] {

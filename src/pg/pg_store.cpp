@@ -48,7 +48,6 @@ using nlohmann::json;
 
 constexpr std::int64_t k_exact_max_rows = 8000;   // exact ranking at or below this estimate
 constexpr std::size_t k_copy_threshold = 16;       // batches at least this big use COPY
-constexpr int k_max_top_k = 10000;
 constexpr int k_write_attempts = 4;                // a transaction the server rolled back runs at most this often
 constexpr auto k_catalog_recheck = std::chrono::seconds(1);  // the table's catalog fingerprint, at most this often
 
@@ -848,7 +847,8 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     }
     VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
-    prep.plan = est_rows <= static_cast<double>(k_exact_max_rows) || info.index_type == "none"
+    prep.plan = est_rows <= static_cast<double>(k_exact_max_rows) || info.index_type == "none" ||
+                        options.top_k > k_max_index_top_k
                     ? SearchPlan::exact
                     : SearchPlan::index_iterative;
     if (t_forced_plan && info.index_type != "none") prep.plan = *t_forced_plan;
@@ -857,7 +857,8 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
       prep.ef_search = static_cast<int>(std::clamp(std::max<double>(ef_default, widened), 1.0, 1000.0));
     }
   } else {
-    prep.plan = info.index_type == "none" ? SearchPlan::exact : SearchPlan::index;
+    // An index scan yields at most about ef_search (<= 1000) rows: a larger top_k ranks exactly.
+    prep.plan = info.index_type == "none" || options.top_k > k_max_index_top_k ? SearchPlan::exact : SearchPlan::index;
   }
   const std::string table = q(info.table);
   if (prep.plan == SearchPlan::exact) {

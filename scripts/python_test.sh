@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The Python package's check, run by scripts/test.sh after the C++ build: a new virtual
+# environment, `pip install ./python` into it, then the pytest suite (python/tests) with that
+# environment's interpreter. The pip build reuses the C++ build directory (same settings as
+# scripts/test.sh configures), so it compiles nothing the C++ build already compiled; a plain
+# `pip install ./python` builds from scratch in a temporary directory.
+#   VSTORE_BUILD_DIR   the C++ build directory (default: <repo>/build)
+#   PYTEST_ARGS        extra pytest arguments (e.g. "-k async -x")
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+build="${VSTORE_BUILD_DIR:-$root/build}"
+data="${VSTORE_DATA_DIR:-$root/.vstore}"
+venv="$build/py-venv"
+start=$(date +%s)
+
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
+"$venv/bin/python" -m pip install -q --disable-pip-version-check ./python \
+  -C build-dir="$build" \
+  -C cmake.build-type=RelWithDebInfo \
+  -C cmake.define.VSTORE_DEV_MODE=ON \
+  -C cmake.define.VSTORE_BUILD_TESTS=ON \
+  -C cmake.define.pybind11_DIR="$("$data/venv/bin/python" -m pybind11 --cmakedir)"
+echo "python: installed vstore into $venv ($(( $(date +%s) - start ))s)"
+
+export VSTORE_BIN="$build/src/vstore"
+export VSTORE_TEST_CHROMA_CLI="$data/chroma-server/node_modules/chromadb/dist/cli.mjs"
+export VSTORE_TEST_SHARED_DATA="$root/../shared/data"
+# Run from a directory without the source package, so `import vstore` is the installed one.
+cd "$build"
+# shellcheck disable=SC2086
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/python/tests" ${PYTEST_ARGS:-}
