@@ -379,6 +379,12 @@ class Store {
     return arr;
   }
 
+  std::int64_t remove(const std::vector<std::string>& ids) {
+    auto store = open();
+    py::gil_scoped_release nogil;
+    return unwrap(store->store().remove(ids));
+  }
+
   py::object health() {
     auto store = open();
     json h;
@@ -475,6 +481,7 @@ PYBIND11_MODULE(_native, m) {
       .def("similar", &Store::similar, py::arg("uri"), py::arg("top_k") = 5)
       .def("get_vectors", &Store::get_vectors, py::arg("limit") = py::none(), py::arg("where") = py::none())
       .def("embed", &Store::embed, py::arg("texts"))
+      .def("remove", &Store::remove, py::arg("ids"))
       .def("health", &Store::health)
       .def("count", &Store::count)
       .def("close", &Store::close)

@@ -54,6 +54,8 @@ __all__ = [
     "get_by_ids_async",
     "embedding_projection",
     "embedding_projection_async",
+    "delete_embeddings",
+    "count_embeddings",
     "check_chromadb_health",
     "check_pgvector_health",
     "check_vector_health",
@@ -140,6 +142,7 @@ def get_store() -> _native.Store:
         return store
     with _lock:
         if _store is None or _store.closed:
+            _strict()  # a bad VSTORE_STRICT is an error at start-up, like the other settings
             opened = _native.Store()
             if opened.embedder_error:
                 logger.warning("embedder unavailable, text searches and upserts will fail: %s", opened.embedder_error)
@@ -347,6 +350,23 @@ def _embed_texts(texts: Sequence[Optional[str]]) -> npt.NDArray[np.float32]:
     if not cleaned:
         raise InvalidArgument("_embed_texts: no non-blank text to embed")
     return get_store().embed(cleaned)
+
+
+def delete_embeddings(ids: Sequence[str]) -> int:
+    """Removes the stored vectors of ``ids`` (the article rows stay); returns how many had one.
+    On error: 0."""
+    try:
+        return int(get_store().remove([str(i) for i in ids]))
+    except Exception as e:  # noqa: BLE001
+        return _failed("delete_embeddings", e, 0)
+
+
+def count_embeddings() -> int:
+    """How many articles hold a vector. On error: 0."""
+    try:
+        return int(get_store().count()["with_embedding"])
+    except Exception as e:  # noqa: BLE001
+        return _failed("count_embeddings", e, 0)
 
 
 def check_chromadb_health() -> Dict[str, Any]:
