@@ -288,8 +288,20 @@ class Store {
       batch.push_back(std::move(*a));
       if (++i % k_signal_stride == 0) check_signals();
     }
-    py::gil_scoped_release nogil;
-    return unwrap(store->upsert_articles(batch));
+    // Between embedding slices, take the GIL for a moment to see whether Ctrl-C was pressed;
+    // if so, stop before anything is written (the store is written once, at the end).
+    struct Interrupted {};
+    std::size_t stored = 0;
+    try {
+      py::gil_scoped_release nogil;
+      stored = unwrap(store->upsert_articles(batch, [](std::size_t /*done*/) {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) throw Interrupted{};
+      }));
+    } catch (const Interrupted&) {
+      throw py::error_already_set();
+    }
+    return stored;
   }
 
   py::list search(const std::string& query, int top_k, const py::object& where) {

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -94,6 +95,36 @@ def test_no_embedder_means_no_random_vectors(
     monkeypatch.setenv("VSTORE_STRICT", "1")
     with pytest.raises(vstore.VstoreError, match="embedder"):
         vs.search_articles("oil", top_k=5)
+
+
+def test_ctrl_c_stops_a_bulk_upsert_before_anything_is_written(
+    embedded: Dict[str, str], article_records: List[Dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VSTORE_DATA_DIR", embedded["VSTORE_DATA_DIR"])
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    store = vstore.Store(backend="pgvector")
+    batch = [{**r, "uri": f"test:interrupt:{i}"} for i, r in enumerate(article_records * 2)]  # 800 to embed
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    started = time.perf_counter()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(KeyboardInterrupt):
+            store.upsert_articles(batch)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    elapsed = time.perf_counter() - started
+    try:
+        # stopped after the slice that was embedding (64 texts), not after all 800
+        assert elapsed < 5.0, f"took {elapsed:.1f} s to stop"
+        assert store.count()["with_embedding"] == N_ARTICLES
+        assert store.get_vectors(None, {"uri": {"$in": [b["uri"] for b in batch[:100]]}})[2] == []
+    finally:
+        store.close()
 
 
 # ---- parity with the CLI --------------------------------------------------------------------------

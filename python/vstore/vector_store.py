@@ -42,6 +42,7 @@ from .errors import InvalidArgument, NotFound, VstoreError
 __all__ = [
     "upsert_article",
     "upsert_article_async",
+    "upsert_articles",
     "search_articles",
     "search_articles_async",
     "search_by_vector",
@@ -238,6 +239,17 @@ def upsert_article(article: Mapping[str, Any]) -> None:
         return _failed(f"upsert_article({uri!r})", e, None)
     if not stored:
         logger.debug("upsert_article(%r): no raw, summary or title text; nothing stored", article.get("uri"))
+
+
+def upsert_articles(articles: Sequence[Mapping[str, Any]]) -> int:
+    """The batch form of :func:`upsert_article` (a vstore extension): embeds every article's
+    text and writes them all in one transaction; returns how many were stored (articles without
+    text are skipped). Ctrl-C between embedding slices stops it before anything is written.
+    On error: 0 (nothing stored)."""
+    try:
+        return int(get_store().upsert_articles([_prepare_article(a) for a in articles]))
+    except Exception as e:  # noqa: BLE001
+        return _failed(f"upsert_articles({len(articles)} articles)", e, 0)
 
 
 def search_articles(query: str, top_k: int = 10, metadata_filter: Optional[Mapping[str, Any]] = None) -> List[Hit]:
