@@ -88,6 +88,8 @@ json to_json(py::handle obj, const std::string& path, int depth) {
   if (obj.is_none()) return nullptr;
   if (py::isinstance<py::bool_>(obj)) return obj.cast<bool>();
   if (py::isinstance<py::str>(obj)) return obj.cast<std::string>();
+  // numpy scalars and arrays (np.int64, np.float32, np.bool_, a vector): their Python values.
+  if (py::hasattr(obj, "dtype") && py::hasattr(obj, "tolist")) return to_json(obj.attr("tolist")(), path, depth + 1);
   if (py::isinstance<py::int_>(obj) || (py::hasattr(obj, "__index__") && !py::isinstance<py::float_>(obj) &&
                                         !py::isinstance<py::sequence>(obj))) {
     int overflow = 0;

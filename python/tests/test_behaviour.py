@@ -54,6 +54,16 @@ def test_bad_filter_returns_empty_and_logs_then_raises_when_strict(
         vs.get_vectors_by_metadata(limit=-1)
 
 
+def test_numpy_values_in_filters_and_articles(backend: Dict[str, str], article_records: List[Dict[str, Any]]) -> None:
+    topic = str(article_records[0]["topic"])
+    ts = np.int64(0)
+    plain = vs.search_articles("oil", top_k=5, metadata_filter={"$and": [{"topic": topic}, {"publication_date_ts": {"$gte": 0}}]})
+    numpy = vs.search_articles("oil", top_k=np.int64(5), metadata_filter={"$and": [{"topic": np.str_(topic)}, {"publication_date_ts": {"$gte": ts}}]})
+    assert plain and numpy == plain
+    assert vs.search_articles("oil", top_k=3, metadata_filter={"topic": {"$in": np.array([topic])}}) == vs.search_articles(
+        "oil", top_k=3, metadata_filter={"topic": {"$in": [topic]}})
+
+
 def test_invalid_strict_setting_is_named(backend: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VSTORE_STRICT", "maybe")
     with pytest.raises(vstore.InvalidArgument, match='VSTORE_STRICT="maybe"'):
