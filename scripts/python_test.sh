@@ -24,6 +24,24 @@ python3 -m venv "$venv"
   -C cmake.define.VSTORE_BUILD_TESTS=ON \
   -C cmake.define.pybind11_DIR="$("$data/venv/bin/python" -m pybind11 --cmakedir)"
 echo "python: installed vstore into $venv ($(( $(date +%s) - start ))s)"
+# The wheel build (what `pip wheel ./python -w dist` makes): the package, the module, the types.
+rm -rf "$build/dist"
+"$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps ./python -w "$build/dist" \
+  -C build-dir="$build" \
+  -C cmake.build-type=RelWithDebInfo \
+  -C cmake.define.VSTORE_DEV_MODE=ON \
+  -C cmake.define.VSTORE_BUILD_TESTS=ON \
+  -C cmake.define.pybind11_DIR="$("$data/venv/bin/python" -m pybind11 --cmakedir)"
+"$venv/bin/python" - "$build/dist" <<'PY'
+import pathlib, sys, zipfile
+wheels = list(pathlib.Path(sys.argv[1]).glob("vstore-*.whl"))
+assert len(wheels) == 1, f"expected one vstore wheel, found {wheels}"
+names = zipfile.ZipFile(wheels[0]).namelist()
+for want in ("vstore/__init__.py", "vstore/vector_store.py", "vstore/errors.py", "vstore/py.typed", "vstore/_native.pyi"):
+    assert want in names, f"{want} missing from {wheels[0].name}"
+assert any(n.startswith("vstore/_native.") and n.endswith(".so") for n in names), f"no module in {wheels[0].name}"
+print(f"python: wheel {wheels[0].name} holds the package, the module and its types")
+PY
 
 export VSTORE_BIN="$build/src/vstore"
 export VSTORE_TEST_CHROMA_CLI="$data/chroma-server/node_modules/chromadb/dist/cli.mjs"

@@ -445,11 +445,12 @@ def shutdown_vector_store() -> None:
     """Waits for queued async calls, stops the pool and closes the store's connections. Never
     raises. A later call opens the store and the pool again (the old ChromaDB module could not
     be used after shutdown; an application that reloads can)."""
-    global _executor, _store
+    global _executor, _store, _dotenv
     try:
         with _lock:
             executor, _executor = _executor, None
             store, _store = _store, None
+            _dotenv = None  # the next use reads .env again
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=False)
         if store is not None:
