@@ -182,6 +182,23 @@ class NumpyPeer:
         return lambda encodings: self.bert.forward([e.ids for e in encodings])
 
 
+def text_embedder(model_dir, threads):
+    """(peer, embed): ``embed(texts)`` gives their float32 vectors (n, dim), normalised, through
+    ONNX Runtime on the graph built from ``model_dir``'s safetensors with ``threads`` intra-op
+    threads; the whole text-to-vector path, as vstore's engine runs it. ``embed`` may be called
+    from several threads at once (one session; ONNX Runtime's run is thread-safe). Used by
+    benchmarks/python/bench_module.py for the pure Python store's text queries. Raises
+    ImportError when onnx or onnxruntime is missing."""
+    model_dir = pathlib.Path(model_dir)
+    tok = load_tokenizer(model_dir, max_seq_length(model_dir))
+    peer = OnnxPeer(model_dir, build_onnx_graph(model_dir))
+    run = peer.session(threads)
+
+    def embed(texts):
+        return run([tok.encode(t) for t in texts])
+    return peer, embed
+
+
 def embed_all(run, tok, texts, batch):
     out = []
     for start in range(0, len(texts), batch):

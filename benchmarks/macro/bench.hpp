@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /// The benchmark library (vstore::bench, linked only by the CLI and the tests): the benchmarks
-/// behind `vstore bench query|ingest|embed|migrate`, and the clustered data generator and exact
+/// behind `vstore bench query|ingest|embed|migrate|python`, and the clustered data generator and exact
 /// search they share with the recall tests. Every benchmark that writes works in a scratch
 /// database it creates, and refuses to drop, truncate or delete anywhere else.
 #pragma once
@@ -22,8 +22,8 @@
 
 namespace vstore {
 
-/// Progress of a long benchmark step: a phase name ("generate", "load", "index", "ground_truth",
-/// "warmup", "query", "raw", "exact", "copy", "copy_btree", "upsert") and the fraction of it
+/// Progress of a long benchmark step: a phase name ("generate", "load", "embed", "index", "ground_truth",
+/// "warmup", "query", "raw", "exact", "copy", "copy_btree", "upsert", "python") and the fraction of it
 /// done, from 0 to 1. Called on the benchmark's own thread; may be empty.
 using BenchProgress = std::function<void(std::string_view phase, double fraction)>;
 
@@ -232,6 +232,47 @@ struct BenchMigrateOptions {
 /// ratios, read_s, migrate_s, copy_s, migrate_timings, chroma_schema, machine}. Errors: those of
 /// migrate_chroma(), and internal (no CREATEDB privilege). Not thread-safe with other bench_* calls.
 [[nodiscard]] Result<nlohmann::json> bench_migrate(const std::string& admin_conninfo, const BenchMigrateOptions& options);
+
+/// Options of `vstore bench python`.
+struct BenchPythonOptions {
+  std::filesystem::path data;        ///< article JSON Lines file (the Reuters set); required
+  std::filesystem::path query_file;  ///< TSV of queries (a code, a tab, the text: queries-dev.tsv); required
+  std::int64_t n = 5000;             ///< articles loaded (the first n of `data`). Default 5000. Range 100..1000000.
+  int queries = 500;                 ///< queries per throughput cell (the texts cycled). Default 500. Range 10..1000000.
+  int clients = 8;                   ///< threads of the concurrent cells. Default 8. Range 2..64.
+  int repeats = 3;                   ///< rounds of the eight cells (order rotated; medians). Default 3. Range 1..20.
+  int overhead_calls = 2000;         ///< searches per kind for the per-call overhead. Default 2000. Range 10..1000000.
+  int overhead_block = 50;           ///< searches per timed block. Default 50. Range 1..overhead_calls.
+  int ef_search = 40;                ///< hnsw.ef_search on both sides. Default 40. Range 1..1000.
+  int top_k = 10;                    ///< Default 10. Range 1..100.
+  /// The interpreter: a venv holding the vstore package, psycopg 3, pgvector-python, NumPy,
+  /// onnx, onnxruntime and tokenizers (scripts/python_test.sh makes one); required.
+  std::filesystem::path python;
+  std::filesystem::path script;      ///< benchmarks/python/bench_module.py; required
+  std::filesystem::path model_dir;   ///< the local engine's model directory; required
+  /// The rest of the configuration (embedding model and threads, table name, pool); its
+  /// database_url is replaced by the scratch database's. EMBEDDING_PROVIDER must be local.
+  Config config;
+  BenchProgress progress;            ///< may be empty
+};
+
+/// The Python module against its C++ call and against a pure Python store, in a database of its
+/// own (`vstore_bench_python_<pid>`, created on the server of `admin_conninfo` and dropped at
+/// the end, also on failure): schema_up, the first `n` articles of `data` embedded by the local
+/// engine and upserted without the vector index, then the HNSW index (config's m and
+/// ef_construction) and ANALYZE; then benchmarks/python/bench_module.py under `python` (see its
+/// docstring) measures the per-call overhead of vstore.vector_store.search_by_vector over the
+/// C++ search, and the throughput of the module against psycopg 3 + pgvector-python by vector
+/// and by text at 1 and `clients` clients, after checking that both sides return the same
+/// top-k (overlap). Returns {rows, queries, distinct_queries, clients, top_k, ef_search,
+/// cpp_search_us, py_search_by_vector_us, overhead_pct, module_qps_<mode>_<c>c,
+/// python_qps_<mode>_<c>c, ratio_<mode>_<c>c (mode vector or text, c 1 or clients), throughput
+/// (the four cells with every run), overlap_by_vector, overlap_by_text, peer, load, machine,
+/// server, version}. Errors: invalid_argument (an option out of range, a provider other than
+/// local, no queries), not_found (data, query file, script or interpreter missing), internal
+/// (the script failed: its stderr went to ours; no CREATEDB privilege), and the server's. Not
+/// thread-safe with other bench_* calls.
+[[nodiscard]] Result<nlohmann::json> bench_python(const std::string& admin_conninfo, const BenchPythonOptions& options);
 
 /// nproc, CPU model (/proc/cpuinfo) and memory (/proc/meminfo) of this machine, as the "machine"
 /// object of the benchmark outputs. Never fails (unknown values are null).

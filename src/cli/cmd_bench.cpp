@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest|embed`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
+// `vstore bench query|ingest|embed|python`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
 // `bench migrate` is declared beside migrate-chroma (cmd_migrate.cpp). Each creates and drops its own database.
 #include <fmt/format.h>
 
@@ -38,6 +38,46 @@ void print_result(const nlohmann::json& result, bool json) {
     if (value.is_object()) continue;
     std::printf("%-22s %s\n", key.c_str(), value.dump().c_str());
   }
+}
+
+// The venv scripts/python_test.sh makes: <build>/py-venv beside the directory of this binary
+// (<build>/src/vstore), found from /proc/self/exe.
+Result<std::filesystem::path> default_python() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return fail(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message()));
+  const std::filesystem::path python = exe.parent_path().parent_path() / "py-venv" / "bin" / "python";
+  if (!std::filesystem::exists(python, ec)) {
+    return fail(ErrorCode::not_found,
+                fmt::format("no Python venv at {}: run scripts/python_test.sh (it makes that venv with the vstore "
+                            "package, psycopg 3, pgvector, NumPy, onnxruntime and tokenizers), or pass --python with "
+                            "an interpreter that has them",
+                            python.string()));
+  }
+  return python;
+}
+
+// The readable summary of `bench python`.
+void print_python_summary(const nlohmann::json& r) {
+  const auto num = [&](const std::string& key) { return r.value(key, 0.0); };
+  std::printf("rows %s, %s queries per cell (%s distinct), top %s, ef_search %s, %s repeats\n", r["rows"].dump().c_str(),
+              r["queries"].dump().c_str(), r["distinct_queries"].dump().c_str(), r["top_k"].dump().c_str(),
+              r["ef_search"].dump().c_str(), r["repeats"].dump().c_str());
+  std::printf("overlap@%s with the pure Python store: by vector %.4f, by text %.4f\n", r["top_k"].dump().c_str(),
+              num("overlap_by_vector"), num("overlap_by_text"));
+  std::printf("search by vector, per call: C++ %.1f us, vstore.vector_store.search_by_vector %.1f us: overhead "
+              "%+.2f%% (target < 10%%)\n",
+              num("cpp_search_us"), num("py_search_by_vector_us"), num("overhead_pct"));
+  std::printf("%-24s %12s %14s %8s\n", "queries/s", "vstore module", "pure Python", "ratio");
+  const int clients = r.value("clients", 0);
+  for (const char* mode : {"vector", "text"}) {
+    for (const int c : {1, clients}) {
+      const std::string cell = fmt::format("{}_{}c", mode, c);
+      std::printf("%-24s %12.1f %14.1f %7.2fx\n", fmt::format("by {}, {} client{}", mode, c, c == 1 ? "" : "s").c_str(),
+                  num("module_qps_" + cell), num("python_qps_" + cell), num("ratio_" + cell));
+    }
+  }
+  std::printf("target: by vector at %d clients at least 3x the pure Python store\n", clients);
 }
 
 }  // namespace
@@ -167,6 +207,76 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       auto result = bench_embed(em);
       if (!result) return report(result.error());
       print_result(*result, json);
+      return k_exit_ok;
+    };
+  });
+
+  static BenchPythonOptions py;
+  static std::string py_data;     // empty: the Reuters articles in ../shared/data beside the source tree
+  static std::string py_queries;  // empty: queries-dev.tsv beside them
+  static std::string py_python;   // empty: <build>/py-venv/bin/python
+  auto* python = bench->add_subcommand(
+      "python", "the Python module: its per-call overhead over the C++ search, and its throughput against a pure "
+                "Python store (psycopg 3 + pgvector-python, ONNX Runtime for text) on the same table");
+  python->add_option("--n", py.n, "Reuters articles loaded (embedded once by the local engine)")
+      ->check(CLI::Range(std::int64_t{100}, std::int64_t{1000000}))
+      ->capture_default_str();
+  python->add_option("--queries", py.queries, "queries per throughput cell (the query texts cycled)")
+      ->check(CLI::Range(10, 1000000))
+      ->capture_default_str();
+  python->add_option("--clients", py.clients, "threads of the concurrent cells (each pure Python one with its own "
+                                              "connection)")
+      ->check(CLI::Range(2, 64))
+      ->capture_default_str();
+  python->add_option("--repeats", py.repeats, "rounds of all cells, order rotated; medians reported")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  python->add_option("--overhead-calls", py.overhead_calls, "searches per kind for the per-call overhead")
+      ->check(CLI::Range(10, 1000000))
+      ->capture_default_str();
+  python->add_option("--ef-search", py.ef_search, "hnsw.ef_search on both sides")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  python->add_option("--python", py_python, "the interpreter: a venv with the vstore package, psycopg 3, pgvector, "
+                                            "NumPy, onnx, onnxruntime and tokenizers (default: the venv "
+                                            "scripts/python_test.sh makes, <build>/py-venv/bin/python)");
+  python->add_option("--data", py_data, "article JSON Lines file (default: the Reuters articles in ../shared/data "
+                                        "beside vstore's source tree)");
+  python->add_option("--query-file", py_queries, "queries, one a line: a code, a tab, the text (default: "
+                                                 "queries-dev.tsv beside the articles)");
+  python->add_flag("--json", json, "print the result as one JSON object");
+  python->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      auto tree = source_tree();
+      if (!tree) return report(tree.error());
+      const std::filesystem::path reuters = (*tree / ".." / "shared" / "data" / "reuters21578").lexically_normal();
+      py.data = py_data.empty() ? reuters / "articles.jsonl" : std::filesystem::path(py_data);
+      py.query_file = py_queries.empty() ? reuters / "queries-dev.tsv" : std::filesystem::path(py_queries);
+      py.script = *tree / "benchmarks" / "python" / "bench_module.py";
+      if (py_python.empty()) {
+        auto found = default_python();
+        if (!found) return report(found.error());
+        py.python = *found;
+      } else {
+        py.python = py_python;
+      }
+      auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
+      if (!model_dir) return report(model_dir.error());
+      py.model_dir = *model_dir;
+      py.config = *cfg;
+      py.overhead_block = std::min(50, py.overhead_calls);
+      py.progress = progress_printer();
+      auto result = bench_python(*conninfo, py);
+      if (!result) return report(result.error());
+      if (json) {
+        print_json(*result);
+      } else {
+        print_python_summary(*result);
+      }
       return k_exit_ok;
     };
   });
