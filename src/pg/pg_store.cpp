@@ -868,6 +868,15 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
         "ORDER BY (a.embedding <=> $1) + 0 LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
         table, where, info.metadata_expr, options.top_k);
+  } else if (prep.plan == SearchPlan::index) {
+    // Unfiltered: the index scan yields the rows in order and LIMIT stops it, so the metadata
+    // is built for top_k rows only, without the join back by ctid (cheaper for the server; the
+    // outer sort puts an iterative scan's relaxed order right). `+ 0` keeps the planner from
+    // taking the index order as sorted by score (an incremental sort would then keep it).
+    prep.sql = fmt::format(
+        "SELECT top.uri, top.score, top.metadata FROM (SELECT a.uri, a.embedding <=> $1 AS score, {2} AS metadata "
+        "FROM {0} a WHERE {1} ORDER BY a.embedding <=> $1 LIMIT {3}) top ORDER BY top.score + 0, top.uri",
+        table, where, info.metadata_expr, options.top_k);
   } else {
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
