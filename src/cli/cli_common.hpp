@@ -37,6 +37,10 @@ constexpr int k_exit_usage = 2;
 /// Prints `vstore: <message>` to stderr and returns k_exit_failure.
 int report(const Error& error);
 
+/// The same for a usage error (a malformed option value found after parsing, e.g. `--where`):
+/// returns k_exit_usage.
+int report_usage(const Error& error);
+
 /// Prints JSON to stdout.
 void print_json(const nlohmann::json& value);
 
@@ -64,5 +68,6 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_data_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_bench_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_info_commands(CLI::App& app, const Globals& globals, Action& action);
 
 }  // namespace vstore::cli

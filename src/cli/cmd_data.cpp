@@ -517,7 +517,7 @@ int run_search(const Globals& globals, const std::string& text, int top_k, const
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
   auto filter = parse_where(where);
-  if (!filter) return report(filter.error().with_context("--where"));
+  if (!filter) return report_usage(filter.error().with_context("--where"));
   auto store = open_articles(*cfg, true, false, shadow_compare);
   if (!store) return report(store.error());
   auto vec = (*store)->embedder().embed(std::span<const std::string>(&text, 1));
@@ -583,7 +583,7 @@ int run_vectors(const Globals& globals, std::optional<std::int64_t> limit, const
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
   auto filter = parse_where(where);
-  if (!filter) return report(filter.error().with_context("--where"));
+  if (!filter) return report_usage(filter.error().with_context("--where"));
   auto store = open_articles(*cfg, false);
   if (!store) return report(store.error());
   auto batch = (*store)->get_vectors_by_metadata(limit, *filter);

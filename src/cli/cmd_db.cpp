@@ -89,13 +89,20 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
     };
   });
   auto* stop = db->add_subcommand("stop", "stop the embedded cluster (fast shutdown); stopping a stopped cluster succeeds");
+  stop->add_flag("--json", json, "print the status after stopping as JSON");
   stop->callback([&] {
     action = [&] {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       EmbeddedPostgres pg(cfg->data_dir / "pg");
       if (auto done = pg.stop(); !done) return report(done.error());
-      std::printf("embedded postgresql stopped\n");
+      if (json) {
+        auto st = pg.status();
+        if (!st) return report(st.error());
+        print_status(*st, true);
+      } else {
+        std::printf("embedded postgresql in %s stopped\n", (cfg->data_dir / "pg").c_str());
+      }
       return k_exit_ok;
     };
   });

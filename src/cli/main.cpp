@@ -3,11 +3,14 @@
 // library) are turned into exit codes.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -41,6 +44,82 @@ int report(const Error& error) {
   std::fprintf(stderr, "vstore: %s\n", error.message().c_str());
   return k_exit_failure;
 }
+
+int report_usage(const Error& error) {
+  std::fprintf(stderr, "vstore: %s\n", error.message().c_str());
+  return k_exit_usage;
+}
+
+namespace {
+
+// Edit distance of two command names, for "did you mean".
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The first word that is not an option (or an option's value) names the command. When it names
+// none of `app`'s, says so with the nearest name and returns false.
+bool known_command(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--env-file") {
+      ++i;  // its value
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+    if (std::find(names.begin(), names.end(), arg) != names.end()) return true;
+    std::string nearest;
+    std::size_t best = std::string::npos;
+    for (const auto& name : names) {
+      const std::size_t d = edit_distance(arg, name);
+      if (d < best) {
+        best = d;
+        nearest = name;
+      }
+    }
+    std::fprintf(stderr, "vstore: unknown command \"%s\"", std::string(arg).c_str());
+    if (best <= std::max<std::size_t>(2, arg.size() / 2)) std::fprintf(stderr, "; did you mean \"%s\"?", nearest.c_str());
+    std::fprintf(stderr, " (vstore help lists the commands)\n");
+    return false;
+  }
+  return true;
+}
+
+// `vstore help [COMMAND [SUBCOMMAND]]`: the help of the app or of the command named.
+int print_help(const CLI::App& app, const std::vector<std::string>& words) {
+  const CLI::App* target = &app;
+  for (const auto& word : words) {
+    const CLI::App* next = nullptr;
+    for (const CLI::App* sub : target->get_subcommands([](const CLI::App*) { return true; })) {
+      if (sub->get_name() == word) next = sub;
+    }
+    if (next == nullptr) {
+      std::fprintf(stderr, "vstore: help: no command \"%s\"%s%s (vstore help lists the commands)\n", word.c_str(),
+                   target == &app ? "" : " under ", target == &app ? "" : target->get_name().c_str());
+      return k_exit_usage;
+    }
+    target = next;
+  }
+  // Not App::help(): after parsing it describes the chosen subcommand (here `help` itself).
+  const std::string name = target == &app ? std::string("vstore") : target->get_name();
+  std::printf("%s", target->get_formatter()->make_help(target, name, CLI::AppFormatMode::Normal).c_str());
+  return k_exit_ok;
+}
+
+}  // namespace
 
 void print_json(const nlohmann::json& value) { std::printf("%s\n", value.dump(2).c_str()); }
 
@@ -84,20 +163,29 @@ int main(int argc, char** argv) {
   // Python started by vstore are unaffected.
   vstore::embed::limit_blas_threads();
   CLI::App app{"vstore: an article vector store on PostgreSQL + pgvector, with the tools to move off ChromaDB.\n"
-               "Configuration comes from the environment and .env (see docs/product.md)."};
-  app.set_version_flag("--version", VSTORE_VERSION);
+               "Configuration comes from the environment and .env (`vstore config show` prints it; the variables\n"
+               "are listed in the README and docs/python.md)."};
+  app.set_version_flag("-V,--version", VSTORE_VERSION);
   app.require_subcommand(1);
+  // Options of the app (--env-file) are also taken after a subcommand: `vstore health --env-file x`.
+  app.fallthrough();
   Globals globals;
   CLI::Option* env_file =
       app.add_option("--env-file", globals.env_file, "file of NAME=value settings read before the environment "
                                                      "(when given, it must exist)")
           ->capture_default_str();
   Action action;
+  static std::vector<std::string> help_words;
   try {
     add_db_commands(app, globals, action);
     add_data_commands(app, globals, action);
     add_bench_commands(app, globals, action);
     add_migrate_commands(app, globals, action);
+    add_info_commands(app, globals, action);
+    auto* help = app.add_subcommand("help", "the help of vstore, or of COMMAND (vstore help db start)");
+    help->add_option("COMMAND", help_words, "a command and its subcommand");
+    help->callback([&] { action = [&] { return print_help(app, help_words); }; });
+    if (!known_command(app, argc, argv)) return k_exit_usage;
     app.parse(argc, argv);
     globals.env_file_given = env_file->count() > 0;
   } catch (const CLI::ParseError& e) {

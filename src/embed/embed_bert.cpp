@@ -394,6 +394,11 @@ void init_blas_once() {
 
 }  // namespace
 
+std::string blas_description() {
+  const char* config = openblas_get_config();
+  return config != nullptr ? std::string(config) : std::string("OpenBLAS");
+}
+
 void limit_blas_threads() {
   static std::once_flag once;
   std::call_once(once, [] {

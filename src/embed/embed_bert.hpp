@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "vstore/result.hpp"
@@ -18,6 +19,10 @@ namespace vstore::embed {
 /// thread server there is nothing to stop). Environment variables are not touched, so the
 /// processes vstore starts are unaffected.
 void limit_blas_threads();
+
+/// The BLAS library the engine runs on, as it describes itself (OpenBLAS's build configuration,
+/// e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"), for `vstore version`.
+[[nodiscard]] std::string blas_description();
 
 /// The shape of a BERT encoder, as read from a Hugging Face config.json.
 struct BertConfig {

@@ -215,7 +215,7 @@ TEST_F(CliTest, BadInputFailsWithOneLineReasonAndWritesNothing) {
   EXPECT_EQ(json::parse(after.out)["rows"], json::parse(before.out)["rows"]);
 
   CmdResult where = run("search x --where '{\"topic\": {\"$foo\": 1}}'");
-  EXPECT_EQ(where.code, 1);
+  EXPECT_EQ(where.code, 2);  // a malformed --where is a usage error (issue 23, item 17)
   EXPECT_NE(where.err.find("$foo"), std::string::npos) << where.err;
   CmdResult config = run("health", "PGVECTOR_HNSW_M=abc");
   EXPECT_EQ(config.code, 1);
