@@ -21,7 +21,7 @@ namespace vstore::embed {
 void limit_blas_threads();
 
 /// The BLAS library the engine runs on, as it describes itself (OpenBLAS's build configuration,
-/// e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"), for `vstore version`.
+/// e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"), for `vstore version`.
 [[nodiscard]] std::string blas_description();
 
 /// The shape of a BERT encoder, as read from a Hugging Face config.json.
