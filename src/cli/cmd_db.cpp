@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // `vstore db start|stop|status` and `vstore schema up|down|status`.
+#include <algorithm>
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include "cli/cli_common.hpp"
@@ -52,8 +55,10 @@ void print_schema(const SchemaStatus& st, bool json) {
   }
   std::printf("schema of table %s: version %d of %d%s\n", st.table.c_str(), st.current_version, st.latest_version,
               st.table_exists ? "" : " (table does not exist)");
+  std::size_t width = 0;
+  for (const auto& m : st.migrations) width = std::max(width, m.name.size());
   for (const auto& m : st.migrations) {
-    std::printf("  %d %-16s %s%s\n", m.version, m.name.c_str(), m.applied ? "applied " : "pending",
+    std::printf("  %d %-*s  %s%s\n", m.version, static_cast<int>(width), m.name.c_str(), m.applied ? "applied " : "pending",
                 m.applied ? m.applied_at.c_str() : "");
   }
   for (const auto& note : st.notes) std::printf("  note: %s\n", note.c_str());
@@ -82,9 +87,25 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
       EmbeddedOptions opts;
       opts.port = port;
       opts.tcp = tcp;
+      const bool created = !std::filesystem::exists(cfg->data_dir / "pg" / "data" / "PG_VERSION");
+      const auto before = pg.status();
+      const bool was_running = before && before->running;
       auto st = pg.start(opts);
       if (!st) return report(st.error());
-      print_status(*st, json);
+      if (json) {
+        nlohmann::json j = status_json(*st);
+        j["created"] = created;
+        j["already_running"] = was_running;
+        print_json(j);
+        return k_exit_ok;
+      }
+      if (created) {
+        std::printf("created a new cluster in %s\n", (cfg->data_dir / "pg").c_str());
+      } else if (was_running) {
+        std::printf("already running\n");
+      }
+      print_status(*st, false);
+      if (created) std::printf("next: vstore schema up (creates the articles table), then vstore ingest FILE.jsonl\n");
       return k_exit_ok;
     };
   });
@@ -137,7 +158,35 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
   };
   auto* up = schema->add_subcommand("up", "apply pending migrations: create the table if missing, else add only the vector columns and indexes");
   up->add_flag("--json", json, "print the resulting status as JSON");
-  up->callback([&, run_schema] { action = run_schema([](const std::string& c, const Config& cfg) { return schema_up(c, cfg); }); });
+  up->callback([&] {
+    action = [&] {
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      auto before = schema_status(*conninfo, *cfg);
+      if (!before) return report(before.error());
+      auto after = schema_up(*conninfo, *cfg);
+      if (!after) return report(after.error());
+      if (!json) {
+        // What this run applied, then the status.
+        std::string applied;
+        for (const auto& m : after->migrations) {
+          const bool was = std::any_of(before->migrations.begin(), before->migrations.end(),
+                                       [&](const MigrationState& b) { return b.version == m.version && b.applied; });
+          if (m.applied && !was) applied += fmt::format("{}{} {}", applied.empty() ? "" : ", ", m.version, m.name);
+        }
+        if (applied.empty()) {
+          std::printf("nothing was pending: table %s is at version %d of %d\n", after->table.c_str(),
+                      after->current_version, after->latest_version);
+        } else {
+          std::printf("applied %s\n", applied.c_str());
+        }
+      }
+      print_schema(*after, json);
+      return k_exit_ok;
+    };
+  });
   static bool force = false;
   auto* down = schema->add_subcommand("down", "revert migrations (only what vstore added; a table holding articles is kept)");
   down->add_option("--to", target, "version to go down to (default 0: all)")->check(CLI::Range(0, k_latest_schema_version));

@@ -141,4 +141,42 @@ TEST_F(Issue23Cli, Item17UsageErrorsExitTwoRuntimeFailuresOne) {
   EXPECT_EQ(down.code, 1);
 }
 
+TEST_F(Issue23Cli, Item21DbStartAndSchemaUpSayWhatTheyDid) {
+  CmdResult first = run("db start");
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_NE(first.out.find("created a new cluster in " + m_dir + "/data/pg"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("next: vstore schema up"), std::string::npos) << first.out;
+  CmdResult again = run("db start --json");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const json j = json::parse(again.out);
+  EXPECT_FALSE(j["created"].get<bool>());
+  EXPECT_TRUE(j["already_running"].get<bool>());
+
+  CmdResult up = run("schema up");
+  ASSERT_EQ(up.code, 0) << up.err;
+  EXPECT_NE(up.out.find("applied 1 base, 2 vector_columns, 3 vector_index, 4 dual_outbox, 5 embedding_storage"),
+            std::string::npos) << up.out;
+  CmdResult nothing = run("schema up");
+  ASSERT_EQ(nothing.code, 0) << nothing.err;
+  EXPECT_NE(nothing.out.find("nothing was pending: table articles is at version 5 of 5"), std::string::npos)
+      << nothing.out;
+  // The status lines are aligned: "applied" starts in the same column on every line.
+  CmdResult status = run("schema status");
+  std::size_t column = std::string::npos;
+  std::size_t lines = 0;
+  std::size_t start = 0;
+  while (start < status.out.size()) {
+    const std::size_t end = status.out.find('\n', start);
+    const std::string line = status.out.substr(start, end - start);
+    if (const std::size_t at = line.find(" applied "); at != std::string::npos && line.starts_with("  ")) {
+      if (column == std::string::npos) column = at;
+      EXPECT_EQ(at, column) << status.out;
+      ++lines;
+    }
+    start = end == std::string::npos ? status.out.size() : end + 1;
+  }
+  EXPECT_EQ(lines, 5U) << status.out;
+  EXPECT_EQ(run("db stop").code, 0);
+}
+
 }  // namespace
