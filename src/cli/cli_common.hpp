@@ -34,7 +34,14 @@ constexpr int k_exit_usage = 2;
 /// scripts. Errors: not_found, naming the executable.
 [[nodiscard]] Result<std::filesystem::path> source_tree();
 
-/// Prints `vstore: <message>` to stderr and returns k_exit_failure.
+/// Whether errors are also printed as JSON on stdout (`{"error": {"code", "message"}}`): main()
+/// turns it on when `--json` is on the command line.
+void set_json_errors(bool on);
+
+/// Prints `vstore: <message>` to stderr and, with --json, the JSON error on stdout.
+void print_error(std::string_view code, const std::string& message);
+
+/// print_error() with the error's code; returns k_exit_failure.
 int report(const Error& error);
 
 /// The same for a usage error (a malformed option value found after parsing, e.g. `--where`):

@@ -40,13 +40,24 @@ Result<std::filesystem::path> source_tree() {
                           exe.string()));
 }
 
+namespace {
+bool g_json_errors = false;  // --json was given: errors also go to stdout as JSON
+}  // namespace
+
+void set_json_errors(bool on) { g_json_errors = on; }
+
+void print_error(std::string_view code, const std::string& message) {
+  std::fprintf(stderr, "vstore: %s\n", message.c_str());
+  if (g_json_errors) print_json({{"error", {{"code", code}, {"message", message}}}});
+}
+
 int report(const Error& error) {
-  std::fprintf(stderr, "vstore: %s\n", error.message().c_str());
+  print_error(to_string(error.code()), error.message());
   return k_exit_failure;
 }
 
 int report_usage(const Error& error) {
-  std::fprintf(stderr, "vstore: %s\n", error.message().c_str());
+  print_error(to_string(error.code()), error.message());
   return k_exit_usage;
 }
 
@@ -90,9 +101,9 @@ bool known_command(const CLI::App& app, int argc, char** argv) {
         nearest = name;
       }
     }
-    std::fprintf(stderr, "vstore: unknown command \"%s\"", std::string(arg).c_str());
-    if (best <= std::max<std::size_t>(2, arg.size() / 2)) std::fprintf(stderr, "; did you mean \"%s\"?", nearest.c_str());
-    std::fprintf(stderr, " (vstore help lists the commands)\n");
+    std::string message = fmt::format("unknown command \"{}\"", arg);
+    if (best <= std::max<std::size_t>(2, arg.size() / 2)) message += fmt::format("; did you mean \"{}\"?", nearest);
+    print_error("usage", message + " (vstore help lists the commands)");
     return false;
   }
   return true;
@@ -107,8 +118,8 @@ int print_help(const CLI::App& app, const std::vector<std::string>& words) {
       if (sub->get_name() == word) next = sub;
     }
     if (next == nullptr) {
-      std::fprintf(stderr, "vstore: help: no command \"%s\"%s%s (vstore help lists the commands)\n", word.c_str(),
-                   target == &app ? "" : " under ", target == &app ? "" : target->get_name().c_str());
+      print_error("usage", fmt::format("help: no command \"{}\"{}{} (vstore help lists the commands)", word,
+                                        target == &app ? "" : " under ", target == &app ? "" : target->get_name()));
       return k_exit_usage;
     }
     target = next;
@@ -185,17 +196,19 @@ int main(int argc, char** argv) {
     auto* help = app.add_subcommand("help", "the help of vstore, or of COMMAND (vstore help db start)");
     help->add_option("COMMAND", help_words, "a command and its subcommand");
     help->callback([&] { action = [&] { return print_help(app, help_words); }; });
+    set_json_errors(std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "--json"; }));
     if (!known_command(app, argc, argv)) return k_exit_usage;
     app.parse(argc, argv);
     globals.env_file_given = env_file->count() > 0;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
+    if (code != 0 && g_json_errors) print_json({{"error", {{"code", "usage"}, {"message", e.what()}}}});
     return code == 0 ? k_exit_ok : k_exit_usage;
   }
   try {
     return action ? action() : k_exit_usage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "vstore: internal error: %s\n", e.what());
+    print_error("internal", fmt::format("internal error: {}", e.what()));
     return k_exit_failure;
   }
 }

@@ -179,4 +179,30 @@ TEST_F(Issue23Cli, Item21DbStartAndSchemaUpSayWhatTheyDid) {
   EXPECT_EQ(run("db stop").code, 0);
 }
 
+TEST_F(Issue23Cli, Item22JsonErrorsAreJsonOnStdoutWithTheSameExitCodes) {
+  CmdResult down = run("search oil --json");  // no database running: a runtime failure
+  EXPECT_EQ(down.code, 1);
+  json j = json::parse(down.out);
+  EXPECT_EQ(j["error"]["code"], "unavailable") << down.out;
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("db start"), std::string::npos) << down.out;
+  EXPECT_NE(down.err.find("vstore: "), std::string::npos);  // the line for people stays on stderr
+
+  CmdResult where = run("search oil --json --where '{\"topic\": {\"$like\": 1}}'");
+  EXPECT_EQ(where.code, 2);
+  EXPECT_EQ(json::parse(where.out)["error"]["code"], "invalid_argument") << where.out;
+
+  CmdResult range = run("search oil --top-k 0 --json");
+  EXPECT_EQ(range.code, 2);
+  EXPECT_EQ(json::parse(range.out)["error"]["code"], "usage") << range.out;
+
+  CmdResult unknown = run("srch --json");
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_EQ(json::parse(unknown.out)["error"]["code"], "usage") << unknown.out;
+
+  CmdResult text = run("search oil");  // without --json nothing goes to stdout
+  EXPECT_EQ(text.code, 1);
+  EXPECT_TRUE(text.out.empty()) << text.out;
+}
+
 }  // namespace
+
