@@ -158,34 +158,26 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
   };
   auto* up = schema->add_subcommand("up", "apply pending migrations: create the table if missing, else add only the vector columns and indexes");
   up->add_flag("--json", json, "print the resulting status as JSON");
-  up->callback([&] {
-    action = [&] {
-      auto cfg = load(globals);
-      if (!cfg) return report(cfg.error());
-      auto conninfo = resolve_conninfo(*cfg);
-      if (!conninfo) return report(conninfo.error());
-      auto before = schema_status(*conninfo, *cfg);
-      if (!before) return report(before.error());
-      auto after = schema_up(*conninfo, *cfg);
-      if (!after) return report(after.error());
-      if (!json) {
-        // What this run applied, then the status.
-        std::string applied;
-        for (const auto& m : after->migrations) {
-          const bool was = std::any_of(before->migrations.begin(), before->migrations.end(),
-                                       [&](const MigrationState& b) { return b.version == m.version && b.applied; });
-          if (m.applied && !was) applied += fmt::format("{}{} {}", applied.empty() ? "" : ", ", m.version, m.name);
-        }
-        if (applied.empty()) {
-          std::printf("nothing was pending: table %s is at version %d of %d\n", after->table.c_str(),
-                      after->current_version, after->latest_version);
-        } else {
-          std::printf("applied %s\n", applied.c_str());
-        }
+  up->callback([&, run_schema] {
+    action = run_schema([](const std::string& c, const Config& cfg) -> Result<SchemaStatus> {
+      VS_TRY_ASSIGN(SchemaStatus before, schema_status(c, cfg));
+      VS_TRY_ASSIGN(SchemaStatus after, schema_up(c, cfg));
+      if (json) return after;
+      // What this run applied, before the status.
+      std::string applied;
+      for (const auto& m : after.migrations) {
+        const bool was = std::any_of(before.migrations.begin(), before.migrations.end(),
+                                     [&](const MigrationState& b) { return b.version == m.version && b.applied; });
+        if (m.applied && !was) applied += fmt::format("{}{} {}", applied.empty() ? "" : ", ", m.version, m.name);
       }
-      print_schema(*after, json);
-      return k_exit_ok;
-    };
+      if (applied.empty()) {
+        std::printf("nothing was pending: table %s is at version %d of %d\n", after.table.c_str(), after.current_version,
+                    after.latest_version);
+      } else {
+        std::printf("applied %s\n", applied.c_str());
+      }
+      return after;
+    });
   });
   static bool force = false;
   auto* down = schema->add_subcommand("down", "revert migrations (only what vstore added; a table holding articles is kept)");
