@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/chroma_fixture.hpp"
+#include "support/cli_runner.hpp"
 
 namespace vstore {
 namespace {
@@ -20,11 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using testing::CmdResult;
 
 class CliChromaTest : public ::testing::Test {
  protected:
@@ -43,20 +40,10 @@ class CliChromaTest : public ::testing::Test {
   }
 
   CmdResult run(const std::string& args) {
-    const fs::path err = fs::path(m_dir) / "stderr.txt";
-    const std::string cmd = "cd '" + m_dir + "' && env -u DATABASE_URL VECTOR_BACKEND=chromadb CHROMA_URL='" +
-                            testing::ChromaServer::shared().url() + "' CHROMA_COLLECTION='" + m_collection +
-                            "' VSTORE_DATA_DIR='" + m_dir + "/data' EMBEDDING_DIM=64 EMBEDDING_PROVIDER=hash '" + m_bin +
-                            "' " + args + " 2>'" + err.string() + "'";
-    CmdResult r;
-    FILE* pipe = popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf{};
-    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), n);
-    const int status = pclose(pipe);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err);
-    r.err.assign(std::istreambuf_iterator<char>(in), {});
-    return r;
+    return testing::run_shell(m_dir, "env -u DATABASE_URL VECTOR_BACKEND=chromadb CHROMA_URL='" +
+                                         testing::ChromaServer::shared().url() + "' CHROMA_COLLECTION='" + m_collection +
+                                         "' VSTORE_DATA_DIR='" + m_dir + "/data' EMBEDDING_DIM=64 EMBEDDING_PROVIDER=hash '" +
+                                         m_bin + "' " + args);
   }
 
   std::string m_bin;

@@ -14,16 +14,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli_runner.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using vstore::testing::CmdResult;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -46,19 +44,9 @@ class CliTest : public ::testing::Test {
 
   // Runs `vstore ARGS` with a clean configuration pointing at the temporary data dir.
   static CmdResult run(const std::string& args, const std::string& env = "") {
-    const fs::path err = fs::path(s_dir) / "stderr.txt";
-    const std::string cmd = "cd '" + s_dir + "' && env -u DATABASE_URL -u OPENBLAS_NUM_THREADS VSTORE_DATA_DIR='" + s_dir +
-                            "/data' EMBEDDING_DIM=384 EMBEDDING_PROVIDER=hash " + env + " '" + s_bin + "' " + args +
-                            " 2>'" + err.string() + "'";
-    CmdResult r;
-    FILE* pipe = popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf{};
-    while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), n);
-    const int status = pclose(pipe);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err);
-    r.err.assign(std::istreambuf_iterator<char>(in), {});
-    return r;
+    return vstore::testing::run_shell(s_dir, "env -u DATABASE_URL -u OPENBLAS_NUM_THREADS VSTORE_DATA_DIR='" + s_dir +
+                                                 "/data' EMBEDDING_DIM=384 EMBEDDING_PROVIDER=hash " + env + " '" +
+                                                 s_bin + "' " + args);
   }
 
   static void write_file(const std::string& name, const std::string& text) {

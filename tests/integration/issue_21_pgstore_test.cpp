@@ -25,6 +25,7 @@
 
 #include "pg/pg_conn.hpp"
 #include "pg/pg_store.hpp"
+#include "support/cli_runner.hpp"
 #include "support/pg_fixture.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/schema.hpp"
@@ -377,11 +378,7 @@ TEST_F(Issue21PgStore, Item13gTheRepairCancelsAnOrphanedIndexBuildAndBuildsTheIn
 
 // ---- the CLI (items 13g, 13h) -----------------------------------------------------------------
 
-struct CmdResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using testing::CmdResult;
 
 class Issue21PgCli : public Issue21PgStore {
  protected:
@@ -407,22 +404,10 @@ class Issue21PgCli : public Issue21PgStore {
     return file.string();
   }
   CmdResult run(const std::string& args) {
-    const char* bin = std::getenv("VSTORE_BIN");
-    EXPECT_NE(bin, nullptr);
-    const fs::path err = fs::path(m_dir) / "stderr.txt";
-    const std::string cmd = fmt::format(
-        "cd '{0}' && env -i PATH=/usr/bin:/bin HOME='{0}' VSTORE_DATA_DIR='{0}/data' DATABASE_URL='{1}' EMBEDDING_DIM={2} "
-        "EMBEDDING_PROVIDER=hash EMBEDDING_MODEL=test-model '{3}' {4} 2>'{5}'",
-        m_dir, m_db, k_dim, bin ? bin : "vstore", args, err.string());
-    CmdResult r;
-    FILE* pipe = popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf{};
-    while (std::size_t got = fread(buf.data(), 1, buf.size(), pipe)) r.out.append(buf.data(), got);
-    const int status = pclose(pipe);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream in(err);
-    r.err.assign(std::istreambuf_iterator<char>(in), {});
-    return r;
+    return testing::run_shell(
+        m_dir, fmt::format("env -i PATH=/usr/bin:/bin HOME='{0}' VSTORE_DATA_DIR='{0}/data' DATABASE_URL='{1}' "
+                           "EMBEDDING_DIM={2} EMBEDDING_PROVIDER=hash EMBEDDING_MODEL=test-model '{3}' {4}",
+                           m_dir, m_db, k_dim, testing::vstore_bin(), args));
   }
   std::string m_dir;
 };
