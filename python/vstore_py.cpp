@@ -58,6 +58,14 @@ inline void unwrap(Result<void>&& result) {
   if (!result) throw ErrorException(std::move(result.error()));
 }
 
+// Runs `fn` (a library call returning Result<T>) with the GIL released; returns its value or
+// throws its error (translated into Python once the GIL is held again).
+template <typename Fn>
+auto without_gil(Fn&& fn) {
+  py::gil_scoped_release nogil;
+  return unwrap(std::forward<Fn>(fn)());
+}
+
 [[noreturn]] void raise(ErrorCode code, std::string message) { throw ErrorException(Error(code, std::move(message))); }
 
 void translate(std::exception_ptr ptr) {
@@ -218,13 +226,19 @@ class MissingEmbedder final : public Embedder {
   int m_dim;
 };
 
+// The environment over the .env file: `env_file` None reads ./.env when it exists; a named
+// file must exist.
+Environment environment(const std::optional<std::string>& env_file) {
+  return unwrap(read_environment(env_file.value_or(".env"), env_file ? EnvFile::required : EnvFile::optional));
+}
+
 class Store {
  public:
   // `env_file`: None reads ./.env when it exists; a path must exist. `backend` overrides
   // VECTOR_BACKEND, `overrides` any variable.
   Store(const std::optional<std::string>& backend, const std::optional<std::string>& env_file,
         const std::optional<std::map<std::string, std::string>>& overrides) {
-    Environment env = unwrap(read_environment(env_file.value_or(".env"), env_file ? EnvFile::required : EnvFile::optional));
+    Environment env = environment(env_file);
     if (overrides) {
       for (const auto& [k, v] : *overrides) env[k] = v;
     }
@@ -271,8 +285,7 @@ class Store {
   bool upsert_article(const py::dict& article) {
     auto store = open();
     Article a = unwrap(article_from_json(to_json(article, "article")));
-    py::gil_scoped_release nogil;
-    return unwrap(store->upsert_article(a));
+    return without_gil([&] { return store->upsert_article(a); });
   }
 
   std::size_t upsert_articles(const py::list& articles) {
@@ -309,12 +322,7 @@ class Store {
   py::list search(const std::string& query, int top_k, const py::object& where) {
     auto store = open();
     auto filter = filter_from(where, "metadata_filter");
-    std::vector<SearchHit> hits;
-    {
-      py::gil_scoped_release nogil;
-      hits = unwrap(store->search_articles(query, top_k, filter));
-    }
-    return hits_to_py(hits);
+    return hits_to_py(without_gil([&] { return store->search_articles(query, top_k, filter); }));
   }
 
   py::list search_vector(const py::object& vector, int top_k, const py::object& where) {
@@ -323,12 +331,7 @@ class Store {
     SearchOptions options;
     options.top_k = top_k;
     options.where = filter_from(where, "metadata_filter");
-    std::vector<SearchHit> hits;
-    {
-      py::gil_scoped_release nogil;
-      hits = unwrap(store->store().search(v, options));
-    }
-    return hits_to_py(hits);
+    return hits_to_py(without_gil([&] { return store->store().search(v, options); }));
   }
 
   // Seconds that `n` searches for `vector` take inside C++ (no Python between them): the
@@ -347,24 +350,16 @@ class Store {
 
   py::list similar(const std::string& uri, int top_k) {
     auto store = open();
-    std::vector<SearchHit> hits;
-    {
-      py::gil_scoped_release nogil;
-      hits = unwrap(store->similar_articles(uri, top_k));
-    }
-    return hits_to_py(hits);
+    return hits_to_py(without_gil([&] { return store->similar_articles(uri, top_k); }));
   }
 
   py::tuple get_vectors(std::optional<std::int64_t> limit, const py::object& where) {
     auto store = open();
     if (limit && *limit < 0) raise(ErrorCode::invalid_argument, fmt::format("limit must be 0 or more, not {}", *limit));
     auto filter = filter_from(where, "where");
-    VectorBatch batch;
-    {
-      py::gil_scoped_release nogil;
-      // limit 0 or None means all rows, as the old code's `limit if limit else None`.
-      batch = unwrap(store->get_vectors_by_metadata(limit && *limit > 0 ? limit : std::nullopt, filter));
-    }
+    // limit 0 or None means all rows, as the old code's `limit if limit else None`.
+    const VectorBatch batch = without_gil(
+        [&] { return store->get_vectors_by_metadata(limit && *limit > 0 ? limit : std::nullopt, filter); });
     const std::size_t n = batch.ids.size();
     const std::size_t dim = batch.dim != 0 ? batch.dim : static_cast<std::size_t>(store->store().dimension());
     FloatArray arr({n, dim});
@@ -381,11 +376,7 @@ class Store {
 
   FloatArray embed(const std::vector<std::string>& texts) {
     auto store = open();
-    std::vector<Embedding> vecs;
-    {
-      py::gil_scoped_release nogil;
-      vecs = unwrap(store->embedder().embed(texts));
-    }
+    const std::vector<Embedding> vecs = without_gil([&] { return store->embedder().embed(texts); });
     const auto dim = static_cast<std::size_t>(store->embedder().dimension());
     FloatArray arr({vecs.size(), dim});
     float* out = arr.mutable_data();
@@ -395,17 +386,12 @@ class Store {
 
   std::int64_t remove(const std::vector<std::string>& ids) {
     auto store = open();
-    py::gil_scoped_release nogil;
-    return unwrap(store->store().remove(ids));
+    return without_gil([&] { return store->store().remove(ids); });
   }
 
   py::object health() {
     auto store = open();
-    json h;
-    {
-      py::gil_scoped_release nogil;
-      h = unwrap(store->health());
-    }
+    json h = without_gil([&] { return store->health(); });
     h["embedder"] = {{"provider", m_config.embedding_provider},
                      {"model", m_config.embedding_model},
                      {"available", !m_embedder_error.has_value()},
@@ -415,11 +401,7 @@ class Store {
 
   py::dict count() {
     auto store = open();
-    StoreCounts c;
-    {
-      py::gil_scoped_release nogil;
-      c = unwrap(store->store().count());
-    }
+    const StoreCounts c = without_gil([&] { return store->store().count(); });
     py::dict d;
     d["rows"] = c.rows;
     d["with_embedding"] = c.with_embedding;
@@ -467,10 +449,6 @@ py::dict projection(const py::object& vectors) {
   out["centroids"] = p.centroids;
   out["sizes"] = std::move(sizes);
   return out;
-}
-
-std::map<std::string, std::string> environment(const std::optional<std::string>& env_file) {
-  return unwrap(read_environment(env_file.value_or(".env"), env_file ? EnvFile::required : EnvFile::optional));
 }
 
 }  // namespace
