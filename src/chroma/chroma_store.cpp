@@ -358,10 +358,24 @@ Result<json> ChromaStore::query_raw(std::span<const float> query, int n, const j
   return res;
 }
 
-Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query, const SearchOptions& options) {
-  if (options.top_k < 1 || options.top_k > k_max_top_k) {
-    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, options.top_k));
+namespace {
+
+Result<void> check_top_k(int top_k) {
+  if (top_k < 1 || top_k > k_max_top_k) {
+    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, top_k));
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query, const SearchOptions& options) {
+  VS_TRY(check_top_k(options.top_k));
+  return search_unchecked(query, options);
+}
+
+// search() without the top_k bound, so that similar() can ask for one row more at the largest.
+Result<std::vector<SearchHit>> ChromaStore::search_unchecked(std::span<const float> query, const SearchOptions& options) {
   VS_TRY(check_vector(query, m_dimension, "query vector"));
   if (options.model) {
     std::lock_guard lock(m_model_mutex);
@@ -372,7 +386,7 @@ Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query,
     VS_TRY_ASSIGN(where, chroma_where(*options.where));
   }
   const bool cosine = m_space == Space::cosine;
-  const int n = cosine ? options.top_k : std::min(k_max_top_k, options.top_k * 4);
+  const int n = cosine ? options.top_k : std::min(k_max_top_k + 1, options.top_k * 4);
   VS_TRY_ASSIGN(json res, query_raw(query, n, &where, !cosine));
   const json& ids = res["ids"][0];
   const json& distances = res["distances"][0];
@@ -421,10 +435,9 @@ Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query,
   return hits;
 }
 
-Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, int top_k) {
-  if (top_k < 1 || top_k >= k_max_top_k) {
-    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k - 1, top_k));
-  }
+Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, const SearchOptions& options) {
+  VS_TRY(check_top_k(options.top_k));
+  const int top_k = options.top_k;
   const json body = {{"ids", json::array({std::string(uri)})}, {"include", json::array({"embeddings"})}};
   VS_TRY_ASSIGN(json res, m_http->post(record_path("get"), body, Retry::read));
   if (!res.contains("ids") || !res["ids"].is_array() || res["ids"].empty()) {
@@ -436,9 +449,9 @@ Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, int to
     return fail(ErrorCode::corruption, fmt::format("chroma server {} returned no embedding for {}", m_http->server(), uri));
   }
   VS_TRY(decode_embedding(res["embeddings"][0], static_cast<std::size_t>(m_dimension), vec, uri));
-  SearchOptions opts;
-  opts.top_k = top_k + 1;
-  VS_TRY_ASSIGN(auto hits, search(vec, opts));
+  SearchOptions opts = options;
+  opts.top_k = top_k + 1;  // for the article itself
+  VS_TRY_ASSIGN(auto hits, search_unchecked(vec, opts));
   std::erase_if(hits, [&](const SearchHit& h) { return h.id == uri; });
   if (static_cast<int>(hits.size()) > top_k) hits.resize(static_cast<std::size_t>(top_k));
   return hits;
