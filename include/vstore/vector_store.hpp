@@ -83,6 +83,14 @@ class VectorStore {
 
   /// Health as `vstore health --json` prints it (see docs/product.md).
   [[nodiscard]] virtual Result<nlohmann::json> health() = 0;
+
+  /// Runs the search of `query` and `options` under EXPLAIN (ANALYZE, BUFFERS) and says how it
+  /// was planned: {"plan": "exact" | "index" | "index_iterative", "index_type", "ef_search",
+  /// "table_rows", "estimated_rows" and "selectivity" (of the filter; null without one),
+  /// "vector_index_used" (whether PostgreSQL's plan scans the vector index), "statement",
+  /// "explain": [lines of PostgreSQL's plan, with timing]}. pgvector only: the
+  /// other stores fail with invalid_argument.
+  [[nodiscard]] virtual Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options);
 };
 
 /// How open_store() opens the configured store.

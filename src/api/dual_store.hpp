@@ -87,6 +87,10 @@ class DualStore final : public VectorStore {
   /// `outbox_last_error` (of the last failed drain, or null) and `shadow` (reads compared,
   /// mean overlap@k).
   [[nodiscard]] Result<nlohmann::json> health() override;
+  /// The primary's plan.
+  [[nodiscard]] Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options) override {
+    return m_primary->explain(query, options);
+  }
 
   /// Applies waiting outbox rows to the secondary, one step (transaction) of at most
   /// `drain_batch` rows at a time, until the outbox is empty or a step fails; waits for a drain

@@ -527,8 +527,32 @@ void add_ingest_command(CLI::App& app, const Globals& globals, Action& action) {
   });
 }
 
+// `search --explain`: how the search was planned, and PostgreSQL's plan with its timing.
+void print_explain(const json& e) {
+  const auto number = [](const json& v) { return v.is_number() ? fmt::format("{:.0f}", v.get<double>()) : std::string("?"); };
+  std::printf("vstore's plan: %s", e["plan"].get<std::string>().c_str());
+  if (e["plan"] == "index_iterative") std::printf(" (the %s index with iterative scan)", e["index_type"].get<std::string>().c_str());
+  if (e["plan"] == "index") std::printf(" (the %s index)", e["index_type"].get<std::string>().c_str());
+  if (e["plan"] == "exact") std::printf(" (every matching row ranked by exact distance)");
+  if (e["ef_search"].is_number()) std::printf(", ef_search %d", e["ef_search"].get<int>());
+  std::printf("\n");
+  if (e["estimated_rows"].is_number()) {
+    std::printf("filter: about %s of %s rows match (selectivity %.4f, PostgreSQL's estimate)\n",
+                number(e["estimated_rows"]).c_str(), number(e["table_rows"]).c_str(), e["selectivity"].get<double>());
+  } else {
+    std::printf("filter: none; about %s rows\n", number(e["table_rows"]).c_str());
+  }
+  if (e["plan"] != "exact" && !e["vector_index_used"].get<bool>()) {
+    std::printf("note: PostgreSQL did not scan the vector index (its estimate found a scan and sort cheaper: a small "
+                "table, or statistics not yet gathered)\n");
+  }
+  std::printf("EXPLAIN (ANALYZE, BUFFERS):\n");
+  for (const auto& line : e["explain"]) std::printf("  %s\n", line.get<std::string>().c_str());
+  std::printf("\n");
+}
+
 int run_search(const Globals& globals, const std::string& text, int top_k, const std::string& where,
-               std::optional<int> ef_search, bool shadow_compare, bool json_out) {
+               std::optional<int> ef_search, bool shadow_compare, bool json_out, bool explain) {
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
   auto filter = parse_where(where);
@@ -542,9 +566,20 @@ int run_search(const Globals& globals, const std::string& text, int top_k, const
   opts.where = *filter;
   opts.ef_search = ef_search;
   opts.model = std::string((*store)->embedder().model());
+  json explained;
+  if (explain) {
+    auto e = (*store)->store().explain(vec->front(), opts);
+    if (!e) return report(e.error());
+    explained = *std::move(e);
+    if (!json_out) print_explain(explained);
+  }
   auto hits = (*store)->store().search(vec->front(), opts);
   if (!hits) return report(hits.error());
-  json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+  if (explain && json_out) {
+    print_json({{"explain", explained}, {"results", hits_json(*hits)}});
+  } else {
+    json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+  }
   if (shadow_compare) {
     auto h = (*store)->store().health();
     if (h && h->contains("shadow")) std::fprintf(stderr, "shadow compare: %s\n", (*h)["shadow"].dump().c_str());
@@ -559,16 +594,20 @@ void add_search_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::optional<int> ef_search;
   static bool shadow_compare = false;
   static bool json_out = false;
+  static bool explain = false;
   auto* search = app.add_subcommand("search", "semantic search: embed TEXT and list the nearest articles");
   search->add_option("TEXT", text, "the query text")->required();
   search->add_option("--top-k", top_k, "number of results")->check(CLI::Range(1, k_max_top_k))->capture_default_str();
   search->add_option("--where", where, "ChromaDB-style filter, e.g. '{\"topic\": \"crude\"}'");
   search->add_option("--ef-search", ef_search, "HNSW candidate list for this query")->check(CLI::Range(1, 1000));
   search->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
+  search->add_flag("--explain", explain,
+                   "first say how the search is planned (exact or the vector index, ef_search, the filter's estimated "
+                   "selectivity) and show PostgreSQL's EXPLAIN (ANALYZE, BUFFERS); with --json: {explain, results}");
   search->add_flag("--shadow-compare", shadow_compare,
                    "VECTOR_BACKEND=dual: run the query on the secondary store too and print overlap@k to stderr");
   search->callback([&] {
-    action = [&] { return run_search(globals, text, top_k, where, ef_search, shadow_compare, json_out); };
+    action = [&] { return run_search(globals, text, top_k, where, ef_search, shadow_compare, json_out, explain); };
   });
 }
 

@@ -251,6 +251,8 @@ struct PgVectorStore::Prepared {
   std::vector<std::string> filter_params;
   SearchPlan plan = SearchPlan::index;
   int ef_search = 0;
+  std::optional<double> estimated_rows;  // of the filter, when there is one
+  std::optional<double> table_rows;      // the planner's estimate, when a filter needed it
 };
 
 PgVectorStore::PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info)
@@ -853,6 +855,8 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     }
     VS_TRY_ASSIGN(const double rows, table_rows(conn));
     const double selectivity = std::clamp(est_rows / rows, 1e-6, 1.0);
+    prep.estimated_rows = est_rows;
+    prep.table_rows = rows;
     prep.plan = est_rows <= static_cast<double>(k_exact_max_rows) || info.index_type == "none" ||
                         options.top_k > k_max_index_top_k
                     ? SearchPlan::exact
@@ -979,6 +983,64 @@ Result<std::vector<SearchHit>> PgVectorStore::search_on(Connection& conn, std::s
   hits.reserve(static_cast<std::size_t>(res.rows()));
   for (int r = 0; r < res.rows(); ++r) hits.push_back(hit_from_row(res, r));
   return hits;
+}
+
+namespace {
+std::string_view plan_name(SearchPlan plan) {
+  switch (plan) {
+    case SearchPlan::exact:
+      return "exact";
+    case SearchPlan::index:
+      return "index";
+    case SearchPlan::index_iterative:
+      return "index_iterative";
+  }
+  return "exact";
+}
+}  // namespace
+
+Result<json> PgVectorStore::explain(std::span<const float> query, const SearchOptions& options) {
+  VS_TRY(check_query(query, options));
+  VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
+  Connection& conn = *lease;
+  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
+  const std::string vec = encode_vector(query);
+  VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
+  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, *info, options));
+  VS_TRY(apply_gucs(conn, info->index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
+  std::vector<Param> params = {Param{vec, true, false, vec_oid}};
+  for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
+  VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN (ANALYZE, BUFFERS) " + prep.sql, params));
+  // PostgreSQL prints the query vector's value where the plan uses it: hundreds of numbers
+  // that say nothing; it is shown as $1.
+  json lines = json::array();
+  bool index_used = false;  // an index scan ordered by the distance: the vector index
+  for (int r = 0; r < res.rows(); ++r) {
+    std::string line = res.text(r, 0);
+    index_used = index_used || line.find("Order By: (embedding <=> ") != std::string::npos;
+    for (std::size_t at = line.find("'["); at != std::string::npos; at = line.find("'[", at + 2)) {
+      const std::size_t end = line.find("]'::vector", at);
+      if (end == std::string::npos) break;
+      line.replace(at, end + std::string_view("]'::vector").size() - at, "$1");
+    }
+    lines.push_back(std::move(line));
+  }
+  double rows = 0;
+  if (prep.table_rows) {
+    rows = *prep.table_rows;
+  } else {
+    VS_TRY_ASSIGN(rows, table_rows(conn));
+  }
+  const auto or_null = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  return json{{"plan", plan_name(prep.plan)},
+              {"index_type", info->index_type},
+              {"ef_search", prep.plan == SearchPlan::exact ? json(nullptr) : json(prep.ef_search)},
+              {"table_rows", rows},
+              {"estimated_rows", or_null(prep.estimated_rows)},
+              {"selectivity", prep.estimated_rows && rows > 0 ? json(*prep.estimated_rows / rows) : json(nullptr)},
+              {"vector_index_used", index_used},
+              {"statement", prep.sql},
+              {"explain", lines}};
 }
 
 Result<std::string> PgVectorStore::test_explain(std::span<const float> query, const SearchOptions& options) {

@@ -55,6 +55,7 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<std::int64_t> remove(std::span<const std::string> ids) override;
   [[nodiscard]] Result<StoreCounts> count() override;
   [[nodiscard]] Result<nlohmann::json> health() override;
+  [[nodiscard]] Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options) override;
 
   /// Work that joins a write's transaction: it runs on the write's connection after the rows
   /// are written and before COMMIT, and its error rolls the whole write back.
