@@ -109,10 +109,14 @@ struct MigrateReport {
   std::string database_error;
   /// What a dry run without a database could not check, in words (empty when it checked all).
   std::vector<std::string> not_checked;
+  /// A dry run: the error a real run would stop with about the source as a whole (several
+  /// collections and none chosen); empty when none.
+  std::string refusal;
   std::vector<CollectionReport> collections;
   std::string report_path;         ///< JSON file written (empty for a dry run)
   /// Why the run is not a success (for a dry run: why the planned run would not be), one
-  /// sentence each: records refused, a failed verification, a collection of which nothing was
+  /// sentence each: the collection choice, an unknown model (a dry run), a check of the table that failed (a dry run's
+  /// refusal), records refused, a failed verification, a collection of which nothing was
   /// migrated because no id had an article row (naming --insert-missing). Empty on success.
   [[nodiscard]] std::vector<std::string> failures() const;
   /// True when failures() is empty.

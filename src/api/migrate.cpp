@@ -1065,6 +1065,7 @@ struct SourceOpened {
   std::optional<chroma::ChromaDir> dir;
   std::optional<chroma::ChromaRemote> remote;
   std::vector<chroma::CollectionInfo> chosen;
+  std::string refusal;  // a dry run: why a real run would not choose (MigrateReport::refusal)
 };
 
 // One collection read in full.
@@ -1100,12 +1101,14 @@ Result<SourceOpened> open_directory(const MigrateOptions& options) {
       return fail(ErrorCode::not_found, fmt::format("no collection {} in {} (it has: {})", *options.collection, out.source,
                                                     names.empty() ? "none" : names));
     }
-  } else if (all.size() == 1 || options.dry_run) {
+  } else if (all.size() == 1) {
     out.chosen = all;
   } else {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("{} holds {} collections ({}); choose one with --collection", out.source, all.size(),
-                            names.empty() ? "none" : names));
+    const std::string why = fmt::format("{} holds {} collections ({}); choose one with --collection", out.source,
+                                        all.size(), names.empty() ? "none" : names);
+    if (!options.dry_run) return fail(ErrorCode::invalid_argument, why);
+    out.chosen = all;
+    out.refusal = why;
   }
   out.dir = std::move(dir);
   return out;
@@ -1217,7 +1220,13 @@ std::string MigrateReport::skip_reason(const CollectionReport& c) const {
 std::vector<std::string> MigrateReport::failures() const {
   std::vector<std::string> out;
   const char* would = dry_run ? "would be " : "";
+  if (!refusal.empty()) out.push_back(refusal);
   for (const auto& c : collections) {
+    if (c.embedding_model.empty()) {  // (a dry run; a real run stops at it before reading)
+      out.push_back(fmt::format("collection {} stored no embedding function, so its model is unknown; name it with "
+                                "--model",
+                                c.name));
+    }
     if (!c.refusal.empty()) out.push_back(fmt::format("collection {}: {}", c.name, c.refusal));
     if (c.errors > 0) {
       out.push_back(fmt::format("collection {}: {} {} {}refused by the write checks (error_ids in the report say which)",
@@ -1246,6 +1255,7 @@ json MigrateReport::to_json() const {
   out["dry_run"] = dry_run;
   out["database_error"] = database_error.empty() ? json(nullptr) : json(database_error);
   out["not_checked"] = not_checked;
+  out["refusal"] = refusal.empty() ? json(nullptr) : json(refusal);
   // A count no one could know (a dry run that did not compare with the table) is null.
   auto count = [](const CollectionReport& c, std::int64_t n) { return c.counted ? json(n) : json(nullptr); };
   std::int64_t total = 0, migrated = 0, unchanged = 0, changed = 0, inserted = 0, skipped = 0, errors = 0;
@@ -1327,6 +1337,7 @@ Result<void> describe_collections(const SourceOpened& opened, const Config& conf
   report.source = opened.source;
   report.source_kind = opened.kind;
   report.schema_version = opened.schema_version;
+  report.refusal = opened.refusal;
   report.table = config.table;
   report.dry_run = options.dry_run;
   for (const auto& info : opened.chosen) {

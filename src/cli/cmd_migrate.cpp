@@ -182,7 +182,10 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   cmd->add_option("--page-size", opts.page_size,
                   "records per get request (--from-url; default: the server's max_batch_size, fewer for wide vectors)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
-  cmd->add_flag("--dry-run", opts.dry_run, "print the plan (collections, counts, dimension, metric, update/insert/skip)");
+  cmd->add_flag("--dry-run", opts.dry_run,
+                "print the plan: collections, dimension, metric, model, and the counts a real run would give (migrated, "
+                "unchanged, changed, inserted, skipped, errors); writes nothing; without a database, says what it could "
+                "not check");
   cmd->add_flag("--verify", opts.verify, "compare every migrated row (vector bytes, metadata) and overlap@10; exit 1 on any difference");
   cmd->add_flag("--insert-missing", opts.insert_missing, "create article rows for ids without one (from Chroma metadata and document)");
   cmd->add_flag("--resume", opts.resume, "continue after the last batch an earlier run committed");

@@ -264,6 +264,11 @@ TEST_F(Issue23Migrate, Item7CheapChecksComeBeforeTheSourceIsRead) {
       << offline.out;
   EXPECT_TRUE(contains(offline.out, "not checked: that table articles exists")) << offline.out;
   EXPECT_TRUE(contains(offline.out, fmt::format("collection c_l2: {} records, dimension 16", live()))) << offline.out;
+  // What a real run would stop at, it names too.
+  EXPECT_TRUE(contains(offline.out, "a real run would fail: " + fs::canonical(dir()).string() +
+                                        " holds 3 collections (c_cosine, c_ip, c_l2); choose one with --collection"))
+      << offline.out;
+  EXPECT_TRUE(contains(offline.out, "a real run would fail: collection c_l2 stored no embedding function")) << offline.out;
   CmdResult offline_json = vstore::testing::run_vstore(no_db_dir, "migrate-chroma --from-dir '" + dir() + "' --dry-run --json",
                                                        "EMBEDDING_DIM=16");
   EXPECT_EQ(offline_json.code, 0) << offline_json.err;
