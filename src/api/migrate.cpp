@@ -2,6 +2,11 @@
 // migrate-chroma: Chroma persistent directory or server -> pgvector table, exact, resumable, verified.
 //
 // Phases:
+//   0 check   what is cheap, before the source is read in full: the source opened and the
+//             collection chosen, its model known, and (with the connections opened meanwhile)
+//             the target table: it exists, its dimension is the one Chroma stored, it holds no
+//             vectors of another model. A real run stops at the first that fails; a dry run
+//             notes them, and goes on without a database it cannot reach.
 //   1 read    every selected collection is read in full before anything is written, so damaged
 //             input or a server that fails half-way writes nothing: from a directory by
 //             ChromaDir (sqlite + HNSW files + log replay), from a server by ChromaRemote (paged
@@ -13,6 +18,8 @@
 //             temporary staging table, UPDATE .. FROM staging for rows whose embedding, model or
 //             metadata differ (equal rows are not rewritten, so a second run changes nothing),
 //             INSERT of missing rows when asked, and the checkpoint row (last id committed).
+//             A dry run instead stages each batch's rows in a temporary table of its own and
+//             counts the rows the UPDATE's condition would rewrite, so its counts are the run's.
 //             A kill leaves whole batches only; --resume starts after the checkpoint's id.
 //             A load of >= 5,000 rows that more than doubles the table's vectors drops the vector
 //             index vstore created first and builds it once at the end (also after a failure);
