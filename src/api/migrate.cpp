@@ -2,6 +2,11 @@
 // migrate-chroma: Chroma persistent directory or server -> pgvector table, exact, resumable, verified.
 //
 // Phases:
+//   0 check   what is cheap, before the source is read in full: the source opened and the
+//             collection chosen, its model known, and (with the connections opened meanwhile)
+//             the target table: it exists, its dimension is the one Chroma stored, it holds no
+//             vectors of another model. A real run stops at the first that fails; a dry run
+//             notes them, and goes on without a database it cannot reach.
 //   1 read    every selected collection is read in full before anything is written, so damaged
 //             input or a server that fails half-way writes nothing: from a directory by
 //             ChromaDir (sqlite + HNSW files + log replay), from a server by ChromaRemote (paged
@@ -13,6 +18,8 @@
 //             temporary staging table, UPDATE .. FROM staging for rows whose embedding, model or
 //             metadata differ (equal rows are not rewritten, so a second run changes nothing),
 //             INSERT of missing rows when asked, and the checkpoint row (last id committed).
+//             A dry run instead stages each batch's rows in a temporary table of its own and
+//             counts the rows the UPDATE's condition would rewrite, so its counts are the run's.
 //             A kill leaves whole batches only; --resume starts after the checkpoint's id.
 //             A load of >= 5,000 rows that more than doubles the table's vectors drops the vector
 //             index vstore created first and builds it once at the end (also after a failure);
@@ -27,12 +34,17 @@
 // Vectors travel as float32 bit patterns end to end (pgvector's binary format), never as text.
 #include "vstore/migrate.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -185,13 +197,35 @@ bool same_typed(const json& a, const json& b) {
   return a == b;
 }
 
-std::string utc_stamp() {
-  const std::time_t now = std::time(nullptr);
+// UTC time to the microsecond, e.g. 20250307T101520.123456Z (report file names).
+std::string utc_stamp_micros() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
   std::tm tm{};
-  gmtime_r(&now, &tm);
+  gmtime_r(&secs, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%S", &tm);
+  return fmt::format("{}.{:06d}Z", buf, micros);
+}
+
+// The merge's condition for rewriting an existing row t from staged record s, also what a dry
+// run counts as "changed": a row for which it is false is left as it is (unchanged).
+constexpr const char* k_row_differs =
+    "(t.embedding IS NULL OR t.embedding::text IS DISTINCT FROM s.embedding::text OR t.embedding_model IS DISTINCT "
+    "FROM s.embedding_model OR t.vector_metadata IS DISTINCT FROM s.vector_metadata)";
+
+// The checks of every write path (write_check.hpp): the vector (dimension, finite, not all
+// zeros), and no NUL byte in the id, the document, the uri or the metadata, which PostgreSQL
+// text and jsonb cannot hold.
+Result<void> check_record(const chroma::Record& rec, std::span<const float> vec, std::size_t dimension) {
+  if (auto ok = check_vector(vec, static_cast<int>(dimension), "vector"); !ok) {
+    return fail(ok.error().with_context(fmt::format("record {}", quoted_uri(rec.id))));
+  }
+  VS_TRY(check_text(rec.id, rec.id, "id"));
+  if (rec.document) VS_TRY(check_text(*rec.document, rec.id, "document"));
+  if (rec.uri) VS_TRY(check_text(*rec.uri, rec.id, "uri"));
+  return check_json_text(rec.metadata, rec.id, "metadata");
 }
 
 // The migration of one collection into one table.
@@ -327,6 +361,27 @@ class CollectionMigration {
       VS_TRY_ASSIGN(const std::int64_t present, parse_int64(res.get(0, 0), "the count of present rows"));
       m_report.migrated = present - m_report.errors;
       m_report.skipped = m_report.count - present;
+      // The rows of the earlier run's batches hold the Chroma vectors already: counted unchanged,
+      // as a dry run (which plans every record) counts them.
+      m_report.unchanged = std::max<std::int64_t>(0, m_report.migrated - m_report.changed - m_report.inserted);
+    }
+    return {};
+  }
+
+  // A dry run's phase 3: the counts copy() would give from this state of the table, batch by
+  // batch as copy() goes (the same write checks and date readings per record), written nowhere
+  // but temporary tables. A record a real run would merge is compared with its row by the
+  // merge's own condition (k_row_differs); into an empty table every writable record is new.
+  // Plans every record, also with --resume (a resumed run counts the rows it finds done as
+  // unchanged, so the counts agree).
+  Result<void> plan() {
+    const std::size_t total = m_snap.records.size();
+    const std::size_t batch = std::max<std::size_t>(1, m_options.batch_size);
+    for (std::size_t from = 0; from < total; from += batch) {
+      const std::size_t to = std::min(total, from + batch);
+      VS_TRY_ASSIGN(BatchResult planned, plan_batch(from, to));
+      tally(planned);
+      if (m_options.progress) m_options.progress("compare", static_cast<std::int64_t>(to), static_cast<std::int64_t>(total));
     }
     return {};
   }
@@ -429,17 +484,8 @@ class CollectionMigration {
     if (flag == k_unchecked) flag = check_record(m_snap.records[i], vec) ? k_writable : k_refused;
     return flag == k_writable;
   }
-  // The checks of every write path (write_check.hpp): the vector (dimension, finite, not all
-  // zeros), and no NUL byte in the id, the document, the uri or the metadata, which PostgreSQL
-  // text and jsonb cannot hold.
   [[nodiscard]] Result<void> check_record(const chroma::Record& rec, std::span<const float> vec) const {
-    if (auto ok = check_vector(vec, static_cast<int>(m_snap.dimension), "vector"); !ok) {
-      return fail(ok.error().with_context(fmt::format("record {}", quoted_uri(rec.id))));
-    }
-    VS_TRY(check_text(rec.id, rec.id, "id"));
-    if (rec.document) VS_TRY(check_text(*rec.document, rec.id, "document"));
-    if (rec.uri) VS_TRY(check_text(*rec.uri, rec.id, "uri"));
-    return check_json_text(rec.metadata, rec.id, "metadata");
+    return vstore::check_record(rec, vec, m_snap.dimension);
   }
 
   // The temporary table of the collection's ids with a finite vector, made once per collection.
@@ -534,6 +580,21 @@ class CollectionMigration {
     }
   }
 
+  // The fields every row starts with, on every path (direct COPY, staging, a dry run's
+  // comparison): id, vector, model, metadata.
+  void begin_row(pg::CopyWriter& w, const chroma::Record& rec, std::span<const float> vec, int fields) const {
+    w.begin_row(fields);
+    w.bytes_field(rec.id);
+    w.vector_field(vec);
+    w.bytes_field(m_report.embedding_model);
+    // (An empty object, as most records of a vectors-only collection have, without the serializer.)
+    if (rec.metadata.is_object() && rec.metadata.empty()) {
+      w.jsonb_field("{}");
+    } else {
+      w.jsonb_field(rec.metadata.dump());
+    }
+  }
+
   // What one batch wrote, counted in the report once its transaction commits.
   struct BatchResult {
     std::int64_t finite_records = 0;
@@ -565,18 +626,8 @@ class CollectionMigration {
     std::size_t staged = 0;
     std::vector<std::optional<std::int64_t>> micros;
     std::vector<const std::string*> strings;  // a record's text-column values (column_strings)
-    // The fields every row starts with, on both paths: id, vector, model, metadata.
-    auto begin_record = [&](pg::CopyWriter& w, const chroma::Record& rec, std::span<const float> vec, int fields) {
-      w.begin_row(fields);
-      w.bytes_field(rec.id);
-      w.vector_field(vec);
-      w.bytes_field(m_report.embedding_model);
-      // (An empty object, as most records of a vectors-only collection have, without the serializer.)
-      if (rec.metadata.is_object() && rec.metadata.empty()) {
-        w.jsonb_field("{}");
-      } else {
-        w.jsonb_field(rec.metadata.dump());
-      }
+    auto begin_record = [this](pg::CopyWriter& w, const chroma::Record& rec, std::span<const float> vec, int fields) {
+      begin_row(w, rec, vec, fields);
     };
     // Record i's vector when the record can be written (counted), else nullopt (its id and
     // the reason noted as an error).
@@ -695,6 +746,49 @@ class CollectionMigration {
     return result;
   }
 
+  // What write_batch() would do with records [from, to), found without writing (plan()).
+  Result<BatchResult> plan_batch(std::size_t from, std::size_t to) {
+    BatchResult result;
+    std::vector<float> scratch;
+    std::vector<std::optional<std::int64_t>> micros;
+    pg::CopyWriter writer;
+    std::size_t staged = 0;
+    for (std::size_t i = from; i < to; ++i) {
+      const auto& rec = m_snap.records[i];
+      date_columns(rec, micros, result.unreadable_dates);
+      const std::span<const float> vec = m_snap.vector_of(i, scratch);
+      if (!is_writable(i, vec)) {
+        auto why = check_record(rec, vec);
+        result.refused.emplace_back(rec.id, why ? std::string() : why.error().message());
+        continue;
+      }
+      ++result.finite_records;
+      if (m_target_empty) continue;  // no row to compare with
+      begin_row(writer, rec, vec, 4);
+      ++staged;
+    }
+    if (staged > 0) {
+      if (!m_plan_table) {  // made again per collection: another one may have another dimension
+        VS_TRY(m_conn.exec("DROP TABLE IF EXISTS vstore_migrate_plan"));
+        VS_TRY(m_conn.exec(fmt::format("CREATE TEMP TABLE vstore_migrate_plan (uri text, embedding vector({}), "
+                                       "embedding_model text, vector_metadata jsonb)",
+                                       m_snap.dimension)));
+        m_plan_table = true;
+      }
+      VS_TRY(m_conn.exec("TRUNCATE vstore_migrate_plan"));
+      VS_TRY(m_conn.copy_in("COPY vstore_migrate_plan FROM STDIN (FORMAT binary)", writer.finish()));
+      VS_TRY(m_conn.exec("ANALYZE vstore_migrate_plan"));
+      VS_TRY_ASSIGN(PgResult counts,
+                    m_conn.exec(fmt::format("SELECT count(*), count(*) FILTER (WHERE {}) FROM vstore_migrate_plan s "
+                                            "JOIN {} t ON t.uri = s.uri",
+                                            k_row_differs, q(m_config.table))));
+      VS_TRY_ASSIGN(result.present, parse_int64(counts.get(0, 0), "the count of existing rows"));
+      VS_TRY_ASSIGN(result.changed, parse_int64(counts.get(0, 1), "the count of rows that differ"));
+    }
+    if (m_options.insert_missing) result.inserted = result.finite_records - result.present;
+    return result;
+  }
+
   // Records the checkpoint (the last id of the batch), commits the batch's transaction and
   // counts it in the report.
   Result<void> commit_batch(Connection& conn, std::size_t to, BatchResult& result) {
@@ -704,6 +798,12 @@ class CollectionMigration {
     }
     VS_TRY(conn.exec("COMMIT"));
     for (std::size_t i : result.inserted_rows) m_inserted[i] = 1;
+    tally(result);
+    return {};
+  }
+
+  // Counts a batch in the report: one committed, or one a dry run planned.
+  void tally(BatchResult& result) {
     m_report.errors += static_cast<std::int64_t>(result.refused.size());
     for (auto& [id, why] : result.refused) {
       if (m_report.error_ids.size() >= 100) break;
@@ -715,10 +815,10 @@ class CollectionMigration {
       if (m_report.date_notes.size() < 100) m_report.date_notes.push_back(std::move(line));
     }
     m_report.changed += result.changed;
+    m_report.unchanged += result.present - result.changed;
     m_report.inserted += result.inserted;
     m_report.migrated += result.present + result.inserted;
     m_report.skipped += result.finite_records - result.present - result.inserted;
-    return {};
   }
 
   // Writes the batches. With one writer they run one after another on the migration's
@@ -804,10 +904,9 @@ class CollectionMigration {
       VS_TRY_ASSIGN(PgResult updated,
                     conn.exec(fmt::format(
                         "UPDATE {} t SET embedding = s.embedding, embedding_model = s.embedding_model, vector_metadata = "
-                        "s.vector_metadata{} FROM vstore_migrate_stage s WHERE t.uri = s.uri AND (t.embedding IS NULL OR "
-                        "t.embedding::text IS DISTINCT FROM s.embedding::text OR t.embedding_model IS DISTINCT FROM "
-                        "s.embedding_model OR t.vector_metadata IS DISTINCT FROM s.vector_metadata)",
-                        table, m_has_pdts ? ", publication_date_ts = COALESCE(s.pdts, t.publication_date_ts)" : "")));
+                        "s.vector_metadata{} FROM vstore_migrate_stage s WHERE t.uri = s.uri AND {}",
+                        table, m_has_pdts ? ", publication_date_ts = COALESCE(s.pdts, t.publication_date_ts)" : "",
+                        k_row_differs)));
       if (m_options.insert_missing) {
         std::string cols = "uri, embedding, embedding_model, vector_metadata";
         std::string sel = "s.uri, s.embedding, s.embedding_model, s.vector_metadata";
@@ -943,6 +1042,7 @@ class CollectionMigration {
   std::unordered_set<std::string> m_existing;  // ids with a row at classify() (insert_missing only)
   bool m_direct = false;                       // the table's columns allow the direct COPY of new rows
   bool m_id_table = false;                     // vstore_migrate_ids holds this collection's ids
+  bool m_plan_table = false;                   // vstore_migrate_plan exists (a dry run's comparison)
   bool m_target_empty = false;                 // the table held no rows at classify()
   static constexpr char k_unchecked = 0, k_writable = 1, k_refused = 2;
   std::vector<char> m_writable;                // per record: k_unchecked, k_writable or k_refused
@@ -962,17 +1062,24 @@ json stats_json(const chroma::SnapshotStats& s) {
           {"label_map_format", s.label_map_format}};
 }
 
-// What phase 1 read: the source's name and the collections chosen, in full.
+// The source opened, and its collections chosen, before anything is read in full: what
+// phase 1 checks cheaply (the directory's files and schema, the server's API, which
+// collections, their models and dimensions as stored).
+struct SourceOpened {
+  std::string source;  // directory path, or the redacted server URL (also the checkpoint key)
+  std::string kind;    // "directory" or "server"
+  std::string schema_version;
+  std::optional<chroma::ChromaDir> dir;
+  std::optional<chroma::ChromaRemote> remote;
+  std::vector<chroma::CollectionInfo> chosen;
+  std::string refusal;  // a dry run: why a real run would not choose (MigrateReport::refusal)
+};
+
+// One collection read in full.
 struct SourceCollection {
   chroma::Snapshot snap;
   json stats;          // how it was read (CollectionReport::source_stats)
   double read_s = 0;   // seconds
-};
-struct SourceRead {
-  std::string source;  // directory path, or the redacted server URL (also the checkpoint key)
-  std::string kind;    // "directory" or "server"
-  std::string schema_version;
-  std::vector<SourceCollection> collections;
 };
 
 // Seconds since `start` on the steady clock (the timings of the report).
@@ -981,55 +1088,41 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // A stopped Chroma directory, offline: every collection on a dry run without --collection.
-Result<SourceRead> read_directory(const MigrateOptions& options) {
+Result<SourceOpened> open_directory(const MigrateOptions& options) {
   std::error_code ec;
   const fs::path canonical = fs::canonical(options.from_dir, ec);
   if (ec) return fail(ErrorCode::not_found, fmt::format("chroma directory {} does not exist", options.from_dir));
-  SourceRead out;
+  SourceOpened out;
   out.source = canonical.string();
   out.kind = "directory";
   VS_TRY_ASSIGN(chroma::ChromaDir dir, chroma::ChromaDir::open(canonical.string()));
   out.schema_version = dir.schema_version();
   VS_TRY_ASSIGN(std::vector<chroma::CollectionInfo> all, dir.collections());
-  std::vector<chroma::CollectionInfo> chosen;
   std::string names;
   for (const auto& c : all) names += (names.empty() ? "" : ", ") + c.name;
   if (options.collection) {
     for (const auto& c : all) {
-      if (c.name == *options.collection) chosen.push_back(c);
+      if (c.name == *options.collection) out.chosen.push_back(c);
     }
-    if (chosen.empty()) {
+    if (out.chosen.empty()) {
       return fail(ErrorCode::not_found, fmt::format("no collection {} in {} (it has: {})", *options.collection, out.source,
                                                     names.empty() ? "none" : names));
     }
-  } else if (all.size() == 1 || options.dry_run) {
-    chosen = all;
+  } else if (all.size() == 1) {
+    out.chosen = all;
   } else {
-    return fail(ErrorCode::invalid_argument,
-                fmt::format("{} holds {} collections ({}); choose one with --collection", out.source, all.size(),
-                            names.empty() ? "none" : names));
+    const std::string why = fmt::format("{} holds {} collections ({}); choose one with --collection", out.source,
+                                        all.size(), names.empty() ? "none" : names);
+    if (!options.dry_run) return fail(ErrorCode::invalid_argument, why);
+    out.chosen = all;
+    out.refusal = why;
   }
-  for (std::size_t i = 0; i < chosen.size(); ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    chroma::ReadProgress progress;
-    if (options.progress) {
-      progress = [&options, phase = "read " + chosen[i].name](std::int64_t done, std::int64_t total) {
-        options.progress(phase, done, total);
-      };
-    }
-    // The HNSW vectors are copied batch by batch by the writers (phase 3); everything that can
-    // be wrong with the directory has been found when read() returns.
-    VS_TRY_ASSIGN(chroma::Snapshot snap, dir.read(chosen[i], progress, /*defer_hnsw_vectors=*/true));
-    const double read_s = seconds_since(t0);
-    json stats = stats_json(snap.stats);
-    SourceCollection read{std::move(snap), std::move(stats), read_s};
-    out.collections.push_back(std::move(read));
-  }
+  out.dir = std::move(dir);
   return out;
 }
 
 // A running Chroma server over HTTP: one collection, --collection or CHROMA_COLLECTION.
-Result<SourceRead> read_server(const Config& config, const MigrateOptions& options) {
+Result<SourceOpened> open_server(const Config& config, const MigrateOptions& options) {
   chroma::RemoteOptions remote_options;
   remote_options.http.base_url = options.from_url;
   remote_options.http.token = config.chroma_token;
@@ -1037,20 +1130,41 @@ Result<SourceRead> read_server(const Config& config, const MigrateOptions& optio
   remote_options.database = options.database;
   remote_options.page_size = options.page_size;
   VS_TRY_ASSIGN(chroma::ChromaRemote remote, chroma::ChromaRemote::open(std::move(remote_options)));
-  SourceRead out;
+  SourceOpened out;
   out.source = remote.server();
   out.kind = "server";
   out.schema_version = remote.describe();
-  const std::string name = options.collection.value_or(config.chroma_collection);
+  VS_TRY_ASSIGN(chroma::CollectionInfo info, remote.collection(options.collection.value_or(config.chroma_collection)));
+  out.chosen.push_back(std::move(info));
+  out.remote = std::move(remote);
+  return out;
+}
+
+// Collection `i` of `opened`, read in full.
+Result<SourceCollection> read_collection(SourceOpened& opened, std::size_t i, const MigrateOptions& options) {
+  const chroma::CollectionInfo& info = opened.chosen[i];
   const auto t0 = std::chrono::steady_clock::now();
-  VS_TRY_ASSIGN(chroma::CollectionInfo info, remote.collection(name));
+  if (opened.dir) {
+    chroma::ReadProgress progress;
+    if (options.progress) {
+      progress = [&options, phase = "read " + info.name](std::int64_t done, std::int64_t total) {
+        options.progress(phase, done, total);
+      };
+    }
+    // The HNSW vectors are copied batch by batch by the writers (phase 3); everything that can
+    // be wrong with the directory has been found when read() returns.
+    VS_TRY_ASSIGN(chroma::Snapshot snap, opened.dir->read(info, progress, /*defer_hnsw_vectors=*/true));
+    const double read_s = seconds_since(t0);
+    json stats = stats_json(snap.stats);
+    return SourceCollection{std::move(snap), std::move(stats), read_s};
+  }
   chroma::RemoteProgress progress;
   if (options.progress) {
     progress = [&options](std::int64_t done, std::int64_t total) { options.progress("read", std::min(done, total), total); };
   }
-  VS_TRY_ASSIGN(chroma::Snapshot snap, remote.read(info, progress));
-  const chroma::RemoteStats& st = remote.stats();
-  json stats = {{"server", remote.server()},
+  VS_TRY_ASSIGN(chroma::Snapshot snap, opened.remote->read(info, progress));
+  const chroma::RemoteStats& st = opened.remote->stats();
+  json stats = {{"server", opened.remote->server()},
                 {"api", st.api},
                 {"server_version", st.server_version},
                 {"tenant", options.tenant},
@@ -1059,8 +1173,7 @@ Result<SourceRead> read_server(const Config& config, const MigrateOptions& optio
                 {"page_size", st.page_size},
                 {"pages", st.pages},
                 {"count", st.count}};
-  out.collections.push_back(SourceCollection{std::move(snap), std::move(stats), seconds_since(t0)});
-  return out;
+  return SourceCollection{std::move(snap), std::move(stats), seconds_since(t0)};
 }
 
 // The migration's connection with the target table's shape, and `spares` idle connections more.
@@ -1104,27 +1217,67 @@ Result<std::pair<std::string, std::string>> pgvector_operator_for(std::string_vi
   return fail(ErrorCode::invalid_argument, fmt::format("chroma space {} has no pgvector operator; expected cosine, l2 or ip", space));
 }
 
-bool MigrateReport::ok() const {
-  for (const auto& c : collections) {
-    if (c.errors > 0) return false;
-    if (!c.verify.is_null() && !c.verify.value("passed", false)) return false;
-  }
-  return true;
+std::string MigrateReport::skip_reason(const CollectionReport& c) const {
+  if (!c.counted || c.skipped == 0) return {};
+  return fmt::format("{} {} no article row in table {}{}; pass --insert-missing to create {}", c.skipped,
+                     c.skipped == 1 ? "id has" : "ids have", table, dry_run ? " (a real run would skip them)" : "",
+                     c.skipped == 1 ? "it" : "them");
 }
+
+std::vector<std::string> MigrateReport::failures() const {
+  std::vector<std::string> out;
+  const char* would = dry_run ? "would be " : "";
+  if (!refusal.empty()) out.push_back(refusal);
+  for (const auto& c : collections) {
+    if (c.embedding_model.empty()) {  // (a dry run; a real run stops at it before reading)
+      out.push_back(fmt::format("collection {} stored no embedding function, so its model is unknown; name it with "
+                                "--model",
+                                c.name));
+    }
+    if (!c.refusal.empty()) out.push_back(fmt::format("collection {}: {}", c.name, c.refusal));
+    if (c.errors > 0) {
+      out.push_back(fmt::format("collection {}: {} {} {}refused by the write checks (error_ids in the report say which)",
+                                c.name, c.errors, c.errors == 1 ? "record" : "records", dry_run ? "would be " : "were "));
+    }
+    if (c.counted && c.count > 0 && c.migrated == 0 && c.skipped > 0) {
+      out.push_back(fmt::format("nothing {}migrated from collection {}: none of its {} ids has an article row in table {}; "
+                                "pass --insert-missing to create them",
+                                would, c.name, c.skipped, table));
+    }
+    if (!c.verify.is_null() && !c.verify.value("passed", false)) {
+      out.push_back(fmt::format("collection {}: the verification failed (see verify in the report)", c.name));
+    }
+  }
+  return out;
+}
+
+bool MigrateReport::ok() const { return failures().empty(); }
 
 json MigrateReport::to_json() const {
   json out;
   out["source"] = source;
   out["source_kind"] = source_kind;
   out["chroma_schema"] = schema_version;
+  out["table"] = table;
   out["dry_run"] = dry_run;
-  std::int64_t total = 0, migrated = 0, skipped = 0, errors = 0;
+  out["database_error"] = database_error.empty() ? json(nullptr) : json(database_error);
+  out["not_checked"] = not_checked;
+  out["refusal"] = refusal.empty() ? json(nullptr) : json(refusal);
+  // A count no one could know (a dry run that did not compare with the table) is null.
+  auto count = [](const CollectionReport& c, std::int64_t n) { return c.counted ? json(n) : json(nullptr); };
+  std::int64_t total = 0, migrated = 0, unchanged = 0, changed = 0, inserted = 0, skipped = 0, errors = 0;
+  bool all_counted = true;
   json cols = json::array();
   for (const auto& c : collections) {
     total += c.count;
     migrated += c.migrated;
+    unchanged += c.unchanged;
+    changed += c.changed;
+    inserted += c.inserted;
     skipped += c.skipped;
     errors += c.errors;
+    all_counted = all_counted && c.counted;
+    const std::string why_skipped = skip_reason(c);
     cols.push_back({{"name", c.name},
                     {"id", c.id},
                     {"count", c.count},
@@ -1135,13 +1288,17 @@ json MigrateReport::to_json() const {
                     {"embedding_model", c.embedding_model},
                     {"model_source", c.model_source},
                     {"source", c.source_stats},
-                    {"to_update", c.to_update},
-                    {"to_insert", c.to_insert},
-                    {"to_skip", c.to_skip},
-                    {"migrated", c.migrated},
-                    {"changed", c.changed},
-                    {"inserted", c.inserted},
-                    {"skipped", c.skipped},
+                    {"counted", c.counted},
+                    {"refusal", c.refusal.empty() ? json(nullptr) : json(c.refusal)},
+                    {"to_update", count(c, c.to_update)},
+                    {"to_insert", count(c, c.to_insert)},
+                    {"to_skip", count(c, c.to_skip)},
+                    {"migrated", count(c, c.migrated)},
+                    {"unchanged", count(c, c.unchanged)},
+                    {"changed", count(c, c.changed)},
+                    {"inserted", count(c, c.inserted)},
+                    {"skipped", count(c, c.skipped)},
+                    {"skip_reason", why_skipped.empty() ? json(nullptr) : json(why_skipped)},
                     {"errors", c.errors},
                     {"resumed_after", c.resumed_after},
                     {"error_ids", c.error_ids},
@@ -1153,8 +1310,13 @@ json MigrateReport::to_json() const {
                     {"timings", c.timings}});
   }
   out["collections"] = cols;
-  out["summary"] = {{"chromadb_total", total}, {"migrated", migrated}, {"skipped", skipped}, {"errors", errors}};
+  auto total_of = [all_counted](std::int64_t n) { return all_counted ? json(n) : json(nullptr); };
+  out["summary"] = {{"chromadb_total", total},      {"migrated", total_of(migrated)}, {"unchanged", total_of(unchanged)},
+                    {"changed", total_of(changed)}, {"inserted", total_of(inserted)}, {"skipped", total_of(skipped)},
+                    {"errors", errors}};
   out["ok"] = ok();
+  out["failures"] = failures();
+  out["report_path"] = report_path.empty() ? json(nullptr) : json(report_path);
   return out;
 }
 
@@ -1175,27 +1337,27 @@ Result<void> check_options(const MigrateOptions& options) {
   return {};
 }
 
-// Phase 1's result: a report entry per collection read (space, operator, model), and its snapshot.
-Result<std::vector<chroma::Snapshot>> describe_collections(SourceRead& source, const MigrateOptions& options,
-                                                           MigrateReport& report) {
-  report.source = source.source;
-  report.source_kind = source.kind;
-  report.schema_version = source.schema_version;
+// Phase 1, before the source is read: a report entry per chosen collection (space, operator,
+// model). A real run needs the model before it reads anything.
+Result<void> describe_collections(const SourceOpened& opened, const Config& config, const MigrateOptions& options,
+                                  MigrateReport& report) {
+  report.source = opened.source;
+  report.source_kind = opened.kind;
+  report.schema_version = opened.schema_version;
+  report.refusal = opened.refusal;
+  report.table = config.table;
   report.dry_run = options.dry_run;
-  std::vector<chroma::Snapshot> snaps;
-  for (auto& read : source.collections) {
-    chroma::Snapshot& snap = read.snap;
+  for (const auto& info : opened.chosen) {
     CollectionReport c;
-    c.name = snap.collection.name;
-    c.id = snap.collection.id;
-    c.count = static_cast<std::int64_t>(snap.records.size());
-    c.dimension = snap.dimension;
-    c.metric = snap.collection.space;
+    c.name = info.name;
+    c.id = info.id;
+    c.dimension = static_cast<std::size_t>(info.dimension.value_or(0));
+    c.metric = info.space;
     VS_TRY_ASSIGN(auto ops, pgvector_operator_for(c.metric));
     c.operator_class = ops.first;
     c.distance_operator = ops.second;
-    if (snap.collection.embedding_model) {
-      c.embedding_model = *snap.collection.embedding_model;
+    if (info.embedding_model) {
+      c.embedding_model = *info.embedding_model;
       c.model_source = "chroma";
     } else if (options.model) {
       c.embedding_model = *options.model;
@@ -1205,29 +1367,30 @@ Result<std::vector<chroma::Snapshot>> describe_collections(SourceRead& source, c
                   fmt::format("collection {} stored no embedding function, so its model is unknown; name it with --model",
                               c.name));
     }
-    c.source_stats = std::move(read.stats);
-    c.timings["read_s"] = read.read_s;
     report.collections.push_back(std::move(c));
-    snaps.push_back(std::move(snap));
   }
-  return snaps;
+  return {};
 }
 
-// Phase 2, before anything is written: the collection fits the table (dimension, model). Returns
-// false for a collection a dry run reports and skips; an error stops a real run.
+// The collection fits the table (dimension, model): before the source is read (`records`
+// unknown, the dimension as Chroma stored it, 0 when it stored none) and again after it (the
+// records counted, the dimension of their vectors). Returns false for a collection a dry run
+// reports and skips; an error stops a real run.
 Result<bool> check_target(Connection& conn, const Config& config, const MigrateOptions& options, const TableShape& shape,
-                          const chroma::Snapshot& snap, CollectionReport& c) {
-  if (snap.records.empty()) {
+                          std::optional<std::size_t> records, std::size_t dimension, CollectionReport& c) {
+  if (records && *records == 0) {
     c.notes.push_back("the collection is empty");
     return false;
   }
-  if (static_cast<int>(snap.dimension) != shape.dimension) {
+  if (dimension != 0 && static_cast<int>(dimension) != shape.dimension) {
     const auto e = Error(ErrorCode::conflict,
                          fmt::format("collection {} has {} dimensions but table {} stores vector({}); use a table of "
                                      "vector({}) (EMBEDDING_DIM={} and `vstore schema up`)",
-                                     c.name, snap.dimension, config.table, shape.dimension, snap.dimension, snap.dimension));
+                                     c.name, dimension, config.table, shape.dimension, dimension, dimension));
     if (!options.dry_run) return fail(e);
     c.notes.push_back(e.message());
+    c.refusal = e.message();
+    c.counted = false;
     return false;
   }
   if (!c.embedding_model.empty()) {
@@ -1252,10 +1415,12 @@ Result<bool> check_target(Connection& conn, const Config& config, const MigrateO
                           : fmt::format(", or pass --model {} if that model made them", other.text(0, 0))));
       if (!options.dry_run) return fail(e);
       c.notes.push_back(e.message());
+      c.refusal = e.message();
+      c.counted = false;
       return false;
     }
   }
-  if (!shape.index_opclass.empty() && shape.index_opclass != c.operator_class) {
+  if (records && !shape.index_opclass.empty() && shape.index_opclass != c.operator_class) {
     c.notes.push_back(fmt::format("chroma space {} maps to {} ({}), but the vector index on {} uses {}; vstore ranks by "
                                   "cosine distance, so create an index with {} if you query by {}",
                                   c.metric, c.operator_class, c.distance_operator, config.table, shape.index_opclass,
@@ -1309,7 +1474,7 @@ Result<void> migrate_collection(Connected& connected, const std::string& conninf
                                 CollectionReport& c) {
   Connection& conn = connected.conn;
   TableShape& shape = connected.shape;
-  VS_TRY_ASSIGN(bool fits, check_target(conn, config, options, shape, snap, c));
+  VS_TRY_ASSIGN(bool fits, check_target(conn, config, options, shape, snap.records.size(), snap.dimension, c));
   if (!fits) return {};
   CollectionMigration mig(conn, connected.spare, conninfo, config, options, source, snap, c, shape);
   auto t0 = std::chrono::steady_clock::now();
@@ -1323,6 +1488,8 @@ Result<void> migrate_collection(Connected& connected, const std::string& conninf
   if (auto fit = mig.check_fits(); !fit) {
     if (!options.dry_run) return fail(fit.error());
     c.notes.push_back(fit.error().message());
+    c.refusal = fit.error().message();
+    c.counted = false;
   }
   c.timings["classify_s"] = lap();
   const std::int64_t writes = c.to_update + c.to_insert;
@@ -1339,7 +1506,11 @@ Result<void> migrate_collection(Connected& connected, const std::string& conninf
                                     fmt::join(filters, ", "), options.dry_run ? "would be dropped" : "dropped"));
     }
   }
-  if (options.dry_run) return {};
+  if (options.dry_run) {
+    if (c.counted) VS_TRY(mig.plan());
+    c.timings["compare_s"] = lap();
+    return {};
+  }
   auto copied = mig.copy();
   c.timings["copy_s"] = lap();
   // Also after a failed copy, so that the table has its indexes whatever happened; a run
@@ -1371,40 +1542,138 @@ Result<void> migrate_collection(Connected& connected, const std::string& conninf
   return {};
 }
 
-// The report as JSON under $VSTORE_DATA_DIR/reports; returns its path.
-Result<std::string> write_report_file(const Config& config, const MigrateReport& report) {
+// The report as JSON under $VSTORE_DATA_DIR/reports in a new file (the time to the
+// microsecond and the process id name it; O_EXCL, so an existing report is never replaced,
+// and a name taken after all gets a counter); sets and returns its path.
+Result<std::string> write_report_file(const Config& config, MigrateReport& report) {
   const fs::path dir_path = config.data_dir / "reports";
   std::error_code ec;
   fs::create_directories(dir_path, ec);
   if (ec) return fail(ErrorCode::unavailable, fmt::format("cannot create {}: {}", dir_path.string(), ec.message()));
-  const fs::path file = dir_path / fmt::format("migrate-chroma-{}.json", utc_stamp());
-  std::ofstream out(file);
-  out << report.to_json().dump(2) << "\n";
-  if (!out) return fail(ErrorCode::unavailable, fmt::format("cannot write {}", file.string()));
-  return file.string();
+  const std::string stem = fmt::format("migrate-chroma-{}-{}", utc_stamp_micros(), ::getpid());
+  int fd = -1;
+  fs::path file;
+  for (int attempt = 1; fd < 0; ++attempt) {
+    file = dir_path / (attempt == 1 ? stem + ".json" : fmt::format("{}-{}.json", stem, attempt));
+    fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno != EEXIST || attempt >= 100)) {
+      return fail(ErrorCode::unavailable, fmt::format("cannot create {}: {}", file.string(), std::strerror(errno)));
+    }
+  }
+  report.report_path = file.string();
+  const std::string text = report.to_json().dump(2) + "\n";
+  std::size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      return fail(ErrorCode::unavailable, fmt::format("cannot write {}: {}", file.string(), why));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) return fail(ErrorCode::unavailable, fmt::format("cannot write {}: {}", file.string(), std::strerror(errno)));
+  return report.report_path;
+}
+
+// Whether a dry run goes on without the database after this error from connecting.
+bool database_unreachable(const Error& e) { return e.code() == ErrorCode::unavailable || e.code() == ErrorCode::timeout; }
+
+// What a dry run without a database leaves out, for MigrateReport::not_checked.
+std::vector<std::string> unchecked_without_database(const Config& config) {
+  return {fmt::format("that table {} exists", config.table), "its dimension against each collection's",
+          "whether it holds vectors of another model",
+          "which ids it holds, so the counts (unchanged, changed, inserted, skipped)"};
+}
+
+// migrate_chroma() and plan_chroma_without_database(): `conninfo` null for the latter, `why`
+// then saying why there is no database.
+Result<MigrateReport> run_migration(const std::string* conninfo, const Error* why, const Config& config,
+                                    const MigrateOptions& options) {
+  VS_TRY(check_options(options));
+  // Phase 1, the cheap part: the connections are opened meanwhile (opening one writes nothing)
+  // and the table's shape read: the migration's own connection and, unless this is a dry run,
+  // spare ones for the writers after the first and for the filter index builds after a bulk
+  // load, which reuse the writers' (each build has one to itself).
+  const std::size_t spares = options.dry_run ? 0 : std::max<std::size_t>(options.writers, k_filter_indexes) - 1;
+  std::future<Result<Connected>> connecting;
+  if (conninfo) {
+    connecting = std::async(std::launch::async, [conninfo, &config, spares] { return connect_all(*conninfo, config, spares); });
+  }
+  auto opened = options.from_url.empty() ? open_directory(options) : open_server(config, options);
+  // A source that cannot be read is named first; a database that cannot be used next.
+  std::optional<Result<Connected>> connection;
+  if (connecting.valid()) connection = connecting.get();
+  if (!opened) return fail(opened.error());
+  MigrateReport report;
+  VS_TRY(describe_collections(*opened, config, options, report));
+  std::optional<Connected> connected;
+  if (connection && *connection) {
+    connected = std::move(**connection);
+  } else {
+    const Error& e = connection ? connection->error() : *why;
+    if (!options.dry_run || !database_unreachable(e)) return fail(e);
+    report.database_error = e.message();
+    report.not_checked = unchecked_without_database(config);
+  }
+  if (connected && !options.dry_run) {
+    // The table against what Chroma stored, before the read: a dimension or model that does not
+    // fit stops the run now rather than after the whole collection was read.
+    for (std::size_t i = 0; i < opened->chosen.size(); ++i) {
+      const auto dimension = static_cast<std::size_t>(opened->chosen[i].dimension.value_or(0));
+      VS_TRY(check_target(connected->conn, config, options, connected->shape, std::nullopt, dimension,
+                          report.collections[i]));
+    }
+  }
+  // Phase 1, the read: everything before writing anything.
+  std::vector<chroma::Snapshot> snaps;
+  for (std::size_t i = 0; i < opened->chosen.size(); ++i) {
+    VS_TRY_ASSIGN(SourceCollection read, read_collection(*opened, i, options));
+    CollectionReport& c = report.collections[i];
+    c.count = static_cast<std::int64_t>(read.snap.records.size());
+    c.dimension = read.snap.dimension;
+    c.source_stats = std::move(read.stats);
+    c.timings["read_s"] = read.read_s;
+    snaps.push_back(std::move(read.snap));
+  }
+  if (!connected) {
+    for (std::size_t i = 0; i < snaps.size(); ++i) {
+      CollectionReport& c = report.collections[i];
+      c.counted = false;
+      // The write checks need no table: what they refuse is known.
+      std::vector<float> scratch;
+      for (std::size_t r = 0; r < snaps[i].records.size(); ++r) {
+        const auto& rec = snaps[i].records[r];
+        if (auto refused = check_record(rec, snaps[i].vector_of(r, scratch), snaps[i].dimension); !refused) {
+          ++c.errors;
+          if (c.error_ids.size() < 100) {
+            c.error_ids.push_back(rec.id);
+            c.error_reasons.push_back(refused.error().message());
+          }
+        }
+      }
+    }
+    return report;
+  }
+  for (std::size_t i = 0; i < snaps.size(); ++i) {
+    VS_TRY(migrate_collection(*connected, *conninfo, config, options, report.source, snaps[i], report.collections[i]));
+  }
+  if (!options.dry_run) VS_TRY(write_report_file(config, report));
+  return report;
 }
 
 }  // namespace
 
 Result<MigrateReport> migrate_chroma(const std::string& conninfo, const Config& config, const MigrateOptions& options) {
-  VS_TRY(check_options(options));
-  // Phase 1: read everything before writing anything. The connections are opened meanwhile
-  // (opening one writes nothing) and the table's shape read: the migration's own connection and,
-  // unless this is a dry run, spare ones for the writers after the first and for the filter
-  // index builds after a bulk load, which reuse the writers' (each build has one to itself).
-  const std::size_t spares = options.dry_run ? 0 : std::max<std::size_t>(options.writers, k_filter_indexes) - 1;
-  auto connecting = std::async(std::launch::async, [&conninfo, &config, spares] { return connect_all(conninfo, config, spares); });
-  VS_TRY_ASSIGN(SourceRead source, options.from_url.empty() ? read_directory(options) : read_server(config, options));
-  MigrateReport report;
-  VS_TRY_ASSIGN(std::vector<chroma::Snapshot> snaps, describe_collections(source, options, report));
-  VS_TRY_ASSIGN(Connected connected, connecting.get());
-  for (std::size_t i = 0; i < snaps.size(); ++i) {
-    VS_TRY(migrate_collection(connected, conninfo, config, options, report.source, snaps[i], report.collections[i]));
-  }
+  return run_migration(&conninfo, nullptr, config, options);
+}
+
+Result<MigrateReport> plan_chroma_without_database(const Config& config, const MigrateOptions& options, const Error& why) {
   if (!options.dry_run) {
-    VS_TRY_ASSIGN(report.report_path, write_report_file(config, report));
+    return fail(ErrorCode::invalid_argument, "a migration without a database can only be a dry run (--dry-run)");
   }
-  return report;
+  return run_migration(nullptr, &why, config, options);
 }
 
 }  // namespace vstore

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/cli_common.hpp"
 #include "core/process.hpp"
@@ -17,39 +18,99 @@
 namespace vstore::cli {
 namespace {
 
-void print_plan(const MigrateReport& r) {
-  std::printf("chroma %s %s (%s%s)\n", r.source_kind.c_str(), r.source.c_str(),
-              r.source_kind == "directory" ? "schema: " : "", r.schema_version.c_str());
+// The first line of the plan and of the summary: where from, and into which table. The
+// directory's Chroma schema (its migrations: "sysdb 9, metadb 4") only with --verbose; a
+// server's API and version always, as they are the server's own words.
+void print_source(const MigrateReport& r, bool verbose) {
+  std::string detail;
+  if (r.source_kind == "server") {
+    detail = fmt::format(" ({})", r.schema_version);
+  } else if (verbose) {
+    detail = fmt::format(" (schema: {})", r.schema_version);
+  }
+  std::printf("chroma %s %s%s -> table %s\n", r.source_kind.c_str(), r.source.c_str(), detail.c_str(), r.table.c_str());
+}
+
+// With --verbose: how each collection was read and how long each phase took.
+void print_internals(const CollectionReport& c, const char* indent) {
+  if (c.source_stats.is_object() && !c.source_stats.empty()) {
+    std::string line;
+    for (const auto& [key, value] : c.source_stats.items()) line += fmt::format("{}{} {}", line.empty() ? "" : ", ", key, value.dump());
+    std::printf("%sread: %s\n", indent, line.c_str());
+  }
+  std::string times;
+  for (const auto& [key, value] : c.timings.items()) {
+    times += fmt::format("{}{} {:.3f}", times.empty() ? "" : ", ", key, value.get<double>());
+  }
+  if (!times.empty()) std::printf("%stimings: %s\n", indent, times.c_str());
+}
+
+// The counts of a collection, each under the name of its JSON key.
+std::string counts_line(const CollectionReport& c) {
+  return fmt::format("migrated {}, unchanged {}, changed {}, inserted {}, skipped {}, errors {}", c.migrated, c.unchanged,
+                     c.changed, c.inserted, c.skipped, c.errors);
+}
+
+void print_plan(const MigrateReport& r, bool verbose) {
+  print_source(r, verbose);
+  if (!r.database_error.empty()) {
+    std::printf("  database not reached: %s\n", r.database_error.c_str());
+    std::printf("  not checked: %s\n", fmt::format("{}", fmt::join(r.not_checked, "; ")).c_str());
+  }
   for (const auto& c : r.collections) {
     std::printf("  collection %s: %lld records, dimension %zu, metric %s -> %s (%s), model %s\n", c.name.c_str(),
                 static_cast<long long>(c.count), c.dimension, c.metric.c_str(), c.operator_class.c_str(),
                 c.distance_operator.c_str(), c.embedding_model.empty() ? "(unknown: pass --model)" : c.embedding_model.c_str());
-    std::printf("    would update %lld, insert %lld, skip %lld\n", static_cast<long long>(c.to_update),
-                static_cast<long long>(c.to_insert), static_cast<long long>(c.to_skip));
+    if (c.counted) {
+      std::printf("    would be: %s\n", counts_line(c).c_str());
+      if (c.count > 0 && c.unchanged == c.count) {
+        std::printf("    would leave all %lld unchanged: nothing to write\n", static_cast<long long>(c.unchanged));
+      }
+      if (const std::string why = r.skip_reason(c); !why.empty()) std::printf("    skipped: %s\n", why.c_str());
+    } else {
+      std::printf("    would be: errors %lld; the other counts need the table%s\n", static_cast<long long>(c.errors),
+                  c.refusal.empty() ? "" : ", and a real run would stop first");
+    }
     for (const auto& n : c.notes) std::printf("    note: %s\n", n.c_str());
+    if (verbose) print_internals(c, "    ");
   }
+  for (const auto& f : r.failures()) std::printf("a real run would fail: %s\n", f.c_str());
 }
 
-void print_summary(const MigrateReport& r) {
+void print_summary(const MigrateReport& r, bool verbose) {
   const auto j = r.to_json();
+  print_source(r, verbose);
   for (const auto& c : r.collections) {
-    std::printf("collection %s (%s, %zu dims, model %s): migrated %lld (changed %lld, inserted %lld), skipped %lld, errors %lld\n",
-                c.name.c_str(), c.metric.c_str(), c.dimension, c.embedding_model.c_str(), static_cast<long long>(c.migrated),
-                static_cast<long long>(c.changed), static_cast<long long>(c.inserted), static_cast<long long>(c.skipped),
-                static_cast<long long>(c.errors));
+    std::printf("collection %s (%s, %zu dims, model %s): %s\n", c.name.c_str(), c.metric.c_str(), c.dimension,
+                c.embedding_model.c_str(), counts_line(c).c_str());
+    if (c.count > 0 && c.unchanged == c.count) {
+      std::printf("  nothing changed: all %lld rows already held these vectors, this model and this metadata\n",
+                  static_cast<long long>(c.unchanged));
+    }
+    if (const std::string why = r.skip_reason(c); !why.empty()) std::printf("  skipped: %s\n", why.c_str());
     for (const auto& n : c.notes) std::printf("  note: %s\n", n.c_str());
     if (!c.verify.is_null()) {
-      std::printf("  verify: %s: rows %lld, vector mismatches %lld, metadata mismatches %lld, document mismatches %lld, "
-                  "overlap@10 %.3f\n",
-                  c.verify.value("passed", false) ? "passed" : "FAILED", c.verify.value("rows_checked", 0LL),
-                  c.verify.value("vector_mismatch", 0LL), c.verify.value("metadata_mismatch", 0LL),
-                  c.verify.value("document_mismatch", 0LL), c.verify.value("overlap_at_10", 0.0));
+      // The verification's own keys and values; document_mismatch only when documents were
+      // compared (only rows this run created are: the others keep the application's text).
+      std::string line = fmt::format("rows_checked {}, missing {}, vector_mismatch {}, model_mismatch {}, "
+                                     "metadata_mismatch {}, documents_checked {}",
+                                     c.verify.value("rows_checked", 0LL), c.verify.value("missing", 0LL),
+                                     c.verify.value("vector_mismatch", 0LL), c.verify.value("model_mismatch", 0LL),
+                                     c.verify.value("metadata_mismatch", 0LL), c.verify.value("documents_checked", 0LL));
+      if (c.verify.value("documents_checked", 0LL) > 0) {
+        line += fmt::format(", document_mismatch {}", c.verify.value("document_mismatch", 0LL));
+      }
+      line += fmt::format(", overlap_at_10 {:.3f}", c.verify.value("overlap_at_10", 0.0));
+      std::printf("  verify: %s: %s\n", c.verify.value("passed", false) ? "passed" : "FAILED", line.c_str());
     }
+    if (verbose) print_internals(c, "  ");
   }
   const auto& s = j["summary"];
-  std::printf("Migration complete:\n  chromadb_total: %lld\n  migrated: %lld\n  skipped: %lld\n  errors: %lld\n",
-              s["chromadb_total"].get<long long>(), s["migrated"].get<long long>(), s["skipped"].get<long long>(),
-              s["errors"].get<long long>());
+  std::printf("Migration %s:\n  chromadb_total: %lld\n  migrated: %lld\n  skipped: %lld\n  errors: %lld\n"
+              "  unchanged: %lld\n  changed: %lld\n  inserted: %lld\n",
+              r.ok() ? "complete" : "failed", s["chromadb_total"].get<long long>(), s["migrated"].get<long long>(),
+              s["skipped"].get<long long>(), s["errors"].get<long long>(), s["unchanged"].get<long long>(),
+              s["changed"].get<long long>(), s["inserted"].get<long long>());
   if (!r.report_path.empty()) std::printf("report: %s\n", r.report_path.c_str());
 }
 
@@ -121,7 +182,10 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   cmd->add_option("--page-size", opts.page_size,
                   "records per get request (--from-url; default: the server's max_batch_size, fewer for wide vectors)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
-  cmd->add_flag("--dry-run", opts.dry_run, "print the plan (collections, counts, dimension, metric, update/insert/skip)");
+  cmd->add_flag("--dry-run", opts.dry_run,
+                "print the plan: collections, dimension, metric, model, and the counts a real run would give (migrated, "
+                "unchanged, changed, inserted, skipped, errors); writes nothing; without a database, says what it could "
+                "not check");
   cmd->add_flag("--verify", opts.verify, "compare every migrated row (vector bytes, metadata) and overlap@10; exit 1 on any difference");
   cmd->add_flag("--insert-missing", opts.insert_missing, "create article rows for ids without one (from Chroma metadata and document)");
   cmd->add_flag("--resume", opts.resume, "continue after the last batch an earlier run committed");
@@ -138,26 +202,35 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       ->capture_default_str();
   cmd->add_option("--test-batch-delay-ms", opts.test_batch_delay_ms, "")->group("");  // for tests only
   cmd->add_flag("--json", json_out, "print the report as JSON instead of the summary");
+  static bool verbose = false;
+  cmd->add_flag("--verbose", verbose, "also print how the source was read (the directory's Chroma schema, HNSW slots, "
+                                      "log rows) and the seconds of each phase");
   cmd->callback([&] {
     action = [&] {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
-      auto conninfo = resolve_conninfo(*cfg);
-      if (!conninfo) return report(conninfo.error());
       if (!collection.empty()) opts.collection = collection;
       if (!model.empty()) opts.model = model;
       opts.bulk_index = !keep_index;
       opts.progress = progress_bars();
-      auto result = migrate_chroma(*conninfo, *cfg, opts);
+      // A dry run plans without a database when there is none; a real run needs it first.
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo && !opts.dry_run) return report(conninfo.error());
+      auto result = conninfo ? migrate_chroma(*conninfo, *cfg, opts) : plan_chroma_without_database(*cfg, opts, conninfo.error());
       if (!result) return report(result.error());
       if (json_out) {
         print_json(result->to_json());
       } else if (result->dry_run) {
-        print_plan(*result);
+        print_plan(*result, verbose);
       } else {
-        print_summary(*result);
+        print_summary(*result, verbose);
       }
-      return result->ok() ? k_exit_ok : k_exit_failure;
+      // A dry run succeeds when it made the plan; the plan says whether a real run would fail.
+      if (result->dry_run) return k_exit_ok;
+      const auto failures = result->failures();
+      std::fflush(stdout);  // the summary first, then why it failed
+      for (const auto& f : failures) std::fprintf(stderr, "vstore: %s\n", f.c_str());
+      return failures.empty() ? k_exit_ok : k_exit_failure;
     };
   });
 
