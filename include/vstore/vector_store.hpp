@@ -90,7 +90,15 @@ class VectorStore {
   /// "vector_index_used" (whether PostgreSQL's plan scans the vector index), "statement",
   /// "explain": [lines of PostgreSQL's plan, with timing]}. pgvector only: the
   /// other stores fail with invalid_argument.
-  [[nodiscard]] virtual Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options);
+  /// (Defined here, so that VectorStore keeps no key function and each library that holds a
+  /// store also holds its type information.)
+  [[nodiscard]] virtual Result<nlohmann::json> explain(std::span<const float> /*query*/,
+                                                       const SearchOptions& /*options*/) {
+    return fail(ErrorCode::invalid_argument,
+                "explaining a search needs PostgreSQL: the " + std::string(backend_name()) +
+                    " backend has no query plan to show (set VECTOR_BACKEND=pgvector, or dual with "
+                    "VECTOR_PRIMARY=pgvector)");
+  }
 };
 
 /// How open_store() opens the configured store.

@@ -24,13 +24,6 @@ Result<std::unique_ptr<VectorStore>> open_chroma(const Config& config, const Ope
 
 }  // namespace
 
-Result<nlohmann::json> VectorStore::explain(std::span<const float> /*query*/, const SearchOptions& /*options*/) {
-  return fail(ErrorCode::invalid_argument,
-              fmt::format("explaining a search needs PostgreSQL: the {} backend has no query plan to show (set "
-                          "VECTOR_BACKEND=pgvector, or dual with VECTOR_PRIMARY=pgvector)",
-                          backend_name()));
-}
-
 Result<std::unique_ptr<VectorStore>> open_store(const Config& config, const OpenOptions& options) {
   switch (config.backend) {
     case BackendKind::pgvector: {
