@@ -706,6 +706,9 @@ int run_health(const Globals& globals, bool json_out) {
     // Every key, null where unknown, and the reason the store could not be opened.
     h = api::health_skeleton(to_string(cfg->backend));
     h["reasons"] = json::array({store.error().message()});
+    // The one-line reason on stderr too, as every failing command gives it (the report below
+    // is on stdout, so it stays one JSON document with --json).
+    std::fprintf(stderr, "vstore: %s\n", store.error().message().c_str());
   } else {
     // Health only reads: no drain of the dual store's outbox from this process.
     if (auto* dual = dynamic_cast<api::DualStore*>(&(*store)->store()); dual != nullptr) dual->stop_background_drain();

@@ -175,7 +175,7 @@ TEST_F(Issue23Cli, Item21DbStartAndSchemaUpSayWhatTheyDid) {
     }
     start = end == std::string::npos ? status.out.size() : end + 1;
   }
-  EXPECT_EQ(lines, 5U) << status.out;
+  EXPECT_EQ(lines, 6U) << status.out;
   EXPECT_EQ(run("db stop").code, 0);
 }
 

@@ -385,6 +385,7 @@ TEST_F(Issue23Dual, Item22HealthJsonCarriesEveryKeyOnEveryBackendAndWhenTheStore
   EXPECT_NE(text.out.find("UNHEALTHY: chromadb"), std::string::npos) << text.out << text.err;
   EXPECT_NE(text.out.find("reason: "), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("nothing-here"), std::string::npos) << text.out;
+  EXPECT_NE(text.err.find("vstore: "), std::string::npos) << "the one-line reason on stderr: " << text.err;
 }
 
 }  // namespace
