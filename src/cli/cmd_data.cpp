@@ -726,7 +726,9 @@ int run_health(const Globals& globals, bool json_out) {
 
 void add_health_command(CLI::App& app, const Globals& globals, Action& action) {
   static bool json_out = false;
-  auto* health = app.add_subcommand("health", "check the store: server, extension, schema, index, coverage; exit 1 when unhealthy");
+  auto* health = app.add_subcommand("health", "check the store: server, extension, schema, index, coverage (dual mode: both "
+                                              "stores, their drift, the outbox, shadow totals); reads only; exit 1 "
+                                              "when unhealthy");
   health->add_flag("--json", json_out, "print the health report as JSON");
   health->callback([&] {
     action = [&] { return run_health(globals, json_out); };
