@@ -33,6 +33,36 @@ struct DualOptions {
   std::chrono::milliseconds drain_interval{1000};
 };
 
+/// One shadow comparison: a search asked of the secondary too.
+struct ShadowOutcome {
+  bool failed = false;         ///< the secondary could not answer (`error` says why)
+  std::string error;
+  std::size_t primary_hits = 0;
+  std::size_t secondary_hits = 0;
+  std::size_t common = 0;      ///< ids in both answers
+  double overlap = 0.0;        ///< common / max(primary_hits, secondary_hits); 1 when both are empty
+};
+
+/// How `vstore sync` runs.
+struct SyncOptions {
+  bool dry_run = false;     ///< compare and count only; queue nothing. Default off.
+  bool keep_extra = false;  ///< leave ids the primary lacks in the secondary. Default off (they are removed).
+  std::size_t page = 500;   ///< ids compared per step. Default 500.
+};
+
+/// What `vstore sync` found and did. Drift is counted in ids: missing + changed + extra.
+struct SyncReport {
+  std::int64_t checked = 0;        ///< the primary's ids with a vector
+  std::int64_t missing = 0;        ///< of those, absent from the secondary
+  std::int64_t changed = 0;        ///< present in both with another vector or metadata
+  std::int64_t extra = 0;          ///< in the secondary only
+  std::int64_t already_equal = 0;  ///< present in both and the same
+  std::int64_t copied = 0;         ///< missing + changed written to the secondary (0 in a dry run)
+  std::int64_t deleted = 0;        ///< extra removed from the secondary (0 in a dry run or with keep_extra)
+  std::int64_t drift_before = 0;
+  std::int64_t drift_after = 0;    ///< counted again after the copy (the same as before in a dry run)
+};
+
 /// What the dual store has seen since it opened.
 struct DualStats {
   std::int64_t secondary_write_failures = 0;  ///< drain steps whose write to the secondary failed
@@ -40,8 +70,14 @@ struct DualStats {
   std::int64_t outbox_drained = 0;            ///< outbox rows applied to the secondary and deleted
   std::int64_t shadow_reads = 0;              ///< searches compared with the secondary
   std::int64_t shadow_failures = 0;           ///< comparisons the secondary could not answer
+  std::int64_t shadow_unrecorded = 0;         ///< comparisons that could not be added to vstore_dual_stats
   double shadow_overlap_sum = 0.0;            ///< sum of overlap@k over shadow_reads
 };
+
+/// Every key `vstore health --json` always carries (docs/product.md), null where unknown, with
+/// `healthy` false and `reasons` empty: what a store that cannot be opened reports, once a
+/// reason is added.
+[[nodiscard]] nlohmann::json health_skeleton(std::string_view backend);
 
 class DualStore final : public VectorStore {
  public:
@@ -83,9 +119,15 @@ class DualStore final : public VectorStore {
   /// only the uris that lost a vector).
   [[nodiscard]] Result<std::int64_t> remove(std::span<const std::string> ids) override;
   [[nodiscard]] Result<StoreCounts> count() override;
-  /// The primary's health plus `primary`, `secondary` (its health or error), `outbox_pending`,
-  /// `outbox_last_error` (of the last failed drain, or null) and `shadow` (reads compared,
-  /// mean overlap@k).
+  /// The primary's health (every key of health_skeleton()) plus `primary` (its name),
+  /// `secondary` (its health, or the skeleton with the reason it could not be opened; a missing
+  /// Chroma collection is reported with rows 0, never created), `drift` (both stores' vector
+  /// counts and their difference), `outbox` (`pending`, `oldest_age_s`, `last_error`),
+  /// `outbox_pending` and `outbox_last_error` (the same two, kept for older readers),
+  /// `secondary_last_error` (`{"message", "at"}` of the last failed drain of any process, or
+  /// null) and `shadow` (the comparisons of every process, from vstore_dual_stats). Unhealthy
+  /// when the secondary is, or when the counts differ with nothing in the outbox to explain it.
+  /// Writes nothing. Errors: the primary's, unavailable (PostgreSQL).
   [[nodiscard]] Result<nlohmann::json> health() override;
   /// The primary's plan.
   [[nodiscard]] Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options) override {
@@ -105,6 +147,25 @@ class DualStore final : public VectorStore {
   /// Rows waiting in the outbox for this table and secondary.
   [[nodiscard]] Result<std::int64_t> outbox_pending();
   [[nodiscard]] DualStats stats() const;
+  /// The outcome of the last shadow comparison this store ran (null before the first, or without
+  /// shadow compare). Each comparison is also added to vstore_dual_stats, which health() reads.
+  [[nodiscard]] std::optional<ShadowOutcome> last_shadow() const;
+  /// What the last search of this store has to say about its answer, or empty: with a Chroma
+  /// primary, a filtered search that came back with fewer than top_k hits while more articles
+  /// match was ranked again exactly over the matching articles, and this says so.
+  [[nodiscard]] std::string last_search_note() const;
+  /// The secondary's backend name ("chromadb" or "pgvector").
+  [[nodiscard]] const std::string& secondary_name() const { return m_target; }
+  /// Brings the secondary up to the primary: drains the outbox (not in a dry run, which also
+  /// takes a missing Chroma collection for an empty one), then compares the primary's
+  /// ids with a vector against the secondary in pages of `options.page` (presence, the vector
+  /// within 1e-6, and the metadata keys vstore writes), queues the missing and changed ones in
+  /// the outbox with the primary's stored vector (read under the writers' locks, so a
+  /// concurrent write of the same uri is never overtaken by an older copy), queues removes for
+  /// ids only the secondary has (unless `keep_extra`), drains, and compares again. Nothing is
+  /// re-embedded. Safe to rerun: a second run finds nothing to do. Errors: the secondary's
+  /// (when it cannot be opened or written), unavailable (PostgreSQL), those of the stores' reads.
+  [[nodiscard]] Result<SyncReport> sync(const SyncOptions& options);
   [[nodiscard]] VectorStore& primary() { return *m_primary; }
   /// The secondary store, opened now if it was not yet. Errors: the last open error.
   [[nodiscard]] Result<VectorStore*> secondary();
@@ -113,6 +174,9 @@ class DualStore final : public VectorStore {
   /// Called by a drain step once it has taken its rows from the outbox, before it applies them
   /// (set before the store is used from several threads).
   void test_set_on_drain_taken(std::function<void()> hook) { m_test_on_drain_taken = std::move(hook); }
+  /// Keeps at most `cap` of the primary's search hits, as a search whose walk stopped short
+  /// would return (null: all). Set before the store is used from several threads.
+  void test_set_primary_hits_cap(std::optional<std::size_t> cap) { m_test_hits_cap = cap; }
 
  private:
   /// What one drain step did.
@@ -135,6 +199,20 @@ class DualStore final : public VectorStore {
   [[nodiscard]] Result<DrainStep> drain_step(bool wait);
   [[nodiscard]] Result<DrainStep> drain_taken(pg::Connection& conn, bool wait);
   [[nodiscard]] Result<std::int64_t> drain_all(bool wait);
+  // Adds one comparison to vstore_dual_stats (a failure to record is counted, never reported).
+  void record_shadow(const ShadowOutcome& outcome);
+  // Compares every page of the primary with the secondary; fills the counts of `report` and,
+  // unless null, the ids to copy and to remove. `allow_missing`: a secondary that does not
+  // exist (not_found) counts as empty.
+  [[nodiscard]] Result<void> compare_stores(std::size_t page, bool allow_missing, SyncReport& report,
+                                            std::vector<std::string>* to_copy, std::vector<std::string>* to_remove);
+  // Queues upserts of the primary's current rows of `uris` (those that still hold a vector).
+  [[nodiscard]] Result<std::int64_t> enqueue_current(std::span<const std::string> uris);
+  // The uris among `uris` the primary holds a vector of now, read under the writers' locks held
+  // by the transaction of `conn`.
+  [[nodiscard]] Result<std::vector<std::string>> lock_present(pg::Connection& conn, std::span<const std::string> uris);
+  // The primary's ids with a vector, sorted.
+  [[nodiscard]] Result<std::vector<std::string>> primary_ids();
   void drain_loop();
   void wake_drain();
 
@@ -150,6 +228,7 @@ class DualStore final : public VectorStore {
   std::unique_ptr<pg::Pool> m_pool;  ///< to the database holding the outbox
   std::string m_target;              ///< the secondary's backend name, the outbox's `target`
   std::function<void()> m_test_on_drain_taken;
+  std::optional<std::size_t> m_test_hits_cap;
 
   std::mutex m_wake_mutex;
   std::condition_variable m_wake;
@@ -161,6 +240,8 @@ class DualStore final : public VectorStore {
   mutable std::mutex m_stats_mutex;
   DualStats m_stats;                       ///< guarded by m_stats_mutex
   std::optional<std::string> m_last_error;  ///< of the last failed drain; guarded by m_stats_mutex
+  std::optional<ShadowOutcome> m_last_shadow;  ///< guarded by m_stats_mutex
+  std::string m_last_search_note;              ///< guarded by m_stats_mutex
 };
 
 }  // namespace vstore::api

@@ -3,7 +3,10 @@
 // dual store (primary, secondary, outbox) together; the stores themselves live in src/pg,
 // src/chroma and api/dual_store.cpp. A dual store whose Chroma secondary cannot be reached at
 // open still opens: DualStore keeps trying to open it (at most once a second), and meanwhile
-// writes go to the primary and the outbox.
+// writes go to the primary and the outbox. The secondary's collection is created only by a
+// command that writes (OpenOptions::create); for any other a missing collection is a
+// secondary that cannot be opened yet (health reports it), never a collection made as a side
+// effect.
 
 #include <fmt/format.h>
 
@@ -34,14 +37,14 @@ Result<std::unique_ptr<VectorStore>> open_store(const Config& config, const Open
     case BackendKind::dual: {
       VS_TRY_ASSIGN(std::string conninfo, resolve_conninfo(config));
       VS_TRY_ASSIGN(auto pg, open_pg_store(conninfo, config));
-      OpenOptions chroma_options = options;
-      chroma_options.create = true;
+      const OpenOptions chroma_options = options;
       const bool chroma_primary = config.primary == BackendKind::chromadb;
       auto opened = open_chroma(config, chroma_options);
       std::unique_ptr<VectorStore> chroma;
       if (opened) {
         chroma = std::move(*opened);
-      } else if (chroma_primary || !opened.error().retryable()) {
+      } else if (chroma_primary ||
+                 !(opened.error().retryable() || (!options.create && opened.error().code() == ErrorCode::not_found))) {
         return fail(opened.error());
       }
       // When the secondary is down, chroma stays null: its writes wait in the outbox.

@@ -76,5 +76,6 @@ void add_data_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_bench_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_info_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_sync_commands(CLI::App& app, const Globals& globals, Action& action);
 
 }  // namespace vstore::cli

@@ -480,13 +480,32 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
     return code;
   }
   if (index_error) return report(*index_error);
-  const json summary = {{"file", path},
+  // Dual mode: the secondary gets the writes through the outbox. Apply what waits now, so the
+  // summary can say how many writes are still queued (the secondary down: all of this run's).
+  std::optional<json> secondary;
+  std::string queued_text;
+  if (auto* dual = dynamic_cast<api::DualStore*>(&(*store)->store()); dual != nullptr) {
+    dual->stop_background_drain();
+    auto drained = dual->drain_outbox();
+    auto pending = dual->outbox_pending();
+    if (!pending) return report(pending.error().with_context("counting the outbox"));
+    secondary = json{{"backend", dual->secondary_name()},
+                     {"queued", *pending},
+                     {"error", drained ? json(nullptr) : json(drained.error().message())}};
+    queued_text = fmt::format("{} write{} queued for {} (outbox)", *pending, *pending == 1 ? "" : "s",
+                              dual->secondary_name());
+    if (!drained) {
+      queued_text += fmt::format(": {}; `vstore outbox drain` applies them once it is back", drained.error().message());
+    }
+  }
+  json summary = {{"file", path},
                         {"records", check->records},
                         {"upserted", counts.stored},
                         {"skipped_without_text", counts.skipped_without_text},
                         {"skipped_existing", counts.skipped_existing},
                         {"duplicates_in_file", duplicates},
                         {"unreadable_dates", check->unreadable_dates}};
+  if (secondary) summary["secondary"] = *secondary;
   if (json_out) {
     print_json(summary);
   } else {
@@ -497,6 +516,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
                 path.c_str(), static_cast<long long>(check->records), static_cast<long long>(counts.stored),
                 static_cast<long long>(counts.skipped_without_text), static_cast<long long>(counts.skipped_existing),
                 static_cast<long long>(duplicates), static_cast<long long>(check->unreadable_dates));
+    if (!queued_text.empty()) std::printf("%s\n", queued_text.c_str());
   }
   return k_exit_ok;
 }
@@ -580,9 +600,20 @@ int run_search(const Globals& globals, const std::string& text, int top_k, const
   } else {
     json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
   }
-  if (shadow_compare) {
-    auto h = (*store)->store().health();
-    if (h && h->contains("shadow")) std::fprintf(stderr, "shadow compare: %s\n", (*h)["shadow"].dump().c_str());
+  if (const auto* dual = dynamic_cast<const api::DualStore*>(&(*store)->store()); dual != nullptr) {
+    if (const std::string note = dual->last_search_note(); !note.empty()) std::fprintf(stderr, "search: %s\n", note.c_str());
+    // Shadow compare (--shadow-compare or VSTORE_SHADOW_COMPARE): this read's outcome; every
+    // read's is kept in PostgreSQL and `vstore health` reports the totals.
+    if (const auto shadow = dual->last_shadow()) {
+      if (shadow->failed) {
+        std::fprintf(stderr, "shadow compare: %s could not answer (%s); recorded, see `vstore health`\n",
+                     dual->secondary_name().c_str(), shadow->error.c_str());
+      } else {
+        std::fprintf(stderr, "shadow compare: %s returned %zu of these %zu results (overlap@%d %.2f); recorded, see "
+                     "`vstore health`\n",
+                     dual->secondary_name().c_str(), shadow->common, shadow->primary_hits, top_k, shadow->overlap);
+      }
+    }
   }
   return k_exit_ok;
 }
@@ -605,7 +636,8 @@ void add_search_command(CLI::App& app, const Globals& globals, Action& action) {
                    "first say how the search is planned (exact or the vector index, ef_search, the filter's estimated "
                    "selectivity) and show PostgreSQL's EXPLAIN (ANALYZE, BUFFERS); with --json: {explain, results}");
   search->add_flag("--shadow-compare", shadow_compare,
-                   "VECTOR_BACKEND=dual: run the query on the secondary store too and print overlap@k to stderr");
+                   "VECTOR_BACKEND=dual: run the query on the secondary store too, print its overlap@k to stderr "
+                   "and add it to the totals `vstore health` reports (VSTORE_SHADOW_COMPARE=1 does this for every read)");
   search->callback([&] {
     action = [&] { return run_search(globals, text, top_k, where, ef_search, shadow_compare, json_out, explain); };
   });
@@ -676,40 +708,85 @@ void add_vectors_command(CLI::App& app, const Globals& globals, Action& action) 
   });
 }
 
+// A JSON value as health's text shows it: "-" for null.
+std::string health_word(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) return fmt::format("{:.2f}", v.get<double>());
+  return v.dump();
+}
+
+// The text form of a health report: the same keys and words as the JSON.
+void print_health(const json& h) {
+  const std::string backend = health_word(h["backend"]);
+  const bool dual = backend == "dual";
+  const std::string primary = dual ? health_word(h.value("primary", json(nullptr))) : backend;
+  const bool chroma = primary == "chromadb";
+  std::printf("%s: %s%s, %s %s, %s %s, %s rows, %s with embedding (%s%%), index %s\n",
+              h["healthy"].is_boolean() && h["healthy"].get<bool>() ? "healthy" : "UNHEALTHY", backend.c_str(),
+              dual ? fmt::format(" (primary {})", primary).c_str() : "", chroma ? "chroma" : "postgresql",
+              health_word(h["server_version"]).c_str(), chroma ? "collection" : "vector",
+              health_word(chroma ? h.value("collection", json(nullptr)) : h["extension_version"]).c_str(),
+              health_word(h["rows"]).c_str(), health_word(h["with_embedding"]).c_str(),
+              health_word(h["coverage_pct"]).c_str(), health_word(h["index"].is_object() ? h["index"]["type"] : json(nullptr)).c_str());
+  if (dual) {
+    const json& sec = h["secondary"];
+    std::printf("  secondary %s: %s, %s rows, %s with embedding\n", health_word(sec["backend"]).c_str(),
+                sec["healthy"].is_boolean() && sec["healthy"].get<bool>() ? "healthy" : "UNHEALTHY",
+                health_word(sec["rows"]).c_str(), health_word(sec["with_embedding"]).c_str());
+    const json& drift = h["drift"];
+    std::printf("  drift: %s vectors in %s, %s in %s, difference %s\n", health_word(drift["primary_vectors"]).c_str(),
+                health_word(drift["primary"]).c_str(), health_word(drift["secondary_vectors"]).c_str(),
+                health_word(drift["secondary"]).c_str(), health_word(drift["difference"]).c_str());
+    const json& outbox = h["outbox"];
+    std::printf("  outbox: %s pending, oldest %s s, last error %s\n", health_word(outbox["pending"]).c_str(),
+                health_word(outbox["oldest_age_s"]).c_str(), health_word(outbox["last_error"]).c_str());
+    const json& last = h["secondary_last_error"];
+    if (last.is_object()) {
+      std::printf("  secondary last error: %s (at %s)\n", health_word(last["message"]).c_str(),
+                  health_word(last["at"]).c_str());
+    }
+    const json& shadow = h["shadow"];
+    std::printf("  shadow: %s reads compared, %s failures, mean overlap %s, last at %s\n",
+                health_word(shadow["reads"]).c_str(), health_word(shadow["failures"]).c_str(),
+                health_word(shadow["mean_overlap"]).c_str(), health_word(shadow["last_at"]).c_str());
+  }
+  for (const auto& r : h["reasons"]) std::printf("  reason: %s\n", health_word(r).c_str());
+  for (const auto& w : h.value("warnings", json::array())) std::printf("  warning: %s\n", health_word(w).c_str());
+}
+
 int run_health(const Globals& globals, bool json_out) {
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
+  json h;
   auto store = open_articles(*cfg, false);
   if (!store) {
-    if (json_out) {
-      print_json({{"healthy", false}, {"reasons", {store.error().message()}}, {"backend", to_string(cfg->backend)}});
-      return k_exit_failure;
-    }
-    return report(store.error());
-  }
-  auto h = (*store)->health();
-  if (!h) return report(h.error());
-  if (json_out) {
-    print_json(*h);
+    // Every key, null where unknown, and the reason the store could not be opened.
+    h = api::health_skeleton(to_string(cfg->backend));
+    h["reasons"] = json::array({store.error().message()});
+    // The one-line reason on stderr too, as every failing command gives it (the report below
+    // is on stdout, so it stays one JSON document with --json).
+    std::fprintf(stderr, "vstore: %s\n", store.error().message().c_str());
   } else {
-    auto text = [&](const char* key) { return (*h)[key].is_string() ? (*h)[key].get<std::string>() : std::string("-"); };
-    const bool chroma = (*h)["backend"] == "chromadb";
-    std::printf("%s: %s, %s %s, %s %s, %lld rows, %lld with embedding (%.2f%%), index %s\n",
-                (*h)["healthy"].get<bool>() ? "healthy" : "UNHEALTHY", (*h)["backend"].get<std::string>().c_str(),
-                chroma ? "chroma" : "postgresql", text("server_version").c_str(), chroma ? "collection" : "vector",
-                chroma ? text("collection").c_str() : text("extension_version").c_str(),
-                static_cast<long long>((*h)["rows"].get<std::int64_t>()),
-                static_cast<long long>((*h)["with_embedding"].get<std::int64_t>()),
-                (*h)["coverage_pct"].get<double>(), (*h)["index"]["type"].get<std::string>().c_str());
-    for (const auto& r : (*h)["reasons"]) std::printf("  reason: %s\n", r.get<std::string>().c_str());
-    for (const auto& w : h->value("warnings", nlohmann::json::array())) std::printf("  warning: %s\n", w.get<std::string>().c_str());
+    // Health only reads: no drain of the dual store's outbox from this process.
+    if (auto* dual = dynamic_cast<api::DualStore*>(&(*store)->store()); dual != nullptr) dual->stop_background_drain();
+    auto got = (*store)->health();
+    if (!got) {
+      h = api::health_skeleton(to_string(cfg->backend));
+      h["reasons"] = json::array({got.error().message()});
+    } else {
+      h = std::move(*got);
+    }
   }
-  return (*h)["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
+  json_out ? print_json(h) : print_health(h);
+  return h["healthy"].is_boolean() && h["healthy"].get<bool>() ? k_exit_ok : k_exit_failure;
 }
 
 void add_health_command(CLI::App& app, const Globals& globals, Action& action) {
   static bool json_out = false;
-  auto* health = app.add_subcommand("health", "check the store: server, extension, schema, index, coverage; exit 1 when unhealthy");
+  auto* health = app.add_subcommand("health", "check the store: server, extension, schema, index, coverage (dual mode: both "
+                                              "stores, their drift, the outbox, shadow totals); reads only; exit 1 "
+                                              "when unhealthy");
   health->add_flag("--json", json_out, "print the health report as JSON");
   health->callback([&] {
     action = [&] { return run_health(globals, json_out); };
@@ -723,7 +800,9 @@ int run_outbox(const Globals& globals, const std::string& outbox_action, bool js
     return report(Error(ErrorCode::invalid_argument,
                         fmt::format("the outbox exists only with VECTOR_BACKEND=dual, not {}", to_string(cfg->backend))));
   }
-  auto store = open_store(*cfg);
+  OpenOptions options;
+  options.create = outbox_action == "drain";  // a drain writes the secondary, status only reads
+  auto store = open_store(*cfg, options);
   if (!store) return report(store.error());
   auto* dual = dynamic_cast<api::DualStore*>(store->get());
   if (dual == nullptr) return report(Error(ErrorCode::internal, "the dual store is not a DualStore"));

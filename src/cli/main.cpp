@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
     add_bench_commands(app, globals, action);
     add_migrate_commands(app, globals, action);
     add_info_commands(app, globals, action);
+    add_sync_commands(app, globals, action);
     auto* help = app.add_subcommand("help", "the help of vstore, or of COMMAND (vstore help db start)");
     help->add_option("COMMAND", help_words, "a command and its subcommand");
     help->callback([&] { action = [&] { return print_help(app, help_words); }; });

@@ -7,6 +7,7 @@
 //   3 vector_index   HNSW or IVFFlat (cosine) per PGVECTOR_*; an existing index on embedding is adopted
 //   4 dual_outbox    the outbox table of the dual-mode backend
 //   5 embedding_storage  STORAGE MAIN on the embedding column vstore added, up to 448 dimensions (the vector stays in the row)
+//   6 dual_stats     the dual-mode counters that outlive a process (shadow reads, the secondary's last error)
 // Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
 #include "vstore/schema.hpp"
 
@@ -44,7 +45,8 @@ struct Migration {
   const char* name;
 };
 constexpr Migration k_migrations[] = {
-    {1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}, {5, "embedding_storage"}};
+    {1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}, {5, "embedding_storage"},
+    {6, "dual_stats"}};
 constexpr int k_latest = k_latest_schema_version;
 static_assert(std::size(k_migrations) == k_latest);
 
@@ -432,6 +434,35 @@ Result<void> down_embedding_storage(Connection& conn, const Config& cfg, const j
   return {};
 }
 
+// ---- migration 6: dual-mode counters ------------------------------------------------------------
+// One row per (table, secondary): the shadow comparisons of every process (each read adds to
+// them in one atomic upsert) and the last error the secondary gave a drain. Shared by every
+// vstore table of the database, as the outbox is; the last table to revert drops it.
+
+Result<json> up_dual_stats(Connection& conn) {
+  json details = json::object();
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, "vstore_dual_stats"));
+  details["created_table"] = !exists;
+  VS_TRY(conn.exec("CREATE TABLE IF NOT EXISTS vstore_dual_stats (table_name text NOT NULL, target text NOT NULL, "
+                   "shadow_reads bigint NOT NULL DEFAULT 0, shadow_failures bigint NOT NULL DEFAULT 0, "
+                   "shadow_overlap_sum double precision NOT NULL DEFAULT 0, shadow_first_at timestamptz, "
+                   "shadow_last_at timestamptz, last_error text, last_error_at timestamptz, "
+                   "PRIMARY KEY (table_name, target))"));
+  return details;
+}
+
+Result<void> down_dual_stats(Connection& conn, const Config& cfg) {
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, "vstore_dual_stats"));
+  if (!exists) return {};
+  Param p[] = {Param::text(cfg.table)};
+  VS_TRY(conn.exec_params("DELETE FROM vstore_dual_stats WHERE table_name = $1", p));
+  VS_TRY_ASSIGN(PgResult others, conn.exec_params("SELECT count(*) FROM vstore_schema_migrations WHERE version = 6 "
+                                                  "AND table_name <> $1",
+                                                  p));
+  if (others.get(0, 0) == "0") VS_TRY(conn.exec("DROP TABLE vstore_dual_stats"));
+  return {};
+}
+
 // Runs `sql` (a CREATE INDEX on the table) while a second connection polls the server's
 // pg_stat_progress_create_index for the rows the build has taken in, every half second, and
 // reports them against the table's rows with a vector. Without a callback, or when the second
@@ -563,6 +594,7 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
         case 3: details = up_vector_index(conn, config); break;
         case 4: details = up_dual_outbox(conn); break;
         case 5: details = up_embedding_storage(conn, config, applied.contains(2) ? applied.at(2).second : json::object()); break;
+        case 6: details = up_dual_stats(conn); break;
         default: break;
       }
       if (!details) return fail(details.error().with_context(fmt::format("migration {} ({})", m.version, m.name)));
@@ -772,6 +804,7 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
         case 3: done = down_vector_index(conn, details); break;
         case 4: done = down_dual_outbox(conn, config, notes); break;
         case 5: done = down_embedding_storage(conn, config, details); break;
+        case 6: done = down_dual_stats(conn, config); break;
         default: break;
       }
       if (!done) return fail(done.error().with_context(fmt::format("reverting migration {}", v)));

@@ -193,11 +193,11 @@ TEST_F(Issue23Cli, Item21DbStartAndSchemaUpSayWhatTheyDid) {
 
   CmdResult up = run("schema up");
   ASSERT_EQ(up.code, 0) << up.err;
-  EXPECT_NE(up.out.find("applied 1 base, 2 vector_columns, 3 vector_index, 4 dual_outbox, 5 embedding_storage"),
+  EXPECT_NE(up.out.find("applied 1 base, 2 vector_columns, 3 vector_index, 4 dual_outbox, 5 embedding_storage, 6 dual_stats"),
             std::string::npos) << up.out;
   CmdResult nothing = run("schema up");
   ASSERT_EQ(nothing.code, 0) << nothing.err;
-  EXPECT_NE(nothing.out.find("nothing was pending: table articles is at version 5 of 5"), std::string::npos)
+  EXPECT_NE(nothing.out.find("nothing was pending: table articles is at version 6 of 6"), std::string::npos)
       << nothing.out;
   // The status lines are aligned: "applied" starts in the same column on every line.
   CmdResult status = run("schema status");
@@ -214,7 +214,7 @@ TEST_F(Issue23Cli, Item21DbStartAndSchemaUpSayWhatTheyDid) {
     }
     start = end == std::string::npos ? status.out.size() : end + 1;
   }
-  EXPECT_EQ(lines, 5U) << status.out;
+  EXPECT_EQ(lines, 6U) << status.out;
   EXPECT_EQ(run("db stop").code, 0);
 }
 
