@@ -19,6 +19,8 @@
 //   the planner uses B-tree/bitmap or seq scans); many -> HNSW/IVFFlat with iterative scan and a
 //   candidate list widened by 1/selectivity. A plan that yields fewer than top_k rows falls back
 //   to exact. Session GUCs are cached per connection so the common query needs no extra trip.
+// - Every plan ranks by (distance, uri), in the LIMIT too: of equal distances the first uris
+//   are taken, so a larger top_k only adds rows after the ones a smaller top_k returned.
 #include "pg/pg_store.hpp"
 
 #include <algorithm>
@@ -865,7 +867,7 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     // `+ 0` keeps the ORDER BY from matching the vector index: exact top-N of the matching rows.
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
-        "ORDER BY (a.embedding <=> $1) + 0 LIMIT {3}) "
+        "ORDER BY (a.embedding <=> $1) + 0, a.uri LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
         table, where, info.metadata_expr, options.top_k);
   } else if (prep.plan == SearchPlan::index) {
@@ -875,12 +877,12 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     // taking the index order as sorted by score (an incremental sort would then keep it).
     prep.sql = fmt::format(
         "SELECT top.uri, top.score, top.metadata FROM (SELECT a.uri, a.embedding <=> $1 AS score, {2} AS metadata "
-        "FROM {0} a WHERE {1} ORDER BY a.embedding <=> $1 LIMIT {3}) top ORDER BY top.score + 0, top.uri",
+        "FROM {0} a WHERE {1} ORDER BY a.embedding <=> $1, a.uri LIMIT {3}) top ORDER BY top.score + 0, top.uri",
         table, where, info.metadata_expr, options.top_k);
   } else {
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
-        "ORDER BY a.embedding <=> $1 LIMIT {3}) "
+        "ORDER BY a.embedding <=> $1, a.uri LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
         table, where, info.metadata_expr, options.top_k);
   }
@@ -963,7 +965,7 @@ Result<std::vector<SearchHit>> PgVectorStore::search_on(Connection& conn, std::s
   if (prep.plan == SearchPlan::index_iterative && res.rows() < options.top_k && !t_forced_plan) {
     // The estimate was wrong (fewer matches than thought): rank the matching rows exactly.
     SearchOptions exact = options;
-    const std::string exact_sql = std::string(prep.sql).replace(prep.sql.find("ORDER BY a.embedding <=> $1 LIMIT"),
+    const std::string exact_sql = std::string(prep.sql).replace(prep.sql.find("ORDER BY a.embedding <=> $1, a.uri LIMIT"),
                                                                 std::string_view("ORDER BY a.embedding <=> $1").size(),
                                                                 "ORDER BY (a.embedding <=> $1) + 0");
     VS_TRY_ASSIGN(res, run(exact_sql));
