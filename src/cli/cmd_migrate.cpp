@@ -140,6 +140,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   cmd->add_flag("--json", json_out, "print the report as JSON instead of the summary");
   cmd->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
@@ -151,11 +152,21 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       auto result = migrate_chroma(*conninfo, *cfg, opts);
       if (!result) return report(result.error());
       if (json_out) {
-        print_json(result->to_json());
+        nlohmann::json j = result->to_json();
+        j["elapsed_s"] = elapsed_s(started);
+        print_json(j);
       } else if (result->dry_run) {
         print_plan(*result);
+        print_done("migrate-chroma", "dry run, nothing written", started);
       } else {
         print_summary(*result);
+        const nlohmann::json report = result->to_json();
+        const nlohmann::json& total = report["summary"];
+        print_done("migrate-chroma",
+                   fmt::format("{} of {} records migrated, {} skipped, {} errors", total["migrated"].get<long long>(),
+                               total["chromadb_total"].get<long long>(), total["skipped"].get<long long>(),
+                               total["errors"].get<long long>()),
+                   started);
       }
       return result->ok() ? k_exit_ok : k_exit_failure;
     };
@@ -202,6 +213,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   bench_cmd->add_flag("--json", bench_json, "print the result as one JSON object");
   bench_cmd->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
@@ -217,11 +229,13 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       auto result = bench_migrate(*conninfo, bench);
       if (!result) return report(result.error());
       if (bench_json) {
+        (*result)["elapsed_s"] = elapsed_s(started);
         print_json(*result);
       } else {
         for (const auto& [key, value] : result->items()) {
           if (!value.is_object()) std::printf("%-18s %s\n", key.c_str(), value.dump().c_str());
         }
+        print_done("bench migrate", "finished", started);
       }
       return k_exit_ok;
     };
