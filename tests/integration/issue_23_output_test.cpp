@@ -84,9 +84,10 @@ class Issue23Output : public ::testing::Test {
     fs::remove_all(s_dir, ec);
   }
 
-  // `vstore ARGS` through a pipe, with a clean configuration and no $COLUMNS unless ENV sets it.
+  // `vstore ARGS` through a pipe, with a clean configuration and an empty $COLUMNS (no width)
+  // unless ENV sets it.
   static CmdResult run(const std::string& args, const std::string& env = "") {
-    return vstore::testing::run_vstore(s_dir, args, "-u COLUMNS " + env);
+    return vstore::testing::run_vstore(s_dir, args, "COLUMNS= " + env);
   }
 
   static void write(const std::string& name, const std::string& text) { std::ofstream(fs::path(s_dir) / name) << text; }
@@ -203,7 +204,9 @@ TEST_F(Issue23Output, TiesAreBrokenByUriWhateverTheTopK) {
     const json j = json::parse(hits.out);
     ASSERT_FALSE(j.empty());
     EXPECT_EQ(j[0]["id"], "tie:a") << "top-k " << k << ": " << hits.out;
-    if (j.size() >= 2) EXPECT_EQ(j[1]["id"], "tie:b") << hits.out;
+    if (j.size() >= 2) {
+      EXPECT_EQ(j[1]["id"], "tie:b") << hits.out;
+    }
   }
   for (const char* k : {"1", "2"}) {
     CmdResult near = run(std::string("similar tie:c --json --top-k ") + k);
@@ -273,7 +276,7 @@ TEST_F(Issue23Output, LongCommandsEndWithASummaryAndTheirElapsedTime) {
                                  "' CHROMA_COLLECTION='" + collection + "'";
   write("migrate.jsonl", "{\"uri\": \"mig:1\", \"title\": \"Sugar\"}\n{\"uri\": \"mig:2\", \"title\": \"Coffee\"}\n");
   ASSERT_EQ(run("ingest migrate.jsonl", chroma_env).code, 0);
-  const std::string from = "migrate-chroma --insert-missing --from-url '" +
+  const std::string from = "migrate-chroma --insert-missing --model vstore-hash-v2 --from-url '" +
                            vstore::testing::ChromaServer::shared().url() + "' --collection '" + collection + "'";
   CmdResult migrated = run(from);
   ASSERT_EQ(migrated.code, 0) << migrated.err;
