@@ -348,9 +348,10 @@ class Store {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
-  py::list similar(const std::string& uri, int top_k) {
+  py::list similar(const std::string& uri, int top_k, const py::object& where) {
     auto store = open();
-    return hits_to_py(without_gil([&] { return store->similar_articles(uri, top_k); }));
+    auto filter = filter_from(where, "where");
+    return hits_to_py(without_gil([&] { return store->similar_articles(uri, top_k, filter); }));
   }
 
   py::tuple get_vectors(std::optional<std::int64_t> limit, const py::object& where) {
@@ -470,7 +471,7 @@ PYBIND11_MODULE(_native, m) {
       .def("search_vector", &Store::search_vector, py::arg("vector"), py::arg("top_k") = 10,
            py::arg("metadata_filter") = py::none())
       .def("_time_search_vector", &Store::time_search_vector, py::arg("vector"), py::arg("top_k"), py::arg("n"))
-      .def("similar", &Store::similar, py::arg("uri"), py::arg("top_k") = 5)
+      .def("similar", &Store::similar, py::arg("uri"), py::arg("top_k") = 5, py::arg("where") = py::none())
       .def("get_vectors", &Store::get_vectors, py::arg("limit") = py::none(), py::arg("where") = py::none())
       .def("embed", &Store::embed, py::arg("texts"))
       .def("remove", &Store::remove, py::arg("ids"))

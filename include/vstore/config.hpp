@@ -68,7 +68,13 @@ struct Config {
   int embedding_dim = 384;                      ///< EMBEDDING_DIM. Default 384. Range 1..16000; 384 for local all-MiniLM-L6-v2.
   std::string openai_api_key;                   ///< OPENAI_API_KEY; required when the provider is openai; never logged
   std::string openai_base_url;                  ///< OPENAI_BASE_URL: empty or http(s)://HOST[:PORT][/PATH]
-  std::filesystem::path data_dir = ".vstore";   ///< VSTORE_DATA_DIR, made absolute (against the current directory) at load
+  /// VSTORE_DATA_DIR, made absolute (against the current directory) at load. When it is unset:
+  /// the directory scripts/setup.sh recorded in $XDG_CONFIG_HOME/vstore/data_dir (default
+  /// ~/.config/vstore/data_dir), else $XDG_DATA_HOME/vstore (default ~/.local/share/vstore);
+  /// ./.vstore only when HOME is unset too.
+  std::filesystem::path data_dir = ".vstore";
+  /// Where data_dir came from: "VSTORE_DATA_DIR", the path of set-up's record, or "default".
+  std::string data_dir_source = "default";
   int embed_threads = 0;  ///< VSTORE_EMBED_THREADS: threads of the local engine. Default 0 = one per core. Range 0..256.
   std::optional<std::filesystem::path> model_dir;  ///< VSTORE_MODEL_DIR, made absolute at load; unset = found by setup
   std::string http_addr = "127.0.0.1:8080";     ///< VSTORE_HTTP_ADDR, HOST:PORT, port 1..65535, IPv6 host in brackets ([::1]:8080)

@@ -61,9 +61,10 @@ class VectorStore {
   [[nodiscard]] virtual Result<std::vector<SearchHit>> search(std::span<const float> query,
                                                               const SearchOptions& options) = 0;
 
-  /// Articles nearest to the stored vector of `uri`, without `uri` itself. Errors: not_found
-  /// (no such article or it has no vector).
-  [[nodiscard]] virtual Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) = 0;
+  /// The options.top_k articles nearest to the stored vector of `uri`, without `uri` itself,
+  /// among those matching options.where; top_k and the filter mean what they mean for search().
+  /// Errors: not_found (no such article or it has no vector), and those of search().
+  [[nodiscard]] virtual Result<std::vector<SearchHit>> similar(std::string_view uri, const SearchOptions& options) = 0;
 
   /// Up to `limit` stored vectors (all when unset) matching `where`, with ids and metadata.
   [[nodiscard]] virtual Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,

@@ -298,7 +298,7 @@ def similar_articles(uri: str, top_k: int = 5) -> List[Hit]:
     try:
         if not isinstance(uri, str):
             raise InvalidArgument(f"uri must be a str, not {type(uri).__name__}")
-        return get_store().similar(uri, _check_top_k(top_k, MAX_TOP_K - 1))
+        return get_store().similar(uri, _check_top_k(top_k, MAX_TOP_K))
     except NotFound as e:
         return _failed(f"similar_articles({uri!r})", e, [], logging.WARNING)
     except Exception as e:  # noqa: BLE001

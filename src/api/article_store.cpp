@@ -177,8 +177,12 @@ Result<std::vector<SearchHit>> ArticleStore::search_articles(std::string_view qu
   return m_store->search(vec.front(), opts);
 }
 
-Result<std::vector<SearchHit>> ArticleStore::similar_articles(std::string_view uri, int top_k) {
-  return m_store->similar(uri, top_k);
+Result<std::vector<SearchHit>> ArticleStore::similar_articles(std::string_view uri, int top_k,
+                                                              const std::optional<FilterNode>& where) {
+  SearchOptions opts;
+  opts.top_k = top_k;
+  opts.where = where;
+  return m_store->similar(uri, opts);
 }
 
 Result<VectorBatch> ArticleStore::get_vectors_by_metadata(std::optional<std::int64_t> limit,

@@ -486,7 +486,9 @@ Result<std::vector<SearchHit>> DualStore::search(std::span<const float> query, c
   return hits;
 }
 
-Result<std::vector<SearchHit>> DualStore::similar(std::string_view uri, int top_k) { return m_primary->similar(uri, top_k); }
+Result<std::vector<SearchHit>> DualStore::similar(std::string_view uri, const SearchOptions& options) {
+  return m_primary->similar(uri, options);
+}
 
 Result<VectorBatch> DualStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
   return m_primary->get_vectors(limit, where);

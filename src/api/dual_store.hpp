@@ -72,7 +72,7 @@ class DualStore final : public VectorStore {
   /// commit after the primary took the write, which the message says).
   [[nodiscard]] Result<void> upsert(std::span<const ArticleVector> items) override;
   [[nodiscard]] Result<std::vector<SearchHit>> search(std::span<const float> query, const SearchOptions& options) override;
-  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
+  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, const SearchOptions& options) override;
   [[nodiscard]] Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
                                                 const std::optional<FilterNode>& where) override;
   /// The primary's answer.

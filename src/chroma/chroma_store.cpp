@@ -358,10 +358,24 @@ Result<json> ChromaStore::query_raw(std::span<const float> query, int n, const j
   return res;
 }
 
-Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query, const SearchOptions& options) {
-  if (options.top_k < 1 || options.top_k > k_max_top_k) {
-    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, options.top_k));
+namespace {
+
+Result<void> check_top_k(int top_k) {
+  if (top_k < 1 || top_k > k_max_top_k) {
+    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, top_k));
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query, const SearchOptions& options) {
+  VS_TRY(check_top_k(options.top_k));
+  return search_unchecked(query, options);
+}
+
+// search() without the top_k bound, so that similar() can ask for one row more at the largest.
+Result<std::vector<SearchHit>> ChromaStore::search_unchecked(std::span<const float> query, const SearchOptions& options) {
   VS_TRY(check_vector(query, m_dimension, "query vector"));
   if (options.model) {
     std::lock_guard lock(m_model_mutex);
@@ -375,17 +389,19 @@ Result<std::vector<SearchHit>> ChromaStore::search(std::span<const float> query,
   // Chroma picks among equal distances as it likes, so one more record than asked for shows
   // whether a tie crosses the cut; then more are asked for until the tie is whole, and the uri
   // decides (as pgvector's ORDER BY score, uri does).
-  int n = std::min(k_max_top_k, cosine ? options.top_k + 1 : options.top_k * 4);
+  // (similar() asks for top_k + 1 at the largest top_k, hence the cap of k_max_top_k + 2.)
+  constexpr int k_most = k_max_top_k + 2;
+  int n = std::min(k_most, cosine ? options.top_k + 1 : options.top_k * 4);
   while (true) {
     VS_TRY_ASSIGN(std::vector<SearchHit> hits, query_hits(query, n, where, cosine));
     const auto top_k = static_cast<std::size_t>(options.top_k);
-    const bool whole = hits.size() < static_cast<std::size_t>(n) || n >= k_max_top_k || hits.size() <= top_k ||
+    const bool whole = hits.size() < static_cast<std::size_t>(n) || n >= k_most || hits.size() <= top_k ||
                        hits.back().score > hits[top_k - 1].score;
     if (whole) {
       if (hits.size() > top_k) hits.resize(top_k);
       return hits;
     }
-    n = std::min(k_max_top_k, n * 2);
+    n = std::min(k_most, n * 2);
   }
 }
 
@@ -438,10 +454,9 @@ Result<std::vector<SearchHit>> ChromaStore::query_hits(std::span<const float> qu
   return hits;
 }
 
-Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, int top_k) {
-  if (top_k < 1 || top_k >= k_max_top_k) {
-    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k - 1, top_k));
-  }
+Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, const SearchOptions& options) {
+  VS_TRY(check_top_k(options.top_k));
+  const int top_k = options.top_k;
   const json body = {{"ids", json::array({std::string(uri)})}, {"include", json::array({"embeddings"})}};
   VS_TRY_ASSIGN(json res, m_http->post(record_path("get"), body, Retry::read));
   if (!res.contains("ids") || !res["ids"].is_array() || res["ids"].empty()) {
@@ -453,9 +468,9 @@ Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, int to
     return fail(ErrorCode::corruption, fmt::format("chroma server {} returned no embedding for {}", m_http->server(), uri));
   }
   VS_TRY(decode_embedding(res["embeddings"][0], static_cast<std::size_t>(m_dimension), vec, uri));
-  SearchOptions opts;
-  opts.top_k = top_k + 1;
-  VS_TRY_ASSIGN(auto hits, search(vec, opts));
+  SearchOptions opts = options;
+  opts.top_k = top_k + 1;  // for the article itself
+  VS_TRY_ASSIGN(auto hits, search_unchecked(vec, opts));
   std::erase_if(hits, [&](const SearchHit& h) { return h.id == uri; });
   if (static_cast<int>(hits.size()) > top_k) hits.resize(static_cast<std::size_t>(top_k));
   return hits;

@@ -47,7 +47,7 @@ class ChromaStore final : public VectorStore {
   [[nodiscard]] Result<void> upsert(std::span<const ArticleVector> items) override;
   /// Refuses a query whose `model` is not the collection's (query_model_refused()).
   [[nodiscard]] Result<std::vector<SearchHit>> search(std::span<const float> query, const SearchOptions& options) override;
-  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
+  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, const SearchOptions& options) override;
   [[nodiscard]] Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
                                                 const std::optional<FilterNode>& where) override;
   /// Every present id maps to the collection's recorded model ("" when none is recorded: a
@@ -71,6 +71,8 @@ class ChromaStore final : public VectorStore {
   void test_set_max_batch(std::int64_t n) { m_max_batch = n; }
 
  private:
+  // search() without its top_k bound: similar() asks for one row more than top_k.
+  [[nodiscard]] Result<std::vector<SearchHit>> search_unchecked(std::span<const float> query, const SearchOptions& options);
   // The ids of `chunk` (at most one batch) the collection holds, as Chroma lists them.
   [[nodiscard]] Result<nlohmann::json> present_ids(std::span<const std::string> chunk);
   ChromaStore(const Config& config, ChromaOptions options, std::unique_ptr<ChromaHttp> http);

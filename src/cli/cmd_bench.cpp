@@ -94,7 +94,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   static double selectivity = 0;
   auto* query = bench->add_subcommand(
       "query", "search latency and recall@10 on a generated clustered set against exact search, plus the exact scan");
-  query->add_option("--n", q.n, "base vectors")->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))->capture_default_str();
+  query->add_option("--rows,--n", q.n, "base vectors")->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))->capture_default_str();
   query->add_option("--dim", q.dim, "dimensions")->check(CLI::Range(2, 2000))->capture_default_str();
   query->add_option("--queries", q.queries, "timed queries")->check(CLI::Range(1, 100000))->capture_default_str();
   query->add_option("--ef-search", q.ef_search, "hnsw.ef_search")->check(CLI::Range(1, 1000))->capture_default_str();
@@ -224,7 +224,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   auto* python = bench->add_subcommand(
       "python", "the Python module: its per-call overhead over the C++ search, and its throughput against a pure "
                 "Python store (psycopg 3 + pgvector-python, ONNX Runtime for text) on the same table");
-  python->add_option("--n", py.n, "Reuters articles loaded (embedded once by the local engine)")
+  python->add_option("--rows,--n", py.n, "Reuters articles loaded (embedded once by the local engine)")
       ->check(CLI::Range(std::int64_t{100}, std::int64_t{1000000}))
       ->capture_default_str();
   python->add_option("--queries", py.queries, "queries per throughput cell (the query texts cycled)")

@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -52,9 +54,19 @@ json vector_json(std::span<const float> v) {
   return arr;
 }
 
+// A score as the shortest decimal of its float32 value: both backends compute distances of
+// float32 vectors, and pgvector hands back a double where Chroma hands back a float, so the
+// same distance would otherwise print with different tails (0.3127 against 0.31270003318786621).
+json score_json(double score) {
+  std::array<char, 32> buf{};
+  const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), static_cast<float>(score));
+  if (ec != std::errc()) return score;
+  return std::strtod(std::string(buf.data(), end).c_str(), nullptr);
+}
+
 json hits_json(const std::vector<SearchHit>& hits) {
   json out = json::array();
-  for (const auto& h : hits) out.push_back({{"id", h.id}, {"score", h.score}, {"metadata", h.metadata}});
+  for (const auto& h : hits) out.push_back({{"id", h.id}, {"score", score_json(h.score)}, {"metadata", h.metadata}});
   return out;
 }
 
@@ -583,13 +595,14 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
                 {"unreadable_dates", check->unreadable_dates},
                 {"elapsed_s", elapsed_s(started)}});
   } else {
-    // The counts that are not zero, so that the line stays short.
-    std::string what = fmt::format("{}: {} upserted", path, counts.stored);
+    // The words are the JSON keys', so that text and JSON say the same thing; the counts after
+    // `upserted` only when not zero, so that the line stays short.
+    std::string what = fmt::format("{}: {} records, {} upserted", path, check->records, counts.stored);
     const std::pair<std::int64_t, const char*> others[] = {
-        {counts.skipped_without_text, "skipped (no text)"},
-        {counts.skipped_existing, "already embedded"},
-        {duplicates, "duplicate uris in the file (last kept)"},
-        {check->unreadable_dates, "dates that cannot be read (stored without a date)"}};
+        {counts.skipped_without_text, "skipped without text"},
+        {counts.skipped_existing, "skipped existing (a vector of this model was there)"},
+        {duplicates, "duplicates in file (the last kept)"},
+        {check->unreadable_dates, "unreadable dates (stored without a date)"}};
     for (const auto& [n, words] : others) {
       if (n > 0) what += fmt::format(", {} {}", n, words);
     }
@@ -672,18 +685,22 @@ void add_search_command(CLI::App& app, const Globals& globals, Action& action) {
 void add_similar_command(CLI::App& app, const Globals& globals, Action& action) {
   static std::string uri;
   static int similar_k = 5;
+  static std::string similar_where;
   static bool json_out = false;
   auto* similar = app.add_subcommand("similar", "articles nearest to the stored vector of URI (itself excluded)");
   similar->add_option("URI", uri, "the article's uri")->required();
-  similar->add_option("--top-k", similar_k, "number of results")->check(CLI::Range(1, k_max_top_k - 1))->capture_default_str();
+  similar->add_option("--top-k", similar_k, "number of results")->check(CLI::Range(1, k_max_top_k))->capture_default_str();
+  similar->add_option("--where", similar_where, "ChromaDB-style filter on the results, e.g. '{\"topic\": \"crude\"}'");
   similar->add_flag("--json", json_out, "print [{id, score, metadata}] as JSON");
   similar->callback([&] {
     action = [&] {
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
+      auto filter = parse_where(similar_where);
+      if (!filter) return report_usage(filter.error().with_context("--where"));
       auto store = open_articles(*cfg, false);
       if (!store) return report(store.error());
-      auto hits = (*store)->similar_articles(uri, similar_k);
+      auto hits = (*store)->similar_articles(uri, similar_k, *filter);
       if (!hits) return report(hits.error());
       if (json_out) {
         print_json(hits_json(*hits));

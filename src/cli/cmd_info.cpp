@@ -88,10 +88,16 @@ int run_config_show(const Globals& globals, bool json_out) {
   rows.emplace_back("VSTORE_API_TOKEN", secret(c.api_token));
 
   const bool env_file_exists = std::filesystem::is_regular_file(globals.env_file);
+  // The data directory may also come from set-up's record: its source is then the record's path.
+  auto source = [&](const std::string& name) {
+    std::string from = source_of(name, *env, env_file);
+    if (name == "VSTORE_DATA_DIR" && from == "default") from = c.data_dir_source;
+    return from;
+  };
   if (json_out) {
     json settings = json::object();
     for (const auto& [name, value] : rows) {
-      settings[name] = {{"value", value}, {"source", source_of(name, *env, env_file)}};
+      settings[name] = {{"value", value}, {"source", source(name)}};
     }
     print_json({{"env_file", env_file_exists ? json(env_file) : json(nullptr)}, {"settings", settings}});
     return k_exit_ok;
@@ -101,8 +107,7 @@ int run_config_show(const Globals& globals, bool json_out) {
   for (const auto& row : rows) width = std::max(width, row.first.size());
   for (const auto& [name, value] : rows) {
     const std::string shown = value.is_null() ? "(unset)" : value.is_string() ? value.get<std::string>() : value.dump();
-    std::printf("%-*s  %s  [%s]\n", static_cast<int>(width), name.c_str(), shown.c_str(),
-                source_of(name, *env, env_file).c_str());
+    std::printf("%-*s  %s  [%s]\n", static_cast<int>(width), name.c_str(), shown.c_str(), source(name).c_str());
   }
   return k_exit_ok;
 }

@@ -253,8 +253,8 @@ int main(int argc, char** argv) {
   // Python started by vstore are unaffected.
   vstore::embed::limit_blas_threads();
   CLI::App app{"vstore: an article vector store on PostgreSQL + pgvector, with the tools to move off ChromaDB.\n"
-               "Configuration comes from the environment and .env (`vstore config show` prints it; the variables\n"
-               "are listed in the README and docs/python.md)."};
+               "Configuration comes from the environment and .env (`vstore config show` prints it; every\n"
+               "variable is in docs/configuration.md, every command's output in docs/cli.md)."};
   app.set_version_flag("-V,--version", VSTORE_VERSION);
   app.require_subcommand(1);
   // Options of the app (--env-file) are also taken after a subcommand: `vstore health --env-file x`.

@@ -26,6 +26,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <fstream>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -704,8 +706,57 @@ Result<void> load_embedding(const Settings& settings, Config& config) {
   return {};
 }
 
-Result<void> load_service(const Settings& settings, Config& config) {
+// An absolute directory named by an XDG variable, else HOME joined with the fallback, else none.
+std::optional<std::filesystem::path> xdg_dir(const Settings& settings, std::string_view variable,
+                                             std::string_view under_home) {
+  if (const auto value = settings.get(variable); value && std::filesystem::path(*value).is_absolute()) {
+    return std::filesystem::path(*value);
+  }
+  if (const auto home = settings.get("HOME"); home && std::filesystem::path(*home).is_absolute()) {
+    return std::filesystem::path(*home) / under_home;
+  }
+  return std::nullopt;
+}
+
+// The data directory when VSTORE_DATA_DIR is unset, so that every command finds the same one
+// whatever the current directory: the one set-up recorded, else $XDG_DATA_HOME/vstore. The
+// current directory's .vstore is left only for a process without HOME.
+Result<void> default_data_dir(const Settings& settings, Config& config) {
+  if (const auto config_home = xdg_dir(settings, "XDG_CONFIG_HOME", ".config")) {
+    const auto record = *config_home / "vstore" / "data_dir";
+    std::ifstream in(record);
+    std::string line;
+    if (in && std::getline(in, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+      const std::filesystem::path recorded(line);
+      if (!recorded.is_absolute()) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("{} holds {}: expected the absolute path of a data directory (run scripts/setup.sh "
+                                "again, or set VSTORE_DATA_DIR)",
+                                record.string(), quote_value(line)));
+      }
+      config.data_dir = recorded.lexically_normal();
+      config.data_dir_source = record.string();
+      return {};
+    }
+  }
+  if (const auto data_home = xdg_dir(settings, "XDG_DATA_HOME", ".local/share")) {
+    config.data_dir = (*data_home / "vstore").lexically_normal();
+    config.data_dir_source = "default";
+    return {};
+  }
   VS_TRY_ASSIGN(config.data_dir, settings.absolute_path("VSTORE_DATA_DIR", ".vstore"));
+  config.data_dir_source = "default";
+  return {};
+}
+
+Result<void> load_service(const Settings& settings, Config& config) {
+  if (settings.get("VSTORE_DATA_DIR")) {
+    VS_TRY_ASSIGN(config.data_dir, settings.absolute_path("VSTORE_DATA_DIR", ""));
+    config.data_dir_source = "VSTORE_DATA_DIR";
+  } else {
+    VS_TRY(default_data_dir(settings, config));
+  }
   if (settings.get("VSTORE_MODEL_DIR")) {
     VS_TRY_ASSIGN(config.model_dir, settings.absolute_path("VSTORE_MODEL_DIR", ""));
   }

@@ -155,9 +155,10 @@ Result<TableInfo> read_table_info(Connection& conn, const Config& config) {
       version = static_cast<int>(parse_int(v.get(0, 0)));
     }
     if (version < k_latest_schema_version) {
-      return fail(ErrorCode::conflict, fmt::format("the database schema is at version {}, vstore needs {}; run "
-                                                   "`vstore schema up` first",
-                                                   version, k_latest_schema_version));
+      // The words of `vstore schema status`.
+      return fail(ErrorCode::conflict, fmt::format("table {} is at schema version {} of {}; run `vstore schema up` "
+                                                   "first",
+                                                   config.table, version, k_latest_schema_version));
     }
     Param t[] = {Param::text(config.table)};
     VS_TRY_ASSIGN(PgResult base, conn.exec_params("SELECT COALESCE((details->>'created_table')::boolean, false) FROM "
@@ -812,6 +813,12 @@ Result<std::int64_t> PgVectorStore::remove_with(std::span<const std::string> ids
 // ---- reads ------------------------------------------------------------------------------------
 
 Result<void> PgVectorStore::check_query(std::span<const float> query, const SearchOptions& options) const {
+  VS_TRY(check_options(options));
+  VS_TRY(check_vector(query, m_dimension, "query vector"));
+  return {};
+}
+
+Result<void> PgVectorStore::check_options(const SearchOptions& options) const {
   if (options.top_k < 1 || options.top_k > k_max_top_k) {
     return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k, options.top_k));
   }
@@ -821,7 +828,6 @@ Result<void> PgVectorStore::check_query(std::span<const float> query, const Sear
   if (options.probes && *options.probes < 1) {
     return fail(ErrorCode::invalid_argument, fmt::format("probes must be at least 1, not {}", *options.probes));
   }
-  VS_TRY(check_vector(query, m_dimension, "query vector"));
   return {};
 }
 
@@ -1012,10 +1018,9 @@ Result<std::string> PgVectorStore::test_explain(std::span<const float> query, co
   return out;
 }
 
-Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int top_k) {
-  if (top_k < 1 || top_k >= k_max_top_k) {
-    return fail(ErrorCode::invalid_argument, fmt::format("top_k must be from 1 to {}, not {}", k_max_top_k - 1, top_k));
-  }
+Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, const SearchOptions& options) {
+  VS_TRY(check_options(options));
+  const int top_k = options.top_k;
   std::vector<float> vec;
   // A read: run once more on a fresh connection if the server went away under it.
   VS_TRY(read_pool().read([&](Connection& conn) -> Result<void> {
@@ -1028,9 +1033,11 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, int 
     vec.clear();
     return decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_dimension));
   }));
-  SearchOptions opts;
+  // One row more than asked, for the article itself (search_on takes top_k + 1 even at the
+  // largest top_k).
+  SearchOptions opts = options;
   opts.top_k = top_k + 1;
-  VS_TRY_ASSIGN(auto hits, search(vec, opts));
+  VS_TRY_ASSIGN(auto hits, read_pool().read([&](Connection& conn) { return search_on(conn, vec, opts); }));
   std::erase_if(hits, [&](const SearchHit& h) { return h.id == uri; });
   if (static_cast<int>(hits.size()) > top_k) hits.resize(static_cast<std::size_t>(top_k));
   return hits;

@@ -48,7 +48,7 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] int dimension() const override { return m_dimension; }
   [[nodiscard]] Result<void> upsert(std::span<const ArticleVector> items) override;
   [[nodiscard]] Result<std::vector<SearchHit>> search(std::span<const float> query, const SearchOptions& options) override;
-  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, int top_k) override;
+  [[nodiscard]] Result<std::vector<SearchHit>> similar(std::string_view uri, const SearchOptions& options) override;
   [[nodiscard]] Result<VectorBatch> get_vectors(std::optional<std::int64_t> limit,
                                                 const std::optional<FilterNode>& where) override;
   [[nodiscard]] Result<std::map<std::string, std::string>> vector_models(std::span<const std::string> ids) override;
@@ -100,6 +100,7 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<std::shared_ptr<const TableInfo>> current_info(Connection& conn);
   struct Prepared;  // a planned search statement
   [[nodiscard]] Result<void> check_query(std::span<const float> query, const SearchOptions& options) const;
+  [[nodiscard]] Result<void> check_options(const SearchOptions& options) const;
   [[nodiscard]] Result<Prepared> plan_search(Connection& conn, const TableInfo& info,
                                              const SearchOptions& options);
   // The writes of upsert_in, rows in uri order.

@@ -229,7 +229,7 @@ TEST_F(ChromaStoreTest, DateRangesChromaCannotAnswerExactlyAreRefused) {
 
 TEST_F(ChromaStoreTest, SimilarUsesTheStoredVectorAndExcludesTheArticle) {
   const auto items = load(30);
-  auto hits = m_store->similar("u:3", 5);
+  auto hits = m_store->similar("u:3", {.top_k = 5});
   ASSERT_TRUE(hits) << hits.error().to_string();
   ASSERT_EQ(hits->size(), 5u);
   std::vector<std::pair<double, std::string>> exact;
@@ -241,7 +241,7 @@ TEST_F(ChromaStoreTest, SimilarUsesTheStoredVectorAndExcludesTheArticle) {
     EXPECT_NE((*hits)[i].id, "u:3");
     EXPECT_EQ((*hits)[i].id, exact[i].second);
   }
-  auto missing = m_store->similar("u:nope", 5);
+  auto missing = m_store->similar("u:nope", {.top_k = 5});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), ErrorCode::not_found);
 }

@@ -110,7 +110,7 @@ TEST_F(ChromaV1Test, SearchFilterSimilarAndRemoveWorkOverV1) {
     EXPECT_EQ((*hits)[i].id, exact[i].second);
     EXPECT_NEAR((*hits)[i].score, exact[i].first, 1e-5);
   }
-  auto similar = m_store->similar("v:4", 3);
+  auto similar = m_store->similar("v:4", {.top_k = 3});
   ASSERT_TRUE(similar) << similar.error().to_string();
   ASSERT_EQ(similar->size(), 3u);
   for (const auto& h : *similar) EXPECT_NE(h.id, "v:4");

@@ -179,7 +179,7 @@ TEST_F(Issue21Db, Item7SearchWorksAgainAfterTheServerRestarts) {
   ASSERT_TRUE(counted) << counted.error().to_string();
   // The other reads too, after a second restart (each read runs through Pool::read).
   PgServer::instance().restart();
-  auto similar = (*store)->similar("r:1", 2);
+  auto similar = (*store)->similar("r:1", {.top_k = 2});
   ASSERT_TRUE(similar) << similar.error().to_string();
   EXPECT_EQ(similar->size(), 2u);
   PgServer::instance().restart();

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -13,6 +14,7 @@
 
 #include "support/cli_runner.hpp"
 #include "support/os_helpers.hpp"
+#include "support/pg_fixture.hpp"
 
 namespace {
 
@@ -33,6 +35,43 @@ class Issue23Cli : public ::testing::Test {
   vstore::testing::TempDir m_tmp;
   std::string m_dir;
 };
+
+// Without VSTORE_DATA_DIR, every command finds the data directory set-up recorded, whatever the
+// current directory, and db start prints where it created the cluster.
+TEST_F(Issue23Cli, Item1TheDataDirectoryDoesNotDependOnTheCurrentDirectory) {
+  const fs::path home = fs::path(m_dir) / "home";
+  const fs::path data = fs::path(m_dir) / "recorded";
+  for (const char* sub : {"a", "b/c"}) fs::create_directories(fs::path(m_dir) / sub);
+  auto vstore_in = [&](const std::string& sub, const std::string& args) {
+    return vstore::testing::run_shell(
+        (fs::path(m_dir) / sub).string(),
+        "env -u VSTORE_DATA_DIR -u XDG_CONFIG_HOME -u XDG_DATA_HOME -u DATABASE_URL -u VECTOR_BACKEND HOME='" +
+            home.string() + "' EMBEDDING_PROVIDER=hash '" + vstore::testing::vstore_bin() + "' " + args);
+  };
+  // No record: $HOME/.local/share/vstore from both directories.
+  for (const char* sub : {"a", "b/c"}) {
+    CmdResult shown = vstore_in(sub, "config show --json");
+    ASSERT_EQ(shown.code, 0) << shown.err;
+    const json j = json::parse(shown.out)["settings"]["VSTORE_DATA_DIR"];
+    EXPECT_EQ(j["value"], (home / ".local" / "share" / "vstore").string()) << sub;
+    EXPECT_EQ(j["source"], "default");
+  }
+  // Set-up's record: both directories reach the one cluster, and db start says where it made it.
+  fs::create_directories(home / ".config" / "vstore");
+  std::ofstream(home / ".config" / "vstore" / "data_dir") << data.string() << "\n";
+  CmdResult started = vstore_in("a", "db start");
+  ASSERT_EQ(started.code, 0) << started.err;
+  EXPECT_NE(started.out.find("created a new cluster in " + (data / "pg").string()), std::string::npos) << started.out;
+  CmdResult status = vstore_in("b/c", "db status --json");
+  EXPECT_EQ(status.code, 0) << status.err;
+  EXPECT_EQ(json::parse(status.out)["running"], true) << status.out;
+  CmdResult shown = vstore_in("b/c", "config show");
+  EXPECT_NE(shown.out.find(data.string() + "  [" + (home / ".config" / "vstore" / "data_dir").string() + "]"),
+            std::string::npos)
+      << shown.out;
+  EXPECT_EQ(vstore_in("b/c", "db stop").code, 0);
+  EXPECT_FALSE(fs::exists(home / ".local" / "share" / "vstore"));
+}
 
 TEST_F(Issue23Cli, Item2ConfigShowNamesEachSettingsSource) {
   write(".env", "PGVECTOR_HNSW_M=24\nCHROMA_TOKEN=s3cret-token\nDATABASE_URL=postgresql://u:hunter2@db.example:5432/x\n");
@@ -202,6 +241,97 @@ TEST_F(Issue23Cli, Item22JsonErrorsAreJsonOnStdoutWithTheSameExitCodes) {
   CmdResult text = run("search oil");  // without --json nothing goes to stdout
   EXPECT_EQ(text.code, 1);
   EXPECT_TRUE(text.out.empty()) << text.out;
+}
+
+// The same option means the same thing on search and similar (item 18), and the JSON of both is
+// consistent (item 22): the words of ingest, scores, a metadata key named like a result key.
+class Issue23Options : public Issue23Cli {
+ protected:
+  void SetUp() override {
+    Issue23Cli::SetUp();
+    m_conninfo = vstore::testing::PgServer::instance().create_database("issue23opts");
+    m_env = "DATABASE_URL='" + m_conninfo + "'";
+    ASSERT_EQ(run("schema up", m_env).code, 0);
+    std::string lines;
+    const char* topics[] = {"crude", "grain"};
+    for (int i = 0; i < 12; ++i) {
+      lines += json{{"uri", "o:" + std::to_string(i)},
+                    {"title", "oil and wheat report " + std::to_string(i)},
+                    {"summary", "prices of oil and wheat moved in week " + std::to_string(i)},
+                    {"topic", topics[i % 2]}}
+                   .dump() +
+               "\n";
+    }
+    write("articles.jsonl", lines);
+  }
+  void TearDown() override { vstore::testing::PgServer::instance().drop_database(m_conninfo); }
+  CmdResult run_db(const std::string& args) { return run(args, m_env); }
+
+  std::string m_conninfo;
+  std::string m_env;
+};
+
+TEST_F(Issue23Options, Item18SimilarTakesTheSearchTopKRangeAndWhere) {
+  CmdResult ingested = run_db("ingest articles.jsonl");
+  ASSERT_EQ(ingested.code, 0) << ingested.err;
+  // Filtered: only the other grain articles, never the article itself.
+  CmdResult grain = run_db("similar o:1 --top-k 100 --where '{\"topic\": \"grain\"}' --json");
+  ASSERT_EQ(grain.code, 0) << grain.err;
+  const json hits = json::parse(grain.out);
+  ASSERT_EQ(hits.size(), 5U) << grain.out;
+  for (const auto& h : hits) {
+    EXPECT_EQ(h["metadata"]["topic"], "grain");
+    EXPECT_NE(h["id"], "o:1");
+  }
+  // The largest top_k of search is the largest of similar.
+  CmdResult widest = run_db("similar o:1 --top-k 100000 --json");
+  ASSERT_EQ(widest.code, 0) << widest.err;
+  EXPECT_EQ(json::parse(widest.out).size(), 11U);
+  EXPECT_EQ(run_db("similar o:1 --top-k 100001").code, 2);
+  CmdResult bad_where = run_db("similar o:1 --where '{\"topic\": {\"$like\": 1}}'");
+  EXPECT_EQ(bad_where.code, 2);
+  EXPECT_NE(bad_where.err.find("--where"), std::string::npos) << bad_where.err;
+}
+
+TEST_F(Issue23Options, Item22TextAndJsonUseTheSameWordsAndKeepEveryKey) {
+  CmdResult text = run_db("ingest articles.jsonl");
+  ASSERT_EQ(text.code, 0) << text.err;
+  CmdResult again = run_db("ingest articles.jsonl --json");
+  ASSERT_EQ(again.code, 0) << again.err;
+  const json summary = json::parse(again.out);
+  // Every count key of the JSON appears, with its words, in the text summary.
+  for (const auto& [key, value] : summary.items()) {
+    if (!value.is_number()) continue;
+    std::string words = key;
+    std::replace(words.begin(), words.end(), '_', ' ');
+    EXPECT_NE(text.out.find(words), std::string::npos) << key << " in: " << text.out;
+  }
+  EXPECT_EQ(summary["skipped_existing"], 12);
+
+  // A stored metadata key named like a result key stays in the metadata.
+  vstore::testing::sql_value(m_conninfo, "UPDATE articles SET vector_metadata = vector_metadata || "
+                                         "'{\"score\": \"high\", \"id\": \"other\"}'::jsonb WHERE uri = 'o:3'");
+  CmdResult found = run_db("similar o:2 --top-k 11 --json");
+  ASSERT_EQ(found.code, 0) << found.err;
+  bool seen = false;
+  for (const auto& h : json::parse(found.out)) {
+    EXPECT_TRUE(h["score"].is_number()) << h.dump();
+    if (h["id"] != "o:3") continue;
+    seen = true;
+    EXPECT_EQ(h["metadata"]["score"], "high") << h.dump();
+    EXPECT_EQ(h["metadata"]["id"], "other") << h.dump();
+  }
+  EXPECT_TRUE(seen) << found.out;
+
+  // Scores are the shortest decimals of their float32 values, as Chroma's are: at most 9
+  // significant digits (a double printed whole has up to 17).
+  for (const auto& h : json::parse(found.out)) {
+    std::string digits = h["score"].dump();
+    digits = digits.substr(0, digits.find_first_of("eE"));
+    std::erase_if(digits, [](char c) { return c == '.' || c == '-'; });
+    digits.erase(0, digits.find_first_not_of('0'));
+    EXPECT_LE(digits.size(), 9U) << h["score"].dump();
+  }
 }
 
 }  // namespace

@@ -157,11 +157,11 @@ TEST_F(Issue23Output, OnAnEightyColumnTerminalTheTableFitsAndProgressIsDrawn) {
     EXPECT_LE(std::stod(m[3].str()), 2.0) << progress;
     EXPECT_GE(std::stod(m[1].str()), 1.0) << progress;
   }
-  EXPECT_NE(progress.find("ingest: more.jsonl: 2 upserted"), std::string::npos) << progress;
+  EXPECT_NE(progress.find("ingest: more.jsonl: 2 records, 2 upserted in "), std::string::npos) << progress;
   // --quiet: the summary, and no progress line.
   const std::string quieted = screen.substr(quiet, similar - quiet);
   EXPECT_EQ(quieted.find("(100%)"), std::string::npos) << quieted;
-  EXPECT_NE(quieted.find("ingest: quiet.jsonl: 1 upserted"), std::string::npos) << quieted;
+  EXPECT_NE(quieted.find("ingest: quiet.jsonl: 1 records, 1 upserted in "), std::string::npos) << quieted;
   // similar names the article it started from (cut to the pane) above its table.
   const std::string sim = screen.substr(similar);
   EXPECT_NE(sim.find("similar to long:1: Zambia copper output"), std::string::npos) << sim;
@@ -247,7 +247,7 @@ TEST_F(Issue23Output, LongCommandsEndWithASummaryAndTheirElapsedTime) {
       << s_start.out;
   EXPECT_TRUE(std::regex_search(last_line(s_start.out), elapsed)) << s_start.out;
   EXPECT_TRUE(last_line(s_schema.out).starts_with("schema up: 5 migrations applied in ")) << s_schema.out;
-  EXPECT_TRUE(last_line(s_ingest.out).starts_with("ingest: articles.jsonl: 41 upserted in ")) << s_ingest.out;
+  EXPECT_TRUE(last_line(s_ingest.out).starts_with("ingest: articles.jsonl: 41 records, 41 upserted in ")) << s_ingest.out;
   EXPECT_TRUE(std::regex_search(last_line(s_ingest.out), elapsed)) << s_ingest.out;
   // Off a terminal there is no progress line.
   EXPECT_EQ(s_ingest.err.find("(100%)"), std::string::npos) << s_ingest.err;

@@ -306,12 +306,12 @@ TEST_F(StoreTest, SimilarUsesStoredVectorAndExcludesItself) {
   std::vector<ArticleVector> items = {item("s:1", unit({1, 0})), item("s:2", unit({1, 0.1f})),
                                       item("s:3", unit({1, 0.5f})), item("s:4", unit({0, 1}))};
   ASSERT_TRUE(m_store->upsert(items));
-  auto hits = m_store->similar("s:1", 2);
+  auto hits = m_store->similar("s:1", {.top_k = 2});
   ASSERT_TRUE(hits) << hits.error().to_string();
   ASSERT_EQ(hits->size(), 2u);
   EXPECT_EQ((*hits)[0].id, "s:2");
   EXPECT_EQ((*hits)[1].id, "s:3");
-  auto missing = m_store->similar("nope", 2);
+  auto missing = m_store->similar("nope", {.top_k = 2});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), ErrorCode::not_found);
   EXPECT_NE(missing.error().message().find("nope"), std::string::npos);

@@ -507,6 +507,62 @@ TEST(Config, MakesTheModelDirAbsoluteWhenSet) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The data directory when VSTORE_DATA_DIR is unset (issue 23, item 1): the same whatever the
+// current directory.
+
+class DataDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::path(::testing::TempDir()) / "vstore_data_dir_test_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    m_home = pattern;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(m_home, ec);
+  }
+  void record(const fs::path& config_home, std::string_view text) {
+    fs::create_directories(config_home / "vstore");
+    std::ofstream(config_home / "vstore" / "data_dir") << text;
+  }
+  fs::path m_home;
+};
+
+TEST_F(DataDirTest, WithoutARecordIsUnderXdgDataHome) {
+  const Config home_only = loaded({{"HOME", m_home.string()}});
+  EXPECT_EQ(home_only.data_dir, m_home / ".local" / "share" / "vstore");
+  EXPECT_EQ(home_only.data_dir_source, "default");
+  const Config xdg = loaded({{"HOME", m_home.string()}, {"XDG_DATA_HOME", "/srv/data"}});
+  EXPECT_EQ(xdg.data_dir, fs::path("/srv/data/vstore"));
+  // A relative XDG_DATA_HOME is ignored, as the XDG specification says.
+  EXPECT_EQ(loaded({{"HOME", m_home.string()}, {"XDG_DATA_HOME", "rel"}}).data_dir, m_home / ".local" / "share" / "vstore");
+}
+
+TEST_F(DataDirTest, SetUpsRecordWinsOverTheDefaultAndLosesToTheVariable) {
+  record(m_home / ".config", "/srv/project/.vstore\n");
+  const Config recorded = loaded({{"HOME", m_home.string()}});
+  EXPECT_EQ(recorded.data_dir, fs::path("/srv/project/.vstore"));
+  EXPECT_EQ(recorded.data_dir_source, (m_home / ".config" / "vstore" / "data_dir").string());
+
+  const Config named = loaded({{"HOME", m_home.string()}, {"VSTORE_DATA_DIR", "/tmp/other"}});
+  EXPECT_EQ(named.data_dir, fs::path("/tmp/other"));
+  EXPECT_EQ(named.data_dir_source, "VSTORE_DATA_DIR");
+
+  // XDG_CONFIG_HOME moves the record.
+  record(m_home / "xdg", "/srv/xdg/.vstore");
+  EXPECT_EQ(loaded({{"HOME", m_home.string()}, {"XDG_CONFIG_HOME", (m_home / "xdg").string()}}).data_dir,
+            fs::path("/srv/xdg/.vstore"));
+}
+
+TEST_F(DataDirTest, ARelativeRecordIsRefusedNamingTheFile) {
+  record(m_home / ".config", "relative/dir\n");
+  const std::string message = error_of({{"HOME", m_home.string()}});
+  EXPECT_NE(message.find((m_home / ".config" / "vstore" / "data_dir").string()), std::string::npos) << message;
+  EXPECT_NE(message.find("\"relative/dir\""), std::string::npos) << message;
+  EXPECT_NE(message.find("absolute"), std::string::npos) << message;
+}
+
+// ---------------------------------------------------------------------------------------------
 // read_environment and .env files
 
 class DotenvTest : public ::testing::Test {
