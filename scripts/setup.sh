@@ -68,6 +68,8 @@ PACKAGES=(
     libgtest-dev libgmock-dev
     ninja-build cmake pkg-config dpkg-dev g++ make
     debian-archive-keyring ca-certificates tar gzip xz-utils
+    # for the tests of the terminal output, the zsh completion and the man page (issue 23)
+    tmux zsh man-db groff-base bsdextrautils
 )
 # python3 must be able to create a virtual environment with pip (pyenv's python3 can; Debian's
 # needs python3-venv, whose absence shows as a missing ensurepip module).

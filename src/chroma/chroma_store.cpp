@@ -386,7 +386,27 @@ Result<std::vector<SearchHit>> ChromaStore::search_unchecked(std::span<const flo
     VS_TRY_ASSIGN(where, chroma_where(*options.where));
   }
   const bool cosine = m_space == Space::cosine;
-  const int n = cosine ? options.top_k : std::min(k_max_top_k + 1, options.top_k * 4);
+  // Chroma picks among equal distances as it likes, so one more record than asked for shows
+  // whether a tie crosses the cut; then more are asked for until the tie is whole, and the uri
+  // decides (as pgvector's ORDER BY score, uri does).
+  // (similar() asks for top_k + 1 at the largest top_k, hence the cap of k_max_top_k + 2.)
+  constexpr int k_most = k_max_top_k + 2;
+  int n = std::min(k_most, cosine ? options.top_k + 1 : options.top_k * 4);
+  while (true) {
+    VS_TRY_ASSIGN(std::vector<SearchHit> hits, query_hits(query, n, where, cosine));
+    const auto top_k = static_cast<std::size_t>(options.top_k);
+    const bool whole = hits.size() < static_cast<std::size_t>(n) || n >= k_most || hits.size() <= top_k ||
+                       hits.back().score > hits[top_k - 1].score;
+    if (whole) {
+      if (hits.size() > top_k) hits.resize(top_k);
+      return hits;
+    }
+    n = std::min(k_most, n * 2);
+  }
+}
+
+Result<std::vector<SearchHit>> ChromaStore::query_hits(std::span<const float> query, int n, const json& where,
+                                                       bool cosine) {
   VS_TRY_ASSIGN(json res, query_raw(query, n, &where, !cosine));
   const json& ids = res["ids"][0];
   const json& distances = res["distances"][0];
@@ -431,7 +451,6 @@ Result<std::vector<SearchHit>> ChromaStore::search_unchecked(std::span<const flo
   std::stable_sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) {
     return a.score != b.score ? a.score < b.score : a.id < b.id;
   });
-  if (static_cast<int>(hits.size()) > options.top_k) hits.resize(static_cast<std::size_t>(options.top_k));
   return hits;
 }
 

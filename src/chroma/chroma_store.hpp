@@ -84,6 +84,9 @@ class ChromaStore final : public VectorStore {
   [[nodiscard]] std::string holder() const;  ///< "chroma collection NAME", for messages
   [[nodiscard]] Result<nlohmann::json> query_raw(std::span<const float> query, int n, const nlohmann::json* where,
                                                  bool with_embeddings);
+  // The n nearest records as hits, sorted by (cosine distance, id).
+  [[nodiscard]] Result<std::vector<SearchHit>> query_hits(std::span<const float> query, int n,
+                                                          const nlohmann::json& where, bool cosine);
 
   Config m_config;
   ChromaOptions m_options;

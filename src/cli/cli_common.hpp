@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -51,20 +53,54 @@ int report_usage(const Error& error);
 /// Prints JSON to stdout.
 void print_json(const nlohmann::json& value);
 
-/// A progress line on stderr with rate and ETA (redrawn on a terminal, a line every few
-/// seconds otherwise).
+/// --quiet: no progress lines (main() sets it from the command line).
+void set_quiet(bool on);
+[[nodiscard]] bool quiet();
+
+/// Seconds since `start`, for the elapsed time of a command's summary.
+[[nodiscard]] double seconds_since(std::chrono::steady_clock::time_point start);
+
+/// seconds_since() to the millisecond: the `elapsed_s` of a long command's JSON.
+[[nodiscard]] double elapsed_s(std::chrono::steady_clock::time_point start);
+
+/// The last line of a long command's text output, on stdout: `COMMAND: WHAT in 1.2 s`.
+void print_done(std::string_view command, std::string_view what, std::chrono::steady_clock::time_point start);
+
+/// The columns of the terminal `fd` is, else $COLUMNS (when a positive number), else 0: no
+/// limit, so that a pipe or a file gets whole lines.
+[[nodiscard]] int terminal_width(int fd);
+
+/// A progress line on stderr, redrawn in place, only when stderr is a terminal and --quiet is
+/// off (a log or a pipe gets none: the command's summary says what was done). The rate and the
+/// ETA appear once a second has passed: before that they are noise. Not thread-safe; finish()
+/// (or the destructor) ends the line.
 class Progress {
  public:
-  Progress(std::string label, std::int64_t total);
+  /// What `total` counts: items (shown as done/total with a rate), or the parts of a whole
+  /// whose unit means nothing to the reader (only the percentage is shown).
+  enum class Unit { items, fraction };
+  Progress(std::string label, std::int64_t total, Unit unit = Unit::items);
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  ~Progress();
   void update(std::int64_t done);
+  /// Draws the last count with the elapsed time and ends the line; later calls do nothing.
   void finish();
 
+  /// The line as drawn after `seconds` with `done` of the total (for tests and the drawing).
+  [[nodiscard]] std::string line(std::int64_t done, double seconds, bool finished) const;
+
  private:
+  void draw(bool finished);
+
   std::string m_label;
   std::int64_t m_total;
+  Unit m_unit;
   std::int64_t m_done = 0;
-  std::int64_t m_printed = -1;  // the count on the last line printed (the whole is printed once)
-  bool m_tty;
+  std::int64_t m_printed = -1;  // the count on the line drawn last
+  bool m_shown;                 // a terminal, not --quiet
+  bool m_drawn = false;         // a line is on screen and not yet ended
+  bool m_finished = false;
   std::chrono::steady_clock::time_point m_start;
   std::chrono::steady_clock::time_point m_last;
 };
@@ -77,5 +113,8 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_info_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_sync_commands(CLI::App& app, const Globals& globals, Action& action);
+/// `vstore completion bash|zsh` and `vstore man`: made from `app` as it stands when they run,
+/// so they list every command registered before them.
+void add_completion_commands(CLI::App& app, Action& action);
 
 }  // namespace vstore::cli

@@ -18,7 +18,7 @@ BenchProgress progress_printer() {
     if (current->first != phase) {
       if (current->second) current->second->finish();
       current->first = std::string(phase);
-      current->second = std::make_unique<Progress>("bench " + current->first, 1000);
+      current->second = std::make_unique<Progress>("bench " + current->first, 1000, Progress::Unit::fraction);
     }
     current->second->update(static_cast<std::int64_t>(fraction * 1000.0));
     if (fraction >= 1.0) {
@@ -29,8 +29,10 @@ BenchProgress progress_printer() {
   };
 }
 
-void print_result(const nlohmann::json& result, bool json) {
+// The result of `bench NAME`: as JSON with `elapsed_s`, or a line a figure and the summary line.
+void print_result(nlohmann::json result, bool json, std::string_view name, std::chrono::steady_clock::time_point started) {
   if (json) {
+    result["elapsed_s"] = elapsed_s(started);
     print_json(result);
     return;
   }
@@ -38,6 +40,7 @@ void print_result(const nlohmann::json& result, bool json) {
     if (value.is_object()) continue;
     std::printf("%-22s %s\n", key.c_str(), value.dump().c_str());
   }
+  print_done(fmt::format("bench {}", name), "finished", started);
 }
 
 // The venv scripts/python_test.sh makes: <build>/py-venv beside the directory of this binary
@@ -109,6 +112,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   query->add_flag("--json", json, "print the result as one JSON object");
   query->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       if (backend == "chromadb") {
@@ -116,7 +120,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
         q.progress = progress_printer();
         auto result = bench_query_chroma(*cfg, q);
         if (!result) return report(result.error());
-        print_result(*result, json);
+        print_result(*result, json, "query", started);
         return k_exit_ok;
       }
       auto conninfo = resolve_conninfo(*cfg);
@@ -125,7 +129,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       q.progress = progress_printer();
       auto result = bench_query(*conninfo, q);
       if (!result) return report(result.error());
-      print_result(*result, json);
+      print_result(*result, json, "query", started);
       return k_exit_ok;
     };
   });
@@ -142,6 +146,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   ingest->add_flag("--json", json, "print the result as one JSON object");
   ingest->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
@@ -149,7 +154,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       in.progress = progress_printer();
       auto result = bench_ingest(*conninfo, in);
       if (!result) return report(result.error());
-      print_result(*result, json);
+      print_result(*result, json, "ingest", started);
       return k_exit_ok;
     };
   });
@@ -177,6 +182,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   embed->add_flag("--json", json, "print the result as one JSON object");
   embed->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       std::optional<std::filesystem::path> tree;
@@ -206,7 +212,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       em.progress = progress_printer();
       auto result = bench_embed(em);
       if (!result) return report(result.error());
-      print_result(*result, json);
+      print_result(*result, json, "embed", started);
       return k_exit_ok;
     };
   });
@@ -247,6 +253,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   python->add_flag("--json", json, "print the result as one JSON object");
   python->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
@@ -273,9 +280,11 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       auto result = bench_python(*conninfo, py);
       if (!result) return report(result.error());
       if (json) {
+        (*result)["elapsed_s"] = elapsed_s(started);
         print_json(*result);
       } else {
         print_python_summary(*result);
+        print_done("bench python", "finished", started);
       }
       return k_exit_ok;
     };

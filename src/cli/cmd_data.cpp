@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
@@ -69,20 +70,123 @@ json hits_json(const std::vector<SearchHit>& hits) {
   return out;
 }
 
-void print_hits(const std::vector<SearchHit>& hits) {
+// ---- search and similar as a table -------------------------------------------------------------
+//
+// One line a hit: rank, distance, uri, title, date, topic. The title is folded onto one line
+// and, on a terminal (or with $COLUMNS), cut so that the line fits; a pipe gets it whole.
+// Widths count code points (titles are not expected to hold double-width characters).
+
+// `text` on one line: each run of white space, line breaks included, becomes one space.
+std::string one_line(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (const char c : text) {
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+std::size_t columns_of(std::string_view text) {
+  return static_cast<std::size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+// `text` in at most `width` columns, "..." marking a cut (never inside a UTF-8 sequence).
+std::string cut_to(std::string_view text, std::size_t width) {
+  if (columns_of(text) <= width) return std::string(text);
+  if (width <= 3) return std::string(width, '.');
+  std::size_t keep = width - 3;
+  std::size_t end = 0;
+  while (end < text.size()) {
+    const bool starts = (static_cast<unsigned char>(text[end]) & 0xC0) != 0x80;
+    if (starts && keep-- == 0) break;
+    ++end;
+  }
+  return std::string(text.substr(0, end)) + "...";
+}
+
+std::string pad_to(std::string_view text, std::size_t width, bool right = false) {
+  const std::string fill(width - std::min(width, columns_of(text)), ' ');
+  return right ? fill + std::string(text) : std::string(text) + fill;
+}
+
+std::string metadata_text(const Metadata& m, const char* key) {
+  const auto it = m.find(key);
+  return it != m.end() && it->is_string() ? one_line(it->get<std::string>()) : std::string();
+}
+
+// The day of the article's publication_date (YYYY-MM-DD), or its text when read_date()
+// cannot read it.
+std::string date_of(const Metadata& m) {
+  const std::string text = metadata_text(m, "publication_date");
+  if (text.empty()) return text;
+  auto date = read_date(text);
+  return date ? iso8601_utc_micros(date->epoch_micros).substr(0, 10) : text;
+}
+
+void print_hit_table(const std::vector<SearchHit>& hits) {
   if (hits.empty()) {
     std::printf("no results\n");
     return;
   }
-  int rank = 0;
+  constexpr std::size_t k_columns = 6;
+  constexpr std::size_t k_title = 3;
+  constexpr std::size_t k_min_title = 12;
+  using Row = std::array<std::string, k_columns>;
+  std::vector<Row> rows = {Row{"#", "distance", "uri", "title", "date", "topic"}};
   for (const auto& h : hits) {
-    const std::string title = h.metadata.value("title", std::string());
-    const std::string topic = h.metadata.value("topic", std::string());
-    const std::string date = h.metadata.value("publication_date", std::string());
-    std::printf("%2d. %.4f  %s  %s%s%s%s\n", ++rank, h.score, h.id.c_str(), title.c_str(),
-                topic.empty() ? "" : "  [", topic.c_str(), topic.empty() ? "" : "]");
-    if (!date.empty()) std::printf("              %s\n", date.c_str());
+    rows.push_back(Row{std::to_string(rows.size()), fmt::format("{:.4f}", h.score), h.id, metadata_text(h.metadata, "title"),
+                       date_of(h.metadata), metadata_text(h.metadata, "topic")});
   }
+  std::array<std::size_t, k_columns> width{};
+  for (const auto& row : rows) {
+    for (std::size_t col = 0; col < k_columns; ++col) width[col] = std::max(width[col], columns_of(row[col]));
+  }
+  if (const int term = terminal_width(STDOUT_FILENO); term > 0) {
+    std::size_t others = 2 * (k_columns - 1);  // the gaps
+    for (std::size_t col = 0; col < k_columns; ++col) others += col == k_title ? 0 : width[col];
+    const std::size_t room = static_cast<std::size_t>(term) > others ? static_cast<std::size_t>(term) - others : 0;
+    width[k_title] = std::min(width[k_title], std::max(room, k_min_title));
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t col = 0; col < k_columns; ++col) {
+      if (col > 0) line += "  ";
+      // Rank and distance are numbers: aligned on the right, their headers too.
+      line += pad_to(col == k_title ? cut_to(row[col], width[col]) : row[col], width[col], col < 2);
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+// The line above `similar`'s table: the article it started from, on one line that fits.
+void print_origin(std::string_view uri, const std::optional<Metadata>& metadata) {
+  std::string line = fmt::format("similar to {}", uri);
+  if (metadata) {
+    if (std::string title = metadata_text(*metadata, "title"); !title.empty()) line += fmt::format(": {}", title);
+    std::string about = date_of(*metadata);
+    if (std::string topic = metadata_text(*metadata, "topic"); !topic.empty()) {
+      about += (about.empty() ? "" : ", ") + topic;
+    }
+    if (!about.empty()) line += fmt::format(" ({})", about);
+  }
+  const int term = terminal_width(STDOUT_FILENO);
+  std::printf("%s\n", term > 0 ? cut_to(line, static_cast<std::size_t>(term)).c_str() : line.c_str());
+}
+
+// The stored metadata of `uri` (for print_origin), nullopt when the store holds no vector for it.
+Result<std::optional<Metadata>> origin_metadata(ArticleStore& store, const std::string& uri) {
+  VS_TRY_ASSIGN(FilterNode by_uri, parse_filter(std::string_view(json{{"uri", uri}}.dump())));
+  VS_TRY_ASSIGN(VectorBatch batch, store.store().get_vectors(1, by_uri));
+  if (batch.metadatas.empty()) return std::optional<Metadata>{};
+  return std::optional<Metadata>(batch.metadatas.front());
 }
 
 Result<std::optional<FilterNode>> parse_where(const std::string& text) {
@@ -413,6 +517,7 @@ Result<void> load_file(ArticleStore& store, const std::string& path, const FileC
 
 int run_ingest(const Globals& globals, const std::string& path, int batch_size, const std::string& model_flag,
                const std::string& bulk, bool reembed, bool json_out) {
+  const auto started = std::chrono::steady_clock::now();
   auto cfg = load(globals);
   if (!cfg) return report(cfg.error());
   const std::string default_model = model_flag.empty() ? cfg->embedding_model : model_flag;
@@ -455,7 +560,7 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
   auto loaded = load_file(**store, path, *check, default_model, cfg->embedding_dim, batch_size, reembed, counts);
   std::optional<Error> index_error;
   if (bulk_load) {
-    std::fprintf(stderr, "ingest: building the vector index ...\n");
+    if (!quiet()) std::fprintf(stderr, "ingest: building the vector index ...\n");
     const auto t0 = std::chrono::steady_clock::now();
     std::unique_ptr<Progress> bar;
     auto built = bulk_load->finish([&bar](std::int64_t done, std::int64_t total) {
@@ -504,19 +609,25 @@ int run_ingest(const Globals& globals, const std::string& path, int batch_size, 
                         {"skipped_without_text", counts.skipped_without_text},
                         {"skipped_existing", counts.skipped_existing},
                         {"duplicates_in_file", duplicates},
-                        {"unreadable_dates", check->unreadable_dates}};
+                        {"unreadable_dates", check->unreadable_dates},
+                        {"elapsed_s", elapsed_s(started)}};
   if (secondary) summary["secondary"] = *secondary;
   if (json_out) {
     print_json(summary);
   } else {
-    // The words are the JSON keys', so that text and JSON say the same thing.
-    std::printf("ingested %s: %lld records, %lld upserted, %lld skipped without text, %lld skipped existing (a vector "
-                "of this model was there), %lld duplicates in file (the last kept), %lld unreadable dates (stored "
-                "without a date)\n",
-                path.c_str(), static_cast<long long>(check->records), static_cast<long long>(counts.stored),
-                static_cast<long long>(counts.skipped_without_text), static_cast<long long>(counts.skipped_existing),
-                static_cast<long long>(duplicates), static_cast<long long>(check->unreadable_dates));
-    if (!queued_text.empty()) std::printf("%s\n", queued_text.c_str());
+    // The words are the JSON keys', so that text and JSON say the same thing; the counts after
+    // `upserted` only when not zero, so that the line stays short.
+    std::string what = fmt::format("{}: {} records, {} upserted", path, check->records, counts.stored);
+    const std::pair<std::int64_t, const char*> others[] = {
+        {counts.skipped_without_text, "skipped without text"},
+        {counts.skipped_existing, "skipped existing (a vector of this model was there)"},
+        {duplicates, "duplicates in file (the last kept)"},
+        {check->unreadable_dates, "unreadable dates (stored without a date)"}};
+    for (const auto& [n, words] : others) {
+      if (n > 0) what += fmt::format(", {} {}", n, words);
+    }
+    if (!queued_text.empty()) what += "; " + queued_text;
+    print_done("ingest", what, started);
   }
   return k_exit_ok;
 }
@@ -598,7 +709,7 @@ int run_search(const Globals& globals, const std::string& text, int top_k, const
   if (explain && json_out) {
     print_json({{"explain", explained}, {"results", hits_json(*hits)}});
   } else {
-    json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+    json_out ? print_json(hits_json(*hits)) : print_hit_table(*hits);
   }
   if (const auto* dual = dynamic_cast<const api::DualStore*>(&(*store)->store()); dual != nullptr) {
     if (const std::string note = dual->last_search_note(); !note.empty()) std::fprintf(stderr, "search: %s\n", note.c_str());
@@ -663,7 +774,14 @@ void add_similar_command(CLI::App& app, const Globals& globals, Action& action) 
       if (!store) return report(store.error());
       auto hits = (*store)->similar_articles(uri, similar_k, *filter);
       if (!hits) return report(hits.error());
-      json_out ? print_json(hits_json(*hits)) : print_hits(*hits);
+      if (json_out) {
+        print_json(hits_json(*hits));
+        return k_exit_ok;
+      }
+      auto origin = origin_metadata(**store, uri);
+      if (!origin) return report(origin.error());
+      print_origin(uri, *origin);
+      print_hit_table(*hits);
       return k_exit_ok;
     };
   });

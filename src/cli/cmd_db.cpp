@@ -81,6 +81,7 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
   start->add_flag("--json", json, "print the status as JSON");
   start->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       EmbeddedPostgres pg(cfg->data_dir / "pg");
@@ -96,16 +97,18 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
         nlohmann::json j = status_json(*st);
         j["created"] = created;
         j["already_running"] = was_running;
+        j["elapsed_s"] = elapsed_s(started);
         print_json(j);
         return k_exit_ok;
       }
-      if (created) {
-        std::printf("created a new cluster in %s\n", (cfg->data_dir / "pg").c_str());
-      } else if (was_running) {
-        std::printf("already running\n");
-      }
+      if (was_running) std::printf("already running\n");
       print_status(*st, false);
-      if (created) std::printf("next: vstore schema up (creates the articles table), then vstore ingest FILE.jsonl\n");
+      if (created) {
+        std::printf("next: vstore schema up (creates the articles table), then vstore ingest FILE.jsonl\n");
+        // Creating a cluster takes seconds: it ends with what it did and how long it took.
+        print_done("db start", fmt::format("created a new cluster in {} and started it", (cfg->data_dir / "pg").string()),
+                   started);
+      }
       return k_exit_ok;
     };
   });
@@ -144,15 +147,31 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
   auto* schema = app.add_subcommand("schema", "versioned schema migrations of the articles table (DATABASE_URL or the embedded cluster)");
   schema->require_subcommand(1);
   static int target = 0;
-  auto run_schema = [&](auto fn) {
-    return [&, fn] {
+  // `summary`: a long command (schema up), whose JSON carries `elapsed_s` and whose text ends
+  // with what it did and how long it took (the count of migrations it applied, set by `fn`).
+  static int applied_count = -1;
+  auto run_schema = [&](auto fn, bool summary = false) {
+    return [&, fn, summary] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
       if (!conninfo) return report(conninfo.error());
       auto st = fn(*conninfo, *cfg);
       if (!st) return report(st.error());
+      if (summary && json) {
+        nlohmann::json j = schema_json(*st);
+        j["elapsed_s"] = elapsed_s(started);
+        print_json(j);
+        return k_exit_ok;
+      }
       print_schema(*st, json);
+      if (summary) {
+        print_done("schema up",
+                   applied_count > 0 ? fmt::format("{} migration{} applied", applied_count, applied_count == 1 ? "" : "s")
+                                     : std::string("nothing was pending"),
+                   started);
+      }
       return k_exit_ok;
     };
   };
@@ -165,10 +184,14 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
       if (json) return after;
       // What this run applied, before the status.
       std::string applied;
+      applied_count = 0;
       for (const auto& m : after.migrations) {
         const bool was = std::any_of(before.migrations.begin(), before.migrations.end(),
                                      [&](const MigrationState& b) { return b.version == m.version && b.applied; });
-        if (m.applied && !was) applied += fmt::format("{}{} {}", applied.empty() ? "" : ", ", m.version, m.name);
+        if (m.applied && !was) {
+          applied += fmt::format("{}{} {}", applied.empty() ? "" : ", ", m.version, m.name);
+          ++applied_count;
+        }
       }
       if (applied.empty()) {
         std::printf("nothing was pending: table %s is at version %d of %d\n", after.table.c_str(), after.current_version,
@@ -177,7 +200,7 @@ void add_db_commands(CLI::App& app, const Globals& globals, Action& action) {
         std::printf("applied %s\n", applied.c_str());
       }
       return after;
-    });
+    }, true);
   });
   static bool force = false;
   auto* down = schema->add_subcommand("down", "revert migrations (only what vstore added; a table holding articles is kept)");

@@ -207,6 +207,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
                                       "log rows) and the seconds of each phase");
   cmd->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       if (!collection.empty()) opts.collection = collection;
@@ -219,11 +220,21 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       auto result = conninfo ? migrate_chroma(*conninfo, *cfg, opts) : plan_chroma_without_database(*cfg, opts, conninfo.error());
       if (!result) return report(result.error());
       if (json_out) {
-        print_json(result->to_json());
+        nlohmann::json j = result->to_json();
+        j["elapsed_s"] = elapsed_s(started);
+        print_json(j);
       } else if (result->dry_run) {
         print_plan(*result, verbose);
+        print_done("migrate-chroma", "dry run, nothing written", started);
       } else {
         print_summary(*result, verbose);
+        const nlohmann::json report = result->to_json();
+        const nlohmann::json& total = report["summary"];
+        print_done("migrate-chroma",
+                   fmt::format("{} of {} records migrated, {} skipped, {} errors", total["migrated"].get<long long>(),
+                               total["chromadb_total"].get<long long>(), total["skipped"].get<long long>(),
+                               total["errors"].get<long long>()),
+                   started);
       }
       // A dry run succeeds when it made the plan; the plan says whether a real run would fail.
       if (result->dry_run) return k_exit_ok;
@@ -275,6 +286,7 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
   bench_cmd->add_flag("--json", bench_json, "print the result as one JSON object");
   bench_cmd->callback([&] {
     action = [&] {
+      const auto started = std::chrono::steady_clock::now();
       auto cfg = load(globals);
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
@@ -290,11 +302,13 @@ void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action)
       auto result = bench_migrate(*conninfo, bench);
       if (!result) return report(result.error());
       if (bench_json) {
+        (*result)["elapsed_s"] = elapsed_s(started);
         print_json(*result);
       } else {
         for (const auto& [key, value] : result->items()) {
           if (!value.is_object()) std::printf("%-18s %s\n", key.c_str(), value.dump().c_str());
         }
+        print_done("bench migrate", "finished", started);
       }
       return k_exit_ok;
     };

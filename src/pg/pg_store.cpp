@@ -19,6 +19,11 @@
 //   the planner uses B-tree/bitmap or seq scans); many -> HNSW/IVFFlat with iterative scan and a
 //   candidate list widened by 1/selectivity. A plan that yields fewer than top_k rows falls back
 //   to exact. Session GUCs are cached per connection so the common query needs no extra trip.
+// - Equal distances rank by uri, so a larger top_k only adds rows after those a smaller one
+//   returned. The exact plan sorts by (distance, uri) before its LIMIT. An index yields equal
+//   distances in no set order, and a second sort key would make the planner drop the index for
+//   a full sort; so an index plan reads one row more than asked for, and when that row ties
+//   with the last one asked for, reads twice as many until the tie is whole.
 #include "pg/pg_store.hpp"
 
 #include <algorithm>
@@ -875,7 +880,7 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     // `+ 0` keeps the ORDER BY from matching the vector index: exact top-N of the matching rows.
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
-        "ORDER BY (a.embedding <=> $1) + 0 LIMIT {3}) "
+        "ORDER BY (a.embedding <=> $1) + 0, a.uri LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
         table, where, info.metadata_expr, options.top_k);
   } else if (prep.plan == SearchPlan::index) {
@@ -886,13 +891,13 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
     prep.sql = fmt::format(
         "SELECT top.uri, top.score, top.metadata FROM (SELECT a.uri, a.embedding <=> $1 AS score, {2} AS metadata "
         "FROM {0} a WHERE {1} ORDER BY a.embedding <=> $1 LIMIT {3}) top ORDER BY top.score + 0, top.uri",
-        table, where, info.metadata_expr, options.top_k);
+        table, where, info.metadata_expr, options.top_k + 1);
   } else {
     prep.sql = fmt::format(
         "WITH top AS MATERIALIZED (SELECT a.ctid AS rid, a.embedding <=> $1 AS score FROM {0} a WHERE {1} "
         "ORDER BY a.embedding <=> $1 LIMIT {3}) "
         "SELECT a.uri, top.score, {2} FROM top JOIN {0} a ON a.ctid = top.rid ORDER BY top.score, a.uri",
-        table, where, info.metadata_expr, options.top_k);
+        table, where, info.metadata_expr, options.top_k + 1);
   }
   return prep;
 }
@@ -975,13 +980,25 @@ Result<std::vector<SearchHit>> PgVectorStore::search_on(Connection& conn, std::s
     SearchOptions exact = options;
     const std::string exact_sql = std::string(prep.sql).replace(prep.sql.find("ORDER BY a.embedding <=> $1 LIMIT"),
                                                                 std::string_view("ORDER BY a.embedding <=> $1").size(),
-                                                                "ORDER BY (a.embedding <=> $1) + 0");
+                                                                "ORDER BY (a.embedding <=> $1) + 0, a.uri");
     VS_TRY_ASSIGN(res, run(exact_sql));
     t_last_plan = SearchPlan::exact;
   }
+  const bool from_index = t_last_plan != SearchPlan::exact;
   std::vector<SearchHit> hits;
   hits.reserve(static_cast<std::size_t>(res.rows()));
   for (int r = 0; r < res.rows(); ++r) hits.push_back(hit_from_row(res, r));
+  // An index plan read one row more than asked for (plan_search): when it ties with the last
+  // row asked for, rows of that distance may be missing, so twice as many are read.
+  const auto top_k = static_cast<std::size_t>(options.top_k);
+  if (hits.size() > top_k) {
+    if (from_index && hits[top_k].score == hits[top_k - 1].score && options.top_k < k_max_top_k) {
+      SearchOptions wider = options;
+      wider.top_k = std::min(k_max_top_k, options.top_k * 2);
+      VS_TRY_ASSIGN(hits, search_on(conn, query, wider));
+    }
+    hits.resize(top_k);
+  }
   return hits;
 }
 

@@ -93,13 +93,8 @@ TEST_F(CliTest, SchemaIngestSearchSimilarVectorsAndHealthWork) {
              "{\"uri\": \"e:1\", \"title\": null}\n");
   CmdResult ingest = run("ingest a.jsonl --json");
   ASSERT_EQ(ingest.code, 0) << ingest.err;
-  // The progress line of the whole is printed once (not by each of the updates that reach it).
-  std::size_t whole_lines = 0;
-  for (std::size_t at = ingest.err.find("ingest: "); at != std::string::npos; at = ingest.err.find("ingest: ", at + 1)) {
-    const std::size_t eol = ingest.err.find('\n', at);
-    if (ingest.err.substr(at, eol - at).find("(100%)") != std::string::npos) ++whole_lines;
-  }
-  EXPECT_EQ(whole_lines, 1U) << ingest.err;
+  // Progress lines go to a terminal only (issue 23; Issue23Output checks them on one).
+  EXPECT_EQ(ingest.err.find("(100%)"), std::string::npos) << ingest.err;
   json summary = json::parse(ingest.out);
   EXPECT_EQ(summary["upserted"], 3);
   EXPECT_EQ(summary["skipped_without_text"], 1);
