@@ -294,6 +294,8 @@ TEST_F(Issue23Options, Item18SimilarTakesTheSearchTopKRangeAndWhere) {
 }
 
 TEST_F(Issue23Options, Item22TextAndJsonUseTheSameWordsAndKeepEveryKey) {
+  ASSERT_EQ(run_db("ingest articles.jsonl").code, 0);
+  // The same state twice: the text and the JSON of a rerun.
   CmdResult text = run_db("ingest articles.jsonl");
   ASSERT_EQ(text.code, 0) << text.err;
   CmdResult again = run_db("ingest articles.jsonl --json");
