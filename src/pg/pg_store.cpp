@@ -1016,18 +1016,27 @@ std::string_view plan_name(SearchPlan plan) {
 }
 }  // namespace
 
+Result<PgResult> PgVectorStore::explain_on(Connection& conn, std::span<const float> query, const SearchOptions& options,
+                                           std::string_view explain, const TableInfo& info, Prepared& prep) {
+  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
+  const std::string vec = encode_vector(query);
+  VS_TRY_ASSIGN(prep, plan_search(conn, info, options));
+  VS_TRY(apply_gucs(conn, info.index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
+  std::vector<Param> params = {Param{vec, true, false, vec_oid}};
+  for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
+  const bool forced_index = t_forced_plan == SearchPlan::index_iterative && prep.plan == SearchPlan::index_iterative;
+  if (forced_index) VS_TRY(force_vector_index(conn, true));
+  const ForcedIndexReset reset(forced_index ? &conn : nullptr);
+  return conn.exec_params(std::string(explain) + " " + prep.sql, params);
+}
+
 Result<json> PgVectorStore::explain(std::span<const float> query, const SearchOptions& options) {
   VS_TRY(check_query(query, options));
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
   Connection& conn = *lease;
-  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
-  const std::string vec = encode_vector(query);
   VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
-  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, *info, options));
-  VS_TRY(apply_gucs(conn, info->index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
-  std::vector<Param> params = {Param{vec, true, false, vec_oid}};
-  for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
-  VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN (ANALYZE, BUFFERS) " + prep.sql, params));
+  Prepared prep;
+  VS_TRY_ASSIGN(PgResult res, explain_on(conn, query, options, "EXPLAIN (ANALYZE, BUFFERS)", *info, prep));
   // PostgreSQL prints the query vector's value where the plan uses it: hundreds of numbers
   // that say nothing; it is shown as $1.
   json lines = json::array();
@@ -1064,17 +1073,9 @@ Result<std::string> PgVectorStore::test_explain(std::span<const float> query, co
   VS_TRY(check_query(query, options));
   VS_TRY_ASSIGN(Lease lease, read_pool().acquire());
   Connection& conn = *lease;
-  VS_TRY_ASSIGN(Oid vec_oid, conn.type_oid("vector"));
-  const std::string vec = encode_vector(query);
   VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(conn));
-  VS_TRY_ASSIGN(Prepared prep, plan_search(conn, *info, options));
-  VS_TRY(apply_gucs(conn, info->index_type, prep.ef_search, options.probes.value_or(m_config.pgvector.ivfflat_probes)));
-  std::vector<Param> params = {Param{vec, true, false, vec_oid}};
-  for (const auto& v : prep.filter_params) params.push_back(Param::text(v));
-  const bool forced_index = t_forced_plan == SearchPlan::index_iterative && prep.plan == SearchPlan::index_iterative;
-  if (forced_index) VS_TRY(force_vector_index(conn, true));
-  const ForcedIndexReset reset(forced_index ? &conn : nullptr);
-  VS_TRY_ASSIGN(PgResult res, conn.exec_params("EXPLAIN " + prep.sql, params));
+  Prepared prep;
+  VS_TRY_ASSIGN(PgResult res, explain_on(conn, query, options, "EXPLAIN", *info, prep));
   std::string out;
   for (int r = 0; r < res.rows(); ++r) out += res.text(r, 0) + "\n";
   return out;

@@ -102,6 +102,10 @@ class PgVectorStore final : public VectorStore {
   struct Prepared;  // a planned search statement
   [[nodiscard]] Result<void> check_query(std::span<const float> query, const SearchOptions& options) const;
   [[nodiscard]] Result<void> check_options(const SearchOptions& options) const;
+  // The statement search_on would run for `options`, planned the same way (filled into
+  // `prep`), run on `conn` under `explain` ("EXPLAIN", "EXPLAIN (ANALYZE, BUFFERS)").
+  [[nodiscard]] Result<PgResult> explain_on(Connection& conn, std::span<const float> query, const SearchOptions& options,
+                                            std::string_view explain, const TableInfo& info, Prepared& prep);
   [[nodiscard]] Result<Prepared> plan_search(Connection& conn, const TableInfo& info,
                                              const SearchOptions& options);
   // The writes of upsert_in, rows in uri order.
