@@ -43,7 +43,7 @@ struct SchemaStatus {
 [[nodiscard]] Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config);
 
 /// The newest schema version; a store needs every migration up to it.
-inline constexpr int k_latest_schema_version = 6;
+inline constexpr int k_latest_schema_version = 7;
 
 /// Reverts migrations down to `target_version` (0..k_latest_schema_version; 0 = all), newest
 /// first. Only what vstore added is removed: a table vstore created is dropped only when it

@@ -59,6 +59,7 @@
 #include "pg/pg_pool.hpp"
 #include "pg/pg_store.hpp"
 #include "vstore/article.hpp"
+#include "vstore/schema.hpp"
 
 namespace vstore::api {
 namespace {
@@ -250,10 +251,15 @@ Result<std::unique_ptr<DualStore>> DualStore::open(std::unique_ptr<VectorStore> 
                                                  std::move(reopen), conninfo, config, options));
   {
     VS_TRY_ASSIGN(pg::Lease lease, store->m_pool->acquire());
-    VS_TRY_ASSIGN(PgResult exists, lease->exec("SELECT to_regclass('vstore_outbox') IS NOT NULL"));
-    if (exists.get(0, 0) != "t") {
+    VS_TRY_ASSIGN(PgResult exists, lease->exec("SELECT to_regclass('vstore_outbox') IS NOT NULL, "
+                                               "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+                                               "to_regclass('vstore_dual_stats') AND attname = 'last_write_at' "
+                                               "AND NOT attisdropped)"));
+    if (exists.get(0, 0) != "t" || exists.get(0, 1) != "t") {
       return fail(ErrorCode::conflict,
-                  "VECTOR_BACKEND=dual needs the outbox table vstore_outbox (schema version 4); run `vstore schema up`");
+                  fmt::format("VECTOR_BACKEND=dual needs the outbox table vstore_outbox and "
+                              "vstore_dual_stats.last_write_at (schema version {}); run `vstore schema up`",
+                              k_latest_schema_version));
     }
   }
   if (options.background_drain) store->m_drainer = std::thread([raw = store.get()] { raw->drain_loop(); });
@@ -541,8 +547,15 @@ Result<DualStore::DrainStep> DualStore::drain_taken(pg::Connection& conn, bool w
     step.error = done.error();
     return step;
   }
-  Param d[] = {Param::text(ids)};
-  VS_TRY(conn.exec_params("DELETE FROM vstore_outbox WHERE id = ANY($1::bigint[])", d));
+  // The applied rows go, and the newest write the secondary now has is kept: `cleanup-chroma`
+  // compares it with the last validation.
+  Param d[] = {Param::text(m_config.table), Param::text(m_target), Param::text(ids)};
+  VS_TRY(conn.exec_params("WITH gone AS (DELETE FROM vstore_outbox WHERE id = ANY($3::bigint[]) RETURNING enqueued_at) "
+                          "INSERT INTO vstore_dual_stats (table_name, target, last_write_at) "
+                          "SELECT $1, $2, max(enqueued_at) FROM gone "
+                          "ON CONFLICT (table_name, target) DO UPDATE SET last_write_at = "
+                          "GREATEST(vstore_dual_stats.last_write_at, EXCLUDED.last_write_at)",
+                          d));
   step.applied = rows.rows();
   return step;
 }

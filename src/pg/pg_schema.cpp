@@ -8,6 +8,9 @@
 //   4 dual_outbox    the outbox table of the dual-mode backend
 //   5 embedding_storage  STORAGE MAIN on the embedding column vstore added, up to 448 dimensions (the vector stays in the row)
 //   6 dual_stats     the dual-mode counters that outlive a process (shadow reads, the secondary's last error)
+//   7 operations     embedding_text_hash per row (the text a vector was made from), the operations log
+//                    vstore_operations (migrate-chroma, reindex, validate, cleanup-chroma runs) and
+//                    vstore_dual_stats.last_write_at (the newest dual-mode write applied to the secondary)
 // Invariant: nothing the application owns (its table, rows, columns, indexes) is ever dropped.
 #include "vstore/schema.hpp"
 
@@ -46,7 +49,7 @@ struct Migration {
 };
 constexpr Migration k_migrations[] = {
     {1, "base"}, {2, "vector_columns"}, {3, "vector_index"}, {4, "dual_outbox"}, {5, "embedding_storage"},
-    {6, "dual_stats"}};
+    {6, "dual_stats"}, {7, "operations"}};
 constexpr int k_latest = k_latest_schema_version;
 static_assert(std::size(k_migrations) == k_latest);
 
@@ -463,6 +466,51 @@ Result<void> down_dual_stats(Connection& conn, const Config& cfg) {
   return {};
 }
 
+// ---- migration 7: operations ----------------------------------------------------------------
+// - embedding_text_hash: SHA-256 of the model name and the text a row's vector was made from, so
+//   `vstore reindex` re-embeds only rows whose text changed. A derived value: down drops it even
+//   when it holds data (a reindex --force makes it again).
+// - vstore_operations: one row per run of an operation (kind, start, end, status, whether it
+//   passed, its report file and summary), shared by every vstore table of the database like the
+//   outbox; `cleanup-chroma` and `health` read the latest validation from it.
+// - vstore_dual_stats.last_write_at: the newest outbox write the drain applied to the secondary.
+
+Result<json> up_operations(Connection& conn, const Config& cfg) {
+  json details = json::object();
+  VS_TRY_ASSIGN(bool has_hash, column_exists(conn, cfg.table, "embedding_text_hash"));
+  details["added_hash_column"] = !has_hash;
+  if (!has_hash) {
+    VS_TRY(conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN embedding_text_hash bytea", q(cfg.table))));
+  }
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, "vstore_operations"));
+  details["created_table"] = !exists;
+  VS_TRY(conn.exec("CREATE TABLE IF NOT EXISTS vstore_operations (id bigserial PRIMARY KEY, table_name text NOT NULL, "
+                   "kind text NOT NULL, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz, "
+                   "status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'succeeded', 'failed')), "
+                   "passed boolean, report_path text, summary jsonb NOT NULL DEFAULT '{}'::jsonb)"));
+  VS_TRY(conn.exec("CREATE INDEX IF NOT EXISTS vstore_operations_kind_idx ON vstore_operations (table_name, kind, id)"));
+  VS_TRY(conn.exec("ALTER TABLE vstore_dual_stats ADD COLUMN IF NOT EXISTS last_write_at timestamptz"));
+  return details;
+}
+
+Result<void> down_operations(Connection& conn, const Config& cfg, const json& details) {
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
+  if (exists && details.value("added_hash_column", false)) {
+    VS_TRY(conn.exec(fmt::format("ALTER TABLE {} DROP COLUMN IF EXISTS embedding_text_hash", q(cfg.table))));
+  }
+  Param p[] = {Param::text(cfg.table)};
+  VS_TRY_ASSIGN(PgResult others, conn.exec_params("SELECT count(*) FROM vstore_schema_migrations WHERE version = 7 "
+                                                  "AND table_name <> $1",
+                                                  p));
+  VS_TRY_ASSIGN(bool ops, table_exists(conn, "vstore_operations"));
+  if (ops) VS_TRY(conn.exec_params("DELETE FROM vstore_operations WHERE table_name = $1", p));
+  if (others.get(0, 0) != "0") return {};
+  if (ops) VS_TRY(conn.exec("DROP TABLE vstore_operations"));
+  VS_TRY_ASSIGN(bool stats, table_exists(conn, "vstore_dual_stats"));
+  if (stats) VS_TRY(conn.exec("ALTER TABLE vstore_dual_stats DROP COLUMN IF EXISTS last_write_at"));
+  return {};
+}
+
 // Runs `sql` (a CREATE INDEX on the table) while a second connection polls the server's
 // pg_stat_progress_create_index for the rows the build has taken in, every half second, and
 // reports them against the table's rows with a vector. Without a callback, or when the second
@@ -595,6 +643,7 @@ Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config
         case 4: details = up_dual_outbox(conn); break;
         case 5: details = up_embedding_storage(conn, config, applied.contains(2) ? applied.at(2).second : json::object()); break;
         case 6: details = up_dual_stats(conn); break;
+        case 7: details = up_operations(conn, config); break;
         default: break;
       }
       if (!details) return fail(details.error().with_context(fmt::format("migration {} ({})", m.version, m.name)));
@@ -805,6 +854,7 @@ Result<SchemaStatus> schema_down(const std::string& conninfo, const Config& conf
         case 4: done = down_dual_outbox(conn, config, notes); break;
         case 5: done = down_embedding_storage(conn, config, details); break;
         case 6: done = down_dual_stats(conn, config); break;
+        case 7: done = down_operations(conn, config, details); break;
         default: break;
       }
       if (!done) return fail(done.error().with_context(fmt::format("reverting migration {}", v)));

@@ -361,7 +361,7 @@ TEST_F(Issue21Db, Item12StoreRequiresTheLatestSchemaVersion) {
   ASSERT_FALSE(store) << "a store opened on schema version 3";
   EXPECT_EQ(store.error().code(), ErrorCode::conflict);
   EXPECT_NE(store.error().message().find("version 3"), std::string::npos) << store.error().message();
-  // The words of `vstore schema status`: "version 3 of 6".
+  // The words of `vstore schema status`: "version 3 of 7".
   EXPECT_NE(store.error().message().find("version 3 of " + std::to_string(k_latest_schema_version)), std::string::npos)
       << store.error().message();
   EXPECT_NE(store.error().message().find("vstore schema up"), std::string::npos) << store.error().message();

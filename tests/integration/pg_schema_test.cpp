@@ -122,7 +122,7 @@ TEST_F(SchemaTest, UpOnApplicationOwnedTableKeepsEveryRowAndColumn) {
             rows_before);
   EXPECT_EQ(sql_value(m_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'articles'::regclass AND attnum > 0 "
                             "AND NOT attisdropped"),
-            "10");  // 6 own + 4 added
+            "11");  // 6 own + 5 added (migration 2: four; migration 7: embedding_text_hash)
   // Down removes only what vstore added, and keeps the owned table and its rows.
   auto down = schema_down(m_db, cfg);
   ASSERT_TRUE(down) << down.error().to_string();
