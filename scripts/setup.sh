@@ -64,7 +64,7 @@ is_installed() {
 PACKAGES=(
     postgresql-15 postgresql-server-dev-15 libpq-dev
     nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libbenchmark-dev libopenblas-dev
-    libutf8proc-dev libcpp-httplib-dev pybind11-dev libssl-dev libsqlite3-dev
+    libutf8proc-dev libcpp-httplib-dev pybind11-dev libssl-dev libsqlite3-dev libarchive-dev
     libgtest-dev libgmock-dev
     ninja-build cmake pkg-config dpkg-dev g++ make
     debian-archive-keyring ca-certificates tar gzip xz-utils

@@ -33,6 +33,7 @@
 //             (>= 0.95 to pass; the same through the vector index is reported as index_overlap_at_10).
 // Vectors travel as float32 bit patterns end to end (pgvector's binary format), never as text.
 #include "vstore/migrate.hpp"
+#include "vstore/operations.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -1656,10 +1657,41 @@ Result<MigrateReport> run_migration(const std::string* conninfo, const Error* wh
     }
     return report;
   }
-  for (std::size_t i = 0; i < snaps.size(); ++i) {
-    VS_TRY(migrate_collection(*connected, *conninfo, config, options, report.source, snaps[i], report.collections[i]));
+  // A real run goes into the operations log (when the schema has it), finished or failed:
+  // `cleanup-chroma` wants a validation newer than the last migration.
+  std::optional<std::int64_t> op;
+  if (!options.dry_run) {
+    if (auto begun = begin_operation(*conninfo, config, "migrate-chroma")) op = *begun;
   }
-  if (!options.dry_run) VS_TRY(write_report_file(config, report));
+  auto finish = [&](bool ok, const std::string& error) {
+    if (!op) return;
+    json summary = {{"source", report.source}, {"collections", report.collections.size()}};
+    std::int64_t inserted = 0, changed = 0, unchanged = 0, errors = 0;
+    for (const auto& c : report.collections) {
+      inserted += c.inserted;
+      changed += c.changed;
+      unchanged += c.unchanged;
+      errors += c.errors;
+    }
+    summary["inserted"] = inserted;
+    summary["changed"] = changed;
+    summary["unchanged"] = unchanged;
+    summary["errors"] = errors;
+    if (!error.empty()) summary["error"] = error;
+    (void)finish_operation(*conninfo, *op, ok, std::nullopt, report.report_path, summary);
+  };
+  for (std::size_t i = 0; i < snaps.size(); ++i) {
+    auto migrated = migrate_collection(*connected, *conninfo, config, options, report.source, snaps[i], report.collections[i]);
+    if (!migrated) {
+      finish(false, migrated.error().message());
+      return fail(migrated.error());
+    }
+  }
+  if (!options.dry_run) {
+    auto written = write_report_file(config, report);
+    finish(static_cast<bool>(written) && report.failures().empty(), written ? "" : written.error().message());
+    VS_TRY(written);
+  }
   return report;
 }
 
