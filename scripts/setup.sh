@@ -13,12 +13,25 @@
 #   5. the data directory recorded in "${XDG_CONFIG_HOME:-$HOME/.config}/vstore/data_dir", where
 #      vstore looks for it when VSTORE_DATA_DIR is unset
 #
+#   6. the Chroma server (npm) and the chromadb venvs of the migrate-chroma tests, at once
+#      (scripts/setup_chroma.sh; left out with --skip-chroma)
+#
 # Must run as root (CI does). A second run does no apt, build or pip work and takes a few seconds.
 # Environment:
 #   VSTORE_DATA_DIR   data directory (default: <repo>/.vstore)
 #   PGVECTOR_OPTFLAGS compiler flags for pgvector (default: empty, as Debian builds it, so the
 #                     library runs on any x86-64 CPU; set "-march=native" for a faster local build)
 set -euo pipefail
+
+# --skip-chroma: everything but the Chroma server and the chromadb venvs, which
+# scripts/setup_chroma.sh installs (scripts/test.sh runs it in the background during the build).
+SKIP_CHROMA=0
+for arg in "$@"; do
+    case "$arg" in
+        --skip-chroma) SKIP_CHROMA=1 ;;
+        *) printf 'setup: unknown option %s (expected --skip-chroma)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 log() { printf 'setup: %s\n' "$*"; }
 trap 'rc=$?; [ "$rc" -eq 0 ] || [ -n "${SETUP_DIED:-}" ] || printf "setup: FAILED: command \"%s\" exited %s (line %s)\n" "$BASH_COMMAND" "$rc" "$LINENO" >&2' ERR
@@ -273,8 +286,12 @@ if [ "$(head -n 1 "$record" 2>/dev/null || true)" != "$DATA_DIR" ]; then
     DID+=("recorded the data directory $DATA_DIR in $record")
 fi
 
-VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_server.sh" || die "Chroma server set-up failed"
-VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma_py.sh" || die "scripts/setup_chroma_py.sh failed (chromadb virtual environments for the migrate-chroma tests)"
+if [ "$SKIP_CHROMA" -eq 0 ]; then
+    VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_chroma.sh" \
+        || die "Chroma set-up failed (the npm Chroma server, or the chromadb venvs of the migrate-chroma tests)"
+else
+    log "Chroma server and chromadb venvs: left to scripts/setup_chroma.sh (--skip-chroma)"
+fi
 ELAPSED=$(( $(date +%s) - START_TS ))
 if [ ${#DID[@]} -eq 0 ]; then
     log "done: everything already in place (${ELAPSED}s)"

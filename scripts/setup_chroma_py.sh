@@ -20,7 +20,9 @@ mkdir -p "$DATA_DIR/chroma-py" || die "cannot create $DATA_DIR/chroma-py"
 shopt -s nullglob
 REQS=("$SCRIPT_DIR"/chroma-py/requirements-*.txt)
 [ ${#REQS[@]} -gt 0 ] || die "no requirements files in $SCRIPT_DIR/chroma-py"
-for req in "${REQS[@]}"; do
+# One venv per version, installed at once: pip spends most of its time waiting on downloads.
+install_one() {
+    local req=$1 version venv stamp want got
     version=$(basename "$req" .txt); version=${version#requirements-}
     venv=$DATA_DIR/chroma-py/$version
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -31,7 +33,7 @@ for req in "${REQS[@]}"; do
     want=$( { sha256sum <"$req"; "$venv/bin/python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         log "chromadb $version: already installed"
-        continue
+        return 0
     fi
     log "chromadb $version: installing pinned requirements into $venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" \
@@ -40,5 +42,16 @@ for req in "${REQS[@]}"; do
         || die "chromadb does not import in $venv"
     [ "$got" = "$version" ] || die "venv $venv has chromadb $got, expected $version"
     printf '%s\n' "$want" >"$stamp"
+    log "chromadb $version: installed"
+}
+pids=()
+for req in "${REQS[@]}"; do
+    install_one "$req" &
+    pids+=($!)
 done
+failed=0
+for pid in "${pids[@]}"; do
+    wait "$pid" || failed=1
+done
+[ "$failed" -eq 0 ] || die "a chromadb version did not install (its reason is above)"
 log "done"

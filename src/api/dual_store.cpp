@@ -207,7 +207,17 @@ json health_skeleton(std::string_view backend) {
           {"rows", nullptr},
           {"with_embedding", nullptr},
           {"coverage_pct", nullptr},
-          {"index", {{"type", nullptr}, {"name", nullptr}, {"valid", nullptr}, {"params", nullptr}}}};
+          {"index",
+           {{"type", nullptr},
+            {"name", nullptr},
+            {"valid", nullptr},
+            {"params", nullptr},
+            {"size_bytes", nullptr},
+            {"shared_buffers_bytes", nullptr},
+            {"host_ram_bytes", nullptr}}},
+          {"pool", nullptr},
+          {"latency_ms", nullptr},
+          {"last_validation", nullptr}};
 }
 
 DualStore::DualStore(std::unique_ptr<VectorStore> primary, std::unique_ptr<VectorStore> secondary,

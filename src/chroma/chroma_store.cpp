@@ -28,6 +28,7 @@
 #include "chroma/chroma_store.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <unordered_set>
@@ -550,7 +551,14 @@ Result<json> ChromaStore::health() {
   h["with_embedding"] = 0;
   h["coverage_pct"] = 0.0;
   const std::string prefix = m_api == ApiVersion::v2 ? "/api/v2" : "/api/v1";
-  if (auto version = m_http->get(prefix + "/version"); version && version->is_string()) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto version = m_http->get(prefix + "/version");
+  const double roundtrip = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // The keys a pgvector store fills: no pool, no index size, no operations log here.
+  h["pool"] = nullptr;
+  h["last_validation"] = nullptr;
+  h["latency_ms"] = {{"roundtrip", version ? json(std::round(roundtrip * 1000.0) / 1000.0) : json(nullptr)}, {"search", nullptr}};
+  if (version && version->is_string()) {
     h["server_version"] = *version;
   } else if (!version) {
     reasons.push_back(version.error().message());
@@ -566,7 +574,9 @@ Result<json> ChromaStore::health() {
   }
   json params = m_hnsw_params;
   params["space"] = space_name(m_space);
-  h["index"] = {{"type", "hnsw"}, {"name", m_config.chroma_collection}, {"valid", reasons.empty()}, {"params", params}};
+  h["index"] = {{"type", "hnsw"},         {"name", m_config.chroma_collection}, {"valid", reasons.empty()},
+                {"params", params},        {"size_bytes", nullptr},            {"shared_buffers_bytes", nullptr},
+                {"host_ram_bytes", nullptr}};
   if (m_space != Space::cosine) {
     h["notes"] = json::array({fmt::format("collection space is {}; scores are converted to cosine distance",
                                           space_name(m_space))});

@@ -847,6 +847,32 @@ void print_health(const json& h) {
               health_word(chroma ? h.value("collection", json(nullptr)) : h["extension_version"]).c_str(),
               health_word(h["rows"]).c_str(), health_word(h["with_embedding"]).c_str(),
               health_word(h["coverage_pct"]).c_str(), health_word(h["index"].is_object() ? h["index"]["type"] : json(nullptr)).c_str());
+  const json& index = h["index"];
+  if (index.is_object() && !index.value("size_bytes", json(nullptr)).is_null()) {
+    auto mb = [](const json& v) { return v.is_number() ? fmt::format("{:.1f} MB", v.get<double>() / 1048576.0) : std::string("-"); };
+    std::printf("  index %s: %s, %s; shared_buffers %s, host memory %s\n", health_word(index["name"]).c_str(),
+                index["valid"].is_boolean() && index["valid"].get<bool>() ? "valid" : "NOT VALID",
+                mb(index["size_bytes"]).c_str(), mb(index["shared_buffers_bytes"]).c_str(),
+                mb(index["host_ram_bytes"]).c_str());
+  }
+  if (const json& pool = h["pool"]; pool.is_object()) {
+    std::printf("  pool: %s open (%s in use, %s idle) of %s + %s overflow\n", health_word(pool["open"]).c_str(),
+                health_word(pool["in_use"]).c_str(), health_word(pool["idle"]).c_str(), health_word(pool["size"]).c_str(),
+                health_word(pool["max_overflow"]).c_str());
+  }
+  if (const json& lat = h["latency_ms"]; lat.is_object()) {
+    std::printf("  latency: round trip %s ms, top-10 search %s ms\n", health_word(lat["roundtrip"]).c_str(),
+                health_word(lat["search"]).c_str());
+  }
+  if (const json& v = h["last_validation"]; v.is_object()) {
+    const bool passed = v["passed"].is_boolean() && v["passed"].get<bool>();
+    std::printf("  last validation: %s, %s%s%s\n", health_word(v["finished_at"]).c_str(),
+                v["status"] != "succeeded" ? "did not finish" : passed ? "passed" : "did not pass",
+                v.value("stale", false) ? " (older than the last vector write)" : "",
+                v["report_path"].is_string() ? fmt::format(", {}", v["report_path"].get<std::string>()).c_str() : "");
+  } else if (h.contains("last_validation")) {
+    std::printf("  last validation: none\n");
+  }
   if (dual) {
     const json& sec = h["secondary"];
     std::printf("  secondary %s: %s, %s rows, %s with embedding\n", health_word(sec["backend"]).c_str(),

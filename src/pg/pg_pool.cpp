@@ -75,6 +75,11 @@ int Pool::open_count() {
   return m_open;
 }
 
+int Pool::idle_count() {
+  std::lock_guard lock(m_mutex);
+  return static_cast<int>(m_idle.size());
+}
+
 void Pool::close_idle() {
   std::lock_guard lock(m_mutex);
   m_open -= static_cast<int>(m_idle.size());

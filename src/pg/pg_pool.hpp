@@ -67,6 +67,9 @@ class Pool {
   [[nodiscard]] const std::string& conninfo() const { return m_conninfo; }
   /// Connections currently open (idle + leased).
   [[nodiscard]] int open_count();
+  /// Open connections waiting in the pool (not leased).
+  [[nodiscard]] int idle_count();
+  [[nodiscard]] const PoolConfig& config() const { return m_config; }
   /// Closes idle connections; leased ones close when returned.
   void close_idle();
 

@@ -26,6 +26,8 @@
 //   with the last one asked for, reads twice as many until the tie is whole.
 #include "pg/pg_store.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -43,6 +45,7 @@
 #include "vstore/article.hpp"
 #include "vstore/schema.hpp"
 #include "vstore/date.hpp"
+#include "vstore/operations.hpp"
 #include "vstore/vector_check.hpp"
 #include "vstore/write_check.hpp"
 
@@ -1153,6 +1156,9 @@ Result<json> PgVectorStore::health() {
   std::vector<std::string> reasons;
   h["backend"] = "pgvector";
   h["dimension"] = m_dimension;
+  // First, on connections of its own: the search of the latency probe (the store's own path:
+  // plan choice, ef_search, pool).
+  VS_TRY_ASSIGN(const json search_ms, probe_search());
   VS_TRY_ASSIGN(Lease lease, m_pool.acquire());
   VS_TRY_ASSIGN(std::shared_ptr<const TableInfo> info, current_info(*lease));
   VS_TRY_ASSIGN(PgResult ver, lease->exec("SELECT current_setting('server_version'), "
@@ -1161,7 +1167,6 @@ Result<json> PgVectorStore::health() {
   h["extension_version"] = ver.is_null(0, 1) ? json(nullptr) : json(ver.text(0, 1));
   if (ver.is_null(0, 1)) reasons.emplace_back("the vector extension is not installed");
   VS_TRY_ASSIGN(std::vector<std::string> warnings, pgvector_health_warnings(*lease));
-  h["warnings"] = warnings;  // a warning leaves the store healthy
   VS_TRY_ASSIGN(PgResult counts, lease->exec(fmt::format("SELECT count(*), count(embedding), (SELECT embedding_model "
                                                          "FROM {0} WHERE embedding IS NOT NULL LIMIT 1) FROM {0}",
                                                          q(m_config.table))));
@@ -1203,10 +1208,108 @@ Result<json> PgVectorStore::health() {
     reasons.push_back(fmt::format("no vector index on {}.embedding (PGVECTOR_INDEX_TYPE={})", m_config.table,
                                   to_string(m_config.pgvector.index_type)));
   }
+  VS_TRY(index_memory_health(*lease, info->index_oid, index, warnings));
   h["index"] = index;
+  {
+    const int open = m_pool.open_count();
+    const int idle = m_pool.idle_count();
+    h["pool"] = {{"size", m_pool.config().size}, {"max_overflow", m_pool.config().max_overflow},
+                 {"open", open}, {"idle", idle}, {"in_use", open - idle}};  // in_use counts this check's own
+  }
+  VS_TRY_ASSIGN(h["latency_ms"], latency_probe(*lease));
+  h["latency_ms"]["search"] = search_ms;
+  VS_TRY_ASSIGN(h["last_validation"], validation_health(warnings));
+  h["warnings"] = warnings;  // a warning leaves the store healthy
   h["healthy"] = reasons.empty();
   h["reasons"] = reasons;
   return h;
+}
+
+// The index's size against shared_buffers and this host's memory: an HNSW search that does not
+// find its graph in shared_buffers reads it from the OS cache or the disk.
+Result<void> PgVectorStore::index_memory_health(Connection& conn, unsigned int index_oid, json& index,
+                                                std::vector<std::string>& warnings) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGE_SIZE);
+  const double ram = pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0.0;
+  index["host_ram_bytes"] = ram > 0 ? json(static_cast<std::int64_t>(ram)) : json(nullptr);
+  VS_TRY_ASSIGN(PgResult sb, conn.exec("SELECT pg_size_bytes(current_setting('shared_buffers'))"));
+  const std::int64_t shared = parse_int(sb.get(0, 0));
+  index["shared_buffers_bytes"] = shared;
+  index["size_bytes"] = nullptr;
+  if (index_oid == 0 || index["valid"].is_null()) return {};
+  const std::string oid = std::to_string(index_oid);
+  Param p[] = {Param::text(oid)};
+  VS_TRY_ASSIGN(PgResult size, conn.exec_params("SELECT pg_relation_size($1::oid)", p));
+  const std::int64_t bytes = parse_int(size.get(0, 0));
+  index["size_bytes"] = bytes;
+  auto mb = [](double b) { return b / (1024.0 * 1024.0); };
+  if (bytes > shared) {
+    warnings.push_back(fmt::format("vector index {} ({:.1f} MB) is larger than shared_buffers ({:.1f} MB): searches read "
+                                   "part of it from the OS cache or the disk; raise shared_buffers",
+                                   index.value("name", std::string()), mb(static_cast<double>(bytes)),
+                                   mb(static_cast<double>(shared))));
+  }
+  if (ram > 0 && static_cast<double>(bytes) > 0.5 * ram) {
+    warnings.push_back(fmt::format("vector index {} ({:.1f} MB) is more than half of this host's memory ({:.1f} MB)",
+                                   index.value("name", std::string()), mb(static_cast<double>(bytes)), mb(ram)));
+  }
+  return {};
+}
+
+// A round trip (SELECT 1) on the health check's connection, in milliseconds; the search is
+// probe_search()'s, null here.
+Result<json> PgVectorStore::latency_probe(Connection& conn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  VS_TRY(conn.exec("SELECT 1"));
+  const double roundtrip = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return json{{"roundtrip", std::round(roundtrip * 1000.0) / 1000.0}, {"search", nullptr}};
+}
+
+// One top-10 search for a stored vector through search(), in milliseconds; null when no row
+// has a vector.
+Result<json> PgVectorStore::probe_search() {
+  std::vector<float> vec;
+  VS_TRY(read_pool().read([&](Connection& conn) -> Result<void> {
+    VS_TRY_ASSIGN(PgResult res, conn.exec_prepared(fmt::format("SELECT embedding FROM {} WHERE embedding IS NOT NULL "
+                                                               "LIMIT 1",
+                                                               q(m_config.table)),
+                                                   {}, true));
+    vec.clear();
+    if (res.rows() == 0) return {};
+    return decode_vector(res.get(0, 0), vec, static_cast<std::size_t>(m_dimension));
+  }));
+  if (vec.empty()) return json(nullptr);
+  SearchOptions options;
+  options.top_k = 10;
+  const auto t0 = std::chrono::steady_clock::now();
+  VS_TRY(search(vec, options));
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return json(std::round(ms * 1000.0) / 1000.0);
+}
+
+// The latest validation of the table (the operations log), or null; a failed or stale one is a
+// warning: the store still serves.
+Result<json> PgVectorStore::validation_health(std::vector<std::string>& warnings) {
+  VS_TRY_ASSIGN(std::optional<OperationRecord> v, latest_operation(m_pool.conninfo(), m_config, "validate"));
+  if (!v) return json(nullptr);
+  VS_TRY_ASSIGN(std::optional<std::string> last_write, last_vector_write(m_pool.conninfo(), m_config));
+  const bool stale = last_write && v->finished_at && *last_write >= *v->finished_at;
+  json out = {{"finished_at", v->finished_at ? json(*v->finished_at) : json(nullptr)},
+              {"status", v->status},
+              {"passed", v->passed ? json(*v->passed) : json(nullptr)},
+              {"report_path", v->report_path.empty() ? json(nullptr) : json(v->report_path)},
+              {"summary", v->summary},
+              {"stale", stale}};
+  if (v->status != "succeeded") {
+    warnings.push_back(fmt::format("the latest validation ({}) did not finish", v->finished_at.value_or("?")));
+  } else if (!v->passed.value_or(false)) {
+    warnings.push_back(fmt::format("the latest validation ({}) did not pass", v->finished_at.value_or("?")));
+  } else if (stale) {
+    warnings.push_back(fmt::format("the latest validation ({}) is older than the last vector write ({})",
+                                   v->finished_at.value_or("?"), *last_write));
+  }
+  return out;
 }
 
 }  // namespace vstore::pg

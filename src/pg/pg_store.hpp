@@ -133,6 +133,13 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Pool& read_pool();
   /// Estimated rows of the table (pg_class.reltuples), cached for 30 s.
   [[nodiscard]] Result<double> table_rows(Connection& conn);
+  // Parts of health(): the index's size against shared_buffers and RAM, the latency probe, the
+  // latest validation of the operations log.
+  [[nodiscard]] Result<void> index_memory_health(Connection& conn, unsigned int index_oid, nlohmann::json& index,
+                                                 std::vector<std::string>& warnings);
+  [[nodiscard]] Result<nlohmann::json> latency_probe(Connection& conn);
+  [[nodiscard]] Result<nlohmann::json> probe_search();
+  [[nodiscard]] Result<nlohmann::json> validation_health(std::vector<std::string>& warnings);
 
   Config m_config;
   int m_dimension = 0;  ///< of the embedding column at open (the config's EMBEDDING_DIM)
