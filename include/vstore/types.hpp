@@ -42,6 +42,9 @@ struct ArticleVector {
   Article article;
   Embedding embedding;
   std::string embedding_model;  ///< e.g. "all-MiniLM-L6-v2"; required
+  /// embedding_text_hash() of the model and the text the vector was made from, when vstore made
+  /// it; empty for a vector that arrived ready-made (stored as NULL: reindex cannot vouch for it).
+  std::string text_hash = {};
 };
 
 /// One search result. `score` is the cosine distance 1 - cos (lower is more similar), the

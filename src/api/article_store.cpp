@@ -15,6 +15,7 @@
 #include "core/text.hpp"
 #include "vstore/article.hpp"
 #include "vstore/embedded_pg.hpp"
+#include "vstore/reindex.hpp"
 #include "vstore/write_check.hpp"
 
 namespace vstore {
@@ -151,8 +152,10 @@ Result<std::size_t> ArticleStore::upsert_articles(std::span<const Article> artic
   }
   std::vector<ArticleVector> items;
   items.reserve(with_text.size());
+  const std::string model(m_embedder->model());
   for (std::size_t i = 0; i < with_text.size(); ++i) {
-    items.push_back(ArticleVector{*with_text[i], std::move(vectors[i]), std::string(m_embedder->model())});
+    // The hash tells a later reindex that this vector describes this text.
+    items.push_back(ArticleVector{*with_text[i], std::move(vectors[i]), model, embedding_text_hash(model, texts[i])});
   }
   VS_TRY(m_store->upsert(items));
   return items.size();

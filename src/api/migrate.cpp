@@ -905,7 +905,7 @@ class CollectionMigration {
       VS_TRY_ASSIGN(PgResult updated,
                     conn.exec(fmt::format(
                         "UPDATE {} t SET embedding = s.embedding, embedding_model = s.embedding_model, vector_metadata = "
-                        "s.vector_metadata{} FROM vstore_migrate_stage s WHERE t.uri = s.uri AND {}",
+                        "s.vector_metadata, embedding_text_hash = NULL{} FROM vstore_migrate_stage s WHERE t.uri = s.uri AND {}",
                         table, m_has_pdts ? ", publication_date_ts = COALESCE(s.pdts, t.publication_date_ts)" : "",
                         k_row_differs)));
       if (m_options.insert_missing) {

@@ -7,6 +7,8 @@
 #include "embed/embed_local.hpp"
 #include "vstore/article_store.hpp"
 #include "macro/bench.hpp"
+#include "macro/bench_reindex.hpp"
+#include "vstore/reindex.hpp"
 
 namespace vstore::cli {
 namespace {
@@ -81,6 +83,42 @@ void print_python_summary(const nlohmann::json& r) {
     }
   }
   std::printf("target: by vector at %d clients at least 3x the pure Python store\n", clients);
+}
+
+// `bench reindex`: reindex() against the engine alone (benchmarks/macro/bench_reindex.hpp).
+int run_bench_reindex(const Globals& globals, BenchReindexOptions options, const std::string& data, bool json_out) {
+  const auto started = std::chrono::steady_clock::now();
+  auto cfg = load(globals);
+  if (!cfg) return report(cfg.error());
+  if (data.empty()) {
+    auto tree = source_tree();
+    if (!tree) return report(tree.error());
+    options.data = (*tree / ".." / "shared" / "data" / "reuters21578" / "articles.jsonl").lexically_normal();
+  } else {
+    options.data = data;
+  }
+  auto conninfo = resolve_conninfo(*cfg);
+  if (!conninfo) return report(conninfo.error());
+  auto embedder = make_embedder(*cfg);
+  if (!embedder) return report(embedder.error());
+  options.progress = progress_printer();
+  auto result = bench_reindex(*conninfo, *cfg, **embedder, options);
+  options.progress = {};
+  if (!result) return report(result.error());
+  if (json_out) {
+    (*result)["elapsed_s"] = elapsed_s(started);
+    print_json(*result);
+    return k_exit_ok;
+  }
+  const nlohmann::json& r = *result;
+  std::printf("%s articles (%s with text), model %s, batch %s\n", r["articles"].dump().c_str(),
+              r["with_text"].dump().c_str(), r["model"].get<std::string>().c_str(), r["batch_size"].dump().c_str());
+  std::printf("engine alone: %8.1f articles/s (%.1f s)\n", r["engine_rate_per_s"].get<double>(), r["engine_s"].get<double>());
+  std::printf("reindex:      %8.1f articles/s (%.1f s)\n", r["reindex_rate_per_s"].get<double>(), r["reindex_s"].get<double>());
+  std::printf("ratio %.3f (target >= 0.9); stored vectors against the engine's: min cosine %.6f\n", r["ratio"].get<double>(),
+              r["min_cosine"].get<double>());
+  print_done("bench reindex", "finished", started);
+  return k_exit_ok;
 }
 
 }  // namespace
@@ -289,6 +327,20 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       return k_exit_ok;
     };
   });
+
+  static BenchReindexOptions re;
+  static std::string bench_data;  // empty: ../shared/data/reuters21578/articles.jsonl beside the source tree
+  auto* reindex = bench->add_subcommand(
+      "reindex", "reindex throughput (articles/s) against the embedding engine's own on the same texts in the same run, "
+                 "in a database of its own");
+  reindex->add_option("--data", bench_data, "article JSON Lines file (default: the Reuters articles in ../shared/data "
+                                              "beside vstore's source tree)");
+  reindex->add_option("--limit", re.limit, "articles read (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  reindex->add_option("--batch-size", re.batch_size, "reindex batch size and texts per embed call")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  reindex->add_flag("--json", json, "print the result as one JSON object");
+  reindex->callback([&] { action = [&] { return run_bench_reindex(globals, re, bench_data, json); }; });
 }
 
 }  // namespace vstore::cli

@@ -530,7 +530,7 @@ std::optional<std::string> ts_text(const Article& a) {
 std::string conflict_update(const TableInfo& info, std::string_view metadata_value) {
   std::string sql = fmt::format(
       " ON CONFLICT (uri) DO UPDATE SET embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model, "
-      "vector_metadata = {}, publication_date_ts = COALESCE(EXCLUDED.publication_date_ts, t.publication_date_ts)",
+      "embedding_text_hash = EXCLUDED.embedding_text_hash, vector_metadata = {}, publication_date_ts = COALESCE(EXCLUDED.publication_date_ts, t.publication_date_ts)",
       metadata_value);
   if (info.vstore_owns_table) {
     for (const auto& [col, type] : insert_columns(info)) sql += fmt::format(", {0} = COALESCE(EXCLUDED.{0}, t.{0})", q(col));
@@ -557,13 +557,14 @@ Result<void> PgVectorStore::upsert_one(Connection& conn, const TableInfo& info, 
   values.push_back(new_row_metadata_json(info, item));
   values.push_back(ts_text(item.article));
   values.push_back(vector_metadata_json(item));
-  col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
-  val_sql += fmt::format(", ${}, ${}::jsonb, ${}::bigint, ${}", n + 1, n + 2, n + 3, n + 5);
+  col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding, embedding_text_hash";
+  val_sql += fmt::format(", ${}, ${}::jsonb, ${}::bigint, ${}, ${}::bytea", n + 1, n + 2, n + 3, n + 5, n + 6);
   const std::string sql = fmt::format("INSERT INTO {} AS t ({}) VALUES ({}){}", q(info.table), col_sql, val_sql,
                                       conflict_update(info, fmt::format("${}::jsonb", n + 4)));
   std::vector<Param> params;
   for (const auto& v : values) params.push_back(v ? Param::text(*v) : Param::null_value());
   params.push_back(Param{vec, true, false, vec_oid});
+  params.push_back(item.text_hash.empty() ? Param::null_value() : Param{item.text_hash, true, false, 0});
   VS_TRY(conn.exec_prepared(sql, params));
   return {};
 }
@@ -615,6 +616,7 @@ void write_vector_columns(CopyWriter& writer, const ArticleVector& item, const s
   const auto ts = item.article.publication_date ? publication_date_ts(*item.article.publication_date) : std::nullopt;
   ts ? writer.int64_field(*ts) : writer.null_field();
   writer.vector_field(item.embedding);
+  item.text_hash.empty() ? writer.null_field() : writer.bytes_field(item.text_hash);
 }
 
 }  // namespace
@@ -673,8 +675,8 @@ Result<void> PgVectorStore::upsert_many(Connection& conn, const TableInfo& info,
         // Stream the new rows: the server stores one slice while the next is encoded.
         std::string col_sql = "uri";
         for (const auto& [col, type] : cols) col_sql += ", " + q(col);
-        col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
-        const int fields = static_cast<int>(cols.size()) + 5;
+        col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding, embedding_text_hash";
+        const int fields = static_cast<int>(cols.size()) + 6;
         std::size_t next = 0;
         auto fill = [&](CopyWriter& writer) -> Result<bool> {
           while (next < items.size() && writer.size() < k_copy_slice_bytes) {
@@ -740,13 +742,15 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn, const TableInf
   std::string stage_cols = "uri text PRIMARY KEY";
   for (const auto& [col, type] : cols) stage_cols += fmt::format(", {} text", q(col));
   stage_cols += fmt::format(", embedding_model text, vector_metadata jsonb, publication_date_ts bigint, embedding vector({}), "
-                            "vector_metadata_full jsonb",
+                            "embedding_text_hash bytea, vector_metadata_full jsonb",
                             info.dimension);
-  const std::string stage = fmt::format("vstore_merge_stage_{}", info.dimension);
+  // (A name of its own: a session may still hold the staging table of an older vstore, whose
+  // columns lack embedding_text_hash.)
+  const std::string stage = fmt::format("vstore_merge_stage_h{}", info.dimension);
 
   CopyWriter writer;
   writer.reserve(rows.size() * (static_cast<std::size_t>(info.dimension) * 4 + 512));
-  const int fields = static_cast<int>(cols.size()) + 6;
+  const int fields = static_cast<int>(cols.size()) + 7;
   for (const ArticleVector* item : rows) {
     writer.begin_row(fields);
     writer.bytes_field(item->article.uri);
@@ -764,8 +768,8 @@ Result<void> PgVectorStore::merge_through_stage(Connection& conn, const TableInf
     col_sql += ", " + q(col);
     sel_sql += fmt::format(", s.{}::{}", q(col), type);
   }
-  col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding";
-  sel_sql += ", s.embedding_model, s.vector_metadata, s.publication_date_ts, s.embedding";
+  col_sql += ", embedding_model, vector_metadata, publication_date_ts, embedding, embedding_text_hash";
+  sel_sql += ", s.embedding_model, s.vector_metadata, s.publication_date_ts, s.embedding, s.embedding_text_hash";
 
   VS_TRY(conn.exec(fmt::format("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS", q(stage), stage_cols)));
   // (Empty unless an earlier upsert_in of the same transaction staged rows.)
@@ -801,7 +805,7 @@ Result<std::int64_t> PgVectorStore::remove_with(std::span<const std::string> ids
   std::int64_t removed_count = 0;
   VS_TRY(write_transaction([&](Connection& conn) -> Result<void> {
     VS_TRY_ASSIGN(PgResult res, conn.exec_params(fmt::format("UPDATE {} SET embedding = NULL, embedding_model = NULL, "
-                                                             "vector_metadata = NULL WHERE uri = ANY($1::text[]) AND "
+                                                             "embedding_text_hash = NULL, vector_metadata = NULL WHERE uri = ANY($1::text[]) AND "
                                                              "embedding IS NOT NULL RETURNING uri",
                                                              q(m_config.table)),
                                                  p));
