@@ -113,6 +113,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_migrate_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_info_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_sync_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_validate_commands(CLI::App& app, const Globals& globals, Action& action);
 /// `vstore completion bash|zsh` and `vstore man`: made from `app` as it stands when they run,
 /// so they list every command registered before them.
 void add_completion_commands(CLI::App& app, Action& action);

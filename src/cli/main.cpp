@@ -275,6 +275,7 @@ int main(int argc, char** argv) {
     add_migrate_commands(app, globals, action);
     add_info_commands(app, globals, action);
     add_sync_commands(app, globals, action);
+    add_validate_commands(app, globals, action);
     add_completion_commands(app, action);
     auto* help = app.add_subcommand("help", "the help of vstore, or of COMMAND (vstore help db start)");
     help->add_option("COMMAND", help_words, "a command and its subcommand");
