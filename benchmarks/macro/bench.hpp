@@ -278,4 +278,29 @@ struct BenchPythonOptions {
 /// object of the benchmark outputs. Never fails (unknown values are null).
 [[nodiscard]] nlohmann::json bench_machine_info();
 
+/// Options of `vstore bench tune`.
+struct BenchTuneOptions {
+  std::int64_t n = 100000;         ///< base vectors. Default 100000. Range 1000..10000000.
+  int dim = 384;                   ///< Default 384. Range 2..2000.
+  int queries = 200;               ///< queries per setting. Default 200. Range 1..100000.
+  int m = 16;                      ///< HNSW m. Default 16. Range 2..100.
+  int ef_construction = 64;        ///< HNSW ef_construction. Default 64. Range 4..1000, >= 2*m.
+  int clusters = 1000;             ///< Default 1000. Range 1..n.
+  /// Fraction of rows the filtered case matches (topic "sel", chosen by a seeded shuffle);
+  /// 0 = unfiltered only. Default 0.1: at 100,000 rows enough matches for the HNSW plan with
+  /// iterative scan rather than the exact one (vstore ranks exactly up to 8,000 estimated rows).
+  double selectivity = 0.1;
+  double target_recall = 0.95;     ///< Default 0.95. Range 0..1.
+  std::uint64_t seed = 42;         ///< Default 42.
+  BenchProgress progress;          ///< may be empty
+};
+
+/// `vstore tune` on a generated clustered set in a database of its own (`vstore_bench_tune_<pid>`,
+/// dropped at the end): COPY, CREATE INDEX, ANALYZE, then tune_index() with the generated queries,
+/// unfiltered and with {"topic": "sel"}. Returns tune's JSON (the table and the recommendation)
+/// with {n, dim, m, ef_construction, clusters, selectivity, load, machine, server, version}.
+/// Errors: invalid_argument (options), those of tune_index() and of the server. Not thread-safe
+/// with other bench_* calls.
+[[nodiscard]] Result<nlohmann::json> bench_tune(const std::string& admin_conninfo, const BenchTuneOptions& options);
+
 }  // namespace vstore

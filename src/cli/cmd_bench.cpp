@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest|embed|python`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
+// `vstore bench query|ingest|embed|python|tune`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
 // `bench migrate` is declared beside migrate-chroma (cmd_migrate.cpp). Each creates and drops its own database.
 #include <fmt/format.h>
 
@@ -168,6 +168,61 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       auto result = bench_query(*conninfo, q);
       if (!result) return report(result.error());
       print_result(*result, json, "query", started);
+      return k_exit_ok;
+    };
+  });
+
+  static BenchTuneOptions tu;
+  auto* tune = bench->add_subcommand(
+      "tune", "vstore tune on a generated clustered set: recall@10 and latency over the ef_search sweep, unfiltered "
+              "and filtered, and the recommendation");
+  tune->add_option("--rows,--n", tu.n, "base vectors")->check(CLI::Range(std::int64_t{1000}, std::int64_t{10000000}))->capture_default_str();
+  tune->add_option("--dim", tu.dim, "dimensions")->check(CLI::Range(2, 2000))->capture_default_str();
+  tune->add_option("--queries", tu.queries, "queries per setting")->check(CLI::Range(1, 100000))->capture_default_str();
+  tune->add_option("--selectivity", tu.selectivity, "fraction of rows the filtered case matches; 0 = unfiltered only")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  tune->add_option("--target-recall", tu.target_recall, "recall@10 to reach")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  tune->add_option("--m", tu.m, "HNSW m")->check(CLI::Range(2, 100))->capture_default_str();
+  tune->add_option("--ef-construction", tu.ef_construction, "HNSW ef_construction")->check(CLI::Range(4, 1000))->capture_default_str();
+  tune->add_option("--seed", tu.seed, "data seed")->capture_default_str();
+  tune->add_flag("--json", json, "print the result as one JSON object");
+  tune->callback([&] {
+    action = [&] {
+      const auto started = std::chrono::steady_clock::now();
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      tu.progress = progress_printer();
+      auto result = bench_tune(*conninfo, tu);
+      if (!result) return report(result.error());
+      if (json) {
+        (*result)["elapsed_s"] = elapsed_s(started);
+        print_json(*result);
+        return k_exit_ok;
+      }
+      const nlohmann::json& r = *result;
+      std::printf("rows %s, dim %s, HNSW m %s ef_construction %s, %s queries, filter %s (selectivity %s)\n",
+                  r["n"].dump().c_str(), r["dim"].dump().c_str(), r["m"].dump().c_str(),
+                  r["ef_construction"].dump().c_str(), r["queries"].dump().c_str(), r["filter"].dump().c_str(),
+                  r["selectivity"].dump().c_str());
+      std::printf("%9s %10s %8s %8s %19s %8s %8s\n", "ef_search", "recall@10", "p50 ms", "p95 ms", "filtered recall@10",
+                  "p50 ms", "p95 ms");
+      for (const auto& row : r["table"]) {
+        const auto& u = row["unfiltered"];
+        const auto& f = row["filtered"];
+        std::printf("%9d %10.4f %8.3f %8.3f", row["ef_search"].get<int>(), u["recall_at_k"].get<double>(),
+                    u["p50_ms"].get<double>(), u["p95_ms"].get<double>());
+        if (f.is_object()) {
+          std::printf(" %19.4f %8.3f %8.3f", f["recall_at_k"].get<double>(), f["p50_ms"].get<double>(),
+                      f["p95_ms"].get<double>());
+        }
+        std::printf("\n");
+      }
+      std::printf("recommended ef_search for recall %s: %s\n", r["target_recall"].dump().c_str(),
+                  r["recommended"].dump().c_str());
+      print_done("bench tune", "finished", started);
       return k_exit_ok;
     };
   });

@@ -61,6 +61,7 @@ constexpr auto k_catalog_recheck = std::chrono::seconds(1);  // the table's cata
 
 thread_local SearchPlan t_last_plan = SearchPlan::index;
 thread_local std::optional<SearchPlan> t_forced_plan;  // test_force_plan()
+thread_local bool t_exact_search = false;              // search_exact() on this thread
 
 std::string q(std::string_view ident) { return quote_sql_identifier(ident); }
 
@@ -874,13 +875,15 @@ Result<PgVectorStore::Prepared> PgVectorStore::plan_search(Connection& conn, con
                     ? SearchPlan::exact
                     : SearchPlan::index_iterative;
     if (t_forced_plan && info.index_type != "none") prep.plan = *t_forced_plan;
+    if (t_exact_search) prep.plan = SearchPlan::exact;
     if (prep.plan == SearchPlan::index_iterative) {
       const double widened = 4.0 * options.top_k / selectivity;
       prep.ef_search = static_cast<int>(std::clamp(std::max<double>(ef_default, widened), 1.0, 1000.0));
     }
   } else {
     // An index scan yields at most about ef_search (<= 1000) rows: a larger top_k ranks exactly.
-    prep.plan = info.index_type == "none" || options.top_k > k_max_index_top_k ? SearchPlan::exact : SearchPlan::index;
+    prep.plan = info.index_type == "none" || options.top_k > k_max_index_top_k || t_exact_search ? SearchPlan::exact
+                                                                                                 : SearchPlan::index;
   }
   const std::string table = q(info.table);
   if (prep.plan == SearchPlan::exact) {
@@ -958,6 +961,18 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
   }
   // A read: run once more on a fresh connection if the server went away under it.
   return read_pool().read([&](Connection& conn) { return search_on(conn, query, options); });
+}
+
+Result<std::vector<SearchHit>> PgVectorStore::search_exact(std::span<const float> query, const SearchOptions& options) {
+  // A flag rather than a parameter: plan_search() is reached through search()'s retry and model
+  // checks, which stay as they are; the flag is this thread's and is cleared on every return.
+  struct ExactScope {
+    ExactScope() { t_exact_search = true; }
+    ExactScope(const ExactScope&) = delete;
+    ExactScope& operator=(const ExactScope&) = delete;
+    ~ExactScope() { t_exact_search = false; }
+  } scope;
+  return search(query, options);
 }
 
 Result<std::vector<SearchHit>> PgVectorStore::search_on(Connection& conn, std::span<const float> query,

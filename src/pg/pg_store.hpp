@@ -56,6 +56,9 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<StoreCounts> count() override;
   [[nodiscard]] Result<nlohmann::json> health() override;
   [[nodiscard]] Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options) override;
+  /// search() ranked exactly (every matching row's distance, no vector index): the ground
+  /// truth that validate and tune measure the index's recall against. Same errors as search().
+  [[nodiscard]] Result<std::vector<SearchHit>> search_exact(std::span<const float> query, const SearchOptions& options);
 
   /// Work that joins a write's transaction: it runs on the write's connection after the rows
   /// are written and before COMMIT, and its error rolls the whole write back.
