@@ -128,6 +128,8 @@ int run_validate(const Globals& globals, const ValidateArgs& args) {
     print_validate(*result);
   }
   if (!result->passed) {
+    // With --json the report is already stdout's one JSON document: the reason goes to stderr.
+    set_json_errors(false);
     print_error("failed", fmt::format("validation failed: {}", result->failures.front()));
     return k_exit_failure;
   }
@@ -221,6 +223,7 @@ int run_tune(const Globals& globals, const TuneArgs& args, bool write_env) {
         best_value = row.value;
       }
     }
+    set_json_errors(false);  // the table is already stdout's JSON document
     print_error("failed", fmt::format("no {} up to {} reaches recall@{} {} in every case (best {:.4f} at {}){}",
                                       result->parameter, result->rows.back().value, options.top_k,
                                       options.target_recall, best, best_value,
