@@ -61,6 +61,8 @@ using pg::Connection;
 using pg::Param;
 
 constexpr int k_worst = 5;
+// The most answers validate asks pgvector for when it sets aside the articles Chroma lacks.
+constexpr std::int64_t k_validate_max_k = 10000;
 constexpr double k_tie_eps = 1e-5;  // float32 distances of equal vectors computed by two engines
 
 struct Query {
@@ -378,6 +380,32 @@ Result<ValidateResult> run_validate(const std::string& conninfo, const Config& c
     chroma = std::move(*opened_chroma);
     chroma_state = fmt::format("compared ({}, collection {})", redact_url(config.chroma_url), config.chroma_collection);
   }
+  // Articles pgvector has and Chroma never had (the ones reindex embedded after migrate-chroma)
+  // cannot be compared: they are set aside from pgvector's answers and counted. Articles only
+  // Chroma has stay in its answers, so a vector lost in the move lowers the overlap.
+  std::set<std::string> pg_only;
+  std::int64_t chroma_only = 0;
+  std::int64_t pg_with_vector = 0;
+  if (chroma) {
+    VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+    VS_TRY_ASSIGN(pg::PgResult res, conn.exec(fmt::format("SELECT uri FROM {} WHERE embedding IS NOT NULL",
+                                                           Connection::quote_ident(opened.info->table))));
+    std::vector<std::string> uris;
+    uris.reserve(static_cast<std::size_t>(res.rows()));
+    for (int r = 0; r < res.rows(); ++r) uris.push_back(res.text(r, 0));
+    pg_with_vector = static_cast<std::int64_t>(uris.size());
+    VS_TRY_ASSIGN(auto present, chroma->vector_models(uris));
+    for (auto& u : uris) {
+      if (!present.contains(u)) pg_only.insert(std::move(u));
+    }
+    VS_TRY_ASSIGN(StoreCounts counts, chroma->count());
+    chroma_only = std::max<std::int64_t>(0, counts.with_embedding - (pg_with_vector - static_cast<std::int64_t>(pg_only.size())));
+  }
+  // pgvector is asked for as many more as it could hold of the set-aside ones (within its top_k
+  // limit), so that k comparable answers remain.
+  const int widened_k = static_cast<int>(
+      std::min<std::int64_t>(k_validate_max_k, options.top_k + static_cast<std::int64_t>(pg_only.size())));
+
   std::vector<std::string> texts;
   for (const auto& q : queries) texts.push_back(q.text);
   VS_TRY_ASSIGN(std::vector<Embedding> vectors, embed_texts(config, texts));
@@ -395,8 +423,20 @@ Result<ValidateResult> run_validate(const std::string& conninfo, const Config& c
       VS_TRY_ASSIGN(auto exact, opened.pg->search_exact(vec, so));
       row.recall = tie_aware_overlap(exact, served);
       if (chroma) {
+        std::vector<SearchHit> comparable;
+        if (pg_only.empty()) {
+          comparable = served;
+        } else {
+          SearchOptions wide = so;
+          wide.top_k = std::max(so.top_k, widened_k);
+          VS_TRY_ASSIGN(auto more, opened.pg->search(vec, wide));
+          for (auto& h : more) {
+            if (static_cast<int>(comparable.size()) == so.top_k) break;
+            if (!pg_only.contains(h.id)) comparable.push_back(std::move(h));
+          }
+        }
         VS_TRY_ASSIGN(auto theirs, chroma->search(vec, so));
-        row.chroma = compare(served, theirs);
+        row.chroma = compare(comparable, theirs);
       }
       return row;
     };
@@ -452,6 +492,19 @@ Result<ValidateResult> run_validate(const std::string& conninfo, const Config& c
   report["ef_search"] = config.pgvector.hnsw_ef_search;
   report["chroma"] = chroma_state;
   report["chroma_compared"] = compared;
+  if (compared) {
+    json first = json::array();
+    for (const auto& id : pg_only) {
+      if (first.size() == 5) break;
+      first.push_back(id);
+    }
+    report["articles"] = {{"pgvector", pg_with_vector},
+                          {"pgvector_only", pg_only.size()},
+                          {"pgvector_only_first", first},
+                          {"chroma_only", chroma_only}};
+  } else {
+    report["articles"] = nullptr;
+  }
   auto pair_of = [](const Row& r) { return r.chroma; };
   report["overlap_at_k"] = compared ? overall_mean(run.unfiltered, run.filtered,
                                                    [&](const Row& r) { return std::optional<double>(pair_of(r)->overlap); })

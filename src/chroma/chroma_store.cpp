@@ -477,11 +477,33 @@ Result<std::vector<SearchHit>> ChromaStore::similar(std::string_view uri, const 
   return hits;
 }
 
+namespace {
+// The uris of a filter that is `{"uri": U}` or `{"uri": {"$in": [...]}}` with strings, else
+// nullopt. An article's Chroma id is its uri, and a collection the application wrote itself
+// need not hold `uri` in its metadata, so such a filter is answered by id.
+std::optional<json> uri_values(const FilterNode& where) {
+  const auto* cmp = std::get_if<FilterComparison>(&where.node);
+  if (cmp == nullptr || cmp->key != "uri" || (cmp->op != FilterOp::in && cmp->op != FilterOp::eq)) return std::nullopt;
+  json out = json::array();
+  for (const auto& v : cmp->values) {
+    const auto* s = std::get_if<std::string>(&v);
+    if (s == nullptr) return std::nullopt;
+    out.push_back(*s);
+  }
+  return out;
+}
+}  // namespace
+
 Result<VectorBatch> ChromaStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
   if (limit && *limit < 0) return fail(ErrorCode::invalid_argument, fmt::format("limit must be >= 0, not {}", *limit));
   json chroma_filter = nullptr;
+  json ids = nullptr;  // a filter on uri alone is a filter on ids
   if (where) {
-    VS_TRY_ASSIGN(chroma_filter, chroma_where(*where));
+    if (auto uris = uri_values(*where)) {
+      ids = std::move(*uris);
+    } else {
+      VS_TRY_ASSIGN(chroma_filter, chroma_where(*where));
+    }
   }
   VectorBatch batch;
   batch.dim = static_cast<std::size_t>(m_dimension);
@@ -491,6 +513,7 @@ Result<VectorBatch> ChromaStore::get_vectors(std::optional<std::int64_t> limit, 
     if (want <= 0) break;
     json body = {{"limit", want}, {"offset", offset}, {"include", json::array({"embeddings", "metadatas"})}};
     if (!chroma_filter.is_null()) body["where"] = chroma_filter;
+    if (!ids.is_null()) body["ids"] = ids;
     VS_TRY_ASSIGN(json page, m_http->post(record_path("get"), body, Retry::read));
     if (!page.contains("ids") || !page["ids"].is_array() || !page.contains("embeddings") ||
         !page["embeddings"].is_array() || page["embeddings"].size() != page["ids"].size()) {

@@ -80,6 +80,12 @@ void print_validate(const ValidateResult& r) {
               j["query_source"].get<std::string>().c_str(), k, j["table"].get<std::string>().c_str(),
               j["index_type"].get<std::string>().c_str());
   std::printf("chroma: %s\n", j["chroma"].get<std::string>().c_str());
+  if (j["articles"].is_object()) {
+    const json& a = j["articles"];
+    std::printf("articles: %s with a vector in pgvector; %s only in pgvector (set aside: Chroma never had them), %s "
+                "only in Chroma\n",
+                a["pgvector"].dump().c_str(), a["pgvector_only"].dump().c_str(), a["chroma_only"].dump().c_str());
+  }
   std::printf("%-11s %7s %10s %8s %9s %19s %10s\n", "", "queries", fmt::format("overlap@{}", k).c_str(), "jaccard",
               "spearman", "score diff max/mean", fmt::format("recall@{}", k).c_str());
   print_case("unfiltered", j["unfiltered"]);

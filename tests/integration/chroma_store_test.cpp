@@ -17,6 +17,7 @@
 #include "chroma/chroma_store.hpp"
 #include "support/chroma_fixture.hpp"
 #include "vstore/article.hpp"
+#include "vstore/filter.hpp"
 
 namespace vstore {
 namespace {
@@ -437,6 +438,48 @@ TEST(ChromaStoreErrors, ServerRejectionsMapToErrorCodesWithTheServersMessage) {
   ASSERT_FALSE(dim);
   EXPECT_EQ(dim.error().code(), ErrorCode::invalid_argument);
   EXPECT_NE(dim.error().message().find("dimension"), std::string::npos) << dim.error().message();
+}
+
+// A collection the application wrote itself holds its uris as ids only, not in the metadata:
+// the uri filter of dual mode's sync (and any get by uri) must find them by id.
+TEST(ChromaStoreUris, AUriFilterFindsRecordsWrittenWithoutUriMetadata) {
+  chroma::HttpOptions options;
+  options.base_url = ChromaServer::shared().url();
+  auto http = chroma::ChromaHttp::create(options);
+  ASSERT_TRUE(http);
+  ChromaOptions create;
+  create.create_collection = true;
+  const Config cfg = chroma_config(ChromaServer::shared().url(), unique_collection("appids"));
+  auto store = ChromaStore::open(cfg, create);
+  ASSERT_TRUE(store) << store.error().to_string();
+  auto h = (*store)->health();
+  ASSERT_TRUE(h);
+  const std::string path = fmt::format("/api/v2/tenants/default_tenant/databases/default_database/collections/{}/add",
+                                       (*h)["collection_id"].get<std::string>());
+  const nlohmann::json body = {{"ids", {"app:1", "app:2", "app:3"}},
+                               {"embeddings", {std::vector<float>(k_dim, 0.1f), std::vector<float>(k_dim, 0.2f),
+                                               std::vector<float>(k_dim, 0.3f)}},
+                               {"metadatas", {{{"topic", "a"}}, {{"topic", "b"}}, {{"topic", "c"}}}}};
+  ASSERT_TRUE((*http)->post(path, body, chroma::Retry::write));
+  auto where = parse_filter(std::string_view(R"({"uri": {"$in": ["app:3", "app:1", "app:9"]}})"));
+  ASSERT_TRUE(where);
+  auto got = (*store)->get_vectors(std::nullopt, *where);
+  ASSERT_TRUE(got) << got.error().to_string();
+  std::vector<std::string> ids = got->ids;
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"app:1", "app:3"}));
+  auto one = parse_filter(std::string_view(R"({"uri": "app:2"})"));
+  ASSERT_TRUE(one);
+  auto got_one = (*store)->get_vectors(std::nullopt, *one);
+  ASSERT_TRUE(got_one) << got_one.error().to_string();
+  ASSERT_EQ(got_one->ids.size(), 1U);
+  EXPECT_FLOAT_EQ(got_one->data[0], 0.2f);
+  // Other filters still go to Chroma's where.
+  auto topic = parse_filter(std::string_view(R"({"topic": "b"})"));
+  ASSERT_TRUE(topic);
+  auto by_topic = (*store)->get_vectors(std::nullopt, *topic);
+  ASSERT_TRUE(by_topic);
+  EXPECT_EQ(by_topic->ids, (std::vector<std::string>{"app:2"}));
 }
 
 TEST(ChromaStoreErrors, ReadsRetryAndWritesFailAtOnceWhenTheServerStops) {
