@@ -24,10 +24,13 @@
 
 #include "vstore/article.hpp"
 #include "vstore/article_store.hpp"
+#include "vstore/chroma_backup.hpp"
 #include "vstore/config.hpp"
 #include "vstore/embedder.hpp"
 #include "vstore/filter.hpp"
 #include "vstore/projection.hpp"
+#include "vstore/reindex.hpp"
+#include "vstore/validate.hpp"
 #include "vstore/vector_store.hpp"
 
 namespace py = pybind11;
@@ -452,6 +455,156 @@ py::dict projection(const py::object& vectors) {
   return out;
 }
 
+// ---- operations: the library functions behind `vstore reindex|validate|tune|cleanup-chroma|
+// restore-chroma`, each on the configuration a Store would read, returning what the command's
+// --json prints.
+
+struct OpsTarget {
+  Config config;
+  std::string conninfo;
+};
+
+OpsTarget ops_target(const std::optional<std::string>& env_file,
+                     const std::optional<std::map<std::string, std::string>>& overrides, bool need_database = true) {
+  Environment env = environment(env_file);
+  if (overrides) {
+    for (const auto& [k, v] : *overrides) env[k] = v;
+  }
+  py::gil_scoped_release nogil;
+  OpsTarget t;
+  t.config = unwrap(load_config(env));
+  auto conninfo = resolve_conninfo(t.config);
+  if (conninfo) {
+    t.conninfo = std::move(*conninfo);
+  } else if (need_database) {
+    unwrap(std::move(conninfo));
+  }
+  return t;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::round(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() * 1000) / 1000;
+}
+
+py::dict ops_reindex(bool force, std::optional<std::int64_t> limit, std::optional<std::string> topic,
+                     std::optional<std::string> since, int batch_size, bool rebuild_index,
+                     const std::optional<std::string>& env_file,
+                     const std::optional<std::map<std::string, std::string>>& overrides) {
+  ReindexOptions options;
+  options.force = force;
+  options.limit = limit;
+  options.topic = std::move(topic);
+  options.since = std::move(since);
+  options.batch_size = batch_size;
+  options.rebuild_index = rebuild_index;
+  unwrap(check_reindex_options(options));
+  OpsTarget t = ops_target(env_file, overrides);
+  if (t.config.backend == BackendKind::chromadb) {
+    raise(ErrorCode::invalid_argument,
+          "reindex writes the vectors of the PostgreSQL table; VECTOR_BACKEND=chromadb has none");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const ReindexReport r = without_gil([&]() -> Result<ReindexReport> {
+    VS_TRY_ASSIGN(auto embedder, make_embedder(t.config));
+    return reindex(t.conninfo, t.config, *embedder, options);
+  });
+  return to_py(json{{"total", r.total()},
+                    {"processed", r.counts.processed},
+                    {"skipped", r.counts.skipped},
+                    {"failed", r.counts.failed},
+                    {"failed_uris", r.failed_uris},
+                    {"requeued", r.requeued},
+                    {"elapsed_s", seconds_since(start)},
+                    {"rate_per_s", r.rate_per_s},
+                    {"index", r.index_name.empty() ? json(nullptr) : json(r.index_name)},
+                    {"index_rebuilt", r.index_rebuilt},
+                    {"model", r.model},
+                    {"operation_id", r.operation_id}});
+}
+
+py::object ops_validate(std::optional<std::vector<std::string>> queries, int sample, std::uint64_t seed, int top_k,
+                        double min_overlap, bool chroma, const std::optional<std::string>& env_file,
+                        const std::optional<std::map<std::string, std::string>>& overrides) {
+  ValidateOptions options;
+  if (queries) options.queries = std::move(*queries);
+  options.sample = sample;
+  options.seed = seed;
+  options.top_k = top_k;
+  options.min_overlap = min_overlap;
+  options.chroma = chroma;
+  OpsTarget t = ops_target(env_file, overrides);
+  const ValidateResult r = without_gil([&] { return validate_stores(t.conninfo, t.config, options); });
+  return to_py(r.report);
+}
+
+py::object ops_tune(double target_recall, const py::object& where, int sample, std::uint64_t seed, int top_k,
+                    const std::optional<std::string>& write_env, const std::optional<std::string>& env_file,
+                    const std::optional<std::map<std::string, std::string>>& overrides) {
+  TuneOptions options;
+  options.target_recall = target_recall;
+  options.sample = sample;
+  options.seed = seed;
+  options.top_k = top_k;
+  if (!where.is_none()) options.where = unwrap(parse_filter(to_json(where, "where")));
+  OpsTarget t = ops_target(env_file, overrides);
+  const TuneResult r = without_gil([&] { return tune_index(t.conninfo, t.config, options); });
+  json out = r.to_json(options);
+  out["env_file"] = nullptr;
+  if (write_env && r.recommended) {
+    without_gil([&] { return write_env_setting(*write_env, r.env_name, std::to_string(*r.recommended)); });
+    out["env_file"] = *write_env;
+  }
+  return to_py(out);
+}
+
+ChromaTarget chroma_target(const std::string& target) {
+  if (target == "auto") return ChromaTarget::automatic;
+  if (target == "dir") return ChromaTarget::directory;
+  if (target == "server") return ChromaTarget::server;
+  raise(ErrorCode::invalid_argument, fmt::format("target must be \"auto\", \"dir\" or \"server\", not \"{}\"", target));
+}
+
+py::object ops_cleanup_chroma(bool confirm, const std::string& target, bool backup,
+                              const std::optional<std::string>& env_file,
+                              const std::optional<std::map<std::string, std::string>>& overrides) {
+  CleanupOptions options;
+  options.target = chroma_target(target);
+  options.backup = backup;
+  OpsTarget t = ops_target(env_file, overrides);
+  const auto start = std::chrono::steady_clock::now();
+  if (!confirm) {
+    const CleanupPlan plan = without_gil([&] { return plan_cleanup_chroma(t.conninfo, t.config, options); });
+    json j = plan.to_json();
+    j["dry_run"] = true;
+    j["removed"] = false;
+    j["backup"] = backup;
+    return to_py(j);
+  }
+  const CleanupResult done = without_gil([&] { return cleanup_chroma(t.conninfo, t.config, options); });
+  json j = done.plan.to_json();
+  j["dry_run"] = false;
+  j["removed"] = done.removed;
+  j["backup"] = done.backup_path.empty() ? json(nullptr) : json(done.backup_path);
+  j["manifest"] = done.manifest_path.empty() ? json(nullptr) : json(done.manifest_path);
+  j["sha256"] = done.backup ? json(done.backup->archive_sha256) : json(nullptr);
+  j["elapsed_s"] = seconds_since(start);
+  return to_py(j);
+}
+
+py::object ops_restore_chroma(const std::string& backup, const std::optional<std::string>& env_file,
+                              const std::optional<std::map<std::string, std::string>>& overrides) {
+  OpsTarget t = ops_target(env_file, overrides, false);  // the log is a record, not a condition
+  const auto start = std::chrono::steady_clock::now();
+  const RestoreResult done = without_gil([&] { return restore_chroma(t.conninfo, t.config, backup); });
+  return to_py(json{{"kind", done.manifest.kind},
+                    {"target", done.target},
+                    {"files", done.files},
+                    {"records", done.records},
+                    {"sha256", done.manifest.archive_sha256},
+                    {"verified", true},
+                    {"elapsed_s", seconds_since(start)}});
+}
+
 }  // namespace
 }  // namespace vstore::python
 
@@ -486,4 +639,17 @@ PYBIND11_MODULE(_native, m) {
 
   m.def("embedding_projection", &projection, py::arg("vectors"));
   m.def("read_environment", &environment, py::arg("env_file") = py::none());
+  m.def("reindex", &ops_reindex, py::kw_only(), py::arg("force") = false, py::arg("limit") = py::none(),
+        py::arg("topic") = py::none(), py::arg("since") = py::none(), py::arg("batch_size") = 64,
+        py::arg("rebuild_index") = false, py::arg("env_file") = py::none(), py::arg("overrides") = py::none());
+  m.def("validate", &ops_validate, py::kw_only(), py::arg("queries") = py::none(), py::arg("sample") = 50,
+        py::arg("seed") = 42, py::arg("top_k") = 10, py::arg("min_overlap") = 0.95, py::arg("chroma") = true,
+        py::arg("env_file") = py::none(), py::arg("overrides") = py::none());
+  m.def("tune", &ops_tune, py::kw_only(), py::arg("target_recall") = 0.95, py::arg("where") = py::none(),
+        py::arg("sample") = 50, py::arg("seed") = 42, py::arg("top_k") = 10, py::arg("write_env") = py::none(),
+        py::arg("env_file") = py::none(), py::arg("overrides") = py::none());
+  m.def("cleanup_chroma", &ops_cleanup_chroma, py::kw_only(), py::arg("confirm") = false, py::arg("target") = "auto",
+        py::arg("backup") = true, py::arg("env_file") = py::none(), py::arg("overrides") = py::none());
+  m.def("restore_chroma", &ops_restore_chroma, py::arg("backup"), py::kw_only(), py::arg("env_file") = py::none(),
+        py::arg("overrides") = py::none());
 }

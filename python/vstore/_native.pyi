@@ -51,3 +51,49 @@ class Store:
 
 def embedding_projection(vectors: Sequence[Sequence[float]] | npt.NDArray[np.floating]) -> Dict[str, Any]: ...
 def read_environment(env_file: Optional[str] = None) -> Dict[str, str]: ...
+
+# Operations: what `vstore reindex|validate|tune|cleanup-chroma|restore-chroma --json` print.
+def reindex(
+    *,
+    force: bool = False,
+    limit: Optional[int] = None,
+    topic: Optional[str] = None,
+    since: Optional[str] = None,
+    batch_size: int = 64,
+    rebuild_index: bool = False,
+    env_file: Optional[str] = None,
+    overrides: Optional[Mapping[str, str]] = None,
+) -> Dict[str, Any]: ...
+def validate(
+    *,
+    queries: Optional[Sequence[str]] = None,
+    sample: int = 50,
+    seed: int = 42,
+    top_k: int = 10,
+    min_overlap: float = 0.95,
+    chroma: bool = True,
+    env_file: Optional[str] = None,
+    overrides: Optional[Mapping[str, str]] = None,
+) -> Dict[str, Any]: ...
+def tune(
+    *,
+    target_recall: float = 0.95,
+    where: Optional[Mapping[str, Any]] = None,
+    sample: int = 50,
+    seed: int = 42,
+    top_k: int = 10,
+    write_env: Optional[str] = None,
+    env_file: Optional[str] = None,
+    overrides: Optional[Mapping[str, str]] = None,
+) -> Dict[str, Any]: ...
+def cleanup_chroma(
+    *,
+    confirm: bool = False,
+    target: str = "auto",
+    backup: bool = True,
+    env_file: Optional[str] = None,
+    overrides: Optional[Mapping[str, str]] = None,
+) -> Dict[str, Any]: ...
+def restore_chroma(
+    backup: str, *, env_file: Optional[str] = None, overrides: Optional[Mapping[str, str]] = None
+) -> Dict[str, Any]: ...
