@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "support/cli_runner.hpp"
 #include "support/os_helpers.hpp"
 #include "support/pg_fixture.hpp"
+#include "vstore/embedded_pg.hpp"
 #include "vstore/operations.hpp"
 
 namespace {
@@ -106,6 +108,47 @@ TEST_F(Issue24Health, AnInvalidIndexIsUnhealthyWithExitOne) {
   EXPECT_EQ(text.code, 1);
   EXPECT_TRUE(contains(text.out, "UNHEALTHY")) << text.out;
   EXPECT_TRUE(contains(text.out, "NOT VALID")) << text.out;
+}
+
+// A cluster of its own at PostgreSQL's smallest shared_buffers (16 pages, 128 kB), which the
+// vector index of a few hundred articles outgrows: health warns, and stays healthy.
+TEST(Issue24HealthMemory, AnIndexLargerThanSharedBuffersIsAWarning) {
+  vstore::testing::TempDir tmp;
+  ASSERT_FALSE(tmp.path.empty());
+  chmod(tmp.path.c_str(), 0755);
+  vstore::EmbeddedPostgres pg(tmp.path / "pg");
+  vstore::EmbeddedOptions options;
+  options.fsync = false;
+  options.shared_buffers = "128kB";
+  options.maintenance_work_mem = "64MB";
+  auto started = pg.start(options);
+  ASSERT_TRUE(started) << started.error().to_string();
+  struct Stop {
+    vstore::EmbeddedPostgres& pg;
+    ~Stop() { static_cast<void>(pg.stop()); }
+  } stop_at_exit{pg};
+  const std::string env = "DATABASE_URL='" + started->conninfo + "'";
+  auto run = [&](const std::string& args) { return vstore::testing::run_vstore(tmp.path.string(), args, env); };
+  ASSERT_EQ(run("schema up").code, 0);
+  {
+    std::ofstream out(tmp.path / "articles.jsonl");
+    for (int i = 0; i < 400; ++i) {
+      out << json{{"uri", "m:" + std::to_string(i)}, {"title", "story " + std::to_string(i) + " about tin"}}.dump() << "\n";
+    }
+  }
+  CmdResult ingested = run("ingest articles.jsonl");
+  ASSERT_EQ(ingested.code, 0) << ingested.err;
+  CmdResult r = run("health --json");
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  const json h = json::parse(r.out);
+  EXPECT_TRUE(h["healthy"].get<bool>()) << r.out;
+  EXPECT_EQ(h["index"]["shared_buffers_bytes"], 131072);
+  EXPECT_GT(h["index"]["size_bytes"].get<std::int64_t>(), 131072) << r.out;
+  bool warned = false;
+  for (const auto& w : h["warnings"]) warned = warned || contains(w.get<std::string>(), "is larger than shared_buffers");
+  EXPECT_TRUE(warned) << r.out;
+  CmdResult text = run("health");
+  EXPECT_TRUE(contains(text.out + text.err, "raise shared_buffers")) << text.out << text.err;
 }
 
 }  // namespace

@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTP service of `vstore serve` on cpp-httplib (Debian's 0.11): a thread pool of blocking
+// workers, one per connection, each calling the thread-safe ArticleStore directly. Requests are
+// JSON objects whose fields are checked before anything runs: an unknown field, a wrong type,
+// a value beyond a limit is a 4xx naming it, and nothing is written.
+#include "vstore/http_service.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "serve/openapi.hpp"
+#include "vstore/article.hpp"
+#include "vstore/filter.hpp"
+#include "vstore/projection.hpp"
+
+namespace vstore {
+namespace {
+
+using nlohmann::json;
+
+// A request that cannot be served: its status and the error's code and message.
+struct HttpError {
+  int status = 400;
+  std::string code;
+  std::string message;
+};
+
+int status_of(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid_argument: return 400;
+    case ErrorCode::not_found: return 404;
+    case ErrorCode::conflict: return 409;
+    case ErrorCode::unavailable: return 503;
+    case ErrorCode::timeout: return 504;
+    case ErrorCode::corruption:
+    case ErrorCode::internal: return 500;
+  }
+  return 500;
+}
+
+HttpError from(const Error& e) { return HttpError{status_of(e.code()), std::string(to_string(e.code())), e.message()}; }
+
+HttpError bad(std::string message) { return HttpError{400, "invalid_argument", std::move(message)}; }
+
+// The library's answer, or the HttpError it maps to.
+template <typename T>
+T take(Result<T>&& r) {
+  if (!r) throw from(r.error());
+  return std::move(*r);
+}
+
+// A float as JSON, at float32 precision (the shortest text that reads back as the same float).
+json float_json(double v) {
+  std::array<char, 32> buf{};
+  const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), static_cast<float>(v));
+  if (ec != std::errc()) return v;
+  return std::strtod(std::string(buf.data(), end).c_str(), nullptr);
+}
+
+json hits_json(const std::vector<SearchHit>& hits) {
+  json out = json::array();
+  for (const auto& h : hits) out.push_back({{"id", h.id}, {"score", float_json(h.score)}, {"metadata", h.metadata}});
+  return out;
+}
+
+// The request body: a JSON object whose keys are all in `allowed`.
+class Body {
+ public:
+  Body(const std::string& text, std::initializer_list<const char*> allowed) {
+    if (text.empty()) throw bad("the request needs a JSON object body");
+    try {
+      m_json = json::parse(text);
+    } catch (const json::parse_error& e) {
+      throw bad(fmt::format("the body is not JSON: {}", e.what()));
+    }
+    if (!m_json.is_object()) throw bad(fmt::format("the body must be a JSON object, not {}", m_json.type_name()));
+    for (const auto& [key, value] : m_json.items()) {
+      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
+        std::string names;
+        for (const char* a : allowed) names += fmt::format("{}{}", names.empty() ? "" : ", ", a);
+        throw bad(fmt::format("unknown field \"{}\"; expected {}", key, names));
+      }
+    }
+  }
+  [[nodiscard]] bool has(const char* key) const { return m_json.contains(key) && !m_json[key].is_null(); }
+  [[nodiscard]] const json& get(const char* key) const { return m_json[key]; }
+  [[nodiscard]] std::string text(const char* key) const {
+    if (!has(key)) throw bad(fmt::format("\"{}\" is required", key));
+    if (!m_json[key].is_string()) throw bad(fmt::format("\"{}\" must be a string, not {}", key, m_json[key].type_name()));
+    return m_json[key].get<std::string>();
+  }
+  [[nodiscard]] std::int64_t integer(const char* key, std::int64_t fallback, std::int64_t lo, std::int64_t hi) const {
+    if (!has(key)) return fallback;
+    const json& v = m_json[key];
+    if (!v.is_number_integer()) throw bad(fmt::format("\"{}\" must be an integer, not {}", key, v.dump()));
+    const auto n = v.get<std::int64_t>();
+    if (n < lo || n > hi) throw bad(fmt::format("\"{}\" must be from {} to {}, not {}", key, lo, hi, n));
+    return n;
+  }
+  [[nodiscard]] bool flag(const char* key) const {
+    if (!has(key)) return false;
+    if (!m_json[key].is_boolean()) throw bad(fmt::format("\"{}\" must be true or false, not {}", key, m_json[key].dump()));
+    return m_json[key].get<bool>();
+  }
+  [[nodiscard]] std::optional<FilterNode> where(const char* key = "where") const {
+    if (!has(key)) return std::nullopt;
+    auto parsed = parse_filter(m_json[key]);
+    if (!parsed) throw bad(fmt::format("\"{}\": {}", key, parsed.error().message()));
+    return std::move(*parsed);
+  }
+
+ private:
+  json m_json;
+};
+
+std::string base64(std::span<const float> v) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
+  const std::size_t n = v.size() * sizeof(float);
+  std::string out(4 * ((n + 2) / 3) + 1, '\0');
+  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes, static_cast<int>(n));
+  out.resize(static_cast<std::size_t>(std::max(written, 0)));
+  return out;
+}
+
+std::array<unsigned char, SHA256_DIGEST_LENGTH> sha256(std::string_view s) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> d{};
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d.data());
+  return d;
+}
+
+// HOST and PORT of "HOST:PORT" ("[::1]:8080" gives "::1").
+std::optional<std::pair<std::string, int>> split_addr(const std::string& addr) {
+  const auto colon = addr.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  std::string host = addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = -1;
+  const std::string p = addr.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (ec != std::errc() || end != p.data() + p.size() || port < 0 || port > 65535 || host.empty()) return std::nullopt;
+  return std::pair{host, port};
+}
+
+thread_local std::chrono::steady_clock::time_point t_started;
+
+}  // namespace
+
+bool is_loopback_host(const std::string& host_in) {
+  std::string host = host_in;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "::1") return true;
+  int a = 0;
+  int b = 0;
+  int c = 0;
+  int d = 0;
+  char tail = 0;
+  if (std::sscanf(host.c_str(), "%d.%d.%d.%d%c", &a, &b, &c, &d, &tail) == 4) {
+    return a == 127 && b >= 0 && b <= 255 && c >= 0 && c <= 255 && d >= 0 && d <= 255;
+  }
+  return false;
+}
+
+struct HttpService::Impl {
+  std::shared_ptr<ArticleStore> store;
+  ServeOptions options;
+  std::string host;
+  int port = 0;
+  httplib::Server server;
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> token_digest{};
+  std::mutex log_mutex;
+
+  using Handler = std::function<json(const httplib::Request&, httplib::Response&)>;
+
+  // Runs `fn`, answering its JSON with 200, or the error it threw as {"error": {code, message}}.
+  void route(const std::string& method, const std::string& pattern, Handler fn) {
+    auto wrapped = [this, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+      if (options.test_delay_ms > 0 && req.path.starts_with("/v1/")) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(options.test_delay_ms));
+      }
+      try {
+        json out = fn(req, res);
+        if (res.status == -1) res.status = 200;
+        res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      } catch (const HttpError& e) {
+        answer_error(res, e);
+      } catch (const std::exception& e) {
+        answer_error(res, HttpError{500, "internal", e.what()});
+      }
+    };
+    if (method == "GET") {
+      server.Get(pattern, wrapped);
+    } else {
+      server.Post(pattern, wrapped);
+    }
+  }
+
+  static void answer_error(httplib::Response& res, const HttpError& e) {
+    res.status = e.status;
+    res.set_content(json{{"error", {{"code", e.code}, {"message", e.message}}}}.dump(), "application/json");
+  }
+
+  [[nodiscard]] bool authorised(const httplib::Request& req) const {
+    if (options.api_token.empty()) return true;
+    const std::string header = req.get_header_value("Authorization");
+    constexpr std::string_view prefix = "Bearer ";
+    if (header.size() <= prefix.size() || header.compare(0, prefix.size(), prefix) != 0) return false;
+    // Digests of equal length, compared in constant time: neither the token's bytes nor its
+    // length leak through the comparison's timing.
+    const auto given = sha256(std::string_view(header).substr(prefix.size()));
+    return CRYPTO_memcmp(given.data(), token_digest.data(), given.size()) == 0;
+  }
+
+  void log(const httplib::Request& req, const httplib::Response& res) {
+    if (!options.access_log) return;
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_started).count();
+    const json line{{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
+                    {"method", req.method},
+                    {"path", req.path},
+                    {"status", res.status},
+                    {"ms", std::round(ms * 1000.0) / 1000.0},
+                    {"bytes_in", req.body.size()},
+                    {"bytes_out", res.body.size()},
+                    {"remote", req.remote_addr}};
+    std::lock_guard lock(log_mutex);
+    std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  }
+
+  int top_k(const Body& b, int fallback) const { return static_cast<int>(b.integer("top_k", fallback, 1, options.max_top_k)); }
+
+  std::vector<float> vector_of(const json& v, const char* key) const {
+    if (!v.is_array()) throw bad(fmt::format("\"{}\" must be an array of numbers, not {}", key, v.type_name()));
+    const auto dim = static_cast<std::size_t>(store->store().dimension());
+    if (v.size() != dim) throw bad(fmt::format("\"{}\" has {} numbers; the store's vectors have {}", key, v.size(), dim));
+    std::vector<float> out;
+    out.reserve(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_number()) throw bad(fmt::format("\"{}\"[{}] must be a number, not {}", key, i, v[i].dump()));
+      const double x = v[i].get<double>();
+      if (!std::isfinite(x)) throw bad(fmt::format("\"{}\"[{}] is not finite", key, i));
+      out.push_back(static_cast<float>(x));
+    }
+    return out;
+  }
+
+  Article article_of(const json& record, const std::string& where) const {
+    if (!record.is_object()) throw bad(fmt::format("{} must be an object, not {}", where, record.type_name()));
+    auto a = article_from_json(record);
+    if (!a) throw bad(fmt::format("{}: {}", where, a.error().message()));
+    return std::move(*a);
+  }
+
+  json batch_json(const VectorBatch& b, bool with_vectors) const {
+    json ids = b.ids;
+    json metadatas = json::array();
+    for (const auto& m : b.metadatas) metadatas.push_back(m);
+    json out{{"ids", ids}, {"metadatas", metadatas}, {"dim", b.dim}};
+    if (with_vectors) {
+      json vectors = json::array();
+      for (std::size_t i = 0; i < b.ids.size(); ++i) {
+        json row = json::array();
+        for (std::size_t j = 0; j < b.dim; ++j) row.push_back(float_json(b.data[i * b.dim + j]));
+        vectors.push_back(std::move(row));
+      }
+      out["vectors"] = std::move(vectors);
+    }
+    return out;
+  }
+
+  void install() {
+    server.new_task_queue = [n = options.threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
+    server.set_payload_max_length(options.max_body_bytes);
+    server.set_read_timeout(options.timeout_s, 0);
+    server.set_write_timeout(options.timeout_s, 0);
+    server.set_keep_alive_timeout(5);
+    server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      t_started = std::chrono::steady_clock::now();
+      if (authorised(req)) return httplib::Server::HandlerResponse::Unhandled;
+      res.set_header("WWW-Authenticate", "Bearer");
+      answer_error(res, HttpError{401, "unauthorized",
+                                  "this service needs \"Authorization: Bearer TOKEN\" with the token of VSTORE_API_TOKEN"});
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    server.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 413) {
+        answer_error(res, HttpError{413, "payload_too_large",
+                                    fmt::format("the body is larger than the limit of {} bytes (--max-body-bytes)",
+                                                options.max_body_bytes)});
+      } else if (res.status == 404) {
+        answer_error(res, HttpError{404, "not_found", fmt::format("no route {} {}; see /openapi.json", req.method, req.path)});
+      } else {
+        answer_error(res, HttpError{res.status, "http_error", fmt::format("HTTP {}", res.status)});
+      }
+    });
+    server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log(req, res); });
+
+    route("GET", "/openapi.json", [](const httplib::Request&, httplib::Response&) { return openapi_document(); });
+    route("GET", "/health", [this](const httplib::Request&, httplib::Response& res) {
+      json h = take(store->health());
+      res.status = h.value("healthy", false) ? 200 : 503;
+      return h;
+    });
+    route("POST", "/v1/search", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"query", "vector", "top_k", "where", "explain"});
+      if (b.has("query") == b.has("vector")) throw bad("give either \"query\" (text) or \"vector\" (numbers), not both or neither");
+      SearchOptions so;
+      so.top_k = top_k(b, 10);
+      so.where = b.where();
+      std::vector<float> vec;
+      if (b.has("vector")) {
+        vec = vector_of(b.get("vector"), "vector");
+      } else {
+        const std::string text = b.text("query");
+        if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw bad("\"query\" is blank");
+        auto embedded = take(store->embedder().embed(std::vector<std::string>{text}));
+        vec = std::move(embedded.front());
+        so.model = std::string(store->embedder().model());
+      }
+      json out{{"results", hits_json(take(store->store().search(vec, so)))}};
+      if (b.flag("explain")) out["explain"] = take(store->store().explain(vec, so));
+      return out;
+    });
+    route("POST", "/v1/similar", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"uri", "top_k", "where"});
+      const std::string uri = b.text("uri");
+      return json{{"results", hits_json(take(store->similar_articles(uri, top_k(b, 5), b.where())))}};
+    });
+    route("POST", "/v1/articles", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"article"});
+      if (!b.has("article")) throw bad("\"article\" is required");
+      const Article a = article_of(b.get("article"), "\"article\"");
+      const bool stored = take(store->upsert_article(a));
+      return json{{"uri", a.uri}, {"stored", stored}};
+    });
+    route("POST", "/v1/articles/batch", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"articles"});
+      if (!b.has("articles") || !b.get("articles").is_array()) throw bad("\"articles\" must be an array of articles");
+      const json& list = b.get("articles");
+      if (list.size() > options.max_batch) {
+        throw HttpError{413, "too_many", fmt::format("{} articles in one batch; the limit is {} (--max-batch)", list.size(),
+                                                     options.max_batch)};
+      }
+      std::vector<Article> articles;
+      articles.reserve(list.size());
+      for (std::size_t i = 0; i < list.size(); ++i) articles.push_back(article_of(list[i], fmt::format("\"articles\"[{}]", i)));
+      const std::size_t stored = take(store->upsert_articles(articles));
+      return json{{"received", articles.size()}, {"stored", stored}, {"skipped_without_text", articles.size() - stored}};
+    });
+    route("POST", "/v1/vectors", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"where", "limit", "include_vectors"});
+      const std::int64_t limit = b.integer("limit", options.max_vectors, 0, options.max_vectors);
+      const bool with_vectors = !b.has("include_vectors") || b.flag("include_vectors");
+      return batch_json(take(store->get_vectors_by_metadata(limit, b.where())), with_vectors);
+    });
+    route("POST", "/v1/projection", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"where", "limit", "clusters", "seed"});
+      const std::int64_t limit = b.integer("limit", options.max_vectors, 1, options.max_vectors);
+      const auto clusters = static_cast<int>(b.integer("clusters", 3, 1, 1000));
+      const auto seed = static_cast<std::uint64_t>(b.integer("seed", 42, 0, std::numeric_limits<std::int64_t>::max()));
+      const VectorBatch batch = take(store->get_vectors_by_metadata(limit, b.where()));
+      const std::size_t n = batch.ids.size();
+      if (n == 0) return json{{"ids", json::array()}, {"points", json::array()}, {"centroids", json::array()}, {"sizes", json::object()}};
+      const Projection p = take(embedding_projection(batch.data, n, batch.dim, clusters, seed));
+      json points = json::array();
+      for (std::size_t i = 0; i < p.points.size(); ++i) {
+        const auto& pt = p.points[i];
+        points.push_back({{"id", batch.ids[i]}, {"x", pt.x}, {"y", pt.y}, {"cluster", pt.cluster}, {"size", pt.size}});
+      }
+      json sizes = json::object();
+      for (std::size_t c = 0; c < p.sizes.size(); ++c) sizes[std::to_string(c)] = p.sizes[c];
+      return json{{"points", points}, {"centroids", p.centroids}, {"sizes", sizes}};
+    });
+    route("POST", "/v1/embeddings", [this](const httplib::Request& req, httplib::Response&) {
+      Body b(req.body, {"input", "model", "encoding_format", "dimensions", "user"});
+      if (!b.has("input")) throw bad("\"input\" is required: a string or an array of strings");
+      std::vector<std::string> texts;
+      const json& input = b.get("input");
+      if (input.is_string()) {
+        texts.push_back(input.get<std::string>());
+      } else if (input.is_array()) {
+        for (std::size_t i = 0; i < input.size(); ++i) {
+          if (!input[i].is_string()) {
+            throw bad(fmt::format("\"input\"[{}] must be a string (token arrays are not accepted), not {}", i,
+                                  input[i].type_name()));
+          }
+          texts.push_back(input[i].get<std::string>());
+        }
+      } else {
+        throw bad(fmt::format("\"input\" must be a string or an array of strings, not {}", input.type_name()));
+      }
+      if (texts.empty()) throw bad("\"input\" is an empty array");
+      if (texts.size() > options.max_batch) {
+        throw HttpError{413, "too_many", fmt::format("{} inputs in one call; the limit is {} (--max-batch)", texts.size(),
+                                                     options.max_batch)};
+      }
+      const std::string model(store->embedder().model());
+      if (b.has("model") && b.text("model") != model) {
+        throw bad(fmt::format("model \"{}\" is not served here; this service embeds with \"{}\"", b.text("model"), model));
+      }
+      const int dim = store->embedder().dimension();
+      if (b.has("dimensions") && b.integer("dimensions", dim, 1, 100000) != dim) {
+        throw bad(fmt::format("\"dimensions\" must be {} (the model's), not {}", dim, b.get("dimensions").dump()));
+      }
+      std::string format = "float";
+      if (b.has("encoding_format")) format = b.text("encoding_format");
+      if (format != "float" && format != "base64") {
+        throw bad(fmt::format("\"encoding_format\" must be \"float\" or \"base64\", not \"{}\"", format));
+      }
+      const std::vector<Embedding> vectors = take(store->embedder().embed(texts));
+      json data = json::array();
+      for (std::size_t i = 0; i < vectors.size(); ++i) {
+        json e;
+        if (format == "base64") {
+          e = base64(vectors[i]);
+        } else {
+          e = json::array();
+          for (float x : vectors[i]) e.push_back(float_json(x));
+        }
+        data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(e)}});
+      }
+      return json{{"object", "list"}, {"data", data}, {"model", model}, {"usage", {{"prompt_tokens", 0}, {"total_tokens", 0}}}};
+    });
+  }
+};
+
+HttpService::HttpService(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+HttpService::~HttpService() { stop(); }
+
+Result<std::unique_ptr<HttpService>> HttpService::create(std::shared_ptr<ArticleStore> store, ServeOptions options) {
+  if (!store) return fail(ErrorCode::invalid_argument, "the service needs a store");
+  const auto addr = split_addr(options.addr);
+  if (!addr) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("address \"{}\" is not HOST:PORT (port 0 to 65535; IPv6 in brackets, [::1]:8080)", options.addr));
+  }
+  if (!is_loopback_host(addr->first) && options.api_token.empty()) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("address {} is not loopback: set VSTORE_API_TOKEN, which every request must then carry as "
+                            "\"Authorization: Bearer TOKEN\" (or serve on 127.0.0.1)",
+                            options.addr));
+  }
+  if (options.max_body_bytes < 1 || options.max_top_k < 1 || options.max_batch < 1 || options.max_vectors < 1 ||
+      options.timeout_s < 1 || options.threads < 1) {
+    return fail(ErrorCode::invalid_argument, "every service limit must be at least 1");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->options = std::move(options);
+  impl->host = addr->first;
+  impl->port = addr->second;
+  impl->token_digest = sha256(impl->options.api_token);
+  impl->install();
+  return std::unique_ptr<HttpService>(new HttpService(std::move(impl)));
+}
+
+Result<int> HttpService::bind() {
+  Impl& m = *m_impl;
+  if (m.port == 0) {
+    const int port = m.server.bind_to_any_port(m.host);
+    if (port <= 0) return fail(ErrorCode::unavailable, fmt::format("cannot bind {} on any port", m.host));
+    m.port = port;
+    return port;
+  }
+  if (!m.server.bind_to_port(m.host, m.port)) {
+    return fail(ErrorCode::unavailable,
+                fmt::format("cannot bind {}: the port is in use or the address is not this host's", m.options.addr));
+  }
+  return m.port;
+}
+
+Result<void> HttpService::run() {
+  if (!m_impl->server.listen_after_bind()) {
+    return fail(ErrorCode::unavailable, fmt::format("the service on {} stopped with an error", m_impl->options.addr));
+  }
+  return {};
+}
+
+void HttpService::stop() {
+  if (m_impl && m_impl->server.is_running()) m_impl->server.stop();
+}
+
+}  // namespace vstore
