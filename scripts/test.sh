@@ -25,5 +25,6 @@ wait "$chroma_pid" || chroma_status=$?
 cat "$chroma_log"
 rm -f "$chroma_log"
 [ "$chroma_status" -eq 0 ] || { echo "test: the Chroma set-up failed (above)" >&2; exit 1; }
-ctest --test-dir "$build" --output-on-failure --timeout 1500
+# The integration shards and the recall tests run side by side (tests/CMakeLists.txt).
+ctest --test-dir "$build" --output-on-failure --timeout 1500 -j3
 bash scripts/python_test.sh
