@@ -21,6 +21,15 @@ namespace vstore {
 /// (says to run `vstore db start`).
 [[nodiscard]] Result<std::string> resolve_conninfo(const Config& config);
 
+/// What a store's embedder has done since the store was made (for monitoring: the service's
+/// /metrics). `seconds` is the wall time spent inside embed() calls, summed over threads.
+struct EmbedStats {
+  std::uint64_t calls = 0;     ///< embed() calls
+  std::uint64_t texts = 0;     ///< texts embedded by calls that succeeded
+  std::uint64_t failures = 0;  ///< calls that returned an error
+  double seconds = 0.0;
+};
+
 /// Thread-safe. Async calls run on a bounded pool of worker threads and never block the caller:
 /// when the queue is full the returned future holds an unavailable error.
 class ArticleStore {
@@ -64,14 +73,20 @@ class ArticleStore {
                                                                                std::optional<FilterNode> where = {});
 
   [[nodiscard]] VectorStore& store() { return *m_store; }
+  /// The embedder given to the constructor, wrapped so that embed_stats() counts every call
+  /// made through it (the store's own and its callers').
   [[nodiscard]] Embedder& embedder() { return *m_embedder; }
+  [[nodiscard]] EmbedStats embed_stats() const;
 
  private:
   class Workers;
   template <typename T, typename Fn>
   std::future<Result<T>> submit(Fn&& fn);
 
+  struct EmbedCounters;
+  class CountingEmbedder;
   std::unique_ptr<VectorStore> m_store;
+  std::shared_ptr<EmbedCounters> m_embed_counters;
   std::unique_ptr<Embedder> m_embedder;
   std::unique_ptr<Workers> m_workers;
 };

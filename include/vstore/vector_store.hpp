@@ -84,6 +84,12 @@ class VectorStore {
   /// Health as `vstore health --json` prints it (see docs/product.md).
   [[nodiscard]] virtual Result<nlohmann::json> health() = 0;
 
+  /// Cheap figures for monitoring (the service's /metrics), as a flat JSON object of numbers:
+  /// pgvector gives the connection pool's `pool_size`, `pool_max_overflow`, `pool_open`,
+  /// `pool_idle` and `pool_in_use` (no query); dual mode adds the outbox's `outbox_pending` and
+  /// `outbox_oldest_age_s` (one query); Chroma gives none. (Defined here for the reason below.)
+  [[nodiscard]] virtual Result<nlohmann::json> gauges() { return nlohmann::json::object(); }
+
   /// Runs the search of `query` and `options` under EXPLAIN (ANALYZE, BUFFERS) and says how it
   /// was planned: {"plan": "exact" | "index" | "index_iterative", "index_type", "ef_search",
   /// "table_rows", "estimated_rows" and "selectivity" (of the filter; null without one),

@@ -4,6 +4,8 @@
 // fails the call at once instead of blocking the caller).
 #include "vstore/article_store.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -99,13 +101,56 @@ class ArticleStore::Workers {
   std::vector<std::thread> m_threads;
 };
 
+struct ArticleStore::EmbedCounters {
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> texts{0};
+  std::atomic<std::uint64_t> failures{0};
+  std::atomic<std::uint64_t> nanoseconds{0};
+};
+
+// The given embedder, counting its calls, texts, failures and time into shared counters.
+class ArticleStore::CountingEmbedder final : public Embedder {
+ public:
+  CountingEmbedder(std::unique_ptr<Embedder> inner, std::shared_ptr<ArticleStore::EmbedCounters> counters)
+      : m_inner(std::move(inner)), m_counters(std::move(counters)) {}
+  [[nodiscard]] std::string_view model() const override { return m_inner->model(); }
+  [[nodiscard]] int dimension() const override { return m_inner->dimension(); }
+  [[nodiscard]] Result<std::vector<Embedding>> embed(std::span<const std::string> texts) override {
+    const auto start = std::chrono::steady_clock::now();
+    auto out = m_inner->embed(texts);
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    m_counters->calls.fetch_add(1, std::memory_order_relaxed);
+    m_counters->nanoseconds.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0)), std::memory_order_relaxed);
+    if (out) {
+      m_counters->texts.fetch_add(texts.size(), std::memory_order_relaxed);
+    } else {
+      m_counters->failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<Embedder> m_inner;
+  std::shared_ptr<ArticleStore::EmbedCounters> m_counters;
+};
+
 ArticleStore::ArticleStore(std::unique_ptr<VectorStore> store, std::unique_ptr<Embedder> embedder, int workers,
                            std::size_t queue_limit)
     : m_store(std::move(store)),
-      m_embedder(std::move(embedder)),
+      m_embed_counters(std::make_shared<EmbedCounters>()),
+      m_embedder(std::make_unique<CountingEmbedder>(std::move(embedder), m_embed_counters)),
       m_workers(std::make_unique<Workers>(std::max(1, workers), queue_limit)) {}
 
 ArticleStore::~ArticleStore() { shutdown(); }
+
+EmbedStats ArticleStore::embed_stats() const {
+  EmbedStats s;
+  s.calls = m_embed_counters->calls.load(std::memory_order_relaxed);
+  s.texts = m_embed_counters->texts.load(std::memory_order_relaxed);
+  s.failures = m_embed_counters->failures.load(std::memory_order_relaxed);
+  s.seconds = static_cast<double>(m_embed_counters->nanoseconds.load(std::memory_order_relaxed)) / 1e9;
+  return s;
+}
 
 void ArticleStore::shutdown() { m_workers->stop(); }
 

@@ -683,6 +683,19 @@ Result<VectorBatch> DualStore::get_vectors(std::optional<std::int64_t> limit, co
 
 Result<StoreCounts> DualStore::count() { return m_primary->count(); }
 
+Result<json> DualStore::gauges() {
+  VS_TRY_ASSIGN(json g, m_primary->gauges());
+  VS_TRY_ASSIGN(pg::Lease lease, m_pool->acquire());
+  Param p[] = {Param::text(m_config.table), Param::text(m_target)};
+  VS_TRY_ASSIGN(PgResult ob, lease->exec_params("SELECT count(*), coalesce(EXTRACT(EPOCH FROM now() - min(enqueued_at)), 0)::text "
+                                                "FROM vstore_outbox WHERE table_name = $1 AND target = $2",
+                                                p));
+  VS_TRY_ASSIGN(const std::int64_t pending, count_of(ob));
+  g["outbox_pending"] = pending;
+  g["outbox_oldest_age_s"] = std::stod(ob.text(0, 1));
+  return g;
+}
+
 Result<json> DualStore::health() {
   VS_TRY_ASSIGN(json h, m_primary->health());
   const json skeleton = health_skeleton("dual");

@@ -129,6 +129,9 @@ class DualStore final : public VectorStore {
   /// when the secondary is, or when the counts differ with nothing in the outbox to explain it.
   /// Writes nothing. Errors: the primary's, unavailable (PostgreSQL).
   [[nodiscard]] Result<nlohmann::json> health() override;
+  /// The primary's gauges plus the outbox's `outbox_pending` and `outbox_oldest_age_s` (0 when
+  /// empty) for this table and the secondary.
+  [[nodiscard]] Result<nlohmann::json> gauges() override;
   /// The primary's plan.
   [[nodiscard]] Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options) override {
     return m_primary->explain(query, options);

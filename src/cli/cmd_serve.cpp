@@ -100,7 +100,7 @@ void add_serve_commands(CLI::App& app, const Globals& globals, Action& action) {
   serve->add_option("--max-vectors", args.limits.max_vectors, "largest limit of /v1/vectors and /v1/projection")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{10000000}))
       ->capture_default_str();
-  serve->add_option("--timeout", args.limits.timeout_s, "seconds to read a request and to write its answer")
+  serve->add_option("--timeout", args.limits.timeout_s, "seconds to read a request and to write its answer; a body that stops arriving gets 408")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   serve->add_option("--threads", args.limits.threads, "connections served at once")->check(CLI::Range(1, 4096))->capture_default_str();

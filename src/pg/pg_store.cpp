@@ -1170,6 +1170,16 @@ Result<StoreCounts> PgVectorStore::count() {
   });
 }
 
+Result<json> PgVectorStore::gauges() {
+  const int open = m_pool.open_count();
+  const int idle = m_pool.idle_count();
+  return json{{"pool_size", m_pool.config().size},
+              {"pool_max_overflow", m_pool.config().max_overflow},
+              {"pool_open", open},
+              {"pool_idle", idle},
+              {"pool_in_use", open - idle}};
+}
+
 Result<json> PgVectorStore::health() {
   json h;
   std::vector<std::string> reasons;

@@ -55,6 +55,7 @@ class PgVectorStore final : public VectorStore {
   [[nodiscard]] Result<std::int64_t> remove(std::span<const std::string> ids) override;
   [[nodiscard]] Result<StoreCounts> count() override;
   [[nodiscard]] Result<nlohmann::json> health() override;
+  [[nodiscard]] Result<nlohmann::json> gauges() override;
   [[nodiscard]] Result<nlohmann::json> explain(std::span<const float> query, const SearchOptions& options) override;
   /// search() ranked exactly (every matching row's distance, no vector index): the ground
   /// truth that validate and tune measure the index's recall against. Same errors as search().

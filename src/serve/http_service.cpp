@@ -18,6 +18,7 @@
 #include <limits>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -30,6 +31,7 @@
 #include "vstore/article.hpp"
 #include "vstore/filter.hpp"
 #include "vstore/projection.hpp"
+#include "serve/metrics.hpp"
 
 namespace vstore {
 namespace {
@@ -159,7 +161,9 @@ std::optional<std::pair<std::string, int>> split_addr(const std::string& addr) {
   return std::pair{host, port};
 }
 
-thread_local std::chrono::steady_clock::time_point t_started;
+// When the request this thread is handling was read (set before routing); empty for a request
+// that failed before routing (a malformed request line), which is then timed as taking 0 s.
+thread_local std::optional<std::chrono::steady_clock::time_point> t_started;
 
 }  // namespace
 
@@ -186,6 +190,8 @@ struct HttpService::Impl {
   httplib::Server server;
   std::array<unsigned char, SHA256_DIGEST_LENGTH> token_digest{};
   std::mutex log_mutex;
+  serve::RequestMetrics metrics;
+  std::set<std::string> route_paths;  // every route's path: the values of the metrics' route label
 
   using Handler = std::function<json(const httplib::Request&, httplib::Response&)>;
 
@@ -205,6 +211,7 @@ struct HttpService::Impl {
         answer_error(res, HttpError{500, "internal", e.what()});
       }
     };
+    route_paths.insert(pattern);
     if (method == "GET") {
       server.Get(pattern, wrapped);
     } else {
@@ -228,9 +235,17 @@ struct HttpService::Impl {
     return CRYPTO_memcmp(given.data(), token_digest.data(), given.size()) == 0;
   }
 
+  // Called once for every answer written, including refusals before routing (401) and errors
+  // reading the request (400, 408, 413): counts it in the metrics and writes its log line.
   void log(const httplib::Request& req, const httplib::Response& res) {
+    double ms = 0.0;
+    if (t_started) {
+      ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - *t_started).count();
+      t_started.reset();
+      metrics.finished();
+    }
+    metrics.observe(route_paths.contains(req.path) ? req.path : "other", req.method, res.status, ms / 1000.0);
     if (!options.access_log) return;
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_started).count();
     const json line{{"ts", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
                     {"method", req.method},
                     {"path", req.path},
@@ -241,6 +256,58 @@ struct HttpService::Impl {
                     {"remote", req.remote_addr}};
     std::lock_guard lock(log_mutex);
     std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  }
+
+  // Whether the request announced a longer body than arrived (the client stopped sending).
+  static bool body_cut_short(const httplib::Request& req) {
+    if (!req.has_header("Content-Length")) return false;
+    std::size_t announced = 0;
+    const std::string v = req.get_header_value("Content-Length");
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), announced);
+    return ec == std::errc() && end == v.data() + v.size() && req.body.size() < announced;
+  }
+
+  // The /metrics page: the requests, the embedder's work, the store's pool and outbox.
+  std::string metrics_text() {
+    serve::PromWriter w;
+    metrics.write(w);
+    w.family("vstore_info", "gauge", "The service's version, backend and embedding model (always 1).");
+    w.sample("vstore_info",
+             {{"version", VSTORE_VERSION},
+              {"backend", std::string(store->store().backend_name())},
+              {"model", std::string(store->embedder().model())}},
+             1);
+    const EmbedStats e = store->embed_stats();
+    w.family("vstore_embed_calls_total", "counter", "Calls to the embedder (queries, upserts, /v1/embeddings).");
+    w.sample("vstore_embed_calls_total", static_cast<double>(e.calls));
+    w.family("vstore_embed_texts_total", "counter", "Texts embedded by calls that succeeded.");
+    w.sample("vstore_embed_texts_total", static_cast<double>(e.texts));
+    w.family("vstore_embed_failures_total", "counter", "Embedder calls that failed.");
+    w.sample("vstore_embed_failures_total", static_cast<double>(e.failures));
+    w.family("vstore_embed_seconds_total", "counter",
+             "Time spent in embedder calls, seconds, summed over threads (texts_total / seconds_total is the throughput).");
+    w.sample("vstore_embed_seconds_total", e.seconds);
+    auto gauges = store->store().gauges();
+    w.family("vstore_store_gauges_up", "gauge", "1 when the store's gauges below could be read, else 0.");
+    w.sample("vstore_store_gauges_up", gauges ? 1 : 0);
+    if (gauges) {
+      static constexpr std::array<std::array<const char*, 3>, 7> k_names{{
+          {"pool_size", "vstore_db_pool_size", "Connections the PostgreSQL pool keeps (DB_POOL_SIZE)."},
+          {"pool_max_overflow", "vstore_db_pool_max_overflow", "Connections the pool may open beyond its size."},
+          {"pool_open", "vstore_db_pool_open_connections", "Connections open now."},
+          {"pool_idle", "vstore_db_pool_idle_connections", "Open connections waiting in the pool."},
+          {"pool_in_use", "vstore_db_pool_in_use_connections", "Open connections lent out now."},
+          {"outbox_pending", "vstore_outbox_pending", "Dual mode: writes waiting in the outbox for the secondary."},
+          {"outbox_oldest_age_s", "vstore_outbox_oldest_age_seconds",
+           "Dual mode: age of the oldest waiting write, seconds (0 when none)."},
+      }};
+      for (const auto& [key, name, help] : k_names) {
+        if (!gauges->contains(key) || !(*gauges)[key].is_number()) continue;
+        w.family(name, "gauge", help);
+        w.sample(name, (*gauges)[key].get<double>());
+      }
+    }
+    return w.text();
   }
 
   int top_k(const Body& b, int fallback) const { return static_cast<int>(b.integer("top_k", fallback, 1, options.max_top_k)); }
@@ -292,6 +359,7 @@ struct HttpService::Impl {
     server.set_keep_alive_timeout(5);
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       t_started = std::chrono::steady_clock::now();
+      metrics.started();
       if (authorised(req)) return httplib::Server::HandlerResponse::Unhandled;
       res.set_header("WWW-Authenticate", "Bearer");
       answer_error(res, HttpError{401, "unauthorized",
@@ -304,6 +372,14 @@ struct HttpService::Impl {
         answer_error(res, HttpError{413, "payload_too_large",
                                     fmt::format("the body is larger than the limit of {} bytes (--max-body-bytes)",
                                                 options.max_body_bytes)});
+      } else if (res.status == 400 && body_cut_short(req)) {
+        // cpp-httplib answers 400 when the body stops arriving; the limit is --timeout. The rest
+        // of that body may still come: the answer asks the client to close the connection.
+        res.set_header("Connection", "close");
+        answer_error(res, HttpError{408, "request_timeout",
+                                    fmt::format("the request's body did not arrive in full within {} s (--timeout): "
+                                                "{} of {} bytes",
+                                                options.timeout_s, req.body.size(), req.get_header_value("Content-Length"))});
       } else if (res.status == 404) {
         answer_error(res, HttpError{404, "not_found", fmt::format("no route {} {}; see /openapi.json", req.method, req.path)});
       } else {
@@ -312,6 +388,10 @@ struct HttpService::Impl {
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log(req, res); });
 
+    route_paths.insert("/metrics");
+    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+    });
     route("GET", "/openapi.json", [](const httplib::Request&, httplib::Response&) { return openapi_document(); });
     route("GET", "/health", [this](const httplib::Request&, httplib::Response& res) {
       json h = take(store->health());

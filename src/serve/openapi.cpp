@@ -19,7 +19,7 @@ json answer(const std::string& description, const json& schema) {
 // The 4xx/5xx answers every route can give.
 json with_errors(json responses) {
   const json error = answer("an error: its code and a message naming the value and what was expected", ref("Error"));
-  for (const char* status : {"400", "401", "404", "413", "500", "503"}) {
+  for (const char* status : {"400", "401", "404", "408", "413", "500", "503"}) {
     if (!responses.contains(status)) responses[status] = error;
   }
   return responses;
@@ -66,6 +66,11 @@ json openapi_document() {
   paths["/health"] = {{"get", {{"summary", "check_vector_health: backend, versions, index, coverage, pool, latency, outbox, last validation"},
                                {"responses", with_errors({{"200", answer("healthy", {{"type", "object"}})},
                                                           {"503", answer("unhealthy: see reasons", {{"type", "object"}})}})}}}};
+  paths["/metrics"] = {{"get", {{"summary", "Prometheus metrics (text format 0.0.4): requests by route and status, latency "
+                                            "histograms, requests in flight, embedder calls/texts/seconds, the PostgreSQL pool, "
+                                            "the dual-mode outbox"},
+                                {"responses", {{"200", {{"description", "the metrics page"},
+                                                        {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}}}}}}};
   paths["/openapi.json"] = {{"get", {{"summary", "this document"}, {"responses", {{"200", answer("OpenAPI 3", {{"type", "object"}})}}}}}};
   paths["/v1/search"] = post("search by text (embedded by the service) or by vector",
                              object({{"query", {{"type", "string"}}}, {"vector", vector}, {"top_k", top_k},

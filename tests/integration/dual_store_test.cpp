@@ -160,6 +160,12 @@ TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheDrain
   auto pending = m_dual->outbox_pending();
   ASSERT_TRUE(pending);
   EXPECT_EQ(*pending, 4);
+  // The service's /metrics reads the same depth, and the pool of the primary, from gauges().
+  auto gauges = m_dual->gauges();
+  ASSERT_TRUE(gauges) << gauges.error().to_string();
+  EXPECT_EQ((*gauges)["outbox_pending"], 4) << *gauges;
+  EXPECT_GT((*gauges)["outbox_oldest_age_s"].get<double>(), 0.0) << *gauges;
+  EXPECT_GE((*gauges)["pool_open"].get<int>(), 1) << *gauges;
   m_chroma.start();
   ArticleVector later = item(100, rng);
   ASSERT_TRUE(m_store->upsert(std::span(&later, 1)));  // queued behind the outage's rows
@@ -169,6 +175,10 @@ TEST_F(DualStoreTest, RemovesAndUpdatesDuringAnOutageAreAppliedInOrderByTheDrain
   auto left = m_dual->outbox_pending();
   ASSERT_TRUE(left);
   EXPECT_EQ(*left, 0);
+  auto emptied = m_dual->gauges();
+  ASSERT_TRUE(emptied) << emptied.error().to_string();
+  EXPECT_EQ((*emptied)["outbox_pending"], 0) << *emptied;
+  EXPECT_EQ((*emptied)["outbox_oldest_age_s"], 0.0) << *emptied;
   expect_same_records();
   auto secondary = m_dual->secondary();
   ASSERT_TRUE(secondary) << secondary.error().to_string();

@@ -4,14 +4,19 @@
 // written), bearer-token auth, and a SIGTERM that finishes the request in flight.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -115,6 +120,64 @@ Answer call(int port, const std::string& method, const std::string& path, const 
 
 Answer post(int port, const std::string& path, const json& body, const std::string& token = "") {
   return call(port, "POST", path, body.dump(), token);
+}
+
+// One sample of a /metrics page: its name, its labels written back in order ("k=v,k=v"), value.
+struct Sample {
+  std::string name;
+  std::string labels;
+  double value = 0.0;
+};
+
+// Parses a Prometheus text page strictly: every line is a HELP, a TYPE, or a sample whose
+// family was typed before it; label values are quoted with \\, \" and \n escapes. Fails the
+// test at the first line that is none of these.
+std::vector<Sample> parse_metrics(const std::string& page) {
+  std::vector<Sample> out;
+  std::map<std::string, std::string> types;
+  const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$)");
+  const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
+  const std::regex sample(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? ([-+]?(?:[0-9.eE+-]+|Inf|NaN))$)");
+  std::istringstream in(page);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, help)) continue;
+    if (std::regex_match(line, m, type)) {
+      EXPECT_FALSE(types.contains(m[1])) << "TYPE twice: " << line;
+      types[m[1]] = m[2];
+      continue;
+    }
+    if (!std::regex_match(line, m, sample)) {
+      ADD_FAILURE() << "not a Prometheus text line: \"" << line << "\"";
+      continue;
+    }
+    std::string family = m[1];
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (family.ends_with(suffix) && types.contains(family.substr(0, family.size() - std::strlen(suffix))) &&
+          types[family.substr(0, family.size() - std::strlen(suffix))] == "histogram") {
+        family = family.substr(0, family.size() - std::strlen(suffix));
+      }
+    }
+    EXPECT_TRUE(types.contains(family)) << "a sample before its TYPE: " << line;
+    const std::string v = m[4];
+    out.push_back({m[1], m[3], v == "+Inf" ? INFINITY : std::stod(v)});
+  }
+  return out;
+}
+
+// The value of `name` with exactly `labels`, or 0 when the page has no such sample (a counter
+// not yet counted).
+double metric(const std::vector<Sample>& page, const std::string& name, const std::string& labels = "") {
+  for (const auto& s : page) {
+    if (s.name == name && s.labels == labels) return s.value;
+  }
+  return 0.0;
+}
+
+bool has_metric(const std::vector<Sample>& page, const std::string& name) {
+  return std::any_of(page.begin(), page.end(), [&](const Sample& s) { return s.name == name; });
 }
 
 class Issue25Serve : public ::testing::Test {
@@ -330,6 +393,90 @@ TEST_F(Issue25Serve, ABearerTokenGuardsEveryRouteAndIsNeverLogged) {
   CmdResult bad = vstore::testing::run_vstore(s_tmp->path.string(), "serve --addr nowhere", env());
   EXPECT_NE(bad.code, 0);
   EXPECT_TRUE(bad.err.contains("nowhere")) << bad.err;
+}
+
+TEST_F(Issue25Serve, MetricsCountRequestsByRouteAndStatusWithLatencyEmbeddingsAndThePool) {
+  Answer first = call(port(), "GET", "/metrics");
+  ASSERT_EQ(first.status, 200) << first.raw;
+  const std::vector<Sample> before = parse_metrics(first.raw);
+  for (const char* q : {"copper mine output", "wheat exports", "central bank rates"}) {
+    ASSERT_EQ(post(port(), "/v1/search", {{"query", q}, {"top_k", 3}}).status, 200);
+  }
+  ASSERT_EQ(call(port(), "POST", "/v1/search", "{not json").status, 400);
+  ASSERT_EQ(call(port(), "GET", "/no/such/page").status, 404);
+  httplib::Client client("127.0.0.1", port());
+  auto scraped = client.Get("/metrics");
+  ASSERT_TRUE(scraped);
+  EXPECT_TRUE(scraped->get_header_value("Content-Type").starts_with("text/plain; version=0.0.4")) << scraped->get_header_value("Content-Type");
+  const std::vector<Sample> after = parse_metrics(scraped->body);
+  ASSERT_FALSE(HasFailure()) << scraped->body;
+
+  auto delta = [&](const std::string& name, const std::string& labels = "") {
+    return metric(after, name, labels) - metric(before, name, labels);
+  };
+  EXPECT_EQ(delta("vstore_http_requests_total", R"(route="/v1/search",method="POST",status="200")"), 3);
+  EXPECT_EQ(delta("vstore_http_requests_total", R"(route="/v1/search",method="POST",status="400")"), 1);
+  EXPECT_EQ(delta("vstore_http_requests_total", R"(route="other",method="GET",status="404")"), 1) << "unknown paths share one label";
+  EXPECT_EQ(delta("vstore_http_request_duration_seconds_count", R"(route="/v1/search")"), 4);
+  EXPECT_GT(delta("vstore_http_request_duration_seconds_sum", R"(route="/v1/search")"), 0.0);
+  // The buckets are cumulative and the last one, +Inf, holds every request of the route.
+  double previous = 0.0;
+  for (const auto& smp : after) {
+    if (smp.name != "vstore_http_request_duration_seconds_bucket" || !smp.labels.starts_with(R"(route="/v1/search")")) continue;
+    EXPECT_GE(smp.value, previous) << smp.labels;
+    previous = smp.value;
+  }
+  EXPECT_EQ(previous, metric(after, "vstore_http_request_duration_seconds_count", R"(route="/v1/search")"));
+  // The three queries were embedded (nothing else embeds while this test runs).
+  EXPECT_EQ(delta("vstore_embed_texts_total"), 3);
+  EXPECT_EQ(delta("vstore_embed_calls_total"), 3);
+  EXPECT_GT(delta("vstore_embed_seconds_total"), 0.0);
+  // The pool, and what the service is.
+  EXPECT_GE(metric(after, "vstore_db_pool_open_connections"), 1);
+  EXPECT_EQ(metric(after, "vstore_db_pool_size"), 20) << "DB_POOL_SIZE's default";
+  EXPECT_EQ(metric(after, "vstore_store_gauges_up"), 1);
+  EXPECT_EQ(metric(after, "vstore_http_requests_in_flight"), 1) << "the scrape itself";
+  EXPECT_TRUE(std::any_of(after.begin(), after.end(), [](const Sample& smp) {
+    return smp.name == "vstore_info" && smp.labels.contains(R"(backend="pgvector")") && smp.value == 1;
+  })) << scraped->body;
+  EXPECT_FALSE(has_metric(after, "vstore_outbox_pending")) << "no outbox outside dual mode";
+  Answer spec = call(port(), "GET", "/openapi.json");
+  EXPECT_TRUE(spec.body["paths"].contains("/metrics"));
+}
+
+TEST_F(Issue25Serve, ABodyThatStopsArrivingIsA408AfterTheTimeoutAndWritesNothing) {
+  Server quick(s_tmp->path, env(), "--timeout 1", "quick");
+  ASSERT_GT(quick.port(), 0) << quick.log();
+  const std::string before = rows();
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(quick.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  const std::string head =
+      "POST /v1/articles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+      R"({"article": {"uri": "serve:slow", "title": "Tin)";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  const auto sent = std::chrono::steady_clock::now();
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string answer;
+  std::array<char, 4096> buf{};
+  // Until the JSON error has arrived (the server then waits for the client to close).
+  for (ssize_t n = 0; !answer.ends_with("}}") && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+    answer.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  ::close(fd);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 408")) << answer;
+  EXPECT_TRUE(answer.contains(R"("code":"request_timeout")")) << answer;
+  EXPECT_TRUE(answer.contains("within 1 s (--timeout)")) << answer;
+  EXPECT_GE(waited, 0.9);
+  EXPECT_LT(waited, 4.0);
+  EXPECT_TRUE(answer.contains("Connection: close\r\n")) << "the rest of the body must not be read as a request";
+  EXPECT_EQ(rows(), before) << "nothing was written";
 }
 
 TEST_F(Issue25Serve, SigtermFinishesTheRequestInFlightThenExits) {
