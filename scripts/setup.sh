@@ -15,6 +15,8 @@
 #
 #   6. the Chroma server (npm) and the chromadb venvs of the migrate-chroma tests, at once
 #      (scripts/setup_chroma.sh; left out with --skip-chroma)
+#   7. Debian's chromium and npm playwright-core for the web page's browser test
+#      (scripts/setup_browser.sh; left out with --skip-browser)
 #
 # Must run as root (CI does). A second run does no apt, build or pip work and takes a few seconds.
 # Environment:
@@ -25,11 +27,14 @@ set -euo pipefail
 
 # --skip-chroma: everything but the Chroma server and the chromadb venvs, which
 # scripts/setup_chroma.sh installs (scripts/test.sh runs it in the background during the build).
+# --skip-browser: the same for chromium and playwright-core (scripts/setup_browser.sh).
 SKIP_CHROMA=0
+SKIP_BROWSER=0
 for arg in "$@"; do
     case "$arg" in
         --skip-chroma) SKIP_CHROMA=1 ;;
-        *) printf 'setup: unknown option %s (expected --skip-chroma)\n' "$arg" >&2; exit 2 ;;
+        --skip-browser) SKIP_BROWSER=1 ;;
+        *) printf 'setup: unknown option %s (expected --skip-chroma or --skip-browser)\n' "$arg" >&2; exit 2 ;;
     esac
 done
 
@@ -291,6 +296,12 @@ if [ "$SKIP_CHROMA" -eq 0 ]; then
         || die "Chroma set-up failed (the npm Chroma server, or the chromadb venvs of the migrate-chroma tests)"
 else
     log "Chroma server and chromadb venvs: left to scripts/setup_chroma.sh (--skip-chroma)"
+fi
+if [ "$SKIP_BROWSER" -eq 0 ]; then
+    VSTORE_DATA_DIR="$DATA_DIR" bash "$SCRIPT_DIR/setup_browser.sh" \
+        || die "browser set-up failed (chromium, or npm playwright-core)"
+else
+    log "chromium and playwright-core: left to scripts/setup_browser.sh (--skip-browser)"
 fi
 ELAPSED=$(( $(date +%s) - START_TS ))
 if [ ${#DID[@]} -eq 0 ]; then

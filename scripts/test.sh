@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing (scripts/setup.sh, with its Chroma part running
-# during the build), builds with warnings as errors,
+# Runs every test: installs what is missing (scripts/setup.sh, with its Chroma and browser parts
+# running during the build), builds with warnings as errors,
 # then runs the unit, integration and recall suites through CTest, then the Python package's
 # install and pytest suite (scripts/python_test.sh). The integration and recall
 # suites start their own PostgreSQL 15 + pgvector server on a free loopback port and stop it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/setup.sh --skip-chroma
+bash scripts/setup.sh --skip-chroma --skip-browser
 build="${VSTORE_BUILD_DIR:-$root/build}"
 data="${VSTORE_DATA_DIR:-$root/.vstore}"
 # The Chroma server and the chromadb venvs download while the C++ build compiles; the tests
@@ -15,6 +15,10 @@ data="${VSTORE_DATA_DIR:-$root/.vstore}"
 chroma_log=$(mktemp)
 VSTORE_DATA_DIR="$data" bash scripts/setup_chroma.sh >"$chroma_log" 2>&1 &
 chroma_pid=$!
+# So do chromium and playwright-core, for the web page's browser test.
+browser_log=$(mktemp)
+VSTORE_DATA_DIR="$data" bash scripts/setup_browser.sh >"$browser_log" 2>&1 &
+browser_pid=$!
 # The Python module is built with the rest (scripts/python_test.sh then installs it with pip).
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVSTORE_DEV_MODE=ON \
   -DVSTORE_BUILD_TESTS=ON -DVSTORE_BUILD_PYTHON=ON -DPython_EXECUTABLE="$data/venv/bin/python" \
@@ -25,6 +29,11 @@ wait "$chroma_pid" || chroma_status=$?
 cat "$chroma_log"
 rm -f "$chroma_log"
 [ "$chroma_status" -eq 0 ] || { echo "test: the Chroma set-up failed (above)" >&2; exit 1; }
+browser_status=0
+wait "$browser_pid" || browser_status=$?
+cat "$browser_log"
+rm -f "$browser_log"
+[ "$browser_status" -eq 0 ] || { echo "test: the browser set-up failed (above)" >&2; exit 1; }
 # The integration shards and the recall tests run side by side (tests/CMakeLists.txt).
 ctest --test-dir "$build" --output-on-failure --timeout 1500 -j3
 bash scripts/python_test.sh

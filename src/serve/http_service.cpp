@@ -32,6 +32,7 @@
 #include "vstore/filter.hpp"
 #include "vstore/projection.hpp"
 #include "serve/metrics.hpp"
+#include "serve/web_assets.hpp"
 
 namespace vstore {
 namespace {
@@ -192,6 +193,7 @@ struct HttpService::Impl {
   std::mutex log_mutex;
   serve::RequestMetrics metrics;
   std::set<std::string> route_paths;  // every route's path: the values of the metrics' route label
+  std::set<std::string> web_paths;    // the page's files, served without the token
 
   using Handler = std::function<json(const httplib::Request&, httplib::Response&)>;
 
@@ -226,6 +228,9 @@ struct HttpService::Impl {
 
   [[nodiscard]] bool authorised(const httplib::Request& req) const {
     if (options.api_token.empty()) return true;
+    // The page's own files hold no data and a browser cannot send the token when it opens
+    // them; the page then asks for the token and sends it with every API call.
+    if (req.method == "GET" && web_paths.contains(req.path)) return true;
     const std::string header = req.get_header_value("Authorization");
     constexpr std::string_view prefix = "Bearer ";
     if (header.size() <= prefix.size() || header.compare(0, prefix.size(), prefix) != 0) return false;
@@ -388,6 +393,19 @@ struct HttpService::Impl {
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log(req, res); });
 
+    for (const serve::WebAsset& asset : serve::web_assets()) {
+      const std::string path = std::string_view(asset.path) == "/index.html" ? "/" : asset.path;
+      web_paths.insert(path);
+      route_paths.insert(path);
+      server.Get(path, [&asset](const httplib::Request&, httplib::Response& res) {
+        res.set_header("Cache-Control", "no-cache");
+        res.set_header("X-Content-Type-Options", "nosniff");
+        res.set_header("Content-Security-Policy",
+                       "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                       "connect-src 'self'; frame-ancestors 'none'");
+        res.set_content(reinterpret_cast<const char*>(asset.data), asset.size, asset.content_type);
+      });
+    }
     route_paths.insert("/metrics");
     server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");

@@ -375,7 +375,7 @@ TEST_F(Issue25Serve, ABearerTokenGuardsEveryRouteAndIsNeverLogged) {
   Server guarded(s_tmp->path, env() + " VSTORE_API_TOKEN='" + token + "'", "", "guarded");
   ASSERT_GT(guarded.port(), 0) << guarded.log();
   EXPECT_TRUE(guarded.out().contains("bearer token required"));
-  for (const char* path : {"/health", "/openapi.json"}) {
+  for (const char* path : {"/health", "/openapi.json", "/metrics"}) {
     EXPECT_EQ(call(guarded.port(), "GET", path).status, 401) << path;
     EXPECT_EQ(call(guarded.port(), "GET", path, "", "wrong").status, 401) << path;
     EXPECT_EQ(call(guarded.port(), "GET", path, "", token).status, 200) << path;
@@ -385,6 +385,10 @@ TEST_F(Issue25Serve, ABearerTokenGuardsEveryRouteAndIsNeverLogged) {
   EXPECT_EQ(sql_value(s_db, "SELECT count(*) FROM articles WHERE uri = 'serve:guarded'"), "0");
   EXPECT_EQ(post(guarded.port(), "/v1/search", {{"query", "oil"}}, token).status, 200);
   EXPECT_FALSE(guarded.log().contains(token)) << "the token is never logged";
+  // The page's own files hold no data: a browser opens them without the token, and the page
+  // asks for it when the API refuses.
+  for (const char* path : {"/", "/app.js", "/style.css"}) EXPECT_EQ(call(guarded.port(), "GET", path).status, 200) << path;
+  EXPECT_EQ(call(guarded.port(), "GET", "/index.html").status, 401) << "only the page's own paths are open";
 
   // Off loopback the service refuses to start without a token.
   CmdResult open = vstore::testing::run_vstore(s_tmp->path.string(), "serve --addr 0.0.0.0:0", env());
@@ -393,6 +397,31 @@ TEST_F(Issue25Serve, ABearerTokenGuardsEveryRouteAndIsNeverLogged) {
   CmdResult bad = vstore::testing::run_vstore(s_tmp->path.string(), "serve --addr nowhere", env());
   EXPECT_NE(bad.code, 0);
   EXPECT_TRUE(bad.err.contains("nowhere")) << bad.err;
+}
+
+TEST_F(Issue25Serve, ThePageIsServedAtTheRootWithItsScriptAndStylesheet) {
+  httplib::Client client("127.0.0.1", port());
+  struct File {
+    const char* path;
+    const char* type;
+    const char* holds;
+  };
+  for (const File& f : {File{"/", "text/html", "<canvas id=\"map\""}, File{"/app.js", "text/javascript", "/v1/map"},
+                        File{"/style.css", "text/css", "#map"}}) {
+    auto res = client.Get(f.path);
+    ASSERT_TRUE(res) << f.path;
+    EXPECT_EQ(res->status, 200) << f.path;
+    EXPECT_TRUE(res->get_header_value("Content-Type").starts_with(f.type)) << f.path << ": " << res->get_header_value("Content-Type");
+    EXPECT_TRUE(res->body.contains(f.holds)) << f.path;
+    EXPECT_TRUE(res->get_header_value("Content-Security-Policy").contains("default-src 'self'")) << f.path;
+    EXPECT_EQ(res->get_header_value("X-Content-Type-Options"), "nosniff") << f.path;
+  }
+  // The page is the repository's web/index.html, byte for byte.
+  const char* source = std::getenv("VSTORE_SOURCE_DIR");
+  ASSERT_NE(source, nullptr);
+  auto page = client.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->body, read_text(fs::path(source) / "web" / "index.html"));
 }
 
 TEST_F(Issue25Serve, MetricsCountRequestsByRouteAndStatusWithLatencyEmbeddingsAndThePool) {
