@@ -57,7 +57,9 @@ struct LayoutOptions {
 /// metric: 1 - 2 / (n k (2n - 3k - 1)) * sum over points i and over the k nearest neighbours j
 /// of i in `low` of max(0, r(i, j) - k), where r(i, j) is j's rank among i's neighbours in
 /// `high`. 1 means the layout brings no point near that is not near in the input. `high` is
-/// n x dim, `low` n x 2, both row-major. Cost: n^2 dim multiply-adds (blocked matrix products
+/// n x dim, `low` n x 2, both row-major. Input distances are ranked in float32 (scikit-learn ranks
+/// in float64): a near tie may order differently, which moves T by 2 / (n k (2n - 3k - 1)) per
+/// rank. Cost: n^2 dim multiply-adds (blocked matrix products
 /// on `threads` threads, 0 = one per core) and n^2 for the layout's neighbours. Errors:
 /// invalid_argument (sizes, non-finite values, k < 1 or k >= n / 2, which scikit-learn refuses).
 [[nodiscard]] Result<double> trustworthiness(std::span<const float> high, std::span<const float> low, std::size_t n,
