@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 /// The HTTP service of `vstore serve`: a JSON API over ArticleStore (search by text or vector,
-/// similar articles, upsert one or a batch, vectors by metadata, the projection, health) and an
+/// similar articles, upsert one or a batch, vectors by metadata, the projection, the map of the
+/// collection, health) and an
 /// OpenAI-compatible `POST /v1/embeddings` served by the store's embedder, described by the
 /// OpenAPI document at `/openapi.json`. See docs/http.md for every route.
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
 #include <memory>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "vstore/article_store.hpp"
 #include "vstore/result.hpp"
@@ -28,9 +32,18 @@ struct ServeOptions {
   int timeout_s = 30;                       ///< reading a request and writing its answer, seconds. Default 30.
   int threads = 64;                         ///< connections served at once (keep-alive holds one). Default 64.
   bool access_log = true;                   ///< one JSON line per request on stderr (no headers, no bodies)
+  /// Keep the map of the whole collection (GET /v1/map): built in the background at start (or
+  /// loaded from `map_file`), upserted articles placed into it. Default on; `--no-map` is off.
+  bool map = true;
+  /// Where the map is kept between runs; empty: in memory only. `vstore serve` names a file
+  /// under VSTORE_DATA_DIR/maps per store and model.
+  std::filesystem::path map_file;
+  /// What a kept map must have been built for (backend, store, model, dimension); another is rebuilt.
+  nlohmann::json map_key = nlohmann::json::object();
 
   // ---- for tests only ----
   int test_delay_ms = 0;  ///< each /v1 request waits this long before it runs (to have requests in flight)
+  int test_map_delay_ms = 0;  ///< a map build waits this long before it starts (to see the 503 while it builds)
 };
 
 /// Whether `host` (as in ServeOptions::addr, brackets allowed) is a loopback address:

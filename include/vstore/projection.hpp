@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/// embedding_projection(): the old store's 2-D view of a set of vectors, clustered into three.
+/// embedding_projection(): the old store's 2-D view of a set of vectors, clustered into three, now
+/// a neighbour-preserving layout (see collection_map.hpp).
 #pragma once
 
 #include <cstddef>
@@ -11,8 +12,8 @@
 
 namespace vstore {
 
-/// One input vector as the old code plotted it: its raw first two dimensions (not a learned
-/// projection), the cluster it fell in and that cluster's size.
+/// One input vector on the plot: its place in the UMAP layout (the old code plotted the raw
+/// first two dimensions), the cluster it fell in and that cluster's size.
 struct ProjectedPoint {
   double x = 0.0;
   double y = 0.0;
@@ -27,13 +28,15 @@ struct Projection {
   std::vector<std::int64_t> sizes;  ///< sizes[c] = number of points in cluster c
 };
 
-/// Clusters `n` row-major vectors of `dim` floats into `clusters` groups with k-means (k-means++
-/// seeding from `seed`, then Lloyd iterations until no point moves, at most 300): the same
-/// input and seed always give the same labels. The old code used scikit-learn's MiniBatchKMeans
-/// (k = 3, random_state 42), whose labels no other implementation reproduces; the keys and
-/// meaning are kept. Errors: invalid_argument when n < clusters (scikit-learn refused that
-/// too), dim < 2 (no y to plot), data.size() != n * dim, or a NaN/Inf value (named by row and
-/// column).
+/// Lays out `n` row-major vectors of `dim` floats in 2-D with umap_layout() (cosine distance,
+/// umap-learn's defaults, `seed`) and clusters the vectors into `clusters` groups with kmeans()
+/// (k-means++ from `seed`, then Lloyd iterations): the same rows in the same order and the same
+/// seed always give the same result; another order of the rows gives another (equally valid)
+/// layout. The old code plotted the raw first two dimensions and used scikit-learn's
+/// MiniBatchKMeans (k = 3, random_state 42), whose labels no other implementation reproduces;
+/// the keys are kept, `centroids` are still the cluster means in the vectors' space. Errors:
+/// invalid_argument when n < clusters (scikit-learn refused that too), dim == 0,
+/// data.size() != n * dim, or a NaN/Inf value (named by row and column).
 [[nodiscard]] Result<Projection> embedding_projection(std::span<const float> data, std::size_t n, std::size_t dim,
                                                       int clusters = 3, std::uint64_t seed = 42);
 

@@ -117,6 +117,7 @@ void add_cleanup_commands(CLI::App& app, const Globals& globals, Action& action)
 void add_reindex_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_validate_commands(CLI::App& app, const Globals& globals, Action& action);
 void add_serve_commands(CLI::App& app, const Globals& globals, Action& action);
+void add_project_commands(CLI::App& app, const Globals& globals, Action& action);
 /// `vstore completion bash|zsh` and `vstore man`: made from `app` as it stands when they run,
 /// so they list every command registered before them.
 void add_completion_commands(CLI::App& app, Action& action);

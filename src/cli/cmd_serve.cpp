@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include <fmt/format.h>
@@ -20,11 +21,42 @@
 namespace vstore::cli {
 namespace {
 
-// VSTORE_TEST_SERVE_DELAY_MS: for tests only (ServeOptions::test_delay_ms).
-int test_delay_ms() {
-  const char* value = std::getenv("VSTORE_TEST_SERVE_DELAY_MS");
+// VSTORE_TEST_SERVE_DELAY_MS and VSTORE_TEST_MAP_DELAY_MS: for tests only
+// (ServeOptions::test_delay_ms, test_map_delay_ms).
+int test_env_ms(const char* name) {
+  const char* value = std::getenv(name);
   if (value == nullptr) return 0;
   return std::max(0, std::atoi(value));
+}
+
+// What the kept map is for: the backend, the store (redacted URL or the embedded cluster's
+// directory, and the table or collection), the model and the dimension.
+nlohmann::json map_key(const Config& cfg, ArticleStore& store) {
+  nlohmann::json key{{"backend", std::string(to_string(cfg.backend))},
+                     {"model", std::string(store.embedder().model())},
+                     {"dimension", store.store().dimension()}};
+  if (cfg.backend != BackendKind::chromadb) {
+    key["database"] = cfg.database_url ? redact_url(*cfg.database_url)
+                                       : "embedded " + std::filesystem::absolute(cfg.data_dir).lexically_normal().string();
+    key["table"] = cfg.table;
+  }
+  if (cfg.backend != BackendKind::pgvector) {
+    key["chroma"] = redact_url(cfg.chroma_url);
+    key["collection"] = cfg.chroma_collection;
+  }
+  if (cfg.backend == BackendKind::dual) key["primary"] = std::string(to_string(cfg.primary));
+  return key;
+}
+
+// The kept map's file: VSTORE_DATA_DIR/maps/map-HASH.json, HASH the FNV-1a 64 of the key (a
+// store and model each get their own file).
+std::filesystem::path map_file(const Config& cfg, const nlohmann::json& key) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  for (unsigned char c : key.dump()) {
+    hash ^= c;
+    hash *= 0x100000001b3ULL;
+  }
+  return cfg.data_dir / "maps" / fmt::format("map-{:016x}.json", hash);
 }
 
 struct ServeArgs {
@@ -47,7 +79,7 @@ int run_serve(const Globals& globals, const ServeArgs& args) {
   ServeOptions options = args.limits;
   options.addr = args.addr.empty() ? cfg->http_addr : args.addr;
   options.api_token = cfg->api_token;
-  options.test_delay_ms = test_delay_ms();
+  options.test_delay_ms = test_env_ms("VSTORE_TEST_SERVE_DELAY_MS");
   OpenOptions open;
   open.create = true;  // the service writes: a missing Chroma collection is created
   auto store = open_store(*cfg, open);
@@ -55,6 +87,11 @@ int run_serve(const Globals& globals, const ServeArgs& args) {
   auto embedder = make_embedder(*cfg);
   if (!embedder) return report(embedder.error());
   auto articles = std::make_shared<ArticleStore>(std::move(*store), std::move(*embedder), args.workers);
+  if (options.map) {
+    options.map_key = map_key(*cfg, *articles);
+    options.map_file = map_file(*cfg, options.map_key);
+    options.test_map_delay_ms = test_env_ms("VSTORE_TEST_MAP_DELAY_MS");
+  }
   auto service = HttpService::create(articles, options);
   if (!service) return report(service.error());
 
@@ -87,8 +124,8 @@ int run_serve(const Globals& globals, const ServeArgs& args) {
 void add_serve_commands(CLI::App& app, const Globals& globals, Action& action) {
   static ServeArgs args;
   auto* serve = app.add_subcommand(
-      "serve", "the HTTP JSON API (search, similar, upsert, vectors, projection, health, /v1/embeddings, "
-               "/openapi.json) until SIGTERM; a bearer token (VSTORE_API_TOKEN) is required off loopback");
+      "serve", "the HTTP JSON API (search, similar, upsert, vectors, projection, the map of the collection, health, "
+               "/v1/embeddings, /openapi.json) until SIGTERM; a bearer token (VSTORE_API_TOKEN) is required off loopback");
   serve->add_option("--addr", args.addr, "HOST:PORT to listen on (default VSTORE_HTTP_ADDR, 127.0.0.1:8080; port 0 picks one)");
   serve->add_option("--max-body-bytes", args.limits.max_body_bytes, "largest request body; more is 413")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30U))
@@ -104,6 +141,8 @@ void add_serve_commands(CLI::App& app, const Globals& globals, Action& action) {
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   serve->add_option("--threads", args.limits.threads, "connections served at once")->check(CLI::Range(1, 4096))->capture_default_str();
+  serve->add_flag("--no-map", [](std::int64_t) { args.limits.map = false; },
+                  "no map of the collection (GET /v1/map): nothing is built at start");
   serve->add_flag("--no-access-log", [](std::int64_t) { args.limits.access_log = false; }, "no JSON line per request on stderr");
   serve->callback([&] { action = [&] { return run_serve(globals, args); }; });
 }

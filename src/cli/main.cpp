@@ -279,6 +279,7 @@ int main(int argc, char** argv) {
     add_reindex_commands(app, globals, action);
     add_validate_commands(app, globals, action);
     add_serve_commands(app, globals, action);
+    add_project_commands(app, globals, action);
     add_completion_commands(app, action);
     auto* help = app.add_subcommand("help", "the help of vstore, or of COMMAND (vstore help db start)");
     help->add_option("COMMAND", help_words, "a command and its subcommand");

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "serve/openapi.hpp"
+#include "serve/serve_map.hpp"
 #include "vstore/article.hpp"
 #include "vstore/filter.hpp"
 #include "vstore/projection.hpp"
@@ -194,6 +195,8 @@ struct HttpService::Impl {
   serve::RequestMetrics metrics;
   std::set<std::string> route_paths;  // every route's path: the values of the metrics' route label
   std::set<std::string> web_paths;    // the page's files, served without the token
+  std::unique_ptr<MapKeeper> map;     // null with --no-map
+  MapOptions map_options;             // of the map's builds: umap-learn's defaults, automatic k, seed 42
 
   using Handler = std::function<json(const httplib::Request&, httplib::Response&)>;
 
@@ -446,6 +449,7 @@ struct HttpService::Impl {
       if (!b.has("article")) throw bad("\"article\" is required");
       const Article a = article_of(b.get("article"), "\"article\"");
       const bool stored = take(store->upsert_article(a));
+      if (stored && map) map->place(std::vector<std::string>{a.uri});
       return json{{"uri", a.uri}, {"stored", stored}};
     });
     route("POST", "/v1/articles/batch", [this](const httplib::Request& req, httplib::Response&) {
@@ -460,6 +464,11 @@ struct HttpService::Impl {
       articles.reserve(list.size());
       for (std::size_t i = 0; i < list.size(); ++i) articles.push_back(article_of(list[i], fmt::format("\"articles\"[{}]", i)));
       const std::size_t stored = take(store->upsert_articles(articles));
+      if (stored > 0 && map) {
+        std::vector<std::string> uris;
+        for (const auto& a : articles) uris.push_back(a.uri);
+        map->place(uris);  // an article stored without a vector has none to place
+      }
       return json{{"received", articles.size()}, {"stored", stored}, {"skipped_without_text", articles.size() - stored}};
     });
     route("POST", "/v1/vectors", [this](const httplib::Request& req, httplib::Response&) {
@@ -485,6 +494,34 @@ struct HttpService::Impl {
       json sizes = json::object();
       for (std::size_t c = 0; c < p.sizes.size(); ++c) sizes[std::to_string(c)] = p.sizes[c];
       return json{{"points", points}, {"centroids", p.centroids}, {"sizes", sizes}};
+    });
+    route_paths.insert("/v1/map");
+    server.Get("/v1/map", [this](const httplib::Request& req, httplib::Response& res) {
+      if (options.test_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(options.test_delay_ms));
+      (void)req;
+      if (!map) {
+        answer_error(res, HttpError{404, "not_found", "the map is off in this service (vstore serve --no-map)"});
+        return;
+      }
+      auto text = map->json_text();
+      if (!text) {
+        answer_error(res, from(text.error()));
+        return;
+      }
+      res.status = 200;
+      res.set_content(**text, "application/json");
+    });
+    route("POST", "/v1/map/rebuild", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!map) throw HttpError{404, "not_found", "the map is off in this service (vstore serve --no-map)"};
+      MapOptions mo = map_options;
+      if (!req.body.empty()) {
+        Body b(req.body, {"clusters", "seed"});
+        mo.clusters = static_cast<int>(b.integer("clusters", 0, 0, 1000));
+        mo.layout.seed = static_cast<std::uint64_t>(b.integer("seed", 42, 0, std::numeric_limits<std::int64_t>::max()));
+      }
+      const bool started = map->rebuild(mo);
+      res.status = 202;
+      return json{{"building", true}, {"started", started}};
     });
     route("POST", "/v1/embeddings", [this](const httplib::Request& req, httplib::Response&) {
       Body b(req.body, {"input", "model", "encoding_format", "dimensions", "user"});
@@ -565,7 +602,16 @@ Result<std::unique_ptr<HttpService>> HttpService::create(std::shared_ptr<Article
   impl->host = addr->first;
   impl->port = addr->second;
   impl->token_digest = sha256(impl->options.api_token);
+  if (impl->options.map) {
+    MapKeeperOptions mk;
+    mk.file = impl->options.map_file;
+    mk.key = impl->options.map_key;
+    mk.map = impl->map_options;
+    mk.test_build_delay_ms = impl->options.test_map_delay_ms;
+    impl->map = std::make_unique<MapKeeper>(impl->store, std::move(mk));
+  }
   impl->install();
+  if (impl->map) impl->map->start();
   return std::unique_ptr<HttpService>(new HttpService(std::move(impl)));
 }
 
@@ -585,7 +631,9 @@ Result<int> HttpService::bind() {
 }
 
 Result<void> HttpService::run() {
-  if (!m_impl->server.listen_after_bind()) {
+  const bool listened = m_impl->server.listen_after_bind();
+  if (m_impl->map) m_impl->map->stop();  // waits for a build, keeps the placements
+  if (!listened) {
     return fail(ErrorCode::unavailable, fmt::format("the service on {} stopped with an error", m_impl->options.addr));
   }
   return {};

@@ -62,6 +62,28 @@ json openapi_document() {
                                         {"metadatas", {{"type", "array"}, {"items", {{"type", "object"}}}}},
                                         {"vectors", {{"type", "array"}, {"items", vector}}},
                                         {"dim", {{"type", "integer"}}}}}};
+  const json number{{"type", "number"}};
+  const json strings{{"type", "array"}, {"items", string_type}};
+  json cluster_fields{{"cluster", {{"type", "integer"}}}, {"label", {{"type", "string"}, {"description", "the terms joined by \" · \""}}},
+                      {"terms", strings}, {"size", {{"type", "integer"}}},
+                      {"x", {{"type", "number"}, {"description", "where to draw the label"}}}, {"y", number}};
+  schemas["Map"] = {
+      {"type", "object"},
+      {"description", "the map of the whole collection: points is columnar (arrays of length count); fields holds every "
+                      "scalar metadata key but title, raw and summary, null where missing; numbers at float32 precision"},
+      {"required", {"count", "built_at", "method", "seed", "placed", "clusters", "points", "fields"}},
+      {"properties",
+       {{"count", {{"type", "integer"}}},
+        {"built_at", {{"type", "string"}, {"description", "UTC time of the layout, e.g. 2026-12-07T15:00:00Z"}}},
+        {"method", {{"type", "string"}, {"enum", {"umap"}}}},
+        {"seed", {{"type", "integer"}}},
+        {"placed", {{"type", "integer"}, {"description", "points placed into the map after its build (upserts)"}}},
+        {"clusters", {{"type", "array"}, {"items", {{"type", "object"}, {"properties", cluster_fields}}}}},
+        {"points", {{"type", "object"},
+                    {"properties", {{"id", strings}, {"x", {{"type", "array"}, {"items", number}}}, {"y", {{"type", "array"}, {"items", number}}},
+                                    {"cluster", {{"type", "array"}, {"items", {{"type", "integer"}}}}},
+                                    {"title", {{"type", "array"}, {"items", {{"type", "string"}, {"nullable", true}}}}}}}}},
+        {"fields", {{"type", "object"}, {"additionalProperties", {{"type", "array"}, {"items", {}}}}}}}}};
   json paths;
   paths["/health"] = {{"get", {{"summary", "check_vector_health: backend, versions, index, coverage, pool, latency, outbox, last validation"},
                                {"responses", with_errors({{"200", answer("healthy", {{"type", "object"}})},
@@ -88,10 +110,24 @@ json openapi_document() {
   paths["/v1/vectors"] = post("get_vectors_by_metadata",
                               object({{"where", where}, {"limit", {{"type", "integer"}, {"minimum", 0}}}, {"include_vectors", {{"type", "boolean"}}}}),
                               answer("ids, metadatas and (unless include_vectors is false) vectors", ref("Vectors")));
-  paths["/v1/projection"] = post("embedding_projection of the stored vectors: a 2-D layout with k-means clusters",
+  paths["/v1/projection"] = post("embedding_projection of the stored vectors: a 2-D UMAP layout (neighbour-preserving) with k-means clusters of the vectors",
                                  object({{"where", where}, {"limit", {{"type", "integer"}, {"minimum", 1}}},
                                          {"clusters", {{"type", "integer"}, {"minimum", 1}}}, {"seed", {{"type", "integer"}, {"minimum", 0}}}}),
                                  answer("points (id, x, y, cluster, size), centroids, sizes", {{"type", "object"}}));
+  paths["/v1/map"] = {{"get", {{"summary", "the map of the whole collection: a UMAP layout, k-means clusters labelled by their "
+                                           "titles; built once at start, upserted articles placed into it"},
+                                {"responses", with_errors({{"200", answer("the map", ref("Map"))},
+                                                           {"503", answer("the map is being built, or its build failed", ref("Error"))}})}}}};
+  const json rebuild_body = object({{"clusters", {{"type", "integer"}, {"minimum", 0}, {"description", "0: automatic"}}},
+                                    {"seed", {{"type", "integer"}, {"minimum", 0}}}});
+  const json rebuild_answer{{"type", "object"},
+                            {"properties", {{"building", {{"type", "boolean"}}}, {"started", {{"type", "boolean"}}}}}};
+  json rebuild_request = json_body(rebuild_body);
+  rebuild_request["required"] = false;
+  paths["/v1/map/rebuild"] = {
+      {"post", {{"summary", "rebuild the map in the background (the current one is served until then)"},
+                {"requestBody", rebuild_request},
+                {"responses", with_errors({{"202", answer("building; started is false when a build was already running", rebuild_answer)}})}}}};
   paths["/v1/embeddings"] = post("OpenAI-compatible embeddings by the service's engine",
                                  object({{"input", {{"oneOf", {{{"type", "string"}}, {{"type", "array"}, {"items", {{"type", "string"}}}}}}}},
                                          {"model", {{"type", "string"}}}, {"encoding_format", {{"type", "string"}, {"enum", {"float", "base64"}}}},
@@ -99,7 +135,7 @@ json openapi_document() {
                                         {"input"}),
                                  answer("{object: list, data: [{object: embedding, index, embedding}], model, usage}", {{"type", "object"}}));
   return {{"openapi", "3.0.3"},
-          {"info", {{"title", "vstore"}, {"version", VSTORE_VERSION}, {"description", "The article vector store on PostgreSQL + pgvector: search, similar articles, upsert, vectors, projection, health and embeddings."}}},
+          {"info", {{"title", "vstore"}, {"version", VSTORE_VERSION}, {"description", "The article vector store on PostgreSQL + pgvector: search, similar articles, upsert, vectors, projection, the map of the collection, health and embeddings."}}},
           {"paths", paths},
           {"components", {{"schemas", schemas}, {"securitySchemes", {{"bearer", {{"type", "http"}, {"scheme", "bearer"}}}}}}},
           {"security", {{{"bearer", json::array()}}}}};

@@ -30,6 +30,7 @@
 #include "support/cli_runner.hpp"
 #include "support/os_helpers.hpp"
 #include "support/pg_fixture.hpp"
+#include "support/serve_process.hpp"
 
 namespace {
 
@@ -40,87 +41,10 @@ using vstore::testing::sql_value;
 
 constexpr int k_articles = 200;
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-bool alive(int pid) { return ::kill(pid, 0) == 0 && !read_text(fmt::format("/proc/{}/stat", pid)).contains(") Z "); }
-
-// A `vstore serve` process started in `dir` with `env` and `flags` (shell text).
-class Server {
- public:
-  Server(const fs::path& dir, const std::string& env, const std::string& flags, const std::string& name = "serve")
-      : m_out(dir / (name + ".out")), m_log(dir / (name + ".log")) {
-    CmdResult started = vstore::testing::run_vstore(
-        dir.string(), fmt::format("serve --addr 127.0.0.1:0 {} >'{}' 2>'{}' & echo $!", flags, m_out.string(), m_log.string()),
-        env);
-    m_pid = std::atoi(started.out.c_str());
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    const std::regex listening(R"(listening on http://127\.0\.0\.1:(\d+))");
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::smatch m;
-      const std::string out = read_text(m_out);
-      if (std::regex_search(out, m, listening)) {
-        m_port = std::stoi(m[1]);
-        return;
-      }
-      if (m_pid <= 0 || !alive(m_pid)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  ~Server() {
-    if (m_pid > 0 && alive(m_pid)) {
-      ::kill(m_pid, SIGKILL);
-    }
-  }
-  [[nodiscard]] int port() const { return m_port; }
-  [[nodiscard]] int pid() const { return m_pid; }
-  [[nodiscard]] std::string out() const { return read_text(m_out); }
-  [[nodiscard]] std::string log() const { return read_text(m_log); }
-  // Waits for the process to end; false after `seconds`.
-  bool wait_exit(int seconds) const {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (!alive(m_pid)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-
- private:
-  fs::path m_out;
-  fs::path m_log;
-  int m_pid = 0;
-  int m_port = 0;
-};
-
-struct Answer {
-  int status = 0;
-  json body;
-  std::string raw;
-};
-
-Answer call(int port, const std::string& method, const std::string& path, const std::string& body = "",
-            const std::string& token = "") {
-  httplib::Client client("127.0.0.1", port);
-  client.set_read_timeout(60, 0);
-  httplib::Headers headers;
-  if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
-  auto res = method == "GET" ? client.Get(path, headers) : client.Post(path, headers, body, "application/json");
-  Answer a;
-  if (!res) return a;
-  a.status = res->status;
-  a.raw = res->body;
-  a.body = json::parse(res->body, nullptr, false);
-  return a;
-}
-
-Answer post(int port, const std::string& path, const json& body, const std::string& token = "") {
-  return call(port, "POST", path, body.dump(), token);
-}
+using vstore::testing::Answer;
+using vstore::testing::call;
+using vstore::testing::post;
+using Server = vstore::testing::ServeProcess;
 
 // One sample of a /metrics page: its name, its labels written back in order ("k=v,k=v"), value.
 struct Sample {
@@ -356,7 +280,7 @@ TEST_F(Issue25Serve, TheOpenApiDocumentDescribesEveryRoute) {
   ASSERT_EQ(a.status, 200);
   EXPECT_EQ(a.body["openapi"], "3.0.3");
   for (const char* route : {"/health", "/openapi.json", "/v1/search", "/v1/similar", "/v1/articles", "/v1/articles/batch",
-                            "/v1/vectors", "/v1/projection", "/v1/embeddings"}) {
+                            "/v1/vectors", "/v1/projection", "/v1/map", "/v1/map/rebuild", "/v1/embeddings"}) {
     EXPECT_TRUE(a.body["paths"].contains(route)) << route;
   }
   // The access log: one JSON line per request, with its route and status (written just after

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// embedding_projection(): three separated groups come out as three clusters, the same every
-// run; the inputs scikit-learn refused are refused with a message that names them.
+// embedding_projection(): three separated groups come out as three clusters and three places in
+// the layout, the same every run; the inputs scikit-learn refused are refused with a message that
+// names them.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -41,9 +42,19 @@ TEST(Projection, SeparatedGroupsBecomeTheClusters) {
       const auto& pt = p->points[static_cast<std::size_t>(g * 5 + i)];
       EXPECT_EQ(pt.cluster, label) << "point " << g * 5 + i;
       EXPECT_EQ(pt.size, 5);
-      // x and y are the raw first two dimensions.
-      EXPECT_FLOAT_EQ(static_cast<float>(pt.x), data[static_cast<std::size_t>((g * 5 + i) * 4)]);
-      EXPECT_FLOAT_EQ(static_cast<float>(pt.y), data[static_cast<std::size_t>((g * 5 + i) * 4 + 1)]);
+      // x and y are the layout: the nearest other point there is of the same group.
+      double best = 1e300;
+      int nearest = -1;
+      for (int j = 0; j < 15; ++j) {
+        if (j == g * 5 + i) continue;
+        const auto& other = p->points[static_cast<std::size_t>(j)];
+        const double d = std::hypot(pt.x - other.x, pt.y - other.y);
+        if (d < best) {
+          best = d;
+          nearest = j;
+        }
+      }
+      EXPECT_EQ(nearest / 5, g) << "point " << g * 5 + i;
     }
     // The centre of a group is its mean.
     const auto& c = p->centroids[static_cast<std::size_t>(label)];
@@ -62,23 +73,24 @@ TEST(Projection, SameInputSameLabels) {
   for (std::size_t i = 0; i < 15; ++i) EXPECT_EQ(a->points[i].cluster, b->points[i].cluster);
 }
 
-TEST(Projection, RefusesTooFewVectorsOneDimensionAndNaN) {
+TEST(Projection, RefusesTooFewVectorsAndNaN) {
   const std::vector<float> two = {1, 2, 3, 4};
   auto few = vstore::embedding_projection(two, 2, 2);
   ASSERT_FALSE(few);
   EXPECT_EQ(few.error().code(), vstore::ErrorCode::invalid_argument);
   EXPECT_NE(few.error().message().find("at least 3 vectors"), std::string::npos) << few.error().message();
 
-  const std::vector<float> flat = {1, 2, 3};
-  auto one_dim = vstore::embedding_projection(flat, 3, 1);
-  ASSERT_FALSE(one_dim);
-  EXPECT_NE(one_dim.error().message().find("2 dimensions"), std::string::npos);
+  const std::vector<float> empty;
+  auto no_dim = vstore::embedding_projection(empty, 3, 0);
+  ASSERT_FALSE(no_dim);
+  EXPECT_NE(no_dim.error().message().find("at least one dimension"), std::string::npos);
 
   std::vector<float> nan = three_groups();
   nan[9] = std::nanf("");
   auto bad = vstore::embedding_projection(nan, 15, 4);
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message().find("vector 2"), std::string::npos) << bad.error().message();
+  EXPECT_NE(bad.error().message().find("vector 2 holds a non-finite value at dimension 1"), std::string::npos)
+      << bad.error().message();
 
   auto wrong_size = vstore::embedding_projection(two, 3, 2);
   ASSERT_FALSE(wrong_size);
