@@ -299,7 +299,7 @@ TEST_F(Issue25Serve, ABearerTokenGuardsEveryRouteAndIsNeverLogged) {
   Server guarded(s_tmp->path, env() + " VSTORE_API_TOKEN='" + token + "'", "", "guarded");
   ASSERT_GT(guarded.port(), 0) << guarded.log();
   EXPECT_TRUE(guarded.out().contains("bearer token required"));
-  for (const char* path : {"/health", "/openapi.json", "/metrics"}) {
+  for (const char* path : {"/health", "/openapi.json", "/metrics", "/v1/map"}) {
     EXPECT_EQ(call(guarded.port(), "GET", path).status, 401) << path;
     EXPECT_EQ(call(guarded.port(), "GET", path, "", "wrong").status, 401) << path;
     EXPECT_EQ(call(guarded.port(), "GET", path, "", token).status, 200) << path;
@@ -345,7 +345,7 @@ TEST_F(Issue25Serve, ThePageIsServedAtTheRootWithItsScriptAndStylesheet) {
   ASSERT_NE(source, nullptr);
   auto page = client.Get("/");
   ASSERT_TRUE(page);
-  EXPECT_EQ(page->body, read_text(fs::path(source) / "web" / "index.html"));
+  EXPECT_EQ(page->body, vstore::testing::read_text(fs::path(source) / "web" / "index.html"));
 }
 
 TEST_F(Issue25Serve, MetricsCountRequestsByRouteAndStatusWithLatencyEmbeddingsAndThePool) {
