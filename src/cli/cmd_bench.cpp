@@ -449,7 +449,8 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       ->capture_default_str();
   serve->add_option("--serve-threads", sv.serve_threads, "vstore serve --threads")->check(CLI::Range(1, 4096))->capture_default_str();
   serve->add_option("--serve-arg", sv.serve_args, "a further option for vstore serve, e.g. --serve-arg=--no-access-log "
-                                                  "(repeatable)");
+                                                  "(repeatable)")
+      ->allow_extra_args(false);
   serve->add_option("--data", sv_data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
                                        "vstore's source tree)");
   serve->add_option("--query-file", sv_queries, "queries, one a line: a code, a tab, the text (default: "

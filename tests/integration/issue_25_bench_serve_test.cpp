@@ -121,9 +121,9 @@ TEST_F(Issue25BenchServe, ServesBothKindsUnderWrkAndComparesWithTheLibrary) {
 }
 
 TEST_F(Issue25BenchServe, RequestsTheServiceRefusesFailTheRunWithTheirCount) {
-  // A body limit below a vector body's size (384 numbers): the service answers 413 to every
-  // search by vector, and those by text (small bodies) still succeed.
-  const CmdResult run = bench("--serve-arg=--max-body-bytes=1000");
+  // A body limit below the size of any body of 384 numbers (at least "0," each, 770 bytes): the
+  // service answers 413 to every search by vector, and those by text (under 200 bytes) succeed.
+  const CmdResult run = bench("--serve-arg=--max-body-bytes=700");
   EXPECT_EQ(run.code, 1) << run.out << run.err;
   const json r = json::parse(run.out, nullptr, false);
   ASSERT_TRUE(r.is_object()) << run.out;

@@ -26,6 +26,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "support/chroma_fixture.hpp"
 #include "support/cli_runner.hpp"
 #include "support/os_helpers.hpp"
 
@@ -34,6 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using vstore::testing::CmdResult;
+using vstore::testing::free_loopback_port;
 using vstore::testing::run_shell;
 using vstore::testing::vstore_bin;
 
@@ -136,8 +138,9 @@ TEST(Issue25Deploy, TheExampleSettingsAreExactlyTheVariablesVstoreReads) {
   const vstore::testing::TempDir tmp;
   const CmdResult shown = vstore::testing::run_vstore(tmp.path.string(), "config show --json");
   ASSERT_EQ(shown.code, 0) << shown.err;
+  const json shown_json = json::parse(shown.out);
   std::set<std::string> known;
-  for (const auto& [name, value] : json::parse(shown.out)["settings"].items()) known.insert(name);
+  for (const auto& [name, value] : shown_json["settings"].items()) known.insert(name);
   ASSERT_TRUE(known.contains("VSTORE_API_TOKEN"));
 
   const auto example = example_settings();
@@ -145,7 +148,9 @@ TEST(Issue25Deploy, TheExampleSettingsAreExactlyTheVariablesVstoreReads) {
   for (const auto& [name, setting] : example) EXPECT_TRUE(known.contains(name)) << name << " is not a variable vstore reads";
   // And none is missing but the one the migration commands alone read.
   for (const auto& name : known) {
-    if (name != "CHROMA_DB_DIR") EXPECT_TRUE(example.contains(name)) << name << " is missing from the example";
+    if (name != "CHROMA_DB_DIR") {
+      EXPECT_TRUE(example.contains(name)) << name << " is missing from the example";
+    }
   }
   for (const char* secret : {"VSTORE_API_TOKEN", "CHROMA_TOKEN", "OPENAI_API_KEY", "DATABASE_URL"}) {
     ASSERT_TRUE(example.contains(secret));
@@ -162,6 +167,10 @@ TEST(Issue25Deploy, TheExampleSettingsAreExactlyTheVariablesVstoreReads) {
   ASSERT_EQ(loaded.code, 0) << loaded.err;
   const json settings = json::parse(loaded.out)["settings"];
   for (const auto& [name, setting] : example) {
+    if (!settings.contains(name)) {
+      ADD_FAILURE() << name << " is not in config show's settings";
+      continue;
+    }
     EXPECT_EQ(settings[name]["source"], all.string()) << name;
   }
   EXPECT_EQ(settings["VSTORE_API_TOKEN"]["value"], "(set, not shown)");
@@ -213,7 +222,7 @@ TEST(Issue25Deploy, TheUnitsCommandLinesRunTheServiceOnTheEmbeddedCluster) {
   const fs::path deploy = source_dir() / "deploy";
   const fs::path data = tmp.path / "data";
   const fs::path env_file = write_env(tmp.path, {{"VSTORE_DATA_DIR", data.string()},
-                                                 {"VSTORE_HTTP_ADDR", "127.0.0.1:0"},
+                                                 {"VSTORE_HTTP_ADDR", fmt::format("127.0.0.1:{}", free_loopback_port())},
                                                  {"VSTORE_MODEL_DIR", model_dir}},
                                       false);
   const std::string example_data = example_settings().at("VSTORE_DATA_DIR").value;
