@@ -21,9 +21,11 @@
 //   store's search() for a vector, search_articles() for text) for the same durations, plus the
 //   embedder alone on the query texts.
 // - CPU: for every timed window, the machine's busy time (/proc/stat), the CPU time of wrk
-//   (wait4), of the vstore process (/proc/PID/stat, or getrusage for this one) and of the
-//   scratch database's PostgreSQL backends (pg_stat_activity's pids read in /proc, when the
-//   server runs on this host; a backend that started in the window counts whole).
+//   (wait4), of the vstore process (/proc/PID/stat, or getrusage for this one) and of
+//   PostgreSQL (when the server runs on this host): the scratch database's backends
+//   (pg_stat_activity's pids read in /proc; one that started in the window counts whole) plus
+//   the backends that ended in the window (the postmaster's reaped children), and the sessions
+//   opened meanwhile (pg_stat_database), which show a pool opening and closing connections.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -237,22 +239,31 @@ std::string describe_exit(int status) {
 
 double clock_ticks() { return static_cast<double>(sysconf(_SC_CLK_TCK)); }
 
-// User + system CPU seconds of process `pid` from /proc/PID/stat; nullopt when it is not
-// readable (gone, or not on this host).
-std::optional<double> process_cpu_s(int pid) {
+// Fields of /proc/PID/stat (numbered as in proc(5): 4 ppid, 14 utime, 15 stime, 16 cutime,
+// 17 cstime); empty when it is not readable (gone, or not on this host).
+std::map<int, double> process_stat(int pid) {
   const std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
   const std::size_t close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
+  std::map<int, double> out;
+  if (close == std::string::npos) return out;
   std::istringstream fields(stat.substr(close + 2));
   std::string field;
-  double utime = 0;
-  double stime = 0;
-  // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
-  for (int index = 3; index <= 15 && fields >> field; ++index) {
-    if (index == 14) utime = std::strtod(field.c_str(), nullptr);
-    if (index == 15) stime = std::strtod(field.c_str(), nullptr);
-  }
-  return (utime + stime) / clock_ticks();
+  for (int index = 3; index <= 17 && fields >> field; ++index) out[index] = std::strtod(field.c_str(), nullptr);
+  return out;
+}
+
+// User + system CPU seconds of process `pid`; nullopt when it is not readable.
+std::optional<double> process_cpu_s(int pid) {
+  const auto stat = process_stat(pid);
+  if (!stat.contains(15)) return std::nullopt;
+  return (stat.at(14) + stat.at(15)) / clock_ticks();
+}
+
+// CPU seconds of the children `pid` has reaped (for the postmaster: its backends that ended).
+std::optional<double> reaped_children_cpu_s(int pid) {
+  const auto stat = process_stat(pid);
+  if (!stat.contains(17)) return std::nullopt;
+  return (stat.at(16) + stat.at(17)) / clock_ticks();
 }
 
 // Busy CPU seconds of the whole machine (every state of /proc/stat's cpu line but idle and iowait).
@@ -289,6 +300,19 @@ Result<std::map<int, double>> backend_cpu(pg::Connection& conn) {
   return out;
 }
 
+// Sessions the server has opened in the current database (pg_stat_database.sessions).
+Result<std::int64_t> sessions(pg::Connection& conn) {
+  VS_TRY_ASSIGN(pg::PgResult res, conn.exec("SELECT sessions FROM pg_stat_database WHERE datname = current_database()"));
+  return res.rows() > 0 && !res.is_null(0, 0) ? std::atoll(res.text(0, 0).c_str()) : 0;
+}
+
+// The postmaster: the parent of `conn`'s backend (0 when the server is not on this host).
+Result<int> postmaster_pid(pg::Connection& conn) {
+  VS_TRY_ASSIGN(pg::PgResult res, conn.exec("SELECT pg_backend_pid()"));
+  const auto stat = process_stat(std::atoi(res.text(0, 0).c_str()));
+  return stat.contains(4) ? static_cast<int>(stat.at(4)) : 0;
+}
+
 // The CPU of one timed window. `vstore_pid` 0 means this process.
 class CpuWindow {
  public:
@@ -296,24 +320,34 @@ class CpuWindow {
 
   [[nodiscard]] Result<void> begin() {
     VS_TRY_ASSIGN(m_backends, backend_cpu(m_conn));
+    VS_TRY_ASSIGN(m_postmaster, postmaster_pid(m_conn));
+    VS_TRY_ASSIGN(m_sessions, sessions(m_conn));
+    m_reaped = m_postmaster > 0 ? reaped_children_cpu_s(m_postmaster) : std::nullopt;
     m_vstore = vstore_cpu();
     m_machine = machine_busy_s();
     m_start = Clock::now();
     return {};
   }
 
-  // {wall_s, machine_busy_s, cores_busy, client_s, vstore_s, postgres_s, other_s}; client_s is
-  // wrk's (null for the library), postgres_s null when no backend was readable here.
+  // {wall_s, machine_busy_s, cores_busy, client_s, vstore_s, postgres_s, postgres_sessions,
+  // other_s}; client_s is wrk's (null for the library). postgres_s is the scratch database's
+  // backends that are alive at the end plus every backend of the server that ended in the
+  // window (the postmaster's reaped children); null when the server is not on this host.
+  // postgres_sessions counts the sessions opened in the scratch database meanwhile (a pool
+  // that opens and closes connections shows here).
   [[nodiscard]] Result<json> end(std::optional<double> client_s) {
     const double wall = seconds_since(m_start);
     const double machine = machine_busy_s() - m_machine;
     const std::optional<double> vstore_now = vstore_cpu();
     VS_TRY_ASSIGN(const auto backends, backend_cpu(m_conn));
+    VS_TRY_ASSIGN(const std::int64_t sessions_now, sessions(m_conn));
     std::optional<double> postgres;
     for (const auto& [pid, cpu] : backends) {
       const auto before = m_backends.find(pid);
       postgres = postgres.value_or(0) + cpu - (before == m_backends.end() ? 0.0 : before->second);
     }
+    const std::optional<double> reaped = m_postmaster > 0 ? reaped_children_cpu_s(m_postmaster) : std::nullopt;
+    if (reaped && m_reaped) postgres = postgres.value_or(0) + *reaped - *m_reaped;
     std::optional<double> vstore;
     if (vstore_now && m_vstore) vstore = *vstore_now - *m_vstore;
     const auto figure = [](std::optional<double> v) { return v ? json(round_to(*v, 3)) : json(nullptr); };
@@ -324,6 +358,7 @@ class CpuWindow {
                 {"client_s", figure(client_s)},
                 {"vstore_s", figure(vstore)},
                 {"postgres_s", figure(postgres)},
+                {"postgres_sessions", sessions_now - m_sessions},
                 {"other_s", round_to(machine - known, 3)}};
   }
 
@@ -335,6 +370,9 @@ class CpuWindow {
   pg::Connection& m_conn;
   int m_vstore_pid;
   std::map<int, double> m_backends;
+  int m_postmaster = 0;
+  std::optional<double> m_reaped;
+  std::int64_t m_sessions = 0;
   std::optional<double> m_vstore;
   double m_machine = 0;
   Clock::time_point m_start;

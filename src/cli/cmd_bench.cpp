@@ -113,12 +113,17 @@ void print_serve_summary(const nlohmann::json& r) {
               r["serve"]["vector"]["p99_ms"].get<double>());
   for (const char* kind : {"vector", "text"}) {
     const auto& c = r["serve"][kind];
-    const auto& cpu = c["cpu"];
-    std::printf("by %s over HTTP: the service logged %s search requests %s; CPU s: wrk %s, vstore serve %s, "
-                "postgres %s, other %s\n",
-                kind, c["answered"]["requests"].dump().c_str(), c["answered"]["by_status"].dump().c_str(),
-                cpu["client_s"].dump().c_str(), cpu["vstore_s"].dump().c_str(), cpu["postgres_s"].dump().c_str(),
-                cpu["other_s"].dump().c_str());
+    std::printf("by %s over HTTP: the service logged %s search requests %s\n", kind,
+                c["answered"]["requests"].dump().c_str(), c["answered"]["by_status"].dump().c_str());
+  }
+  std::printf("CPU seconds per cell: wrk, vstore (the service, or this process), postgres (sessions opened), other\n");
+  for (const char* side : {"serve", "library"}) {
+    for (const char* kind : {"vector", "text"}) {
+      const auto& cpu = r[side][kind]["cpu"];
+      std::printf("  %-8s by %-7s %s, %s, %s (%s), %s\n", side, kind, cpu["client_s"].dump().c_str(),
+                  cpu["vstore_s"].dump().c_str(), cpu["postgres_s"].dump().c_str(),
+                  cpu["postgres_sessions"].dump().c_str(), cpu["other_s"].dump().c_str());
+    }
   }
 }
 
