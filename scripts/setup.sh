@@ -88,6 +88,8 @@ PACKAGES=(
     debian-archive-keyring ca-certificates tar gzip xz-utils
     # for the tests of the terminal output, the zsh completion and the man page (issue 23)
     tmux zsh man-db groff-base bsdextrautils
+    # the HTTP load benchmark (`vstore bench serve`) and the checks of the units in deploy/ (issue 25)
+    wrk systemd
 )
 # python3 must be able to create a virtual environment with pip (pyenv's python3 can; Debian's
 # needs python3-venv, whose absence shows as a missing ensurepip module).

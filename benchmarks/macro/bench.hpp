@@ -303,4 +303,54 @@ struct BenchTuneOptions {
 /// with other bench_* calls.
 [[nodiscard]] Result<nlohmann::json> bench_tune(const std::string& admin_conninfo, const BenchTuneOptions& options);
 
+/// Options of `vstore bench serve`.
+struct BenchServeOptions {
+  std::filesystem::path data;        ///< article JSON Lines file (the Reuters set); required
+  std::filesystem::path query_file;  ///< TSV of queries (a code, a tab, the text: queries-dev.tsv); required
+  std::filesystem::path vstore;      ///< the vstore binary run as `vstore serve`; required
+  std::string wrk = "wrk";           ///< the wrk program (Debian's wrk 4.1.0), searched in PATH without a '/'
+  std::int64_t n = 5000;             ///< articles loaded (the first n of `data`). Default 5000. Range 10..1000000.
+  int vectors = 200;                 ///< stored vectors searched by vector, rotated. Default 200. Range 1..100000.
+  int duration_s = 30;               ///< timed seconds per kind and side. Default 30. Range 1..3600.
+  int warmup_s = 3;                  ///< untimed seconds before each timed run. Default 3. Range 0..600.
+  int connections = 32;              ///< wrk's connections and the library's threads. Default 32. Range 1..1024.
+  int wrk_threads = 2;               ///< wrk's threads. Default 2. Range 1..min(64, connections).
+  int timeout_s = 10;                ///< wrk's request timeout; slower answers count as errors. Default 10. Range 1..600.
+  int serve_threads = 64;            ///< `vstore serve --threads`. Default 64 (the service's). Range 1..4096.
+  std::vector<std::string> serve_args;  ///< further options for `vstore serve` (e.g. `--max-body-bytes=N`)
+  int top_k = 10;                    ///< Default 10. Range 1..1000 (the service's --max-top-k).
+  /// The rest of the configuration (embedder, model, table, pool, HNSW settings); its
+  /// database_url is replaced by the scratch database's and the backend is pgvector.
+  Config config;
+  std::filesystem::path model_dir;   ///< the local engine's model directory (EMBEDDING_PROVIDER=local); else empty
+  BenchProgress progress;            ///< may be empty
+};
+
+/// The HTTP service against the library it serves, in a database of its own
+/// (`vstore_bench_serve_<pid>`, created on the server of `admin_conninfo` and dropped at the
+/// end, also on failure): the first `n` articles of `data` embedded by the configured embedder
+/// and upserted (bench_support::load_articles), then `vstore serve` started as a child process
+/// on a free loopback port with a bearer token and its access log in a private temporary
+/// directory, and `wrk` run against it with a Lua script that POSTs /v1/search by `vector`
+/// (`vectors` stored vectors, rotated per request) for `duration_s`, then by `query` (the texts
+/// of `query_file`, rotated), each after `warmup_s` untimed seconds. The service is stopped
+/// with SIGTERM; then the same searches run through the library in this process (a `vector`
+/// search through ArticleStore::store().search(), as the service calls it, and
+/// ArticleStore::search_articles() for text) from `connections` threads for the same
+/// durations, and the embedder alone on the query texts (the ceiling of search by text).
+/// Per cell: requests, requests/s, p50/p90/p99/max/mean latency, errors, and the CPU seconds of
+/// the machine, wrk, the vstore process and the PostgreSQL backends of the scratch database (when
+/// they run on this host). The service's access log is counted for each timed window, so the
+/// figures show that the requests reached it. Returns {rows, queries, vectors, top_k,
+/// connections, duration_s, warmup_s, wrk_threads, timeout_s, serve_threads, serve_args,
+/// provider, model, ef_search, pool, serve: {vector, text}, library: {vector, text,
+/// embed_only}, ratio_vector, ratio_text, errors, targets, serve_exit, load, machine, server,
+/// wrk_version, version}; `errors` counts wrk's socket errors and non-2xx answers and the
+/// library's failed calls (the caller fails the command when it is not 0). Errors:
+/// invalid_argument (an option out of range, no queries, fewer stored vectors than asked),
+/// not_found (data, query file, the vstore binary or wrk missing), unavailable (the service did
+/// not start: its log's tail is included), internal (wrk failed or printed no figures; no
+/// CREATEDB privilege), and the server's. Not thread-safe with other bench_* calls.
+[[nodiscard]] Result<nlohmann::json> bench_serve(const std::string& admin_conninfo, const BenchServeOptions& options);
+
 }  // namespace vstore

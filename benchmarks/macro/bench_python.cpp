@@ -13,10 +13,8 @@
 //   a Python traceback reaches the user as it is. No shell is involved (run_process).
 // - Phase 3: the script's figures are checked (every figure this command promises is present)
 //   and merged with the load's, the machine's and the server's.
-#include <stdlib.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <fstream>
 #include <system_error>
 
@@ -26,11 +24,7 @@
 #include "macro/bench.hpp"
 #include "macro/bench_support.hpp"
 #include "pg/pg_conn.hpp"
-#include "vstore/article.hpp"
-#include "vstore/article_store.hpp"
-#include "vstore/embedder.hpp"
-#include "vstore/schema.hpp"
-#include "vstore/vector_store.hpp"
+#include "vstore/types.hpp"
 
 #ifndef VSTORE_VERSION
 #define VSTORE_VERSION "unknown"
@@ -41,13 +35,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 using bench_support::check_range;
 using bench_support::report;
-using bench_support::round_to;
 using bench_support::ScratchDatabase;
-using bench_support::seconds_since;
 
 Result<void> check_options(const BenchPythonOptions& options) {
   VS_TRY(check_range("n", static_cast<double>(options.n), 100, 1000000));
@@ -71,99 +62,6 @@ Result<void> check_options(const BenchPythonOptions& options) {
   return {};
 }
 
-// The first `n` records of the article file.
-Result<std::vector<Article>> read_articles(const fs::path& path, std::int64_t n) {
-  std::ifstream in(path);
-  if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open the article file {}", path.string()));
-  std::vector<Article> articles;
-  std::string line;
-  std::int64_t line_no = 0;
-  while (static_cast<std::int64_t>(articles.size()) < n && std::getline(in, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const json record = json::parse(line, nullptr, false);
-    if (record.is_discarded()) {
-      return fail(ErrorCode::invalid_argument, fmt::format("{}:{}: not valid JSON", path.string(), line_no));
-    }
-    auto article = article_from_json(record);
-    if (!article) return fail(article.error().with_context(fmt::format("{}:{}", path.string(), line_no)));
-    articles.push_back(std::move(*article));
-  }
-  return articles;
-}
-
-// The query texts of a queries-dev.tsv style file: the text after the first tab of each line.
-Result<std::vector<std::string>> read_queries(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open the query file {}", path.string()));
-  std::vector<std::string> queries;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const std::size_t tab = line.find('\t');
-    std::string text = tab == std::string::npos ? line : line.substr(tab + 1);
-    if (text.find_first_not_of(" \t") != std::string::npos) queries.push_back(std::move(text));
-  }
-  if (queries.empty()) return fail(ErrorCode::invalid_argument, fmt::format("{} holds no queries", path.string()));
-  return queries;
-}
-
-// Phase 1: the articles embedded and stored, the vector index built after them. Returns
-// {rows, embed_upsert_s, index_build_s}.
-Result<json> load_articles(const ScratchDatabase& db, const std::string& conninfo, const Config& cfg,
-                           const BenchPythonOptions& options) {
-  VS_TRY_ASSIGN(std::vector<Article> articles, read_articles(options.data, options.n));
-  VS_TRY(schema_up(conninfo, cfg));
-  {
-    // Suspending the vector index drops it: only ever in the scratch database.
-    VS_TRY_ASSIGN(pg::Connection conn, pg::Connection::connect(conninfo));
-    VS_TRY(db.check(conn));
-  }
-  VS_TRY(suspend_vector_index(conninfo, cfg));
-  json out;
-  const auto load_start = Clock::now();
-  {
-    OpenOptions open;
-    open.create = true;
-    VS_TRY_ASSIGN(std::unique_ptr<VectorStore> store, open_store(cfg, open));
-    VS_TRY_ASSIGN(std::unique_ptr<Embedder> embedder, make_embedder(cfg));
-    ArticleStore articles_store(std::move(store), std::move(embedder), 1);
-    const double total = static_cast<double>(articles.size());
-    VS_TRY_ASSIGN(const std::size_t stored,
-                  articles_store.upsert_articles(articles, [&](std::size_t done) {
-                    report(options.progress, "embed", static_cast<double>(done) / total);
-                  }));
-    articles_store.shutdown();
-    out["rows"] = stored;
-  }
-  out["embed_upsert_s"] = round_to(seconds_since(load_start), 3);
-  report(options.progress, "index", 0.0);
-  const auto index_start = Clock::now();
-  VS_TRY(restore_vector_index(conninfo, cfg));
-  out["index_build_s"] = round_to(seconds_since(index_start), 3);
-  report(options.progress, "index", 1.0);
-  return out;
-}
-
-// A private temporary directory (mode 0700), removed with its files when it goes out of scope.
-class PrivateDir {
- public:
-  PrivateDir() {
-    std::string pattern = (fs::temp_directory_path() / "vstore-bench-python-XXXXXX").string();
-    if (mkdtemp(pattern.data()) != nullptr) m_path = pattern;
-  }
-  PrivateDir(const PrivateDir&) = delete;
-  PrivateDir& operator=(const PrivateDir&) = delete;
-  ~PrivateDir() {
-    std::error_code ec;
-    if (!m_path.empty()) fs::remove_all(m_path, ec);
-  }
-  [[nodiscard]] const fs::path& path() const { return m_path; }
-
- private:
-  fs::path m_path;
-};
-
 // The variables the module's store reads, pointing it at the scratch table with the same
 // settings as the load (and nothing from the caller's environment that would send it elsewhere).
 json module_environment(const std::string& conninfo, const Config& cfg, const BenchPythonOptions& options) {
@@ -185,7 +83,7 @@ json module_environment(const std::string& conninfo, const Config& cfg, const Be
 // Phase 2: the script, with a spec file in and a result file out.
 Result<json> run_script(const std::string& conninfo, const Config& cfg, const std::vector<std::string>& queries,
                         const BenchPythonOptions& options) {
-  const PrivateDir dir;
+  const bench_support::PrivateDir dir("vstore-bench-python");
   if (dir.path().empty()) return fail(ErrorCode::internal, "cannot make a temporary directory for the benchmark script");
   const fs::path spec_path = dir.path() / "spec.json";
   const fs::path out_path = dir.path() / "result.json";
@@ -244,7 +142,7 @@ Result<void> check_result(const json& result, int clients) {
 
 Result<json> bench_python(const std::string& admin_conninfo, const BenchPythonOptions& options) {
   VS_TRY(check_options(options));
-  VS_TRY_ASSIGN(const std::vector<std::string> queries, read_queries(options.query_file));
+  VS_TRY_ASSIGN(const std::vector<std::string> queries, bench_support::read_query_file(options.query_file));
   const json machine = bench_machine_info();  // before our own load skews the load average
   ScratchDatabase db(admin_conninfo, fmt::format("vstore_bench_python_{}", getpid()));
   VS_TRY_ASSIGN(const std::string conninfo, db.create());
@@ -255,7 +153,8 @@ Result<json> bench_python(const std::string& admin_conninfo, const BenchPythonOp
   cfg.model_dir = options.model_dir;
   cfg.pgvector.index_type = IndexType::hnsw;
   cfg.pgvector.hnsw_ef_search = options.ef_search;
-  VS_TRY_ASSIGN(json load, load_articles(db, conninfo, cfg, options));
+  VS_TRY_ASSIGN(const std::vector<Article> articles, bench_support::read_article_file(options.data, options.n));
+  VS_TRY_ASSIGN(json load, bench_support::load_articles(db, conninfo, cfg, articles, options.progress));
 
   report(options.progress, "python", 0.0);
   VS_TRY_ASSIGN(json result, run_script(conninfo, cfg, queries, options));

@@ -1,13 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
-// The benchmarks' scratch databases and the conninfo that reaches them.
+// The benchmarks' scratch databases and the conninfo that reaches them, and the Reuters
+// articles and queries that the benchmarks of the whole store (python, serve) load and ask.
 #include "macro/bench_support.hpp"
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <fstream>
 
 #include <fmt/format.h>
 
 #include "pg/pg_catalog.hpp"
 #include "pg/pg_conn.hpp"
+#include "vstore/article.hpp"
+#include "vstore/article_store.hpp"
+#include "vstore/embedder.hpp"
+#include "vstore/schema.hpp"
+#include "vstore/vector_store.hpp"
 
 namespace vstore::bench_support {
 namespace {
@@ -138,6 +147,84 @@ std::string with_dbname(const std::string& conninfo, const std::string& dbname) 
     return kept.empty() ? out : out + "?" + kept;
   }
   return conninfo + (conninfo.empty() ? "" : " ") + "dbname=" + dbname;
+}
+
+PrivateDir::PrivateDir(const std::string& prefix) {
+  std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (mkdtemp(pattern.data()) != nullptr) m_path = pattern;
+}
+
+PrivateDir::~PrivateDir() {
+  std::error_code ec;
+  if (!m_path.empty()) std::filesystem::remove_all(m_path, ec);
+}
+
+Result<std::vector<Article>> read_article_file(const std::filesystem::path& path, std::int64_t n) {
+  std::ifstream in(path);
+  if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open the article file {}", path.string()));
+  std::vector<Article> articles;
+  std::string line;
+  std::int64_t line_no = 0;
+  while (static_cast<std::int64_t>(articles.size()) < n && std::getline(in, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
+    if (record.is_discarded()) {
+      return fail(ErrorCode::invalid_argument, fmt::format("{}:{}: not valid JSON", path.string(), line_no));
+    }
+    auto article = article_from_json(record);
+    if (!article) return fail(article.error().with_context(fmt::format("{}:{}", path.string(), line_no)));
+    articles.push_back(std::move(*article));
+  }
+  return articles;
+}
+
+Result<std::vector<std::string>> read_query_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return fail(ErrorCode::not_found, fmt::format("cannot open the query file {}", path.string()));
+  std::vector<std::string> queries;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const std::size_t tab = line.find('\t');
+    std::string text = tab == std::string::npos ? line : line.substr(tab + 1);
+    if (text.find_first_not_of(" \t") != std::string::npos) queries.push_back(std::move(text));
+  }
+  if (queries.empty()) return fail(ErrorCode::invalid_argument, fmt::format("{} holds no queries", path.string()));
+  return queries;
+}
+
+Result<nlohmann::json> load_articles(const ScratchDatabase& db, const std::string& conninfo, const Config& cfg,
+                                     std::span<const Article> articles, const BenchProgress& progress) {
+  VS_TRY(schema_up(conninfo, cfg));
+  {
+    // Suspending the vector index drops it: only ever in the scratch database.
+    VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
+    VS_TRY(db.check(conn));
+  }
+  VS_TRY(suspend_vector_index(conninfo, cfg));
+  nlohmann::json out;
+  const auto load_start = std::chrono::steady_clock::now();
+  {
+    OpenOptions open;
+    open.create = true;
+    VS_TRY_ASSIGN(std::unique_ptr<VectorStore> store, open_store(cfg, open));
+    VS_TRY_ASSIGN(std::unique_ptr<Embedder> embedder, make_embedder(cfg));
+    ArticleStore articles_store(std::move(store), std::move(embedder), 1);
+    const double total = static_cast<double>(articles.size());
+    VS_TRY_ASSIGN(const std::size_t stored, articles_store.upsert_articles(articles, [&](std::size_t done) {
+      report(progress, "embed", static_cast<double>(done) / total);
+    }));
+    articles_store.shutdown();
+    out["rows"] = stored;
+  }
+  out["embed_upsert_s"] = round_to(seconds_since(load_start), 3);
+  report(progress, "index", 0.0);
+  const auto index_start = std::chrono::steady_clock::now();
+  VS_TRY(restore_vector_index(conninfo, cfg));
+  out["index_build_s"] = round_to(seconds_since(index_start), 3);
+  report(progress, "index", 1.0);
+  return out;
 }
 
 ScratchDatabase::~ScratchDatabase() {

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +18,7 @@
 #include "macro/bench.hpp"
 #include "vstore/config.hpp"
 #include "vstore/result.hpp"
+#include "vstore/types.hpp"
 
 namespace vstore::pg {
 class Connection;
@@ -74,6 +78,41 @@ inline void report(const BenchProgress& progress, std::string_view phase, double
 /// win); a key=value conninfo gets a trailing `dbname=` (there the last occurrence wins).
 /// `dbname` must be a plain identifier (letters, digits, underscores).
 [[nodiscard]] std::string with_dbname(const std::string& conninfo, const std::string& dbname);
+
+class ScratchDatabase;
+
+/// A private temporary directory (mode 0700) `<tmp>/<prefix>-XXXXXX`, removed with its files
+/// when it goes out of scope; path() is empty when it could not be made.
+class PrivateDir {
+ public:
+  explicit PrivateDir(const std::string& prefix);
+  PrivateDir(const PrivateDir&) = delete;
+  PrivateDir& operator=(const PrivateDir&) = delete;
+  ~PrivateDir();
+  [[nodiscard]] const std::filesystem::path& path() const { return m_path; }
+
+ private:
+  std::filesystem::path m_path;
+};
+
+/// The first `n` records of an article JSON Lines file (the Reuters set), blank lines skipped.
+/// Errors: not_found (the file cannot be opened), invalid_argument (a line that is not JSON or
+/// not an article, naming the file and the line).
+[[nodiscard]] Result<std::vector<Article>> read_article_file(const std::filesystem::path& path, std::int64_t n);
+
+/// The query texts of a queries-dev.tsv style file: the text after the first tab of each line
+/// (the whole line without a tab), blank ones skipped. Errors: not_found, invalid_argument (no
+/// query in the file).
+[[nodiscard]] Result<std::vector<std::string>> read_query_file(const std::filesystem::path& path);
+
+/// `articles` into the scratch database `db` (reached by `conninfo`), as `vstore ingest` loads
+/// them: schema_up; the vector index suspended (only after `db` checked the connection is its
+/// own); the articles embedded by `cfg`'s embedder and upserted through ArticleStore, reporting
+/// the phase "embed"; then restore_vector_index() (cfg's index and parameters), reporting
+/// "index". Returns {rows (stored), embed_upsert_s, index_build_s}. Errors: those of the steps.
+[[nodiscard]] Result<nlohmann::json> load_articles(const ScratchDatabase& db, const std::string& conninfo,
+                                                   const Config& cfg, std::span<const Article> articles,
+                                                   const BenchProgress& progress);
 
 /// A database of the benchmark's own: create() makes it and checks that its conninfo really
 /// reaches it; the destructor drops it WITH (FORCE), also after a failure. A benchmark runs every

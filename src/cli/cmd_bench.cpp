@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest|embed|python|tune`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
+// `vstore bench query|ingest|embed|python|tune|serve`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
 // `bench migrate` is declared beside migrate-chroma (cmd_migrate.cpp). Each creates and drops its own database.
 #include <fmt/format.h>
 
@@ -83,6 +83,48 @@ void print_python_summary(const nlohmann::json& r) {
     }
   }
   std::printf("target: by vector at %d clients at least 3x the pure Python store\n", clients);
+}
+
+// The readable summary of `bench serve`.
+void print_serve_summary(const nlohmann::json& r) {
+  std::printf("%s articles (embedder %s, model %s), %s stored vectors and %s query texts rotated, top %s, ef_search %s\n",
+              r["rows"].dump().c_str(), r["provider"].get<std::string>().c_str(), r["model"].get<std::string>().c_str(),
+              r["vectors"].dump().c_str(), r["queries"].dump().c_str(), r["top_k"].dump().c_str(),
+              r["ef_search"].dump().c_str());
+  std::printf("%s connections (wrk %s threads; the library %s threads), %s s per cell after %s s of warm-up; "
+              "serve --threads %s, pool %s + %s\n",
+              r["connections"].dump().c_str(), r["wrk_threads"].dump().c_str(), r["connections"].dump().c_str(),
+              r["duration_s"].dump().c_str(), r["warmup_s"].dump().c_str(), r["serve_threads"].dump().c_str(),
+              r["pool"]["size"].dump().c_str(), r["pool"]["max_overflow"].dump().c_str());
+  std::printf("%-26s %12s %9s %9s %9s %7s %11s\n", "", "requests/s", "p50 ms", "p99 ms", "max ms", "errors", "cores busy");
+  const auto row = [](const char* label, const nlohmann::json& c) {
+    std::printf("%-26s %12.1f %9.2f %9.2f %9.2f %7s %11.2f\n", label, c["requests_per_s"].get<double>(),
+                c["p50_ms"].get<double>(), c["p99_ms"].get<double>(), c["max_ms"].get<double>(),
+                c["error_count"].dump().c_str(), c["cpu"]["cores_busy"].get<double>());
+  };
+  row("by vector, HTTP (wrk)", r["serve"]["vector"]);
+  row("by vector, library", r["library"]["vector"]);
+  row("by text, HTTP (wrk)", r["serve"]["text"]);
+  row("by text, library", r["library"]["text"]);
+  row("embedder alone (text)", r["library"]["embed_only"]);
+  std::printf("HTTP / library: by vector %.3f, by text %.3f (target >= 0.8)\n", r["ratio_vector"].get<double>(),
+              r["ratio_text"].get<double>());
+  std::printf("by vector p99 over HTTP %.2f ms (target <= 20 ms at 32 connections)\n",
+              r["serve"]["vector"]["p99_ms"].get<double>());
+  for (const char* kind : {"vector", "text"}) {
+    const auto& c = r["serve"][kind];
+    std::printf("by %s over HTTP: the service logged %s search requests %s\n", kind,
+                c["answered"]["requests"].dump().c_str(), c["answered"]["by_status"].dump().c_str());
+  }
+  std::printf("CPU seconds per cell: wrk, vstore (the service, or this process), postgres (sessions opened), other\n");
+  for (const char* side : {"serve", "library"}) {
+    for (const char* kind : {"vector", "text"}) {
+      const auto& cpu = r[side][kind]["cpu"];
+      std::printf("  %-8s by %-7s %s, %s, %s (%s), %s\n", side, kind, cpu["client_s"].dump().c_str(),
+                  cpu["vstore_s"].dump().c_str(), cpu["postgres_s"].dump().c_str(),
+                  cpu["postgres_sessions"].dump().c_str(), cpu["other_s"].dump().c_str());
+    }
+  }
 }
 
 // `bench reindex`: reindex() against the engine alone (benchmarks/macro/bench_reindex.hpp).
@@ -379,6 +421,100 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
         print_python_summary(*result);
         print_done("bench python", "finished", started);
       }
+      return k_exit_ok;
+    };
+  });
+
+  static BenchServeOptions sv;
+  static std::string sv_data;     // empty: the Reuters articles in ../shared/data beside the source tree
+  static std::string sv_queries;  // empty: queries-dev.tsv beside them
+  auto* serve = bench->add_subcommand(
+      "serve", "vstore serve under wrk (POST /v1/search by vector, then by text) against the same searches through "
+               "the library at the same concurrency, in a database of its own");
+  serve->add_option("--rows,--n", sv.n, "Reuters articles loaded (embedded once by the configured embedder)")
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{1000000}))
+      ->capture_default_str();
+  serve->add_option("--duration", sv.duration_s, "seconds of each timed run (by vector and by text, over HTTP and "
+                                                 "through the library)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  serve->add_option("--connections", sv.connections, "wrk's connections, and the library's threads")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  serve->add_option("--warmup", sv.warmup_s, "untimed seconds before each timed run")->check(CLI::Range(0, 600))->capture_default_str();
+  serve->add_option("--vectors", sv.vectors, "stored vectors searched by vector, rotated per request")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  serve->add_option("--top-k", sv.top_k, "results per search")->check(CLI::Range(1, 1000))->capture_default_str();
+  serve->add_option("--wrk-threads", sv.wrk_threads, "wrk's threads (at most --connections)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  serve->add_option("--timeout", sv.timeout_s, "seconds before wrk counts a request as timed out (an error)")
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
+  serve->add_option("--serve-threads", sv.serve_threads, "vstore serve --threads")->check(CLI::Range(1, 4096))->capture_default_str();
+  serve->add_option("--serve-arg", sv.serve_args, "a further option for vstore serve, e.g. --serve-arg=--no-access-log "
+                                                  "(repeatable)")
+      ->allow_extra_args(false);
+  serve->add_option("--data", sv_data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
+                                       "vstore's source tree)");
+  serve->add_option("--query-file", sv_queries, "queries, one a line: a code, a tab, the text (default: "
+                                                "queries-dev.tsv beside the articles)");
+  serve->add_flag("--json", json, "print the result as one JSON object");
+  serve->callback([&] {
+    action = [&] {
+      const auto started = std::chrono::steady_clock::now();
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      if (sv.wrk_threads > sv.connections) {
+        return report_usage(Error(ErrorCode::invalid_argument,
+                                  fmt::format("--wrk-threads {} is more than --connections {}; wrk needs a connection "
+                                              "per thread",
+                                              sv.wrk_threads, sv.connections)));
+      }
+      if (sv_data.empty() || sv_queries.empty()) {
+        auto tree = source_tree();
+        if (!tree) return report(tree.error());
+        const std::filesystem::path reuters = (*tree / ".." / "shared" / "data" / "reuters21578").lexically_normal();
+        if (sv_data.empty()) sv_data = (reuters / "articles.jsonl").string();
+        if (sv_queries.empty()) sv_queries = (reuters / "queries-dev.tsv").string();
+      }
+      sv.data = sv_data;
+      sv.query_file = sv_queries;
+      std::error_code ec;
+      sv.vstore = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (ec) return report(Error(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message())));
+      if (cfg->embedding_provider == "local") {
+        auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
+        if (!model_dir) return report(model_dir.error());
+        sv.model_dir = *model_dir;
+      }
+      sv.config = *cfg;
+      sv.progress = progress_printer();
+      auto result = bench_serve(*conninfo, sv);
+      if (!result) return report(result.error());
+      if (json) {
+        (*result)["elapsed_s"] = elapsed_s(started);
+        print_json(*result);
+      } else {
+        print_serve_summary(*result);
+      }
+      const std::int64_t errors = (*result)["errors"].get<std::int64_t>();
+      if (errors > 0) {
+        // With --json the result is already stdout's one JSON document: the reason goes to stderr.
+        set_json_errors(false);
+        const auto& r = *result;
+        print_error("failed",
+                    fmt::format("bench serve: {} errors: by vector over HTTP {} (answers by status {}), by text over "
+                                "HTTP {} (answers by status {}), through the library {} by vector, {} by text",
+                                errors, r["serve"]["vector"]["errors"].dump(), r["serve"]["vector"]["answered"]["by_status"].dump(),
+                                r["serve"]["text"]["errors"].dump(), r["serve"]["text"]["answered"]["by_status"].dump(),
+                                r["library"]["vector"]["error_count"].dump(), r["library"]["text"]["error_count"].dump()));
+        return k_exit_failure;
+      }
+      if (!json) print_done("bench serve", "finished", started);
       return k_exit_ok;
     };
   });
