@@ -399,8 +399,8 @@ TEST(Issue25MapQuality, OnReutersTheLayoutKeepsNeighbourhoodsBetterThanPca) {
   vstore::testing::TempDir tmp;
   chmod(tmp.path.c_str(), 0755);
   const std::string db = vstore::testing::PgServer::instance().create_database("issue25mapq");
-  const std::vector<json> articles = reuters(1000);
-  ASSERT_EQ(articles.size(), 1000U);
+  const std::vector<json> articles = reuters(700);
+  ASSERT_EQ(articles.size(), 700U);
   write_lines(tmp.path / "articles.jsonl", articles);
   const std::string env = fmt::format("DATABASE_URL='{}' EMBEDDING_PROVIDER=local VSTORE_MODEL_DIR='{}'", db, model_dir);
   ASSERT_EQ(vstore::testing::run_vstore(tmp.path.string(), "schema up", env).code, 0);
@@ -413,7 +413,7 @@ TEST(Issue25MapQuality, OnReutersTheLayoutKeepsNeighbourhoodsBetterThanPca) {
   const json p = json::parse(projected.out);
   const double layout = p["trustworthiness"]["layout"];
   const double pca = p["trustworthiness"]["pca"];
-  std::printf("1,000 Reuters articles (local engine, embedded in %.1f s): trustworthiness@10 layout %.4f, pca %.4f; "
+  std::printf("700 Reuters articles (local engine, embedded in %.1f s): trustworthiness@10 layout %.4f, pca %.4f; "
               "map %.2f s\n",
               embed_s, layout, pca, p["elapsed_s"]["map"].get<double>());
   EXPECT_GT(layout, pca + 0.05);
