@@ -331,6 +331,7 @@ TEST_F(Issue25Map, ProjectPrintsTheContractShapeAndWritesAnSvg) {
   ASSERT_EQ(text.code, 0) << text.err;
   EXPECT_TRUE(std::regex_search(text.out, std::regex(R"(project: \d+ articles of 384 dimensions, 3 clusters \(umap, seed 42\))"))) << text.out;
   EXPECT_TRUE(std::regex_search(text.out, std::regex(R"(trustworthiness@10: layout 0\.\d{4}, pca 0\.\d{4})"))) << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex(R"(\nproject: \d+ articles mapped in \d+\.\d s\n$)"))) << text.out;
   // Bad input: usage errors (exit 2) that name the value; too many clusters for the vectors.
   CmdResult bad_where = run("project --where '{\"topic\": {\"$foo\": 1}}'");
   EXPECT_EQ(bad_where.code, 2);
