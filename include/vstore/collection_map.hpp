@@ -148,8 +148,10 @@ struct Placement {
 
 /// Places a new vector into a map without recomputing it, as UMAP's transform initialises a new
 /// point: the mean of its neighbours' positions weighted by their fuzzy membership strengths
-/// exp(-(d - rho) / sigma) (rho the nearest distance, sigma found as for the layout's graph); its
-/// cluster is the one with the largest total weight among them (the lower on a tie). `xy` and
+/// exp(-(d - rho) / sigma) (rho the nearest distance, sigma found as for the layout's graph),
+/// then moved, as UMAP's transform optimises a new point against its neighbours, to the nearest
+/// stationary point of its attraction to them under the layout's curve (min_dist 0.1), so that
+/// it lands in the clump most of its weight lies in rather than between clumps; its cluster is the one with the largest total weight among them (the lower on a tie). `xy` and
 /// `clusters` are the map's positions (n x 2) and clusters. Errors: invalid_argument (no
 /// neighbour, an index outside the map, a negative or non-finite distance).
 [[nodiscard]] Result<Placement> place_point(std::span<const MapNeighbour> neighbours, std::span<const float> xy,

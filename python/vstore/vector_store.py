@@ -347,10 +347,11 @@ def get_by_ids(ids: Sequence[str], include: Optional[Sequence[str]] = None) -> D
 
 
 def embedding_projection(vecs: Sequence[Sequence[float]] | npt.NDArray[np.floating]) -> Dict[str, Any]:
-    """Clusters the vectors into three (k-means, seeded): ``{"points": [{"x", "y", "cluster",
-    "size"}], "centroids": [[...]] * 3, "sizes": {cluster: count}}``; ``x``/``y`` are the raw first
-    two dimensions, as before. Plain Python numbers (JSON-safe). Raises InvalidArgument (a
-    ValueError) for fewer than 3 vectors, as scikit-learn did."""
+    """Lays the vectors out in 2-D and clusters them into three (k-means, seeded):
+    ``{"points": [{"x", "y", "cluster", "size"}], "centroids": [[...]] * 3, "sizes": {cluster:
+    count}}``; ``x``/``y`` are a neighbour-preserving UMAP layout (seed 42), no longer the raw
+    first two dimensions. Plain Python numbers (JSON-safe). Raises InvalidArgument (a ValueError)
+    for fewer than 3 vectors, as scikit-learn did."""
     return _native.embedding_projection(vecs)
 
 

@@ -204,6 +204,7 @@ int run_project(const Globals& globals, const ProjectArgs& args) {
   }
   std::printf("time: read %.1f s, map %.1f s, trustworthiness %.1f s\n", read_s, build_s, trust_s);
   if (!args.svg.empty()) std::printf("svg: %s (%zu points)\n", args.svg.c_str(), n);
+  print_done("project", fmt::format("{} articles mapped", n), started);
   return k_exit_ok;
 }
 

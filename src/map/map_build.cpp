@@ -148,9 +148,38 @@ Result<Placement> place_point(std::span<const MapNeighbour> neighbours, std::spa
       it->second += w;
     }
   }
+  // The weighted mean is where UMAP's transform starts a new point; its optimisation then pulls
+  // the point towards its neighbours under the layout's curve 1 / (1 + a d^2b). Without the
+  // negative samples that is a stationary point of sum w log(1 + a d^2b), reached here by
+  // iteratively reweighted means from the start: a neighbour's weight w a b d^(2(b-1)) /
+  // (1 + a d^2b) grows as it gets nearer, so the point settles in the clump most of its weight
+  // lies in rather than between clumps.
+  const auto [a, b] = map::curve_parameters(1.0, 0.1);
+  double px = wx / total;
+  double py = wy / total;
+  for (int iter = 0; iter < 100; ++iter) {
+    double sx = 0.0;
+    double sy = 0.0;
+    double sw = 0.0;
+    for (std::size_t m = 0; m < sorted.size(); ++m) {
+      const double dx = px - xy[sorted[m].index * 2];
+      const double dy = py - xy[sorted[m].index * 2 + 1];
+      const double d2 = std::max(dx * dx + dy * dy, 1e-6);
+      const double k = map::membership(distances[m], s) * a * b * std::pow(d2, b - 1.0) / (1.0 + a * std::pow(d2, b));
+      sx += k * xy[sorted[m].index * 2];
+      sy += k * xy[sorted[m].index * 2 + 1];
+      sw += k;
+    }
+    const double nx = sx / sw;
+    const double ny = sy / sw;
+    const double moved = std::hypot(nx - px, ny - py);
+    px = nx;
+    py = ny;
+    if (moved < 1e-6) break;
+  }
   Placement p;
-  p.x = static_cast<float>(wx / total);
-  p.y = static_cast<float>(wy / total);
+  p.x = static_cast<float>(px);
+  p.y = static_cast<float>(py);
   std::sort(votes.begin(), votes.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
   p.cluster = votes.front().first;
   return p;

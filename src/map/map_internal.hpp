@@ -66,6 +66,10 @@ struct SmoothDistance {
 /// The membership strength of a neighbour at `distance` under `s`.
 [[nodiscard]] double membership(double distance, const SmoothDistance& s);
 
+/// a and b of UMAP's curve 1 / (1 + a d^(2b)) for `spread` and `min_dist` (fitted once per pair
+/// and remembered).
+[[nodiscard]] std::pair<double, double> curve_parameters(double spread, double min_dist);
+
 // ---- for tests only ----
 /// a and b of UMAP's curve 1 / (1 + a d^(2b)) as umap_layout() fits them.
 [[nodiscard]] std::pair<double, double> test_fit_curve(double spread, double min_dist);

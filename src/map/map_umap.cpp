@@ -30,6 +30,8 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -318,6 +320,15 @@ Result<std::vector<float>> umap_layout(std::span<const float> data, std::size_t 
 }
 
 namespace map {
+std::pair<double, double> curve_parameters(double spread, double min_dist) {
+  static std::mutex mutex;
+  static std::map<std::pair<double, double>, Curve> fitted;
+  std::lock_guard lock(mutex);
+  auto it = fitted.find({spread, min_dist});
+  if (it == fitted.end()) it = fitted.emplace(std::pair{spread, min_dist}, fit_curve(spread, min_dist)).first;
+  return {it->second.a, it->second.b};
+}
+
 // For tests only: the fitted curve's a and b.
 std::pair<double, double> test_fit_curve(double spread, double min_dist) {
   const Curve c = fit_curve(spread, min_dist);

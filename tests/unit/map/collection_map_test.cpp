@@ -216,9 +216,17 @@ TEST(CollectionMap, PlacementIsTheMembershipWeightedMeanOfTheNeighbours) {
   const std::vector<vstore::MapNeighbour> even = {{0, 0.5}, {1, 0.5}, {2, 0.5}, {3, 0.5}};
   auto q = vstore::place_point(even, xy, clusters);
   ASSERT_TRUE(q);
-  EXPECT_FLOAT_EQ(q->x, 5.0F);
-  EXPECT_FLOAT_EQ(q->y, 5.0F);
+  EXPECT_NEAR(q->x, 5.0F, 1e-4);
+  EXPECT_NEAR(q->y, 5.0F, 1e-4);
   EXPECT_EQ(q->cluster, 1);
+  // Neighbours in two clumps, three of them in one: the point lands in that clump, not between.
+  const std::vector<float> clumps = {0, 0, 0.2F, 0, 0, 0.2F, 10, 10, 10.2F, 10};
+  const std::vector<int> clump_clusters = {0, 0, 0, 1, 1};
+  const std::vector<vstore::MapNeighbour> spread = {{0, 0.30}, {1, 0.31}, {2, 0.32}, {3, 0.33}, {4, 0.34}};
+  auto r = vstore::place_point(spread, clumps, clump_clusters);
+  ASSERT_TRUE(r);
+  EXPECT_LT(std::hypot(r->x, r->y), 1.0) << r->x << ", " << r->y;
+  EXPECT_EQ(r->cluster, 0);
   EXPECT_FALSE(vstore::place_point(std::span<const vstore::MapNeighbour>(), xy, clusters));
   const std::vector<vstore::MapNeighbour> outside = {{7, 0.1}};
   EXPECT_FALSE(vstore::place_point(outside, xy, clusters));
