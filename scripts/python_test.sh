@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python package's check, run by scripts/test.sh after the C++ build: a new virtual
-# environment, `pip install ./python` into it, then the pytest suite (python/tests) with that
+# environment, the wheel of ./python built and installed into it, then the pytest suite (python/tests) with that
 # environment's interpreter. The pip build reuses the C++ build directory (same settings as
 # scripts/test.sh configures), so it compiles nothing the C++ build already compiled; a plain
 # `pip install ./python` builds from scratch in a temporary directory.
@@ -17,14 +17,9 @@ start=$(date +%s)
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r python/requirements-test.txt
-"$venv/bin/python" -m pip install -q --disable-pip-version-check ./python \
-  -C build-dir="$build" \
-  -C cmake.build-type=RelWithDebInfo \
-  -C cmake.define.VSTORE_DEV_MODE=ON \
-  -C cmake.define.VSTORE_BUILD_TESTS=ON \
-  -C cmake.define.pybind11_DIR="$("$data/venv/bin/python" -m pybind11 --cmakedir)"
-echo "python: installed vstore into $venv ($(( $(date +%s) - start ))s)"
-# The wheel build (what `pip wheel ./python -w dist` makes): the package, the module, the types.
+# One build: the wheel (what `pip wheel ./python -w dist` makes: the package, the module, the
+# types), checked below and then installed. (Building it twice, `pip install ./python` and then
+# `pip wheel`, recompiled the C++ libraries the second time: minutes of the test command.)
 rm -rf "$build/dist"
 "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps ./python -w "$build/dist" \
   -C build-dir="$build" \
@@ -42,6 +37,8 @@ for want in ("vstore/__init__.py", "vstore/vector_store.py", "vstore/errors.py",
 assert any(n.startswith("vstore/_native.") and n.endswith(".so") for n in names), f"no module in {wheels[0].name}"
 print(f"python: wheel {wheels[0].name} holds the package, the module and its types")
 PY
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "$build"/dist/vstore-*.whl
+echo "python: installed vstore into $venv ($(( $(date +%s) - start ))s)"
 
 export VSTORE_BIN="$build/src/vstore"
 export VSTORE_TEST_CHROMA_CLI="$data/chroma-server/node_modules/chromadb/dist/cli.mjs"
