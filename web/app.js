@@ -234,6 +234,12 @@ class MapView {
     const colour = new Map(ranked.slice(0, PALETTE.length).map(([v], i) => [v, PALETTE[i]]));
     this.colors = new Array(this.n);
     for (let i = 0; i < this.n; i++) this.colors[i] = colour.get(values?.[i]) || OTHER;
+    // The points of each colour, grouped once here rather than at every repaint.
+    this.byColour = new Map();
+    for (let i = 0; i < this.n; i++) {
+      if (!this.byColour.has(this.colors[i])) this.byColour.set(this.colors[i], []);
+      this.byColour.get(this.colors[i]).push(i);
+    }
     this.showLabels = field === "cluster";
     const labelOf = (v) => (field === "cluster" ? this.data.clusters.find((c) => c.cluster === v)?.label ?? `cluster ${v}` : String(v));
     const legend = ranked.slice(0, PALETTE.length).map(([v, c]) => [labelOf(v), colour.get(v), c]);
@@ -323,14 +329,8 @@ class MapView {
     const size = Math.max(1.5, Math.min(5, 1.2 + this.view.scale * 0.02 * Math.sqrt(20000 / this.n)));
     ctx.globalAlpha = focus ? 0.22 : 0.8;
     // Points by colour, so that the fill style changes once per colour.
-    const byColour = new Map();
-    for (let i = 0; i < this.n; i++) {
-      const c = this.colors[i];
-      if (!byColour.has(c)) byColour.set(c, []);
-      byColour.get(c).push(i);
-    }
     const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
-    for (const [c, list] of byColour) {
+    for (const [c, list] of this.byColour) {
       ctx.fillStyle = c;
       for (const i of list) {
         const px = this.sx(this.x[i]), py = this.sy(this.y[i]);
