@@ -173,4 +173,12 @@ void ChromaServer::stop() {
   m_pid = -1;
 }
 
+void ChromaServer::kill_now() {
+  if (m_pid <= 0) return;
+  kill(-m_pid, SIGKILL);
+  int status = 0;
+  waitpid(m_pid, &status, 0);
+  m_pid = -1;
+}
+
 }  // namespace vstore::testing

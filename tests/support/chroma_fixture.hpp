@@ -39,6 +39,9 @@ class ChromaServer {
   [[nodiscard]] std::string data_dir() const { return m_root + "/data"; }
   /// Stops the process (SIGTERM, then SIGKILL after 10 s); the data directory stays.
   void stop();
+  /// Kills the process group at once (SIGKILL, no chance to flush anything); the data directory
+  /// stays, as a crash leaves it.
+  void kill_now();
   /// Starts it again on the same port and directory and waits for its heartbeat.
   void start();
   [[nodiscard]] bool running() const { return m_pid > 0; }

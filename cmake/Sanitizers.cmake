@@ -1,0 +1,17 @@
+# SPDX-License-Identifier: Apache-2.0
+# VSTORE_SANITIZE: build everything (libraries, CLI, tests, Python module) under sanitizers.
+#   ""                   none (the default)
+#   "address,undefined"  AddressSanitizer + UndefinedBehaviorSanitizer; the test command's build
+#   "thread"             ThreadSanitizer (scripts/sanitize.sh thread runs the concurrent suites)
+# Every report is fatal (-fno-sanitize-recover=all), so a test that triggers one fails. The
+# runtime options the tests use are in scripts/sanitizer_env.sh.
+set(VSTORE_SANITIZE "" CACHE STRING "Sanitizers for every target: empty, address,undefined or thread")
+set_property(CACHE VSTORE_SANITIZE PROPERTY STRINGS "" "address,undefined" "thread")
+if(VSTORE_SANITIZE STREQUAL "")
+  return()
+elseif(NOT VSTORE_SANITIZE MATCHES "^(address,undefined|address|undefined|thread)$")
+  message(FATAL_ERROR "VSTORE_SANITIZE=${VSTORE_SANITIZE}: expected empty, address,undefined, address, undefined or thread")
+endif()
+add_compile_options(-fsanitize=${VSTORE_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
+add_link_options(-fsanitize=${VSTORE_SANITIZE})
+message(STATUS "vstore: building with -fsanitize=${VSTORE_SANITIZE}")
