@@ -85,16 +85,27 @@ json hits_json(const std::vector<SearchHit>& hits) {
   return out;
 }
 
+// JSON levels a request body may nest: a filter at its deepest (32 levels) takes 72.
+constexpr int k_max_body_depth = 100;
+
 // The request body: a JSON object whose keys are all in `allowed`.
 class Body {
  public:
   Body(const std::string& text, std::initializer_list<const char*> allowed) {
     if (text.empty()) throw bad("the request needs a JSON object body");
     // A key twice in one object is refused: JSON leaves its meaning open, and a proxy that
-    // checked the first value must not see the service act on the second.
+    // checked the first value must not see the service act on the second. So is nesting past
+    // k_max_body_depth (no request needs it): the parser keeps its own stack, but what reads
+    // the tree afterwards (the filter parser, the writer of an error's JSON) recurses, and
+    // 100,000 nested arrays overflowed a request thread's stack.
     std::vector<std::set<std::string>> keys;
     std::string repeated;
-    const json::parser_callback_t no_repeated_keys = [&](int, json::parse_event_t event, json& parsed) {
+    bool too_deep = false;
+    const json::parser_callback_t no_repeated_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+      if (depth > k_max_body_depth) {
+        too_deep = true;
+        return false;
+      }
       if (event == json::parse_event_t::object_start) {
         keys.emplace_back();
       } else if (event == json::parse_event_t::object_end) {
@@ -111,6 +122,7 @@ class Body {
       // parse_error, and out_of_range.406 for a number such as 1e999 that overflows a double.
       throw bad(fmt::format("the body is not JSON: {}", e.what()));
     }
+    if (too_deep) throw bad(fmt::format("the body is nested deeper than {} levels", k_max_body_depth));
     if (!repeated.empty()) {
       throw bad(fmt::format("the key {} appears twice in one object; expected each key once",
                             json(repeated).dump(-1, ' ', false, json::error_handler_t::replace)));

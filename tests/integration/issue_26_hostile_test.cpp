@@ -215,6 +215,7 @@ class Issue26Hostile : public ::testing::Test {
   static vstore::ArticleStore& lib() { return *s_lib; }
   static Answer http(const std::string& path, const std::string& body) { return call(port(), "POST", path, body); }
   static Answer http(const std::string& path, const json& body) { return call(port(), "POST", path, body.dump()); }
+  static Answer http(const std::string& path, const char* body) { return call(port(), "POST", path, body); }
 
   // Nothing was written since SetUp, and both processes still serve.
   void expect_unchanged_and_alive() const {
@@ -287,7 +288,8 @@ TEST_F(Issue26Hostile, InfinityInAVectorIsRefused) {
   // A finite JSON number beyond float32's range is an infinity once stored as float32.
   std::vector<double> big(k_dim, 0.5);
   big[3] = 1e300;
-  EXPECT_TRUE(answered(http("/v1/search", json{{"vector", big}}), 400, "invalid_argument", {"\"vector\"[3] is not finite"}));
+  EXPECT_TRUE(answered(http("/v1/search", json{{"vector", big}}), 400, "invalid_argument",
+                       {"query vector: element 3 is inf; vectors must hold finite numbers"}));
   expect_unchanged_and_alive();
 }
 
@@ -472,12 +474,17 @@ TEST_F(Issue26Hostile, FilterNestedTenThousandLevelsIsRefused) {
   write_file(dir() / "deep.json", deep);
   EXPECT_TRUE(exited(cli("search cocoa --where \"$(cat deep.json)\""), 2, {"--where: where: JSON is nested deeper than 72 levels"}));
   EXPECT_TRUE(answered(http("/v1/search", R"({"query": "cocoa", "where": )" + deep + "}"), 400, "invalid_argument",
+                       {"the body is nested deeper than 100 levels"}));
+  // Within the body's limit, the filter's own: 40 levels.
+  EXPECT_TRUE(answered(http("/v1/search", R"({"query": "cocoa", "where": )" + nested_filter(40) + "}"), 400, "invalid_argument",
                        {"filter is nested deeper than 32 levels"}));
-  // JSON nesting alone, 100,000 arrays deep (200 kB): parsed, refused, and freed without
-  // recursion that could overflow the stack.
+  // JSON nesting alone, 100,000 arrays deep (200 kB). Before the body's depth limit this killed
+  // the service: the filter parser's error quoted the value, and writing it recursed 100,000 deep.
   const std::string arrays = std::string(100'000, '[') + std::string(100'000, ']');
   EXPECT_TRUE(answered(http("/v1/search", R"({"query": "cocoa", "where": )" + arrays + "}"), 400, "invalid_argument",
-                       {"where: expected an object, not [[[[["}));
+                       {"the body is nested deeper than 100 levels"}));
+  EXPECT_TRUE(answered(http("/v1/articles", R"({"article": {"uri": "hostile:deep", "title": "Cocoa", "extra": )" + arrays + "}}"),
+                       400, "invalid_argument", {"the body is nested deeper than 100 levels"}));
   expect_unchanged_and_alive();
 }
 
@@ -669,7 +676,16 @@ TEST_F(Issue26Hostile, ContentLengthShorterThanTheBodyReadsOnlyThatManyBytes) {
   const std::string body = R"({"article": {"uri": "hostile:lie-short", "title": "Cocoa prices rise"}})";
   const std::string request =
       "POST /v1/articles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n" + body;
-  const std::string answer = raw_exchange(port(), request);
+  // Read up to the end of the first answer (the connection then stays open for the next request).
+  const int fd = connect_to(port(), 10);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::string answer;
+  std::array<char, 4096> buf{};
+  for (ssize_t n = 0; !answer.ends_with("}}") && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+    answer.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 400")) << answer;
   const json error = raw_error(answer);
   ASSERT_TRUE(error.is_object()) << answer;
@@ -733,7 +749,9 @@ TEST_F(Issue26Hostile, ABadBearerTokenIsRefusedAndNotEchoed) {
     const Answer a = call(guarded.port(), "POST", "/v1/articles", body.dump(), wrong);
     EXPECT_TRUE(answered(a, 401, "unauthorized", {"this service needs \"Authorization: Bearer TOKEN\" with the token of VSTORE_API_TOKEN"}))
         << wrong.substr(0, 20);
-    if (!wrong.empty()) EXPECT_FALSE(a.raw.contains(wrong)) << "the token sent is not echoed";
+    if (!wrong.empty()) {
+      EXPECT_FALSE(a.raw.contains(wrong)) << "the token sent is not echoed";
+    }
   }
   EXPECT_EQ(call(guarded.port(), "GET", "/health", "", token).status, 200);
   EXPECT_TRUE(vstore::testing::alive(guarded.pid()));
@@ -949,6 +967,7 @@ TEST_F(Issue26Hostile, DamagedChromaDirectoriesAreRefusedByMigrateChroma) {
        "c_cosine", {"chroma.sqlite3 is not a Chroma database", "file is not a database"}},
       {"chroma.sqlite3 cut to 4 kB", [&](const fs::path& d) { fs::resize_file(d / "chroma.sqlite3", 4096); }, "c_cosine",
        {"chroma.sqlite3 is not a Chroma database", "malformed"}},
+      {"directory that does not exist", [](const fs::path& d) { fs::remove_all(d); }, "c_cosine", {"chroma directory", "does not exist"}},
       {"collection that does not exist", [](const fs::path&) {}, "no_such_collection",
        {"no collection no_such_collection in", "(it has: c_cosine, c_ip, c_l2)"}},
   };
@@ -959,7 +978,7 @@ TEST_F(Issue26Hostile, DamagedChromaDirectoriesAreRefusedByMigrateChroma) {
     fs::copy(source, copy, fs::copy_options::recursive);
     c.damage(copy);
     const CmdResult r = vstore::testing::run_vstore(
-        dir().string(), fmt::format("migrate-chroma --from-dir '{}' --collection {} --model test-model --insert-missing", copy.string(),
+        dir().string(), fmt::format("migrate-chroma --from-dir '{}' --collection {} --model vstore-hash-v2 --insert-missing", copy.string(),
                                     c.collection),
         env16);
     EXPECT_EQ(r.code, 1) << r.err << r.out;
@@ -972,7 +991,7 @@ TEST_F(Issue26Hostile, DamagedChromaDirectoriesAreRefusedByMigrateChroma) {
   // The same command on a sound copy migrates (the fixture is good, the command works).
   const CmdResult good = vstore::testing::run_vstore(
       dir().string(),
-      fmt::format("migrate-chroma --from-dir '{}' --collection c_cosine --model test-model --insert-missing", source.string()), env16);
+      fmt::format("migrate-chroma --from-dir '{}' --collection c_cosine --model vstore-hash-v2 --insert-missing", source.string()), env16);
   EXPECT_EQ(good.code, 0) << good.err << good.out;
   EXPECT_NE(table_state(db16).rows, before.rows);
   vstore::testing::PgServer::instance().drop_database(db16);
