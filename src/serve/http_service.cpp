@@ -101,7 +101,7 @@ class Body {
     std::vector<std::set<std::string>> keys;
     std::string repeated;
     bool too_deep = false;
-    const json::parser_callback_t no_repeated_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    const json::parser_callback_t check_shape = [&](int depth, json::parse_event_t event, json& parsed) {
       if (depth > k_max_body_depth) {
         too_deep = true;
         return false;
@@ -117,7 +117,7 @@ class Body {
       return true;
     };
     try {
-      m_json = json::parse(text, no_repeated_keys);
+      m_json = json::parse(text, check_shape);
     } catch (const json::exception& e) {
       // parse_error, and out_of_range.406 for a number such as 1e999 that overflows a double.
       throw bad(fmt::format("the body is not JSON: {}", e.what()));
