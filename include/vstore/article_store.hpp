@@ -21,6 +21,12 @@ namespace vstore {
 /// (says to run `vstore db start`).
 [[nodiscard]] Result<std::string> resolve_conninfo(const Config& config);
 
+/// The check of a search text before it is embedded: it has content (not empty, not only
+/// whitespace, control or format characters) and is valid UTF-8. Errors: invalid_argument
+/// `the search query is empty` or `the search query is not valid UTF-8 at offset N (byte 0xFF)`.
+/// Pure; thread-safe.
+[[nodiscard]] Result<void> check_search_query(std::string_view query);
+
 /// What a store's embedder has done since the store was made (for monitoring: the service's
 /// /metrics). `seconds` is the wall time spent inside embed() calls, summed over threads.
 struct EmbedStats {

@@ -3,6 +3,7 @@
 /// `ingest` and `migrate-chroma` (one piece of code, so the paths cannot drift apart).
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,9 +19,10 @@ namespace vstore {
 /// bytes that are not UTF-8 become U+FFFD. Pure; thread-safe.
 [[nodiscard]] std::string quoted_uri(std::string_view uri);
 
-/// Success when `text` holds no NUL byte (PostgreSQL text and jsonb cannot store one).
-/// Errors: invalid_argument `article "URI": field FIELD holds a NUL byte at offset N, which
-/// PostgreSQL cannot store`. Pure; thread-safe.
+/// Success when `text` is valid UTF-8 and holds no NUL byte (PostgreSQL text and jsonb can
+/// store neither). Errors: invalid_argument `article "URI": field FIELD holds a NUL byte at
+/// offset N, which PostgreSQL cannot store` or `article "URI": field FIELD is not valid UTF-8 at
+/// offset N (byte 0xFF)`. Pure; thread-safe.
 [[nodiscard]] Result<void> check_text(std::string_view text, std::string_view uri, std::string_view field);
 
 /// check_text() over every string of a JSON value: object keys and string values, nested
@@ -33,7 +35,12 @@ namespace vstore {
 /// tag and the keys and values of `extra`. Pure; thread-safe.
 [[nodiscard]] Result<void> check_article_text(const Article& article);
 
-/// The check of one upsert batch, in this order per item: non-empty uri, the uri not seen
+/// The longest uri a store accepts, in bytes: a primary-key entry of PostgreSQL's B-tree holds
+/// at most 2,704 bytes, and a longer uri failed inside the server with an internal error.
+constexpr std::size_t k_max_uri_bytes = 2048;
+
+/// The check of one upsert batch, in this order per item: a uri that is not blank
+/// (is_blank_text) and at most k_max_uri_bytes long, the uri not seen
 /// before in the batch, the embedding model named, the vector (check_vector: `dimension`
 /// elements, finite, not all zero), then check_article_text(). Success when every item passes;
 /// otherwise the first failure, invalid_argument naming the item's uri (or its index when the

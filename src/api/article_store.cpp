@@ -18,6 +18,7 @@
 #include "vstore/article.hpp"
 #include "vstore/embedded_pg.hpp"
 #include "vstore/reindex.hpp"
+#include "vstore/utf8.hpp"
 #include "vstore/write_check.hpp"
 
 namespace vstore {
@@ -206,6 +207,15 @@ Result<std::size_t> ArticleStore::upsert_articles(std::span<const Article> artic
   return items.size();
 }
 
+Result<void> check_search_query(std::string_view query) {
+  if (is_blank_text(query)) return fail(ErrorCode::invalid_argument, "the search query is empty");
+  if (const auto bad = first_invalid_utf8(query)) {
+    return fail(ErrorCode::invalid_argument, fmt::format("the search query is not valid UTF-8 at offset {} (byte 0x{:02X})", *bad,
+                                                         static_cast<unsigned char>(query[*bad])));
+  }
+  return {};
+}
+
 Result<bool> ArticleStore::upsert_article(const Article& article) {
   VS_TRY_ASSIGN(std::size_t n, upsert_articles(std::span<const Article>(&article, 1)));
   return n == 1;
@@ -213,10 +223,8 @@ Result<bool> ArticleStore::upsert_article(const Article& article) {
 
 Result<std::vector<SearchHit>> ArticleStore::search_articles(std::string_view query, int top_k,
                                                              const std::optional<FilterNode>& where) {
+  VS_TRY(check_search_query(query));
   std::string text(query);
-  if (is_blank_text(text)) {
-    return fail(ErrorCode::invalid_argument, "the search query is empty");
-  }
   VS_TRY_ASSIGN(std::vector<Embedding> vec, m_embedder->embed(std::span<const std::string>(&text, 1)));
   SearchOptions opts;
   opts.top_k = top_k;

@@ -688,6 +688,7 @@ int run_search(const Globals& globals, const std::string& text, int top_k, const
   if (!cfg) return report(cfg.error());
   auto filter = parse_where(where);
   if (!filter) return report_usage(filter.error().with_context("--where"));
+  if (auto checked = check_search_query(text); !checked) return report(checked.error());
   auto store = open_articles(*cfg, true, false, shadow_compare);
   if (!store) return report(store.error());
   auto vec = (*store)->embedder().embed(std::span<const std::string>(&text, 1));

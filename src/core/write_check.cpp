@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "core/text.hpp"
+#include "vstore/utf8.hpp"
 #include "vstore/vector_check.hpp"
 
 namespace vstore {
@@ -33,6 +35,11 @@ std::string quoted_uri(std::string_view uri) {
 }
 
 Result<void> check_text(std::string_view text, std::string_view uri, std::string_view field) {
+  if (const auto bad = first_invalid_utf8(text)) {
+    return fail(ErrorCode::invalid_argument,
+                fmt::format("article {}: field {} is not valid UTF-8 at offset {} (byte 0x{:02X})", quoted_uri(uri), field, *bad,
+                            static_cast<unsigned char>(text[*bad])));
+  }
   const std::size_t at = text.find('\0');
   if (at == std::string_view::npos) return {};
   return fail(ErrorCode::invalid_argument,
@@ -82,6 +89,16 @@ Result<void> check_upsert_batch(std::span<const ArticleVector> items, int dimens
     const ArticleVector& item = items[item_idx];
     const std::string& uri = item.article.uri;
     if (uri.empty()) return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri is empty", item_idx));
+    if (is_blank_text(uri)) {
+      return fail(ErrorCode::invalid_argument,
+                  fmt::format("item {}: uri {} is blank; expected a uri with visible characters", item_idx, quoted_uri(uri)));
+    }
+    if (uri.size() > k_max_uri_bytes) {
+      std::string head = quoted_uri(std::string_view(uri).substr(0, 40));
+      head.insert(head.size() - 1, "...");
+      return fail(ErrorCode::invalid_argument, fmt::format("item {}: uri {} is {} bytes long; expected at most {} bytes", item_idx,
+                                                           head, uri.size(), k_max_uri_bytes));
+    }
     if (!seen.insert(uri).second) {
       return fail(ErrorCode::invalid_argument, fmt::format("uri {} appears twice in one batch", quoted_uri(uri)));
     }

@@ -85,15 +85,47 @@ json hits_json(const std::vector<SearchHit>& hits) {
   return out;
 }
 
+// JSON levels a request body may nest: a filter at its deepest (32 levels) takes 72.
+constexpr int k_max_body_depth = 100;
+
 // The request body: a JSON object whose keys are all in `allowed`.
 class Body {
  public:
   Body(const std::string& text, std::initializer_list<const char*> allowed) {
     if (text.empty()) throw bad("the request needs a JSON object body");
+    // A key twice in one object is refused: JSON leaves its meaning open, and a proxy that
+    // checked the first value must not see the service act on the second. So is nesting past
+    // k_max_body_depth (no request needs it): the parser keeps its own stack, but what reads
+    // the tree afterwards (the filter parser, the writer of an error's JSON) recurses, and
+    // 100,000 nested arrays overflowed a request thread's stack.
+    std::vector<std::set<std::string>> keys;
+    std::string repeated;
+    bool too_deep = false;
+    const json::parser_callback_t check_shape = [&](int depth, json::parse_event_t event, json& parsed) {
+      if (depth > k_max_body_depth) {
+        too_deep = true;
+        return false;
+      }
+      if (event == json::parse_event_t::object_start) {
+        keys.emplace_back();
+      } else if (event == json::parse_event_t::object_end) {
+        if (!keys.empty()) keys.pop_back();
+      } else if (event == json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+                 repeated.empty()) {
+        repeated = parsed.get<std::string>();
+      }
+      return true;
+    };
     try {
-      m_json = json::parse(text);
-    } catch (const json::parse_error& e) {
+      m_json = json::parse(text, check_shape);
+    } catch (const json::exception& e) {
+      // parse_error, and out_of_range.406 for a number such as 1e999 that overflows a double.
       throw bad(fmt::format("the body is not JSON: {}", e.what()));
+    }
+    if (too_deep) throw bad(fmt::format("the body is nested deeper than {} levels", k_max_body_depth));
+    if (!repeated.empty()) {
+      throw bad(fmt::format("the key {} appears twice in one object; expected each key once",
+                            json(repeated).dump(-1, ' ', false, json::error_handler_t::replace)));
     }
     if (!m_json.is_object()) throw bad(fmt::format("the body must be a JSON object, not {}", m_json.type_name()));
     for (const auto& [key, value] : m_json.items()) {
@@ -229,7 +261,10 @@ struct HttpService::Impl {
 
   static void answer_error(httplib::Response& res, const HttpError& e) {
     res.status = e.status;
-    res.set_content(json{{"error", {{"code", e.code}, {"message", e.message}}}}.dump(), "application/json");
+    // Messages may quote what the client sent (bytes that are not UTF-8, in a JSON parse error):
+    // they are written with U+FFFD for those bytes, never thrown on.
+    res.set_content(json{{"error", {{"code", e.code}, {"message", e.message}}}}.dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
   }
 
   [[nodiscard]] bool authorised(const httplib::Request& req) const {
@@ -267,6 +302,28 @@ struct HttpService::Impl {
                     {"remote", req.remote_addr}};
     std::lock_guard lock(log_mutex);
     std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+  }
+
+  // What is wrong with the request's Content-Length, or "" when it is absent or one decimal
+  // byte count. cpp-httplib reads "-5" as 2^64 - 5 (and then waits --timeout for that body),
+  // "abc" as 0, and takes the first of two different values.
+  static std::string bad_content_length(const httplib::Request& req) {
+    const std::size_t count = req.get_header_value_count("Content-Length");
+    if (count == 0) return "";
+    const std::string first = req.get_header_value("Content-Length");
+    for (std::size_t idx = 0; idx < count; ++idx) {
+      const std::string v = req.get_header_value("Content-Length", idx);
+      std::uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (v.empty() || v.front() == '-' || v.front() == '+' || ec != std::errc() || end != v.data() + v.size()) {
+        return fmt::format("Content-Length {} is not a byte count; expected a decimal number from 0 to {}",
+                           json(v).dump(-1, ' ', false, json::error_handler_t::replace), std::numeric_limits<std::uint64_t>::max());
+      }
+      if (v != first) {
+        return fmt::format("the request has two Content-Length headers that disagree ({} and {}); expected one", first, v);
+      }
+    }
+    return "";
   }
 
   // Whether the request announced a longer body than arrived (the client stopped sending).
@@ -377,6 +434,13 @@ struct HttpService::Impl {
     server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       t_started = std::chrono::steady_clock::now();
       metrics.started();
+      if (const std::string why = bad_content_length(req); !why.empty()) {
+        // Answered before the body is read (this handler runs first): the connection cannot
+        // be read further, since where the body ends is unknown.
+        res.set_header("Connection", "close");
+        answer_error(res, HttpError{400, "invalid_argument", why});
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (authorised(req)) return httplib::Server::HandlerResponse::Unhandled;
       res.set_header("WWW-Authenticate", "Bearer");
       answer_error(res, HttpError{401, "unauthorized",
@@ -385,7 +449,15 @@ struct HttpService::Impl {
     });
     server.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
-      if (res.status == 413) {
+      if (res.status == 413 && req.body.size() <= options.max_body_bytes &&
+          req.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded")) {
+        // cpp-httplib parses a form body itself and refuses one over 8,192 bytes; curl -d and
+        // many clients send that type unless told otherwise.
+        answer_error(res, HttpError{413, "payload_too_large",
+                                    fmt::format("a body of Content-Type application/x-www-form-urlencoded is limited to "
+                                                "8192 bytes, and this one has {}; send JSON as Content-Type: application/json",
+                                                req.body.size())});
+      } else if (res.status == 413) {
         answer_error(res, HttpError{413, "payload_too_large",
                                     fmt::format("the body is larger than the limit of {} bytes (--max-body-bytes)",
                                                 options.max_body_bytes)});
@@ -400,7 +472,10 @@ struct HttpService::Impl {
       } else if (res.status == 404) {
         answer_error(res, HttpError{404, "not_found", fmt::format("no route {} {}; see /openapi.json", req.method, req.path)});
       } else {
-        answer_error(res, HttpError{res.status, "http_error", fmt::format("HTTP {}", res.status)});
+        answer_error(res, HttpError{res.status, "http_error",
+                                    res.status == 400 ? "HTTP 400: the request is not well-formed HTTP/1.1 (its request line, "
+                                                        "a header or a chunked body)"
+                                                      : fmt::format("HTTP {}", res.status)});
       }
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log(req, res); });
@@ -440,6 +515,7 @@ struct HttpService::Impl {
       } else {
         const std::string text = b.text("query");
         if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw bad("\"query\" is blank");
+        if (auto checked = check_search_query(text); !checked) throw bad(fmt::format("\"query\": {}", checked.error().message()));
         auto embedded = take(store->embedder().embed(std::vector<std::string>{text}));
         vec = std::move(embedded.front());
         so.model = std::string(store->embedder().model());
