@@ -157,6 +157,12 @@ TEST_F(Issue26Privilege, EveryStepRunsAsAPlainRoleAndAWithheldPrivilegeIsNamedWi
   EXPECT_TRUE(contains(r.out, "schema up:")) << r.out;
   EXPECT_TRUE(contains(owned(), "articles:r")) << owned();
   EXPECT_EQ(admin_value("SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'vector'"), "vstore");
+  // Once the schema is up, `schema up` with nothing pending needs no CREATE on the schema.
+  admin(fmt::format("REVOKE CREATE ON SCHEMA public FROM {}", k_role));
+  r = run("schema up");
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "nothing was pending")) << r.out;
+  admin(fmt::format("GRANT CREATE ON SCHEMA public TO {}", k_role));  // migrate-chroma makes its checkpoint table
 
   // ---- ingest of new articles: COPY straight into the table, no more privileges -------------
   auto write_articles = [&](const std::string& file, const std::string& edition) {
