@@ -90,6 +90,8 @@ PACKAGES=(
     tmux zsh man-db groff-base bsdextrautils
     # the HTTP load benchmark (`vstore bench serve`) and the checks of the units in deploy/ (issue 25)
     wrk systemd
+    # the self-signed certificates of the TLS test (issue 26)
+    openssl
 )
 # python3 must be able to create a virtual environment with pip (pyenv's python3 can; Debian's
 # needs python3-venv, whose absence shows as a missing ensurepip module).

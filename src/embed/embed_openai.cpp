@@ -131,14 +131,25 @@ class OpenAIEmbedder final : public Embedder {
     return std::chrono::milliseconds(dist(rng));
   }
 
-  static std::string server_message(const std::string& body) {
+  // The server's own words for a refusal, with the API key hidden: a server or proxy that
+  // refuses a key may quote it back ("Incorrect API key provided: sk-...").
+  std::string server_message(const std::string& body) const {
+    std::string text = body.substr(0, 200);
     json j = json::parse(body, nullptr, false);
     if (!j.is_discarded() && j.is_object() && j.contains("error")) {
       const json& e = j["error"];
-      if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
-      if (e.is_string()) return e.get<std::string>();
+      if (e.is_object() && e.contains("message") && e["message"].is_string()) {
+        text = e["message"].get<std::string>();
+      } else if (e.is_string()) {
+        text = e.get<std::string>();
+      }
     }
-    return body.substr(0, 200);
+    const std::string& key = m_opt.api_key;
+    if (key.empty()) return text;
+    for (std::size_t pos = text.find(key); pos != std::string::npos; pos = text.find(key, pos + 3)) {
+      text.replace(pos, key.size(), "***");
+    }
+    return text;
   }
 
   Result<void> parse_answer(const std::string& body, std::span<Embedding> out) const {

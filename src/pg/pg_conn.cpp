@@ -99,6 +99,8 @@ struct ConnPieces {
   bool parsed = false;
   std::string user;
   std::string dbname;
+  std::string host;
+  std::string sslrootcert;
   std::string password;
 };
 
@@ -114,6 +116,8 @@ ConnPieces conn_pieces(const std::string& conninfo) {
     const std::string_view key = o->keyword;
     if (key == "user") pieces.user = o->val;
     if (key == "dbname") pieces.dbname = o->val;
+    if (key == "host") pieces.host = o->val;
+    if (key == "sslrootcert") pieces.sslrootcert = o->val;
     if (key == "password") pieces.password = o->val;
   }
   PQconninfoFree(parsed);
@@ -182,8 +186,28 @@ Error connect_error(const std::string& conninfo, std::string_view libpq_message)
   }
   const std::string user = shown_name(pieces.user, "the default user");
   const std::string dbname = shown_name(pieces.dbname, "the default database");
+  const std::string rootcert =
+      pieces.sslrootcert.empty() ? "~/.postgresql/root.crt, libpq's default" : shown_name(pieces.sslrootcert, "");
   std::string why;
-  if (contains(text, "password authentication failed")) {
+  if (contains(text, "permission denied for database")) {
+    why = fmt::format("permission denied for database {}: user {} lacks the CONNECT privilege on it (an administrator "
+                      "grants it: GRANT CONNECT ON DATABASE {} TO {})",
+                      dbname, user, dbname, user);
+  } else if (contains(text, "certificate verify failed")) {
+    why = fmt::format("the server's TLS certificate could not be verified (certificate verify failed): no certificate "
+                      "in sslrootcert ({}) signed it; set sslrootcert to the certificate of the authority that did",
+                      rootcert);
+  } else if (contains(text, "does not match host name")) {
+    why = fmt::format("the server's TLS certificate does not match host name {} (sslmode=verify-full checks it): "
+                      "connect by a name the certificate holds, or use sslmode=verify-ca",
+                      shown_name(pieces.host, "the default host"));
+  } else if (contains(text, "root certificate file") && contains(text, "does not exist")) {
+    why = fmt::format("sslmode=verify-ca and verify-full need the certificate of the authority that signed the "
+                      "server's, and the root certificate file {} does not exist; set sslrootcert to it",
+                      rootcert);
+  } else if (contains(text, "server does not support ssl")) {
+    why = "the server does not support SSL, but sslmode asks for it (require, verify-ca or verify-full)";
+  } else if (contains(text, "password authentication failed")) {
     why = fmt::format("password authentication failed for user {}", user);
   } else if (contains(text, "no password supplied")) {
     why = "the server asks for a password and none was given";
@@ -217,8 +241,10 @@ Connection::Connection(PGconn* conn) : m_conn(conn), m_created(std::chrono::stea
 
 Result<Connection> Connection::connect(const std::string& conninfo, int connect_timeout_s,
                                        std::chrono::milliseconds statement_timeout) {
-  // Keyword/value arrays with expand_dbname so that conninfo may be a URL or key=value string,
-  // while the timeout and application name are ours.
+  // Keyword/value arrays with expand_dbname so that conninfo may be a URL or key=value string.
+  // libpq lets the conninfo override the entries before `dbname` and lets the entries after it
+  // override the conninfo: the timeout and the application name are defaults that a
+  // connect_timeout or application_name in the conninfo replaces; the options are merged below.
   std::string timeout = std::to_string(connect_timeout_s);
   // Sessions run in UTC so that date strings without a zone in filters mean UTC.
   // The session options keep what the user gave (the conninfo's `options`, else PGOPTIONS),
@@ -239,8 +265,8 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
   std::string options = fmt::format("-c statement_timeout={}", statement_timeout.count());
   if (!user_options.empty()) options += " " + user_options;
   options += " -c TimeZone=UTC";
-  const char* keys[] = {"dbname", "connect_timeout", "application_name", "options", nullptr};
-  const char* values[] = {conninfo.c_str(), timeout.c_str(), "vstore", options.c_str(), nullptr};
+  const char* keys[] = {"connect_timeout", "application_name", "dbname", "options", nullptr};
+  const char* values[] = {timeout.c_str(), "vstore", conninfo.c_str(), options.c_str(), nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
   if (raw == nullptr) {
     return fail(ErrorCode::internal, "postgresql: out of memory creating a connection");

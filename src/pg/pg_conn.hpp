@@ -58,7 +58,9 @@ struct Param {
 class Connection {
  public:
   /// Opens a connection whose statements run under `statement_timeout` (0 = none; a
-  /// statement_timeout in the conninfo's `options` or in PGOPTIONS wins). Errors: unavailable
+  /// statement_timeout in the conninfo's `options` or in PGOPTIONS wins). Every libpq option of
+  /// `conninfo` applies (sslmode, sslrootcert, hostaddr, ...); its connect_timeout and
+  /// application_name replace `connect_timeout_s` and "vstore". Errors: unavailable
   /// (server unreachable), invalid_argument (bad conninfo); see connect_error() for the message,
   /// which never shows a password.
   [[nodiscard]] static Result<Connection> connect(

@@ -75,7 +75,11 @@ Result<bool> index_exists(Connection& conn, const std::string& name) {
   return res.get(0, 0) == "t";
 }
 
+// Creates the version table when it is missing (only then: a `schema up` with nothing pending
+// needs no CREATE on the schema).
 Result<void> ensure_version_table(Connection& conn) {
+  VS_TRY_ASSIGN(bool exists, table_exists(conn, k_version_table));
+  if (exists) return {};
   VS_TRY(conn.exec(fmt::format("CREATE TABLE IF NOT EXISTS {} (table_name text NOT NULL, version integer NOT NULL, "
                                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
                                "details jsonb NOT NULL DEFAULT '{{}}', PRIMARY KEY (table_name, version))",
@@ -143,11 +147,14 @@ Result<json> up_base(Connection& conn, const Config& cfg) {
   VS_TRY_ASSIGN(PgResult ext, conn.exec("SELECT extversion FROM pg_extension WHERE extname = 'vector'"));
   details["created_extension"] = ext.rows() == 0;
   if (ext.rows() == 0) {
+    // Only a superuser may create pgvector (it is not a trusted extension): for any other role
+    // an administrator creates it once, and vstore only uses it.
     auto created = conn.exec("CREATE EXTENSION vector");
     if (!created) {
       return fail(created.error().with_context(
-          "cannot create the pgvector extension (is pgvector 0.8 installed on the server, and may this user "
-          "create extensions?)"));
+          "cannot create the pgvector extension, which vstore needs and the database does not have yet: a "
+          "superuser (an administrator) runs CREATE EXTENSION vector in this database once, after which any "
+          "role that may create tables runs `vstore schema up`; pgvector 0.8 must be installed on the server"));
     }
   }
   VS_TRY_ASSIGN(bool exists, table_exists(conn, cfg.table));
@@ -626,13 +633,12 @@ Result<SchemaStatus> schema_status(const std::string& conninfo, const Config& co
 
 Result<SchemaStatus> schema_up(const std::string& conninfo, const Config& config) {
   VS_TRY_ASSIGN(Connection conn, Connection::connect(conninfo));
-  VS_TRY(in_transaction(conn, [&]() -> Result<void> {
-    VS_TRY(lock(conn));
-    return ensure_version_table(conn);
-  }));
   for (const auto& m : k_migrations) {
     VS_TRY(in_transaction(conn, [&]() -> Result<void> {
       VS_TRY(lock(conn));
+      // In the migration's own transaction: a first migration that fails (no CREATE on the
+      // schema, no pgvector) leaves no version table behind either.
+      VS_TRY(ensure_version_table(conn));
       VS_TRY_ASSIGN(auto applied, applied_versions(conn, config.table));
       if (applied.contains(m.version)) return {};
       Result<json> details = fail(ErrorCode::internal, "unknown migration");
