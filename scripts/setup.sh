@@ -90,6 +90,8 @@ PACKAGES=(
     tmux zsh man-db groff-base bsdextrautils
     # the HTTP load benchmark (`vstore bench serve`) and the checks of the units in deploy/ (issue 25)
     wrk systemd
+    # the libFuzzer targets of fuzz/ (scripts/fuzz.sh, issue 26)
+    clang-16 libfuzzer-16-dev libclang-rt-16-dev
 )
 # python3 must be able to create a virtual environment with pip (pyenv's python3 can; Debian's
 # needs python3-venv, whose absence shows as a missing ensurepip module).

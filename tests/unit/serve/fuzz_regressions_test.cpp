@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Regressions found by the libFuzzer targets (fuzz/, docs/fuzzing.md), one test per finding,
+// each with the input the fuzzer found (kept in fuzz/corpus/ as well).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "serve/request_body.hpp"
+
+namespace {
+
+namespace serve = vstore::serve;
+
+// The refusal of `body` on POST /v1/map/rebuild, or a test failure when it is accepted.
+serve::HttpError refusal_of_map_rebuild(const std::string& body) {
+  try {
+    (void)serve::parse_map_rebuild(body);
+  } catch (const serve::HttpError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "the body was accepted";
+  return {};
+}
+
+// fuzz_request found it (fuzz/corpus/request/crash-3a7aef7d97b5817af7e3cc6513754d647d5211e4):
+// a body that is not UTF-8 fails to parse, and nlohmann's parse error quotes the bytes it last
+// read. The 400 naming that error could not be written as JSON (the strict dump threw
+// type_error 316 out of the route), so the service answered 500 instead of the 400.
+TEST(FuzzRegressions, ErrorAnswerOfABodyThatIsNotUtf8IsWrittenAsJson) {
+  const std::string body = "{\"cl\x8b\x8c\x8b\xa2rs\": 0, \"seed\": 42}";
+  const serve::HttpError e = refusal_of_map_rebuild(body);
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.code, "invalid_argument");
+  EXPECT_NE(e.message.find("the body is not JSON"), std::string::npos) << e.message;
+  std::string text;
+  ASSERT_NO_THROW(text = serve::error_json(e));
+  const auto answer = nlohmann::json::parse(text);
+  EXPECT_EQ(answer["error"]["code"], "invalid_argument");
+  // The message keeps its text; the bytes that are not UTF-8 are replaced, not dropped.
+  const std::string message = answer["error"]["message"].get<std::string>();
+  EXPECT_NE(message.find("the body is not JSON"), std::string::npos) << message;
+  EXPECT_NE(message.find("\xEF\xBF\xBD"), std::string::npos) << message;
+}
+
+}  // namespace
