@@ -36,7 +36,10 @@ HttpError from(const Error& e) { return HttpError{status_of(e.code()), std::stri
 HttpError bad(std::string message) { return HttpError{400, "invalid_argument", std::move(message)}; }
 
 std::string error_json(const HttpError& e) {
-  return json{{"error", {{"code", e.code}, {"message", e.message}}}}.dump();
+  // A message may quote the body (nlohmann's parse error quotes the bytes it last read), which
+  // need not be UTF-8: the strict dump threw out of the route and the client got a 500.
+  return json{{"error", {{"code", e.code}, {"message", e.message}}}}.dump(-1, ' ', false,
+                                                                          json::error_handler_t::replace);
 }
 
 Body::Body(const std::string& text, std::initializer_list<const char*> allowed) {
