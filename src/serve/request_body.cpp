@@ -46,7 +46,7 @@ Body::Body(const std::string& text, std::initializer_list<const char*> allowed) 
   if (text.empty()) throw bad("the request needs a JSON object body");
   try {
     m_json = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number such as 1e400
     throw bad(fmt::format("the body is not JSON: {}", e.what()));
   }
   if (!m_json.is_object()) throw bad(fmt::format("the body must be a JSON object, not {}", m_json.type_name()));
