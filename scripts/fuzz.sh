@@ -110,10 +110,12 @@ for t in "${targets[@]}"; do
   corp=$(sed -n 's/.* corp: \([^ ]*\).*/\1/p' <<<"$last")
   printf 'fuzz: %-12s runs %-9s exec/s %-7s cov %-6s ft %-6s corpus %s\n' "$t" "${runs:-?}" "${speed:-?}" \
     "${cov:-?}" "${ft:-?}" "${corp:-?}"
-  crash=$(sed -n "s/.*Test unit written to \(.*\)$/\1/p" "$log" | tail -1)
+  # (a slow-unit-* file is only libFuzzer's note of an input that took over 10 s once, e.g. on a
+  # loaded machine; a real hang is a timeout-* file)
+  crash=$(sed -n "s/.*Test unit written to \(.*\)$/\1/p" "$log" | grep -v '/slow-unit-' | tail -1 || true)
   if [ "$rc" != 0 ] || [ -n "$crash" ] || grep -qE '^SUMMARY: |ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error:' "$log"; then
     echo "fuzz: FAILED: target $t (exit $rc)${crash:+; the input is $crash}" >&2
-    grep -E 'ERROR:|runtime error:|SUMMARY:|^fuzz_[a-z]*: |what\(\)' "$log" | head -n 10 | sed 's/^/  /' >&2
+    { grep -E 'ERROR:|runtime error:|SUMMARY:|^fuzz_[a-z]*: |what\(\)' "$log" || true; } | head -n 10 | sed 's/^/  /' >&2
     cp "$log" "$build/artifacts/$t/last-run.log"
     echo "  (whole log: $build/artifacts/$t/last-run.log; reproduce: $build/fuzz_$t ${crash:-INPUT})" >&2
     failed+=("$t")

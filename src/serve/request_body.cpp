@@ -100,6 +100,11 @@ std::vector<float> vector_of(const json& v, const char* key, std::size_t dim) {
     if (!v[i].is_number()) throw bad(fmt::format("\"{}\"[{}] must be a number, not {}", key, i, v[i].dump()));
     const double x = v[i].get<double>();
     if (!std::isfinite(x)) throw bad(fmt::format("\"{}\"[{}] is not finite", key, i));
+    // A finite double beyond float32 would become infinity as a float.
+    if (std::fabs(x) > static_cast<double>(std::numeric_limits<float>::max())) {
+      throw bad(fmt::format("\"{}\"[{}] is {}, beyond the float32 range (at most {} in magnitude)", key, i, x,
+                            std::numeric_limits<float>::max()));
+    }
     out.push_back(static_cast<float>(x));
   }
   return out;

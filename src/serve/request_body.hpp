@@ -58,7 +58,7 @@ class Body {
   nlohmann::json m_json;
 };
 
-/// `v` as a vector of `dim` finite floats; 400 naming `key`.
+/// `v` as a vector of `dim` finite float32 values; 400 naming `key` (and the element and value).
 [[nodiscard]] std::vector<float> vector_of(const nlohmann::json& v, const char* key, std::size_t dim);
 
 /// `record` (an object) as an Article (article_from_json); 400 prefixed with `where`.
