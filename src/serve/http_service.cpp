@@ -41,8 +41,6 @@ namespace {
 
 using nlohmann::json;
 
-using serve::bad;
-using serve::Body;
 using serve::from;
 using serve::HttpError;
 
