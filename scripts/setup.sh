@@ -92,6 +92,8 @@ PACKAGES=(
     wrk systemd
     # the self-signed certificates of the TLS test (issue 26)
     openssl
+    # the libFuzzer targets of fuzz/ (scripts/fuzz.sh, issue 26)
+    clang-16 libfuzzer-16-dev libclang-rt-16-dev
 )
 # python3 must be able to create a virtual environment with pip (pyenv's python3 can; Debian's
 # needs python3-venv, whose absence shows as a missing ensurepip module).

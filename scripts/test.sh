@@ -36,4 +36,6 @@ rm -f "$browser_log"
 [ "$browser_status" -eq 0 ] || { echo "test: the browser set-up failed (above)" >&2; exit 1; }
 # The integration shards and the recall tests run side by side (tests/CMakeLists.txt).
 ctest --test-dir "$build" --output-on-failure --timeout 1500 -j3
+# The libFuzzer targets (fuzz/, docs/fuzzing.md), a few seconds each over their seed corpus.
+bash scripts/fuzz.sh
 bash scripts/python_test.sh

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The HTTP service of `vstore serve` on cpp-httplib (Debian's 0.11): a thread pool of blocking
 // workers, one per connection, each calling the thread-safe ArticleStore directly. Requests are
-// JSON objects whose fields are checked before anything runs: an unknown field, a wrong type,
-// a value beyond a limit is a 4xx naming it, and nothing is written.
+// JSON objects whose fields are checked before anything runs (serve/request_body.hpp): an
+// unknown field, a wrong type, a value beyond a limit is a 4xx naming it, and nothing is written.
 #include "vstore/http_service.hpp"
 
 #include <openssl/crypto.h>
@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "serve/openapi.hpp"
+#include "serve/request_body.hpp"
 #include "serve/serve_map.hpp"
 #include "vstore/article.hpp"
 #include "vstore/filter.hpp"
@@ -40,29 +41,8 @@ namespace {
 
 using nlohmann::json;
 
-// A request that cannot be served: its status and the error's code and message.
-struct HttpError {
-  int status = 400;
-  std::string code;
-  std::string message;
-};
-
-int status_of(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::invalid_argument: return 400;
-    case ErrorCode::not_found: return 404;
-    case ErrorCode::conflict: return 409;
-    case ErrorCode::unavailable: return 503;
-    case ErrorCode::timeout: return 504;
-    case ErrorCode::corruption:
-    case ErrorCode::internal: return 500;
-  }
-  return 500;
-}
-
-HttpError from(const Error& e) { return HttpError{status_of(e.code()), std::string(to_string(e.code())), e.message()}; }
-
-HttpError bad(std::string message) { return HttpError{400, "invalid_argument", std::move(message)}; }
+using serve::from;
+using serve::HttpError;
 
 // The library's answer, or the HttpError it maps to.
 template <typename T>
@@ -84,88 +64,6 @@ json hits_json(const std::vector<SearchHit>& hits) {
   for (const auto& h : hits) out.push_back({{"id", h.id}, {"score", float_json(h.score)}, {"metadata", h.metadata}});
   return out;
 }
-
-// JSON levels a request body may nest: a filter at its deepest (32 levels) takes 72.
-constexpr int k_max_body_depth = 100;
-
-// The request body: a JSON object whose keys are all in `allowed`.
-class Body {
- public:
-  Body(const std::string& text, std::initializer_list<const char*> allowed) {
-    if (text.empty()) throw bad("the request needs a JSON object body");
-    // A key twice in one object is refused: JSON leaves its meaning open, and a proxy that
-    // checked the first value must not see the service act on the second. So is nesting past
-    // k_max_body_depth (no request needs it): the parser keeps its own stack, but what reads
-    // the tree afterwards (the filter parser, the writer of an error's JSON) recurses, and
-    // 100,000 nested arrays overflowed a request thread's stack.
-    std::vector<std::set<std::string>> keys;
-    std::string repeated;
-    bool too_deep = false;
-    const json::parser_callback_t check_shape = [&](int depth, json::parse_event_t event, json& parsed) {
-      if (depth > k_max_body_depth) {
-        too_deep = true;
-        return false;
-      }
-      if (event == json::parse_event_t::object_start) {
-        keys.emplace_back();
-      } else if (event == json::parse_event_t::object_end) {
-        if (!keys.empty()) keys.pop_back();
-      } else if (event == json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
-                 repeated.empty()) {
-        repeated = parsed.get<std::string>();
-      }
-      return true;
-    };
-    try {
-      m_json = json::parse(text, check_shape);
-    } catch (const json::exception& e) {
-      // parse_error, and out_of_range.406 for a number such as 1e999 that overflows a double.
-      throw bad(fmt::format("the body is not JSON: {}", e.what()));
-    }
-    if (too_deep) throw bad(fmt::format("the body is nested deeper than {} levels", k_max_body_depth));
-    if (!repeated.empty()) {
-      throw bad(fmt::format("the key {} appears twice in one object; expected each key once",
-                            json(repeated).dump(-1, ' ', false, json::error_handler_t::replace)));
-    }
-    if (!m_json.is_object()) throw bad(fmt::format("the body must be a JSON object, not {}", m_json.type_name()));
-    for (const auto& [key, value] : m_json.items()) {
-      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
-        std::string names;
-        for (const char* a : allowed) names += fmt::format("{}{}", names.empty() ? "" : ", ", a);
-        throw bad(fmt::format("unknown field \"{}\"; expected {}", key, names));
-      }
-    }
-  }
-  [[nodiscard]] bool has(const char* key) const { return m_json.contains(key) && !m_json[key].is_null(); }
-  [[nodiscard]] const json& get(const char* key) const { return m_json[key]; }
-  [[nodiscard]] std::string text(const char* key) const {
-    if (!has(key)) throw bad(fmt::format("\"{}\" is required", key));
-    if (!m_json[key].is_string()) throw bad(fmt::format("\"{}\" must be a string, not {}", key, m_json[key].type_name()));
-    return m_json[key].get<std::string>();
-  }
-  [[nodiscard]] std::int64_t integer(const char* key, std::int64_t fallback, std::int64_t lo, std::int64_t hi) const {
-    if (!has(key)) return fallback;
-    const json& v = m_json[key];
-    if (!v.is_number_integer()) throw bad(fmt::format("\"{}\" must be an integer, not {}", key, v.dump()));
-    const auto n = v.get<std::int64_t>();
-    if (n < lo || n > hi) throw bad(fmt::format("\"{}\" must be from {} to {}, not {}", key, lo, hi, n));
-    return n;
-  }
-  [[nodiscard]] bool flag(const char* key) const {
-    if (!has(key)) return false;
-    if (!m_json[key].is_boolean()) throw bad(fmt::format("\"{}\" must be true or false, not {}", key, m_json[key].dump()));
-    return m_json[key].get<bool>();
-  }
-  [[nodiscard]] std::optional<FilterNode> where(const char* key = "where") const {
-    if (!has(key)) return std::nullopt;
-    auto parsed = parse_filter(m_json[key]);
-    if (!parsed) throw bad(fmt::format("\"{}\": {}", key, parsed.error().message()));
-    return std::move(*parsed);
-  }
-
- private:
-  json m_json;
-};
 
 std::string base64(std::span<const float> v) {
   const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
@@ -261,10 +159,7 @@ struct HttpService::Impl {
 
   static void answer_error(httplib::Response& res, const HttpError& e) {
     res.status = e.status;
-    // Messages may quote what the client sent (bytes that are not UTF-8, in a JSON parse error):
-    // they are written with U+FFFD for those bytes, never thrown on.
-    res.set_content(json{{"error", {{"code", e.code}, {"message", e.message}}}}.dump(-1, ' ', false, json::error_handler_t::replace),
-                    "application/json");
+    res.set_content(serve::error_json(e), "application/json");
   }
 
   [[nodiscard]] bool authorised(const httplib::Request& req) const {
@@ -378,28 +273,8 @@ struct HttpService::Impl {
     return w.text();
   }
 
-  int top_k(const Body& b, int fallback) const { return static_cast<int>(b.integer("top_k", fallback, 1, options.max_top_k)); }
-
-  std::vector<float> vector_of(const json& v, const char* key) const {
-    if (!v.is_array()) throw bad(fmt::format("\"{}\" must be an array of numbers, not {}", key, v.type_name()));
-    const auto dim = static_cast<std::size_t>(store->store().dimension());
-    if (v.size() != dim) throw bad(fmt::format("\"{}\" has {} numbers; the store's vectors have {}", key, v.size(), dim));
-    std::vector<float> out;
-    out.reserve(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (!v[i].is_number()) throw bad(fmt::format("\"{}\"[{}] must be a number, not {}", key, i, v[i].dump()));
-      const double x = v[i].get<double>();
-      if (!std::isfinite(x)) throw bad(fmt::format("\"{}\"[{}] is not finite", key, i));
-      out.push_back(static_cast<float>(x));
-    }
-    return out;
-  }
-
-  Article article_of(const json& record, const std::string& where) const {
-    if (!record.is_object()) throw bad(fmt::format("{} must be an object, not {}", where, record.type_name()));
-    auto a = article_from_json(record);
-    if (!a) throw bad(fmt::format("{}: {}", where, a.error().message()));
-    return std::move(*a);
+  [[nodiscard]] serve::RequestLimits limits() const {
+    return serve::RequestLimits{options.max_top_k, options.max_batch, options.max_vectors};
   }
 
   json batch_json(const VectorBatch& b, bool with_vectors) const {
@@ -504,50 +379,35 @@ struct HttpService::Impl {
       return h;
     });
     route("POST", "/v1/search", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"query", "vector", "top_k", "where", "explain"});
-      if (b.has("query") == b.has("vector")) throw bad("give either \"query\" (text) or \"vector\" (numbers), not both or neither");
+      serve::SearchRequest r = serve::parse_search(req.body, limits(), static_cast<std::size_t>(store->store().dimension()));
       SearchOptions so;
-      so.top_k = top_k(b, 10);
-      so.where = b.where();
+      so.top_k = r.top_k;
+      so.where = std::move(r.where);
       std::vector<float> vec;
-      if (b.has("vector")) {
-        vec = vector_of(b.get("vector"), "vector");
+      if (r.vector) {
+        vec = std::move(*r.vector);
       } else {
-        const std::string text = b.text("query");
-        if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw bad("\"query\" is blank");
-        if (auto checked = check_search_query(text); !checked) throw bad(fmt::format("\"query\": {}", checked.error().message()));
-        auto embedded = take(store->embedder().embed(std::vector<std::string>{text}));
+        if (auto checked = check_search_query(r.query); !checked) throw serve::bad(fmt::format("\"query\": {}", checked.error().message()));
+        auto embedded = take(store->embedder().embed(std::vector<std::string>{r.query}));
         vec = std::move(embedded.front());
         so.model = std::string(store->embedder().model());
       }
       json out{{"results", hits_json(take(store->store().search(vec, so)))}};
-      if (b.flag("explain")) out["explain"] = take(store->store().explain(vec, so));
+      if (r.explain) out["explain"] = take(store->store().explain(vec, so));
       return out;
     });
     route("POST", "/v1/similar", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"uri", "top_k", "where"});
-      const std::string uri = b.text("uri");
-      return json{{"results", hits_json(take(store->similar_articles(uri, top_k(b, 5), b.where())))}};
+      serve::SimilarRequest r = serve::parse_similar(req.body, limits());
+      return json{{"results", hits_json(take(store->similar_articles(r.uri, r.top_k, std::move(r.where))))}};
     });
     route("POST", "/v1/articles", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"article"});
-      if (!b.has("article")) throw bad("\"article\" is required");
-      const Article a = article_of(b.get("article"), "\"article\"");
+      const Article a = serve::parse_article(req.body);
       const bool stored = take(store->upsert_article(a));
       if (stored && map) map->place(std::vector<std::string>{a.uri});
       return json{{"uri", a.uri}, {"stored", stored}};
     });
     route("POST", "/v1/articles/batch", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"articles"});
-      if (!b.has("articles") || !b.get("articles").is_array()) throw bad("\"articles\" must be an array of articles");
-      const json& list = b.get("articles");
-      if (list.size() > options.max_batch) {
-        throw HttpError{413, "too_many", fmt::format("{} articles in one batch; the limit is {} (--max-batch)", list.size(),
-                                                     options.max_batch)};
-      }
-      std::vector<Article> articles;
-      articles.reserve(list.size());
-      for (std::size_t i = 0; i < list.size(); ++i) articles.push_back(article_of(list[i], fmt::format("\"articles\"[{}]", i)));
+      const std::vector<Article> articles = serve::parse_article_batch(req.body, limits());
       const std::size_t stored = take(store->upsert_articles(articles));
       if (stored > 0 && map) {
         std::vector<std::string> uris;
@@ -557,20 +417,15 @@ struct HttpService::Impl {
       return json{{"received", articles.size()}, {"stored", stored}, {"skipped_without_text", articles.size() - stored}};
     });
     route("POST", "/v1/vectors", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"where", "limit", "include_vectors"});
-      const std::int64_t limit = b.integer("limit", options.max_vectors, 0, options.max_vectors);
-      const bool with_vectors = !b.has("include_vectors") || b.flag("include_vectors");
-      return batch_json(take(store->get_vectors_by_metadata(limit, b.where())), with_vectors);
+      serve::VectorsRequest r = serve::parse_vectors(req.body, limits());
+      return batch_json(take(store->get_vectors_by_metadata(r.limit, std::move(r.where))), r.with_vectors);
     });
     route("POST", "/v1/projection", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"where", "limit", "clusters", "seed"});
-      const std::int64_t limit = b.integer("limit", options.max_vectors, 1, options.max_vectors);
-      const auto clusters = static_cast<int>(b.integer("clusters", 3, 1, 1000));
-      const auto seed = static_cast<std::uint64_t>(b.integer("seed", 42, 0, std::numeric_limits<std::int64_t>::max()));
-      const VectorBatch batch = take(store->get_vectors_by_metadata(limit, b.where()));
+      serve::ProjectionRequest r = serve::parse_projection(req.body, limits());
+      const VectorBatch batch = take(store->get_vectors_by_metadata(r.limit, std::move(r.where)));
       const std::size_t n = batch.ids.size();
       if (n == 0) return json{{"ids", json::array()}, {"points", json::array()}, {"centroids", json::array()}, {"sizes", json::object()}};
-      const Projection p = take(embedding_projection(batch.data, n, batch.dim, clusters, seed));
+      const Projection p = take(embedding_projection(batch.data, n, batch.dim, r.clusters, r.seed));
       json points = json::array();
       for (std::size_t i = 0; i < p.points.size(); ++i) {
         const auto& pt = p.points[i];
@@ -599,56 +454,23 @@ struct HttpService::Impl {
     route("POST", "/v1/map/rebuild", [this](const httplib::Request& req, httplib::Response& res) {
       if (!map) throw HttpError{404, "not_found", "the map is off in this service (vstore serve --no-map)"};
       MapOptions mo = map_options;
-      if (!req.body.empty()) {
-        Body b(req.body, {"clusters", "seed"});
-        mo.clusters = static_cast<int>(b.integer("clusters", 0, 0, 1000));
-        mo.layout.seed = static_cast<std::uint64_t>(b.integer("seed", 42, 0, std::numeric_limits<std::int64_t>::max()));
+      if (const auto r = serve::parse_map_rebuild(req.body)) {
+        mo.clusters = r->clusters;
+        mo.layout.seed = r->seed;
       }
       const bool started = map->rebuild(mo);
       res.status = 202;
       return json{{"building", true}, {"started", started}};
     });
     route("POST", "/v1/embeddings", [this](const httplib::Request& req, httplib::Response&) {
-      Body b(req.body, {"input", "model", "encoding_format", "dimensions", "user"});
-      if (!b.has("input")) throw bad("\"input\" is required: a string or an array of strings");
-      std::vector<std::string> texts;
-      const json& input = b.get("input");
-      if (input.is_string()) {
-        texts.push_back(input.get<std::string>());
-      } else if (input.is_array()) {
-        for (std::size_t i = 0; i < input.size(); ++i) {
-          if (!input[i].is_string()) {
-            throw bad(fmt::format("\"input\"[{}] must be a string (token arrays are not accepted), not {}", i,
-                                  input[i].type_name()));
-          }
-          texts.push_back(input[i].get<std::string>());
-        }
-      } else {
-        throw bad(fmt::format("\"input\" must be a string or an array of strings, not {}", input.type_name()));
-      }
-      if (texts.empty()) throw bad("\"input\" is an empty array");
-      if (texts.size() > options.max_batch) {
-        throw HttpError{413, "too_many", fmt::format("{} inputs in one call; the limit is {} (--max-batch)", texts.size(),
-                                                     options.max_batch)};
-      }
       const std::string model(store->embedder().model());
-      if (b.has("model") && b.text("model") != model) {
-        throw bad(fmt::format("model \"{}\" is not served here; this service embeds with \"{}\"", b.text("model"), model));
-      }
-      const int dim = store->embedder().dimension();
-      if (b.has("dimensions") && b.integer("dimensions", dim, 1, 100000) != dim) {
-        throw bad(fmt::format("\"dimensions\" must be {} (the model's), not {}", dim, b.get("dimensions").dump()));
-      }
-      std::string format = "float";
-      if (b.has("encoding_format")) format = b.text("encoding_format");
-      if (format != "float" && format != "base64") {
-        throw bad(fmt::format("\"encoding_format\" must be \"float\" or \"base64\", not \"{}\"", format));
-      }
-      const std::vector<Embedding> vectors = take(store->embedder().embed(texts));
+      const serve::EmbeddingsRequest r =
+          serve::parse_embeddings(req.body, limits(), model, store->embedder().dimension());
+      const std::vector<Embedding> vectors = take(store->embedder().embed(r.texts));
       json data = json::array();
       for (std::size_t i = 0; i < vectors.size(); ++i) {
         json e;
-        if (format == "base64") {
+        if (r.base64) {
           e = base64(vectors[i]);
         } else {
           e = json::array();
