@@ -12,6 +12,9 @@ cd "$root"
 build="${VSTORE_BUILD_DIR:-$root/build}"
 data="${VSTORE_DATA_DIR:-$root/.vstore}"
 venv="$build/py-venv"
+# The wheel builds in the same tree with its build type, so that nothing is compiled twice.
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+build_type=${build_type:-RelWithDebInfo}
 start=$(date +%s)
 
 rm -rf "$venv"
@@ -23,7 +26,7 @@ python3 -m venv "$venv"
 rm -rf "$build/dist"
 "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps ./python -w "$build/dist" \
   -C build-dir="$build" \
-  -C cmake.build-type=RelWithDebInfo \
+  -C cmake.build-type="$build_type" \
   -C cmake.define.VSTORE_DEV_MODE=ON \
   -C cmake.define.VSTORE_BUILD_TESTS=ON \
   -C cmake.define.pybind11_DIR="$("$data/venv/bin/python" -m pybind11 --cmakedir)"

@@ -20,7 +20,9 @@ browser_log=$(mktemp)
 VSTORE_DATA_DIR="$data" bash scripts/setup_browser.sh >"$browser_log" 2>&1 &
 browser_pid=$!
 # The Python module is built with the rest (scripts/python_test.sh then installs it with pip).
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVSTORE_DEV_MODE=ON \
+# Release at -O2 without debug information: the code the tests run is optimised as in
+# RelWithDebInfo, and the build (the longest step here) takes about a third less CPU than with -g.
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DVSTORE_DEV_MODE=ON \
   -DVSTORE_BUILD_TESTS=ON -DVSTORE_BUILD_PYTHON=ON -DPython_EXECUTABLE="$data/venv/bin/python" \
   -Dpybind11_DIR="$("$data/venv/bin/python" -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$build" -j2
