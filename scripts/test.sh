@@ -36,8 +36,19 @@ wait "$browser_pid" || browser_status=$?
 cat "$browser_log"
 rm -f "$browser_log"
 [ "$browser_status" -eq 0 ] || { echo "test: the browser set-up failed (above)" >&2; exit 1; }
+# The libFuzzer targets (fuzz/, docs/fuzzing.md), a few seconds each over their seed corpus. Their
+# clang build and runs go on beside the CTest suites, which leave CPU idle while they wait on
+# their servers; both are waited for, and either failing fails the command.
+fuzz_log=$(mktemp)
+bash scripts/fuzz.sh >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
 # The integration shards and the recall tests run side by side (tests/CMakeLists.txt).
-ctest --test-dir "$build" --output-on-failure --timeout 1500 -j3
-# The libFuzzer targets (fuzz/, docs/fuzzing.md), a few seconds each over their seed corpus.
-bash scripts/fuzz.sh
+ctest_status=0
+ctest --test-dir "$build" --output-on-failure --timeout 1500 -j3 || ctest_status=$?
+fuzz_status=0
+wait "$fuzz_pid" || fuzz_status=$?
+cat "$fuzz_log"
+rm -f "$fuzz_log"
+[ "$ctest_status" -eq 0 ] || { echo "test: the CTest suites failed (above)" >&2; exit 1; }
+[ "$fuzz_status" -eq 0 ] || { echo "test: the fuzz step failed (above)" >&2; exit 1; }
 bash scripts/python_test.sh

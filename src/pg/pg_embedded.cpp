@@ -415,6 +415,9 @@ Result<void> EmbeddedPostgres::stop() {
                                                 "-m", "fast", "-w", "-t", "120", "stop"},
                                                as));
   if (out.exit_code != 0) {
+    // The server may have ended on its own between the check above and pg_ctl (a start-up that
+    // failed after a crash, say, whose postmaster removed its PID file): stopped is what was asked.
+    if (auto now = status(); now && !now->running) return {};
     return fail(ErrorCode::unavailable, fmt::format("pg_ctl stop failed (exit {}): {}", out.exit_code, out.output));
   }
   return {};
