@@ -151,6 +151,22 @@ json raw_error(const std::string& answer) {
   return json::parse(answer.substr(at + 4, end == std::string::npos ? std::string::npos : end + 2 - (at + 4)), nullptr, false);
 }
 
+// Sends `request` (raw bytes) on a new connection to 127.0.0.1:PORT and reads up to the end of
+// the first answer's JSON body; "" when it cannot connect or send.
+std::string exchange_raw(int port, const std::string& request) {
+  const int fd = connect_to(port, 10);
+  if (fd < 0) return "";
+  std::string answer;
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    std::array<char, 4096> buf{};
+    for (ssize_t n = 0; !answer.ends_with("}}") && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
+      answer.append(buf.data(), static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return answer;
+}
+
 // parse_filter() of JSON text (a string literal would also convert to nlohmann::json).
 vstore::Result<vstore::FilterNode> parse_text(std::string_view text) { return vstore::parse_filter(text); }
 
@@ -655,15 +671,7 @@ TEST_F(Issue26Hostile, ContentLengthLongerThanTheBodyIsA408AfterTheTimeout) {
   const std::string request =
       "POST /v1/articles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
       R"({"article": {"uri": "hostile:lie-long", "title": "Cocoa)";
-  const int fd = connect_to(port(), 10);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
-  std::string answer;
-  std::array<char, 4096> buf{};
-  for (ssize_t n = 0; !answer.ends_with("}}") && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
-    answer.append(buf.data(), static_cast<std::size_t>(n));
-  }
-  ::close(fd);
+  const std::string answer = exchange_raw(port(), request);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 408")) << answer;
   const json error = raw_error(answer);
   ASSERT_TRUE(error.is_object()) << answer;
@@ -678,15 +686,7 @@ TEST_F(Issue26Hostile, ContentLengthShorterThanTheBodyReadsOnlyThatManyBytes) {
   const std::string request =
       "POST /v1/articles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n" + body;
   // Read up to the end of the first answer (the connection then stays open for the next request).
-  const int fd = connect_to(port(), 10);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
-  std::string answer;
-  std::array<char, 4096> buf{};
-  for (ssize_t n = 0; !answer.ends_with("}}") && (n = ::recv(fd, buf.data(), buf.size(), 0)) > 0;) {
-    answer.append(buf.data(), static_cast<std::size_t>(n));
-  }
-  ::close(fd);
+  const std::string answer = exchange_raw(port(), request);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 400")) << answer;
   const json error = raw_error(answer);
   ASSERT_TRUE(error.is_object()) << answer;
