@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <optional>
 #include <system_error>
@@ -363,7 +364,14 @@ Result<IngestRecord> parse_record(const std::string& line, const std::string& wh
         return fail(ErrorCode::invalid_argument,
                     fmt::format("{}: embedding[{}] must be a number, not {}", where, i, x.type_name()));
       }
-      e.push_back(x.get<float>());
+      // A finite number beyond float32 would become an infinity: refused naming what was sent.
+      const double value = x.get<double>();
+      if (std::isfinite(value) && std::fabs(value) > static_cast<double>(std::numeric_limits<float>::max())) {
+        return fail(ErrorCode::invalid_argument,
+                    fmt::format("{}: embedding[{}] is {}, beyond the float32 range (at most {} in magnitude)", where, i,
+                                value, std::numeric_limits<float>::max()));
+      }
+      e.push_back(static_cast<float>(value));
     }
     VS_TRY(check_vector(e, dimension, fmt::format("{}: article {}: field embedding", where, quoted_uri(rec.article.uri))));
     rec.embedding = std::move(e);

@@ -307,6 +307,11 @@ TEST_F(Issue26Hostile, InfinityInAVectorIsRefused) {
   big[3] = 1e300;
   EXPECT_TRUE(answered(http("/v1/search", json{{"vector", big}}), 400, "invalid_argument",
                        {"\"vector\"[3] is 1e+300, beyond the float32 range"}));
+  // The same in an ingest record's ready-made embedding: refused naming the value sent, not
+  // the infinity it would become.
+  json record{{"uri", "hostile:big"}, {"title", "Too big"}, {"embedding", big}};
+  write_file(dir() / "big.jsonl", record.dump() + "\n");
+  EXPECT_TRUE(exited(cli("ingest big.jsonl"), 1, {"big.jsonl:1: embedding[3] is 1e+300, beyond the float32 range"}));
   expect_unchanged_and_alive();
 }
 
