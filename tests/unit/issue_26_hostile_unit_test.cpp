@@ -11,62 +11,49 @@
 
 #include "vstore/article_store.hpp"
 #include "vstore/filter.hpp"
+#include "unit/core/write_check_cases.hpp"
 #include "vstore/write_check.hpp"
 
 namespace vstore {
 namespace {
 
-ArticleVector item(const std::string& uri) {
-  ArticleVector a;
-  a.article.uri = uri;
-  a.article.title = "Cocoa prices rise";
-  a.embedding = {1.0f, 0.0f, 0.0f};
-  a.embedding_model = "m";
-  return a;
-}
-
-std::string refusal(const std::vector<ArticleVector>& items) {
-  auto ok = check_upsert_batch(items, 3);
-  EXPECT_FALSE(ok.has_value());
-  if (ok) return {};
-  EXPECT_EQ(ok.error().code(), ErrorCode::invalid_argument);
-  return ok.error().message();
-}
+using testing::write_check_item;
+using testing::write_check_refusal;
 
 TEST(Issue26HostileUnit, ABlankUriIsRefusedWhateverTheBlankIs) {
-  EXPECT_EQ(refusal({item("a"), item(" ")}), "item 1: uri \" \" is blank; expected a uri with visible characters");
-  EXPECT_EQ(refusal({item("\t\r\n")}), "item 0: uri \"\\t\\r\\n\" is blank; expected a uri with visible characters");
-  EXPECT_EQ(refusal({item("\u00a0\u200b")}), "item 0: uri \"\u00a0\u200b\" is blank; expected a uri with visible characters");
-  EXPECT_TRUE(check_upsert_batch(std::vector<ArticleVector>{item(" a ")}, 3).has_value()) << "spaces around a uri are its own";
+  EXPECT_EQ(write_check_refusal({write_check_item("a"), write_check_item(" ")}), "item 1: uri \" \" is blank; expected a uri with visible characters");
+  EXPECT_EQ(write_check_refusal({write_check_item("\t\r\n")}), "item 0: uri \"\\t\\r\\n\" is blank; expected a uri with visible characters");
+  EXPECT_EQ(write_check_refusal({write_check_item("\u00a0\u200b")}), "item 0: uri \"\u00a0\u200b\" is blank; expected a uri with visible characters");
+  EXPECT_TRUE(check_upsert_batch(std::vector<ArticleVector>{write_check_item(" a ")}, 3).has_value()) << "spaces around a uri are its own";
 }
 
 TEST(Issue26HostileUnit, AUriOfUpTo2048BytesPassesAndALongerOneIsRefused) {
   const std::string at_limit(k_max_uri_bytes, 'u');
-  EXPECT_TRUE(check_upsert_batch(std::vector<ArticleVector>{item(at_limit)}, 3).has_value());
+  EXPECT_TRUE(check_upsert_batch(std::vector<ArticleVector>{write_check_item(at_limit)}, 3).has_value());
   const std::string over(k_max_uri_bytes + 1, 'u');
-  EXPECT_EQ(refusal({item("a"), item(over)}),
+  EXPECT_EQ(write_check_refusal({write_check_item("a"), write_check_item(over)}),
             "item 1: uri \"" + std::string(40, 'u') + "...\" is 2049 bytes long; expected at most 2048 bytes");
   // The quoted head never splits a UTF-8 sequence into bytes that break the message.
   std::string accents = "x";  // so that the 40-byte head ends inside a two-byte character
   while (accents.size() <= k_max_uri_bytes) accents += "\u00e9";
-  const std::string message = refusal({item(accents)});
+  const std::string message = write_check_refusal({write_check_item(accents)});
   EXPECT_TRUE(message.contains("is 2049 bytes long")) << message;
   EXPECT_FALSE(nlohmann::json(message).dump(-1, ' ', false, nlohmann::json::error_handler_t::strict).empty());
 }
 
 TEST(Issue26HostileUnit, TextThatIsNotUtf8IsRefusedInEveryFieldNamingTheOffset) {
-  auto title = item("a");
+  auto title = write_check_item("a");
   title.article.title = "Cocoa \xff prices";
-  EXPECT_EQ(refusal({title}), "article \"a\": field title is not valid UTF-8 at offset 6 (byte 0xFF)");
-  auto tag = item("a");
+  EXPECT_EQ(write_check_refusal({title}), "article \"a\": field title is not valid UTF-8 at offset 6 (byte 0xFF)");
+  auto tag = write_check_item("a");
   tag.article.tags = std::vector<std::string>{"ok", "\xc3"};  // a sequence cut short
-  EXPECT_EQ(refusal({tag}), "article \"a\": field tags[1] is not valid UTF-8 at offset 0 (byte 0xC3)");
-  auto extra = item("a");
+  EXPECT_EQ(write_check_refusal({tag}), "article \"a\": field tags[1] is not valid UTF-8 at offset 0 (byte 0xC3)");
+  auto extra = write_check_item("a");
   extra.article.extra = nlohmann::json{{"source", {{"name", std::string("Reuters\xed\xa0\x80")}}}};  // a surrogate
-  EXPECT_EQ(refusal({extra}), "article \"a\": field source.name is not valid UTF-8 at offset 7 (byte 0xED)");
-  auto uri = item("u\xfe");
-  EXPECT_EQ(refusal({uri}), "article \"u\xef\xbf\xbd\": field uri is not valid UTF-8 at offset 1 (byte 0xFE)");
-  auto fine = item("a");
+  EXPECT_EQ(write_check_refusal({extra}), "article \"a\": field source.name is not valid UTF-8 at offset 7 (byte 0xED)");
+  auto uri = write_check_item("u\xfe");
+  EXPECT_EQ(write_check_refusal({uri}), "article \"u\xef\xbf\xbd\": field uri is not valid UTF-8 at offset 1 (byte 0xFE)");
+  auto fine = write_check_item("a");
   fine.article.title = "Caf\u00e9 \u6771\u4eac \U0001F600";
   EXPECT_TRUE(check_upsert_batch(std::vector<ArticleVector>{fine}, 3).has_value());
 }
