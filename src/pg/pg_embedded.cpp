@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pg/pg_conn.hpp"
+#include "pg/pg_port_retry.hpp"
 
 namespace fs = std::filesystem;
 
@@ -235,6 +236,16 @@ Result<std::string> tcp_password(const fs::path& file) {
   return password;
 }
 
+// Whether the server log, from byte `offset` on, says the TCP port was taken (PostgreSQL: could
+// not bind IPv4 address "127.0.0.1": Address already in use).
+bool log_says_port_taken(const fs::path& path, std::uintmax_t offset) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  in.seekg(static_cast<std::streamoff>(offset));
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return text.find("Address already in use") != std::string::npos;
+}
+
 std::string tail_of_file(const fs::path& path, std::size_t max_lines) {
   std::ifstream in(path);
   std::vector<std::string> lines;
@@ -366,20 +377,27 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
   if (port == 0) port = pick_free_port();
   if (port == 0) return fail(ErrorCode::unavailable, "no free loopback port for postgresql");
 
-  // pg_ctl hands -o to a shell: each setting is one single-quoted word (the socket path holds
-  // no quotes, usable_socket_dir()), the directory double-quoted inside for PostgreSQL's list.
-  const std::string server_options =
-      fmt::format("-p {} '-clisten_addresses={}' '-cunix_socket_directories=\"{}\"' -cunix_socket_permissions=0700",
-                  port, options.tcp ? "127.0.0.1" : "", sock.string());
   const fs::path log = m_root / "postgres.log";
-  VS_TRY_ASSIGN(CommandOutput out,
-                run_command({(bindir / "pg_ctl").string(), "-D", data.string(), "-l", log.string(), "-w", "-t",
-                             "120", "-o", server_options, "start"},
-                            as));
-  if (out.exit_code != 0) {
+  // A port vstore chose itself can be taken by another process between the check and the
+  // server's bind; the server then stops saying so, and a new free port is tried.
+  auto attempt = [&](int p) -> Result<pg::PortAttempt> {
+    // pg_ctl hands -o to a shell: each setting is one single-quoted word (the socket path holds
+    // no quotes, usable_socket_dir()), the directory double-quoted inside for PostgreSQL's list.
+    const std::string server_options = fmt::format(
+        "-p {} '-clisten_addresses={}' '-cunix_socket_directories=\"{}\"' -cunix_socket_permissions=0700", p,
+        options.tcp ? "127.0.0.1" : "", sock.string());
+    std::error_code size_error;
+    const std::uintmax_t log_start = fs::exists(log) ? fs::file_size(log, size_error) : std::uintmax_t{0};
+    VS_TRY_ASSIGN(CommandOutput out,
+                  run_command({(bindir / "pg_ctl").string(), "-D", data.string(), "-l", log.string(), "-w", "-t",
+                               "120", "-o", server_options, "start"},
+                              as));
+    if (out.exit_code == 0) return pg::PortAttempt::started;
+    if (log_says_port_taken(log, log_start)) return pg::PortAttempt::port_taken;
     return fail(ErrorCode::unavailable, fmt::format("postgresql did not start (exit {}): {}; log {}:{}",
                                                     out.exit_code, out.output, log.string(), tail_of_file(log, 15)));
-  }
+  };
+  VS_TRY_ASSIGN(port, pg::start_on_free_port(port, options.port == 0, 3, pick_free_port, attempt));
 
   {
     nlohmann::json state = {{"port", port}, {"socket_dir", sock.string()}, {"tcp", options.tcp}};

@@ -24,6 +24,7 @@
 
 #include "pg/pg_conn.hpp"
 #include "pg/pg_pool.hpp"
+#include "support/os_helpers.hpp"
 #include "support/pg_fixture.hpp"
 #include "vstore/config.hpp"
 #include "vstore/embedded_pg.hpp"
@@ -325,6 +326,20 @@ TEST_F(Issue21Embedded, Item9TcpModeRefusesAConnectionWithoutThePassword) {
   ASSERT_TRUE(status);
   auto local = Connection::connect(fmt::format("host='{}' port={} user=vstore dbname=vstore", st->socket_dir.string(), st->port));
   ASSERT_TRUE(local) << local.error().to_string();
+}
+
+TEST_F(Issue21Embedded, Item9TcpModeOnANamedPortAnotherProcessHoldsSaysSo) {
+  testing::HeldPort held;
+  ASSERT_TRUE(held.ok());
+  EmbeddedOptions opts;
+  opts.tcp = true;
+  opts.port = held.port();
+  auto st = start("vstore-i21-taken-", opts);
+  ASSERT_FALSE(st) << "postgresql started on port " << held.port() << ", which another socket holds";
+  EXPECT_EQ(st.error().code(), ErrorCode::unavailable);
+  EXPECT_NE(st.error().message().find(fmt::format("port {} is taken by another process", held.port())),
+            std::string::npos)
+      << st.error().message();
 }
 
 TEST_F(Issue21Embedded, Item9LongDataDirectoryGetsAPrivateSocketDirectory) {

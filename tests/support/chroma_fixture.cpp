@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -61,13 +62,19 @@ std::string unique_collection(const std::string& prefix) {
   return fmt::format("{}-{}-{}", prefix, getpid(), next++);
 }
 
-ChromaServer::ChromaServer(ChromaFlavor flavor, std::string token, std::string token_header)
+ChromaServer::ChromaServer(ChromaFlavor flavor, std::string token, std::string token_header, int first_port)
     : m_flavor(flavor), m_token(std::move(token)), m_token_header(std::move(token_header)) {
   std::string tmpl = (std::filesystem::temp_directory_path() / "vstore-chroma-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) die("mkdtemp failed");
   m_root = tmpl;
-  m_port = free_loopback_port();
-  start();
+  m_port = first_port > 0 ? first_port : free_loopback_port();
+  constexpr int k_attempts = 5;
+  for (int attempt = 1; attempt <= k_attempts; ++attempt) {
+    if (launch() == Launch::up) return;
+    std::fprintf(stderr, "chroma test fixture: port %d was taken; trying another\n", m_port);
+    m_port = free_loopback_port();
+  }
+  die(fmt::format("the chroma server found its port taken {} times; see {}/server.log", k_attempts, m_root));
 }
 
 ChromaServer::~ChromaServer() {
@@ -101,6 +108,42 @@ std::string ChromaServer::url() const { return fmt::format("http://127.0.0.1:{}"
 
 void ChromaServer::start() {
   if (m_pid > 0) return;
+  // A restart keeps its port (clients hold the URL); the old process's socket may linger.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (launch() == Launch::port_taken) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      die(fmt::format("port {} stayed taken for 10 s; see {}/server.log", m_port, m_root));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+namespace {
+
+// The bytes of `path` from `offset` on ("" when it cannot be read).
+std::string file_from(const std::string& path, std::uintmax_t offset) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return "";
+  std::string text;
+  if (std::fseek(f, static_cast<long>(offset), SEEK_SET) == 0) {
+    char buffer[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) text.append(buffer, n);
+  }
+  std::fclose(f);
+  return text;
+}
+
+// What the servers print when their port is taken: the Rust server "Address 127.0.0.1:P is not
+// available" (exiting 0), uvicorn "[Errno 98] ... address already in use".
+bool says_port_taken(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text.find("is not available") != std::string::npos || text.find("already in use") != std::string::npos;
+}
+
+}  // namespace
+
+ChromaServer::Launch ChromaServer::launch() {
   const bool python = m_flavor == ChromaFlavor::python_v1;
   const bool pypi = python || m_flavor == ChromaFlavor::rust_v2_1_5;
   const std::string program = m_flavor == ChromaFlavor::rust_v2_1_5
@@ -110,6 +153,9 @@ void ChromaServer::start() {
   const std::string data = m_root + "/data";
   const std::string log = m_root + "/server.log";
   const std::string port = std::to_string(m_port);
+  std::error_code size_error;
+  const std::uintmax_t log_start =
+      std::filesystem::exists(log) ? std::filesystem::file_size(log, size_error) : std::uintmax_t{0};
   const pid_t pid = fork();
   if (pid < 0) die("fork failed");
   if (pid == 0) {
@@ -140,6 +186,9 @@ void ChromaServer::start() {
   chroma::HttpOptions options;
   options.base_url = url();
   options.connect_timeout = std::chrono::milliseconds(500);
+  // Short, so that a port some other process listens on (and never answers) does not hold the
+  // loop past the server's own exit.
+  options.io_timeout = std::chrono::milliseconds(2000);
   auto http = chroma::ChromaHttp::create(options);
   if (!http) die(http.error().to_string());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -147,10 +196,11 @@ void ChromaServer::start() {
     int status = 0;
     if (waitpid(m_pid, &status, WNOHANG) == m_pid) {
       m_pid = -1;
+      if (says_port_taken(file_from(log, log_start))) return Launch::port_taken;
       die(fmt::format("the chroma server exited during start-up (status {}); see {}", status, log));
     }
     auto answer = (*http)->probe(python ? "/api/v1/heartbeat" : "/api/v2/heartbeat");
-    if (answer && answer->status == 200) return;
+    if (answer && answer->status == 200) return Launch::up;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   stop();

@@ -22,8 +22,11 @@ class ChromaServer {
   /// Starts a server in a new temporary directory and waits for its heartbeat.
   /// `token` (python_v1 only; the 1.x server has no authentication): the server then demands
   /// it in the header `token_header` ("X-Chroma-Token" or "Authorization", as `Bearer TOKEN`).
+  /// `first_port` (0: a free one) is the port tried first. Whenever the server reports its port
+  /// taken (another process bound it after free_loopback_port() released it), it is started
+  /// again on a new free port, up to five times.
   explicit ChromaServer(ChromaFlavor flavor = ChromaFlavor::rust_v2, std::string token = "",
-                        std::string token_header = "X-Chroma-Token");
+                        std::string token_header = "X-Chroma-Token", int first_port = 0);
   /// Stops the server and removes its directory.
   ~ChromaServer();
   ChromaServer(const ChromaServer&) = delete;
@@ -42,11 +45,17 @@ class ChromaServer {
   /// Kills the process group at once (SIGKILL, no chance to flush anything); the data directory
   /// stays, as a crash leaves it.
   void kill_now();
-  /// Starts it again on the same port and directory and waits for its heartbeat.
+  /// Starts it again on the same port and directory and waits for its heartbeat (retrying for
+  /// up to 10 s while the port is still taken).
   void start();
   [[nodiscard]] bool running() const { return m_pid > 0; }
 
  private:
+  enum class Launch { up, port_taken };
+  /// One attempt on m_port: up, or the server exited saying its port is taken; any other
+  /// failure aborts the binary.
+  Launch launch();
+
   ChromaFlavor m_flavor;
   std::string m_token;
   std::string m_token_header;
