@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -19,8 +20,11 @@
 #include "vstore/config.hpp"
 #include "vstore/migrate.hpp"
 #include "vstore/result.hpp"
+#include "vstore/types.hpp"
 
 namespace vstore {
+
+class ArticleStore;
 
 /// Progress of a long benchmark step: a phase name ("generate", "load", "embed", "index", "ground_truth",
 /// "warmup", "query", "raw", "exact", "copy", "copy_btree", "upsert", "python") and the fraction of it
@@ -352,5 +356,55 @@ struct BenchServeOptions {
 /// not start: its log's tail is included), internal (wrk failed or printed no figures; no
 /// CREATEDB privilege), and the server's. Not thread-safe with other bench_* calls.
 [[nodiscard]] Result<nlohmann::json> bench_serve(const std::string& admin_conninfo, const BenchServeOptions& options);
+
+/// Options of `vstore bench soak`.
+struct BenchSoakOptions {
+  std::filesystem::path data;        ///< article JSON Lines file (the Reuters set); required
+  std::filesystem::path query_file;  ///< TSV of queries (a code, a tab, the text); required
+  std::filesystem::path vstore;      ///< the vstore binary run as `vstore serve`; required for the service phase
+  std::string wrk = "wrk";           ///< the wrk program, searched in PATH without a '/'
+  std::int64_t seed = 1000;          ///< articles stored before the writers start. Default 1000. Range 10..100000.
+  int duration_s = 30;               ///< seconds of each phase. Default 30. Range 1..86400.
+  int writers = 8;                   ///< writer threads. Default 8. Range 1..256.
+  int readers = 8;                   ///< reader threads, and wrk's connections. Default 8. Range 1..256.
+  int top_k = 10;                    ///< results per search. Default 10. Range 1..1000.
+  bool service = true;               ///< also run the phase against `vstore serve` under wrk
+  /// The rest of the configuration (embedder, model, table, pool, HNSW settings); its
+  /// database_url is replaced by the scratch database's and the backend is pgvector.
+  Config config;
+  std::filesystem::path model_dir;   ///< the local engine's model directory (EMBEDDING_PROVIDER=local); else empty
+  BenchProgress progress;            ///< may be empty
+};
+
+/// What a soak acknowledged: uri -> the last article whose write was acknowledged for it.
+using SoakAcknowledged = std::map<std::string, Article>;
+
+/// The table of `store` against `acknowledged`: every row's uri and vector bytes against the
+/// vector `embedder` makes from document_text() of the last acknowledged article of that uri.
+/// Returns {expected_rows, rows, lost (acknowledged, absent), changed (present with another
+/// vector), unexpected (present, never acknowledged), checksum_expected, checksum_stored
+/// (FNV-1a 64 over the uris in order and their float bytes, as 16 hex digits), equal, and up to
+/// five examples of each}. Errors: those of the store and the embedder.
+[[nodiscard]] Result<nlohmann::json> soak_verify(ArticleStore& store, const SoakAcknowledged& acknowledged);
+
+/// A soak in a database of its own (`vstore_bench_soak_<pid>`, created on the server of
+/// `admin_conninfo` and dropped at the end, also on failure). The first `seed` articles of
+/// `data` are stored; then, for `duration_s`, `writers` threads upsert through one ArticleStore
+/// (three new articles for each rewrite of one of the thread's own, every text marked with
+/// its writer and version) while `readers` threads search by text (every other one filtered by
+/// a writer's source), ask for the articles similar to an acknowledged one (which must exist)
+/// and read vectors by metadata. With `service`, `vstore serve` then runs as a child on the same
+/// database and, for `duration_s` more, `writers` threads POST /v1/articles while wrk keeps
+/// `readers` connections POSTing /v1/search by text. Last, soak_verify() compares the table with
+/// every acknowledged write. Returns {seed, duration_s, writers, readers, top_k, provider,
+/// model, pool, library: {writes, search, similar, vectors}, service: {writes, search (wrk),
+/// answered, exit}, errors, first_error, verify, machine, server, version}; each latency cell
+/// holds requests, requests/s and p50/p90/p99/max/mean in ms. `errors` counts failed calls,
+/// wrong answers (more than top_k results, an acknowledged article not found), wrk's socket
+/// errors and non-2xx answers; the caller fails the command when it is not 0 or verify.equal
+/// is false. Errors: invalid_argument (an option out of range), not_found (data, query file,
+/// the vstore binary or wrk missing), unavailable (the service did not start), internal, and
+/// the server's. Not thread-safe with other bench_* calls.
+[[nodiscard]] Result<nlohmann::json> bench_soak(const std::string& admin_conninfo, const BenchSoakOptions& options);
 
 }  // namespace vstore

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// `vstore bench query|ingest|embed|python|tune|serve`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
+// `vstore bench query|ingest|embed|python|tune|serve|soak`: thin edges over the benchmark library (benchmarks/macro/bench.hpp);
 // `bench migrate` is declared beside migrate-chroma (cmd_migrate.cpp). Each creates and drops its own database.
 #include <fmt/format.h>
 
@@ -83,6 +83,35 @@ void print_python_summary(const nlohmann::json& r) {
     }
   }
   std::printf("target: by vector at %d clients at least 3x the pure Python store\n", clients);
+}
+
+// The readable summary of `bench soak`.
+void print_soak_summary(const nlohmann::json& r) {
+  std::printf("%s writers and %s readers, %s s per phase, %s seed articles, embedder %s, pool %s + %s\n",
+              r["writers"].dump().c_str(), r["readers"].dump().c_str(), r["duration_s"].dump().c_str(),
+              r["seed"].dump().c_str(), r["provider"].get<std::string>().c_str(), r["pool"]["size"].dump().c_str(),
+              r["pool"]["max_overflow"].dump().c_str());
+  std::printf("%-34s %10s %10s %9s %9s %9s %9s\n", "", "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "max ms");
+  const auto row = [](const std::string& label, const nlohmann::json& c) {
+    std::printf("%-34s %10s %10.1f %9.2f %9.2f %9.2f %9.2f\n", label.c_str(), c["requests"].dump().c_str(),
+                c["requests_per_s"].get<double>(), c["p50_ms"].get<double>(), c["p90_ms"].get<double>(),
+                c["p99_ms"].get<double>(), c["max_ms"].get<double>());
+  };
+  row("library: upsert_article", r["library"]["writes"]);
+  row("library: search_articles", r["library"]["search"]);
+  row("library: similar_articles", r["library"]["similar"]);
+  row("library: get_vectors_by_metadata", r["library"]["vectors"]);
+  if (!r["service"].is_null()) {
+    row("HTTP: POST /v1/articles", r["service"]["writes"]);
+    row("HTTP: POST /v1/search (wrk)", r["service"]["search"]);
+  }
+  const auto& v = r["verify"];
+  std::printf("errors %s; table: %s rows for %s acknowledged uris, %s lost, %s changed, %s unexpected, %s duplicated; "
+              "checksum %s (stored %s)\n",
+              r["errors"].dump().c_str(), v["rows"].dump().c_str(), v["expected_rows"].dump().c_str(),
+              v["lost"].dump().c_str(), v["changed"].dump().c_str(), v["unexpected"].dump().c_str(),
+              v["duplicates"].dump().c_str(), v["checksum_expected"].get<std::string>().c_str(),
+              v["checksum_stored"].get<std::string>().c_str());
 }
 
 // The readable summary of `bench serve`.
@@ -515,6 +544,84 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
         return k_exit_failure;
       }
       if (!json) print_done("bench serve", "finished", started);
+      return k_exit_ok;
+    };
+  });
+
+  static BenchSoakOptions so;
+  static std::string so_data;     // empty: the Reuters articles in ../shared/data beside the source tree
+  static std::string so_queries;  // empty: queries-dev.tsv beside them
+  static bool so_no_service = false;
+  auto* soak = bench->add_subcommand(
+      "soak", "writers and readers at once for a bounded time, through the library and then through vstore serve "
+              "under wrk, in a database of its own; then every acknowledged write checked in the table");
+  soak->add_option("--duration", so.duration_s, "seconds of each phase (library, then service)")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  soak->add_option("--writers", so.writers, "writer threads")->check(CLI::Range(1, 256))->capture_default_str();
+  soak->add_option("--readers", so.readers, "reader threads (and wrk's connections in the service phase)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  soak->add_option("--seed", so.seed, "Reuters articles stored before the writers start")
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{100000}))
+      ->capture_default_str();
+  soak->add_option("--top-k", so.top_k, "results per search")->check(CLI::Range(1, 1000))->capture_default_str();
+  soak->add_flag("--no-service", so_no_service, "skip the phase against vstore serve (which needs wrk)");
+  soak->add_option("--data", so_data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
+                                      "vstore's source tree)");
+  soak->add_option("--query-file", so_queries, "queries, one a line: a code, a tab, the text (default: "
+                                               "queries-dev.tsv beside the articles)");
+  soak->add_flag("--json", json, "print the result as one JSON object");
+  soak->callback([&] {
+    action = [&] {
+      const auto started = std::chrono::steady_clock::now();
+      auto cfg = load(globals);
+      if (!cfg) return report(cfg.error());
+      auto conninfo = resolve_conninfo(*cfg);
+      if (!conninfo) return report(conninfo.error());
+      if (so_data.empty() || so_queries.empty()) {
+        auto tree = source_tree();
+        if (!tree) return report(tree.error());
+        const std::filesystem::path reuters = (*tree / ".." / "shared" / "data" / "reuters21578").lexically_normal();
+        if (so_data.empty()) so_data = (reuters / "articles.jsonl").string();
+        if (so_queries.empty()) so_queries = (reuters / "queries-dev.tsv").string();
+      }
+      so.data = so_data;
+      so.query_file = so_queries;
+      so.service = !so_no_service;
+      std::error_code ec;
+      so.vstore = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (ec) return report(Error(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message())));
+      if (cfg->embedding_provider == "local") {
+        auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
+        if (!model_dir) return report(model_dir.error());
+        so.model_dir = *model_dir;
+      }
+      so.config = *cfg;
+      so.progress = progress_printer();
+      auto result = bench_soak(*conninfo, so);
+      if (!result) return report(result.error());
+      if (json) {
+        (*result)["elapsed_s"] = elapsed_s(started);
+        print_json(*result);
+      } else {
+        print_soak_summary(*result);
+      }
+      const auto& r = *result;
+      const std::int64_t errors = r["errors"].get<std::int64_t>();
+      const auto& v = r["verify"];
+      if (errors > 0 || !v["equal"].get<bool>()) {
+        // With --json the result is already stdout's one JSON document: the reason goes to stderr.
+        set_json_errors(false);
+        print_error("failed",
+                    fmt::format("bench soak: {} errors (the first: {}); the table against the acknowledged writes: "
+                                "{} lost, {} changed, {} unexpected, {} duplicated (examples {})",
+                                errors, r["first_error"].is_null() ? "none" : r["first_error"].get<std::string>(),
+                                v["lost"].dump(), v["changed"].dump(), v["unexpected"].dump(), v["duplicates"].dump(),
+                                v["examples"].dump()));
+        return k_exit_failure;
+      }
+      if (!json) print_done("bench soak", "finished", started);
       return k_exit_ok;
     };
   });
