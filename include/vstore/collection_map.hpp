@@ -3,6 +3,7 @@
 /// trustworthiness, k-means clusters, cluster labels from titles, and placement of new points.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -34,6 +35,9 @@ struct LayoutOptions {
   std::uint64_t seed = 42;
   /// Threads of the exact neighbour search; 0 = one per core. The result does not depend on it.
   int threads = 0;
+  /// When set and it becomes true, a layout or map build in progress stops early and returns
+  /// unavailable ("cancelled"): a service that is stopping does not wait for a long build.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 /// A UMAP layout (McInnes, Healy, Melville 2018, arXiv:1802.03426) of `n` row-major vectors of

@@ -63,11 +63,13 @@ struct Config {
   std::string chroma_token;                     ///< CHROMA_TOKEN; never logged
   std::string chroma_db_dir = "chromadb";       ///< CHROMA_DB_DIR, as given (not made absolute)
   std::string chroma_collection = "articles";   ///< CHROMA_COLLECTION: 3..512 of [A-Za-z0-9._-], alphanumeric at both ends
+  std::chrono::seconds chroma_timeout{60};      ///< CHROMA_TIMEOUT: seconds a Chroma request may wait for its answer. Default 60. Range 1..3600.
   std::string embedding_provider = "local";     ///< EMBEDDING_PROVIDER: local, openai or hash (any case; stored lower-case)
   std::string embedding_model = "all-MiniLM-L6-v2";  ///< EMBEDDING_MODEL
   int embedding_dim = 384;                      ///< EMBEDDING_DIM. Default 384. Range 1..16000; 384 for local all-MiniLM-L6-v2.
   std::string openai_api_key;                   ///< OPENAI_API_KEY; required when the provider is openai; never logged
   std::string openai_base_url;                  ///< OPENAI_BASE_URL: empty or http(s)://HOST[:PORT][/PATH]
+  std::chrono::seconds openai_timeout{60};      ///< OPENAI_TIMEOUT: seconds an embeddings request may wait (connect, send, answer). Default 60. Range 1..3600.
   /// VSTORE_DATA_DIR, made absolute (against the current directory) at load. When it is unset:
   /// the directory scripts/setup.sh recorded in $XDG_CONFIG_HOME/vstore/data_dir (default
   /// ~/.config/vstore/data_dir), else $XDG_DATA_HOME/vstore (default ~/.local/share/vstore);

@@ -261,6 +261,7 @@ Result<Server> open_server(const Config& config) {
   chroma::HttpOptions options;
   options.base_url = config.chroma_url;
   options.token = config.chroma_token;
+  options.io_timeout = config.chroma_timeout;
   Server s;
   VS_TRY_ASSIGN(s.http, chroma::ChromaHttp::create(std::move(options)));
   VS_TRY_ASSIGN(s.api, chroma::probe_api(*s.http));
@@ -401,6 +402,7 @@ Result<void> back_up_collection(const Config& config, ArchiveWriter& writer, Bac
   chroma::RemoteOptions options;
   options.http.base_url = config.chroma_url;
   options.http.token = config.chroma_token;
+  options.http.io_timeout = config.chroma_timeout;
   VS_TRY_ASSIGN(chroma::ChromaRemote remote, chroma::ChromaRemote::open(std::move(options)));
   VS_TRY_ASSIGN(chroma::CollectionInfo info, remote.collection(config.chroma_collection));
   VS_TRY_ASSIGN(chroma::Snapshot snap, remote.read(info));

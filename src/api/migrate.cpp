@@ -1127,6 +1127,7 @@ Result<SourceOpened> open_server(const Config& config, const MigrateOptions& opt
   chroma::RemoteOptions remote_options;
   remote_options.http.base_url = options.from_url;
   remote_options.http.token = config.chroma_token;
+  remote_options.http.io_timeout = config.chroma_timeout;
   remote_options.tenant = options.tenant;
   remote_options.database = options.database;
   remote_options.page_size = options.page_size;

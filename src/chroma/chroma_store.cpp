@@ -182,6 +182,7 @@ ChromaStore::ChromaStore(const Config& config, ChromaOptions options, std::uniqu
 Result<std::unique_ptr<ChromaStore>> ChromaStore::open(const Config& config, ChromaOptions options) {
   if (options.http.base_url.empty()) options.http.base_url = config.chroma_url;
   if (options.http.token.empty()) options.http.token = config.chroma_token;
+  options.http.io_timeout = config.chroma_timeout;
   if (options.http.base_url.empty()) {
     return fail(ErrorCode::invalid_argument,
                 "CHROMA_URL is not set: VECTOR_BACKEND=chromadb or dual needs the Chroma server's URL, e.g. "

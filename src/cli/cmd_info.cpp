@@ -59,6 +59,7 @@ int run_config_show(const Globals& globals, bool json_out) {
   rows.emplace_back("CHROMA_COLLECTION", c.chroma_collection);
   rows.emplace_back("CHROMA_DB_DIR", c.chroma_db_dir);
   rows.emplace_back("CHROMA_TOKEN", secret(c.chroma_token));
+  rows.emplace_back("CHROMA_TIMEOUT", fmt::format("{}s", c.chroma_timeout.count()));
   rows.emplace_back("EMBEDDING_PROVIDER", c.embedding_provider);
   rows.emplace_back("EMBEDDING_MODEL", c.embedding_model);
   rows.emplace_back("EMBEDDING_DIM", c.embedding_dim);
@@ -70,6 +71,7 @@ int run_config_show(const Globals& globals, bool json_out) {
   }
   rows.emplace_back("VSTORE_EMBED_THREADS", c.embed_threads);
   rows.emplace_back("OPENAI_BASE_URL", c.openai_base_url.empty() ? json(nullptr) : json(redact_url(c.openai_base_url)));
+  rows.emplace_back("OPENAI_TIMEOUT", fmt::format("{}s", c.openai_timeout.count()));
   rows.emplace_back("OPENAI_API_KEY", secret(c.openai_api_key));
   rows.emplace_back("PGVECTOR_INDEX_TYPE", std::string(to_string(c.pgvector.index_type)));
   rows.emplace_back("PGVECTOR_HNSW_M", c.pgvector.hnsw_m);

@@ -661,6 +661,9 @@ Result<void> load_chroma(const Settings& settings, Config& config) {
   }
   VS_TRY_ASSIGN(config.chroma_token, settings.text("CHROMA_TOKEN", config.chroma_token, true));
   VS_TRY_ASSIGN(config.chroma_db_dir, settings.text("CHROMA_DB_DIR", config.chroma_db_dir));
+  VS_TRY_ASSIGN(const int chroma_timeout, settings.integer("CHROMA_TIMEOUT", static_cast<int>(config.chroma_timeout.count()),
+                                                           1, 3600, " (seconds)"));
+  config.chroma_timeout = std::chrono::seconds(chroma_timeout);
   VS_TRY_ASSIGN(config.chroma_collection, settings.text("CHROMA_COLLECTION", config.chroma_collection));
   const std::string_view collection = config.chroma_collection;
   const bool valid = collection.size() >= 3 && collection.size() <= 512 && is_alnum(collection.front()) &&
@@ -689,6 +692,10 @@ Result<void> load_embedding(const Settings& settings, Config& config) {
                        fmt::format("expected http://HOST[:PORT][/PATH] or https://HOST[:PORT][/PATH] ({})", *problem));
     }
   }
+
+  VS_TRY_ASSIGN(const int openai_timeout, settings.integer("OPENAI_TIMEOUT", static_cast<int>(config.openai_timeout.count()),
+                                                           1, 3600, " (seconds)"));
+  config.openai_timeout = std::chrono::seconds(openai_timeout);
 
   if (provider == "openai" && config.openai_api_key.empty()) {
     return fail(ErrorCode::invalid_argument,

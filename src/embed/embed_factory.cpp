@@ -14,6 +14,7 @@ Result<std::unique_ptr<Embedder>> make_embedder(const Config& config) {
     embed::OpenAIOptions opts;
     if (!config.openai_base_url.empty()) opts.base_url = config.openai_base_url;
     opts.api_key = config.openai_api_key;
+    opts.timeout = config.openai_timeout;
     opts.model = config.embedding_model;
     opts.dimension = config.embedding_dim;
     opts.send_dimensions = config.embedding_model.starts_with("text-embedding-3");

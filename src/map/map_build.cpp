@@ -74,6 +74,7 @@ Result<BuiltMap> build_map(std::span<const std::string> ids, std::span<const flo
     }
   }
   VS_TRY_ASSIGN(std::vector<float> xy, umap_layout(unit, n, dim, options.layout));
+  if (map::cancelled(options.layout.cancel)) return fail(ErrorCode::unavailable, "the map build was cancelled");
   const int k = options.clusters > 0 ? options.clusters : auto_cluster_count(n);
   VS_TRY_ASSIGN(KMeansResult km, kmeans(unit, n, dim, k, options.layout.seed));
   VS_TRY_ASSIGN(auto terms, cluster_terms(sorted_titles, km.labels, k, options.label_terms));

@@ -4,6 +4,7 @@
 // distances (used by the layout and by placement).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -34,9 +35,10 @@ inline constexpr std::size_t k_block_rows = 256;
 /// fn(first_row, rows, products) with products rows x nb, row-major. Blocks are claimed by up to
 /// `threads` threads; the partition does not depend on the thread count, so each product is the
 /// same whichever thread computes it. `fn` runs concurrently for different blocks and must write
-/// only what belongs to its rows.
+/// only what belongs to its rows. Once `*cancel` is true (when given), no further block starts.
 void for_each_product_block(const float* a, std::size_t m, const float* b, std::size_t nb, std::size_t dim, int threads,
-                            const std::function<void(std::size_t, std::size_t, const float*)>& fn);
+                            const std::function<void(std::size_t, std::size_t, const float*)>& fn,
+                            const std::atomic<bool>* cancel = nullptr);
 
 /// The k nearest other rows of each row: index and distance, n x k row-major, nearest first (a
 /// tie goes to the lower index).
@@ -48,8 +50,14 @@ struct Neighbours {
 
 /// Exact k nearest neighbours by cosine distance 1 - u.v of unit rows `unit` (n x dim), itself
 /// excluded; k <= n - 1. Cost: n^2 dim multiply-adds in blocked products, n^2 comparisons.
+/// Once `*cancel` is true (when given) it stops early, leaving later rows unfilled.
 [[nodiscard]] Neighbours cosine_knn(const std::vector<float>& unit, std::size_t n, std::size_t dim, std::size_t k,
-                                    int threads);
+                                    int threads, const std::atomic<bool>* cancel = nullptr);
+
+/// Whether `cancel` is given and true.
+inline bool cancelled(const std::atomic<bool>* cancel) {
+  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+}
 
 /// UMAP's smooth_knn_dist for one point (McInnes et al. 2018, section 3.1; umap-learn's
 /// smooth_knn_dist with local_connectivity 1 and bandwidth 1): `distances` are its neighbours'

@@ -66,13 +66,14 @@ int resolve_threads(int threads) {
 }
 
 void for_each_product_block(const float* a, std::size_t m, const float* b, std::size_t nb, std::size_t dim, int threads,
-                            const std::function<void(std::size_t, std::size_t, const float*)>& fn) {
+                            const std::function<void(std::size_t, std::size_t, const float*)>& fn,
+                            const std::atomic<bool>* cancel) {
   blas_on_one_thread();
   const std::size_t blocks = (m + k_block_rows - 1) / k_block_rows;
   std::atomic<std::size_t> next{0};
   auto work = [&] {
     std::vector<float> products(k_block_rows * nb);
-    for (std::size_t block = next++; block < blocks; block = next++) {
+    for (std::size_t block = next++; block < blocks && !cancelled(cancel); block = next++) {
       const std::size_t first = block * k_block_rows;
       const std::size_t rows = std::min(k_block_rows, m - first);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(nb),
@@ -88,7 +89,8 @@ void for_each_product_block(const float* a, std::size_t m, const float* b, std::
   for (auto& t : pool) t.join();
 }
 
-Neighbours cosine_knn(const std::vector<float>& unit, std::size_t n, std::size_t dim, std::size_t k, int threads) {
+Neighbours cosine_knn(const std::vector<float>& unit, std::size_t n, std::size_t dim, std::size_t k, int threads,
+                      const std::atomic<bool>* cancel) {
   Neighbours out;
   out.k = k;
   out.index.assign(n * k, 0);
@@ -121,7 +123,7 @@ Neighbours cosine_knn(const std::vector<float>& unit, std::size_t n, std::size_t
         out.distance[i * k + m] = std::max(0.0F, 1.0F - best[m]);
       }
     }
-  });
+  }, cancel);
   return out;
 }
 

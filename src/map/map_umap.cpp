@@ -229,7 +229,9 @@ Result<std::vector<float>> initial_layout(const std::vector<float>& unit, std::s
 float clip(double g) { return static_cast<float>(std::clamp(g, -4.0, 4.0)); }
 
 // Step 4, on one thread.
-void optimise(std::vector<float>& xy, std::size_t n, const std::vector<Edge>& edges, const Curve& curve, int epochs, Rng& rng) {
+// Returns false when `cancel` stopped it.
+bool optimise(std::vector<float>& xy, std::size_t n, const std::vector<Edge>& edges, const Curve& curve, int epochs, Rng& rng,
+              const std::atomic<bool>* cancel) {
   constexpr double k_negative_rate = 5.0;
   constexpr double k_gamma = 1.0;
   float largest = 0.0F;
@@ -247,6 +249,7 @@ void optimise(std::vector<float>& xy, std::size_t n, const std::vector<Edge>& ed
   const double a = curve.a;
   const double b = curve.b;
   for (int epoch = 0; epoch < epochs; ++epoch) {
+    if (map::cancelled(cancel)) return false;
     const auto alpha = static_cast<float>(1.0 - static_cast<double>(epoch) / epochs);
     for (std::size_t e = 0; e < edges.size(); ++e) {
       if (next_sample[e] > epoch) continue;
@@ -281,6 +284,7 @@ void optimise(std::vector<float>& xy, std::size_t n, const std::vector<Edge>& ed
       next_negative[e] += negatives * per_negative[e];
     }
   }
+  return true;
 }
 
 }  // namespace
@@ -310,12 +314,16 @@ Result<std::vector<float>> umap_layout(std::span<const float> data, std::size_t 
   const int epochs = options.epochs > 0 ? options.epochs : (n <= 10000 ? 500 : 200);
   const int neighbors = std::min<int>(options.neighbors, static_cast<int>(std::min<std::size_t>(n, 1000)));
   const std::vector<float> unit = map::unit_rows(data, n, dim);
-  const map::Neighbours knn = map::cosine_knn(unit, n, dim, static_cast<std::size_t>(neighbors - 1), options.threads);
+  const map::Neighbours knn =
+      map::cosine_knn(unit, n, dim, static_cast<std::size_t>(neighbors - 1), options.threads, options.cancel);
+  if (map::cancelled(options.cancel)) return fail(ErrorCode::unavailable, "the layout was cancelled");
   const std::vector<Edge> edges = fuzzy_graph(knn, n, neighbors, epochs);
   const Curve curve = fit_curve(options.spread, options.min_dist);
   Rng rng(options.seed);
   VS_TRY_ASSIGN(std::vector<float> xy, initial_layout(unit, n, dim, rng));
-  optimise(xy, n, edges, curve, epochs, rng);
+  if (!optimise(xy, n, edges, curve, epochs, rng, options.cancel)) {
+    return fail(ErrorCode::unavailable, "the layout was cancelled");
+  }
   return xy;
 }
 

@@ -68,6 +68,7 @@ MapKeeper::MapKeeper(std::shared_ptr<ArticleStore> store, MapKeeperOptions optio
     : m_store(std::move(store)), m_options(std::move(options)) {}
 
 MapKeeper::~MapKeeper() {
+  m_stopping = true;
   if (m_thread.joinable()) m_thread.join();
 }
 
@@ -112,7 +113,12 @@ void MapKeeper::start() {
 
 void MapKeeper::build(MapOptions options, std::optional<std::string> reason) {
   if (reason) std::fprintf(stderr, "serve: %s; building the map\n", reason->c_str());
-  if (m_options.test_build_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(m_options.test_build_delay_ms));
+  // The test delay stands for a long build: stop() cuts it short as it cancels a build.
+  const auto delay_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(m_options.test_build_delay_ms);
+  while (std::chrono::steady_clock::now() < delay_end && !m_stopping.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  options.layout.cancel = &m_stopping;
   const auto started = std::chrono::steady_clock::now();
   auto built = [&]() -> Result<ArticleMap> {
     VS_TRY_ASSIGN(VectorBatch batch, m_store->get_vectors_by_metadata(std::nullopt, std::nullopt));
@@ -269,6 +275,7 @@ std::size_t MapKeeper::place(std::span<const std::string> uris) {
 }
 
 void MapKeeper::stop() {
+  m_stopping = true;
   if (m_thread.joinable()) m_thread.join();
   std::lock_guard lock(m_mutex);
   if (m_dirty) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -62,7 +63,8 @@ class MapKeeper {
   /// many were placed.
   std::size_t place(std::span<const std::string> uris);
 
-  /// Waits for a running build, then writes the map to its file (when it changed).
+  /// Cancels a running build (it stops within about a second, leaving the map as it was) and
+  /// waits for it, then writes the map to its file (when it changed).
   void stop();
 
  private:
@@ -83,6 +85,7 @@ class MapKeeper {
   std::chrono::steady_clock::time_point m_build_started;  // guarded by m_mutex
   std::vector<std::string> m_pending;                     // upserted during a build; guarded by m_mutex
   std::thread m_thread;
+  std::atomic<bool> m_stopping{false};                    // set by stop(): a running build gives up
 };
 
 }  // namespace vstore

@@ -278,6 +278,21 @@ TEST_F(Issue25Map, TheServiceKeepsTheMapPlacesUpsertsAndServesItAgainAfterAResta
   EXPECT_EQ(fresh.body["count"], k_articles + 4);
 }
 
+// Found by the long soak (docs/robustness.md, "Load"): SIGTERM during the first build of a
+// large map waited for the build (over 30 s) instead of stopping. A build now gives up when the
+// service stops; the 10-minute test delay stands for a long build.
+TEST_F(Issue25Map, SigtermDuringAMapBuildStopsTheServiceAtOnce) {
+  vstore::testing::TempDir other;  // no kept map there: the service starts a build
+  chmod(other.path.c_str(), 0755);
+  ServeProcess server(other.path, env() + " VSTORE_TEST_MAP_DELAY_MS=600000", "", "stop-mid-build");
+  ASSERT_GT(server.port(), 0) << server.log();
+  EXPECT_EQ(call(server.port(), "GET", "/v1/map").status, 503);
+  const auto sent = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  ASSERT_TRUE(server.wait_exit(20)) << "vstore serve still runs 20 s after SIGTERM: " << server.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(10));
+}
+
 TEST_F(Issue25Map, TheMapRoutesNeedTheTokenAndCanBeTurnedOff) {
   ServeProcess guarded(s_tmp->path, env() + " VSTORE_API_TOKEN=tok-map", "--no-map", "map-guarded");
   ASSERT_GT(guarded.port(), 0) << guarded.log();

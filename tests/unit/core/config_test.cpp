@@ -87,8 +87,8 @@ TEST(Config, EmptyValuesCountAsUnset) {
        {"DATABASE_URL", "DATABASE_READ_URLS", "VECTOR_BACKEND", "VECTOR_PRIMARY", "VSTORE_TABLE",
         "PGVECTOR_INDEX_TYPE", "PGVECTOR_HNSW_M", "PGVECTOR_HNSW_EF_CONSTRUCTION", "PGVECTOR_HNSW_EF_SEARCH",
         "PGVECTOR_IVFFLAT_LISTS", "PGVECTOR_IVFFLAT_PROBES", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT",
-        "DB_POOL_RECYCLE", "CHROMA_URL", "CHROMA_TOKEN", "CHROMA_DB_DIR", "CHROMA_COLLECTION", "EMBEDDING_PROVIDER",
-        "EMBEDDING_MODEL", "EMBEDDING_DIM", "OPENAI_API_KEY", "OPENAI_BASE_URL", "VSTORE_DATA_DIR",
+        "DB_POOL_RECYCLE", "CHROMA_URL", "CHROMA_TOKEN", "CHROMA_DB_DIR", "CHROMA_COLLECTION", "CHROMA_TIMEOUT", "EMBEDDING_PROVIDER",
+        "EMBEDDING_MODEL", "EMBEDDING_DIM", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_TIMEOUT", "VSTORE_DATA_DIR",
         "VSTORE_MODEL_DIR", "VSTORE_HTTP_ADDR", "VSTORE_API_TOKEN"}) {
     env[name] = "";
   }
@@ -97,6 +97,8 @@ TEST(Config, EmptyValuesCountAsUnset) {
   EXPECT_EQ(config.table, "articles");
   EXPECT_EQ(config.pgvector.hnsw_m, 16);
   EXPECT_EQ(config.pool.recycle, std::chrono::seconds(3600));
+  EXPECT_EQ(config.chroma_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(config.openai_timeout, std::chrono::seconds(60));
   EXPECT_EQ(config.chroma_db_dir, "chromadb");
   EXPECT_EQ(config.embedding_dim, 384);
   EXPECT_EQ(config.data_dir, fs::current_path() / ".vstore");
@@ -751,6 +753,24 @@ TEST(RedactUrl, LeavesUrlsWithoutSecretsUnchanged) {
                           "host=localhost dbname=news user=me", "", "not a url", "http://h/?password="}) {
     SCOPED_TRACE(url);
     EXPECT_EQ(redact_url(url), url);
+  }
+}
+
+TEST(Config, RequestTimeoutsOfChromaAndOpenAiAreSecondsInRange) {
+  Environment env;
+  env["CHROMA_TIMEOUT"] = "5";
+  env["OPENAI_TIMEOUT"] = "7";
+  const Config config = loaded(env);
+  EXPECT_EQ(config.chroma_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(config.openai_timeout, std::chrono::seconds(7));
+  for (const char* name : {"CHROMA_TIMEOUT", "OPENAI_TIMEOUT"}) {
+    for (const char* bad : {"0", "3601", "-1", "ten", "1.5"}) {
+      Environment wrong;
+      wrong[name] = bad;
+      const std::string message = error_of(wrong);
+      EXPECT_CONTAINS(message, name);
+      EXPECT_CONTAINS(message, bad);
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -165,6 +166,31 @@ TEST(CollectionMap, ALabelNamesTheTopicOfItsCluster) {
   auto bad = vstore::cluster_terms(titles, std::vector<int>(10, 3), 3, 3);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message().find("label 3; expected -1 to 2"), std::string::npos) << bad.error().message();
+}
+
+TEST(CollectionMap, ACancelledBuildStopsWithUnavailable) {
+  const std::size_t n = 300;
+  const std::size_t dim = 10;
+  const auto data = axis_blobs(3, 100, dim, 11);
+  std::vector<std::string> ids(n);
+  std::vector<std::string> titles(n, "oil report");
+  for (std::size_t i = 0; i < n; ++i) ids[i] = "doc:" + std::to_string(i);
+  std::atomic<bool> cancel{true};
+  vstore::MapOptions options;
+  options.layout.cancel = &cancel;
+  auto stopped = vstore::build_map(ids, data, dim, titles, options);
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().code(), vstore::ErrorCode::unavailable);
+  EXPECT_NE(stopped.error().message().find("cancelled"), std::string::npos) << stopped.error().message();
+  auto layout = vstore::umap_layout(data, n, dim, options.layout);
+  ASSERT_FALSE(layout);
+  EXPECT_NE(layout.error().message().find("cancelled"), std::string::npos) << layout.error().message();
+  // The same flag, false: the build runs to the end.
+  cancel = false;
+  options.layout.epochs = 50;
+  auto built = vstore::build_map(ids, data, dim, titles, options);
+  ASSERT_TRUE(built) << built.error().to_string();
+  EXPECT_EQ(built->xy.size(), n * 2);
 }
 
 TEST(CollectionMap, BuildMapDoesNotDependOnInputOrder) {
