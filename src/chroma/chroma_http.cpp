@@ -137,6 +137,27 @@ Result<std::unique_ptr<ChromaHttp>> ChromaHttp::create(HttpOptions options) {
   return std::unique_ptr<ChromaHttp>(new ChromaHttp(std::move(impl), std::move(server)));
 }
 
+namespace {
+
+// What a failed exchange means, in words that name the limit that ran out.
+struct Transport {
+  ErrorCode code;
+  std::string text;
+};
+
+Transport transport_problem(httplib::Error err, const HttpOptions& options) {
+  const auto seconds = [](std::chrono::milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; };
+  if (err == httplib::Error::Read) {
+    return {ErrorCode::timeout, fmt::format("did not answer within {} s (timeout; CHROMA_TIMEOUT)", seconds(options.io_timeout))};
+  }
+  if (err == httplib::Error::ConnectionTimeout) {
+    return {ErrorCode::timeout, fmt::format("did not accept a connection within {} s (timeout)", seconds(options.connect_timeout))};
+  }
+  return {ErrorCode::unavailable, fmt::format("is unreachable ({})", httplib::to_string(err))};
+}
+
+}  // namespace
+
 Result<HttpAnswer> ChromaHttp::probe(std::string_view path) {
   const std::string full = m_impl->path_prefix + std::string(path);
   httplib::Headers headers;
@@ -145,9 +166,8 @@ Result<HttpAnswer> ChromaHttp::probe(std::string_view path) {
     auto client = m_impl->take();
     auto res = client->Get(full, headers);
     if (!res) {
-      const auto err = res.error();
-      const ErrorCode code = err == httplib::Error::Read ? ErrorCode::timeout : ErrorCode::unavailable;
-      return fail(code, fmt::format("chroma server {} is unreachable: GET {}: {}", m_server, full, httplib::to_string(err)));
+      const Transport problem = transport_problem(res.error(), m_impl->options);
+      return fail(problem.code, fmt::format("chroma server {} {}: GET {}", m_server, problem.text, full));
     }
     HttpAnswer answer;
     answer.status = res->status;
@@ -183,12 +203,8 @@ Result<json> ChromaHttp::call(std::string_view method, std::string_view path, co
                                                : client->Delete(full, headers);
       if (!res) {
         m_impl->forget_idle();
-        const auto err = res.error();
-        const bool timed_out = err == httplib::Error::Read || err == httplib::Error::ConnectionTimeout;
-        last = Error(timed_out ? ErrorCode::timeout : ErrorCode::unavailable,
-                     fmt::format("chroma server {} {}: {} {}: {}", m_server,
-                                 timed_out ? "did not answer in time" : "is unreachable", method, full,
-                                 httplib::to_string(err)));
+        const Transport problem = transport_problem(res.error(), m_impl->options);
+        last = Error(problem.code, fmt::format("chroma server {} {}: {} {}", m_server, problem.text, method, full));
       } else if (res->status >= 200 && res->status < 300) {
         if (!write) m_impl->give_back(std::move(client));
         if (res->body.empty()) return json(nullptr);
