@@ -482,6 +482,55 @@ std::map<std::string, std::string> vectors_of(const vstore::Config& config) {
   return out;
 }
 
+// The ids whose vectors differ between two stores (or that only one holds). Chroma keeps a
+// cosine collection's vectors normalised, so its copy may differ from PostgreSQL's in the last
+// bit of a float (1.5e-8 seen): equal within sync's own tolerance (1e-6 relative), the same as
+// `vstore sync` counts "already_equal". `example` describes the first difference; `bit_exact`
+// counts the ids equal to the bit.
+std::vector<std::string> differing_ids(const std::map<std::string, std::string>& primary,
+                                       const std::map<std::string, std::string>& secondary, std::string& example,
+                                       std::size_t& bit_exact) {
+  std::vector<std::string> differ;
+  bit_exact = 0;
+  for (const auto& [id, bytes] : primary) {
+    auto it = secondary.find(id);
+    if (it == secondary.end() || it->second.size() != bytes.size()) {
+      differ.push_back(id);
+      continue;
+    }
+    bit_exact += it->second == bytes ? 1 : 0;
+    const auto* x = reinterpret_cast<const float*>(bytes.data());
+    const auto* y = reinterpret_cast<const float*>(it->second.data());
+    for (std::size_t i = 0; i < bytes.size() / sizeof(float); ++i) {
+      if (std::fabs(x[i] - y[i]) > 1e-6f * std::max(1.0f, std::fabs(x[i]))) {
+        differ.push_back(id);
+        break;
+      }
+    }
+  }
+  for (const auto& [id, bytes] : secondary) {
+    if (!primary.contains(id)) differ.push_back(id);
+  }
+  if (!differ.empty()) {
+    const std::string& id = differ.front();
+    auto a = primary.find(id);
+    auto b = secondary.find(id);
+    if (a == primary.end() || b == secondary.end()) {
+      example = id + (a == primary.end() ? " only in the second store" : " only in the first store");
+    } else {
+      const auto* x = reinterpret_cast<const float*>(a->second.data());
+      const auto* y = reinterpret_cast<const float*>(b->second.data());
+      double worst = 0;
+      std::size_t at = 0;
+      for (std::size_t i = 0; i < a->second.size() / sizeof(float) && i < b->second.size() / sizeof(float); ++i) {
+        if (std::fabs(x[i] - y[i]) > worst) worst = std::fabs(x[i] - y[i]), at = i;
+      }
+      example = fmt::format("{}: largest difference {} at [{}] ({} vs {})", id, worst, at, x[at], y[at]);
+    }
+  }
+  return differ;
+}
+
 // The Chroma server is killed (SIGKILL) while a dual-mode ingest writes to both stores: the
 // ingest goes on (PostgreSQL, the primary, takes every write; the secondary's writes wait in the
 // outbox), and once Chroma is back, `outbox drain` and `sync` leave both stores holding exactly
@@ -526,52 +575,104 @@ TEST_F(Issue26Faults, DualIngestThroughAChromaKillEndsWithBothStoresEqual) {
   const auto secondary = vectors_of(config);
   EXPECT_EQ(primary.size(), static_cast<std::size_t>(k_articles));
   EXPECT_EQ(secondary.size(), primary.size());
-  std::vector<std::string> differ;
-  // Chroma keeps a cosine collection's vectors normalised, so its copy may differ from
-  // PostgreSQL's in the last bit of a float (1.5e-8 seen): equal within sync's own tolerance
-  // (1e-6 relative), the same as `vstore sync` counts "already_equal".
-  std::size_t bit_exact = 0;
-  for (const auto& [id, bytes] : primary) {
-    auto it = secondary.find(id);
-    if (it == secondary.end()) {
-      differ.push_back(id);
-      continue;
-    }
-    bit_exact += it->second == bytes ? 1 : 0;
-    const auto* x = reinterpret_cast<const float*>(bytes.data());
-    const auto* y = reinterpret_cast<const float*>(it->second.data());
-    for (int i = 0; i < k_dim; ++i) {
-      if (std::fabs(x[i] - y[i]) > 1e-6f * std::max(1.0f, std::fabs(x[i]))) {
-        differ.push_back(id);
-        break;
-      }
-    }
-  }
-  RecordProperty("bit_exact_in_chroma", static_cast<int>(bit_exact));
-  for (const auto& [id, bytes] : secondary) {
-    if (!primary.contains(id)) differ.push_back(id);
-  }
   std::string example;
-  if (!differ.empty()) {
-    const std::string& id = differ.front();
-    auto a = primary.find(id);
-    auto b = secondary.find(id);
-    if (a == primary.end() || b == secondary.end()) {
-      example = id + (a == primary.end() ? " only in chroma" : " only in postgresql");
-    } else {
-      const auto* x = reinterpret_cast<const float*>(a->second.data());
-      const auto* y = reinterpret_cast<const float*>(b->second.data());
-      double worst = 0;
-      int at = 0;
-      for (int i = 0; i < k_dim; ++i) {
-        if (std::fabs(x[i] - y[i]) > worst) worst = std::fabs(x[i] - y[i]), at = i;
-      }
-      example = fmt::format("{}: largest difference {} at [{}] ({} vs {})", id, worst, at, x[at], y[at]);
-    }
-  }
+  std::size_t bit_exact = 0;
+  const std::vector<std::string> differ = differing_ids(primary, secondary, example, bit_exact);
+  RecordProperty("bit_exact_in_chroma", static_cast<int>(bit_exact));
   EXPECT_TRUE(differ.empty()) << differ.size() << " ids differ after drain and sync, e.g. " << example
                               << "; drain: " << drained.out << "; sync: " << synced.out;
   vstore::testing::PgServer::instance().drop_database(db);
+}
+
+// Dual mode with Chroma as the primary: PostgreSQL (which holds the outbox) is stopped at once
+// under four writing threads and started again. While it is down every write fails and none is
+// acknowledged (a write takes its outbox rows in a PostgreSQL transaction before it writes
+// Chroma); the same store writes again once it is back; and after `outbox drain` and `sync` both
+// stores hold the same ids and vectors, every acknowledged write among them.
+TEST_F(Issue26Faults, DualWritesWithAChromaPrimaryThroughAPostgresqlCrashEndWithBothStoresEqual) {
+  OwnCluster cluster(m_dir.path / "cluster");
+  vstore::testing::ChromaServer chroma;
+  const std::string db = cluster.create_database("dual_chroma_primary");
+  const std::string collection = vstore::testing::unique_collection("i26dualc");
+  auto config = vstore::testing::test_config(db, k_dim);
+  config.backend = vstore::BackendKind::dual;
+  config.primary = vstore::BackendKind::chromadb;
+  config.chroma_url = chroma.url();
+  config.chroma_collection = collection;
+  config.pool.size = 4;
+  ASSERT_TRUE(vstore::schema_up(db, config).has_value());
+
+  enum Phase { before, down, restarting, after };
+  std::atomic<int> phase{before};
+  std::atomic<bool> stop{false};
+  std::mutex mutex;
+  std::set<std::string> acknowledged;
+  std::map<int, int> ok_by_phase, failed_by_phase;
+  std::string first_failure;
+  {
+    auto opened = vstore::open_store(config, vstore::OpenOptions{.create = true});
+    ASSERT_TRUE(opened.has_value()) << opened.error().to_string();
+    vstore::ArticleStore store(std::move(*opened), vstore::make_hash_embedder(k_dim), 2);
+    auto writer = [&](int t) {
+      for (int i = 0; !stop.load(); ++i) {
+        vstore::Article a;
+        a.uri = fmt::format("dualc:{}:{:06d}", t, i);
+        a.title = fmt::format("Writer {} article {}", t, i);
+        a.raw = fmt::format("Copper and tin report {} from writer {}.", i, t);
+        const int p = phase.load();
+        auto r = store.upsert_article(a);
+        std::lock_guard lock(mutex);
+        if (r && *r) {
+          acknowledged.insert(a.uri);
+          ++ok_by_phase[phase.load() == p ? p : -1];
+        } else {
+          ++failed_by_phase[p];
+          if (first_failure.empty() && !r) first_failure = r.error().to_string();
+        }
+        if (!r) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) threads.emplace_back(writer, t);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    cluster.crash();
+    phase = down;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    phase = restarting;
+    cluster.start();
+    phase = after;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    stop = true;
+    for (auto& t : threads) t.join();
+    store.shutdown();
+  }
+  EXPECT_GT(ok_by_phase[before], 0);
+  EXPECT_GT(failed_by_phase[down], 0) << "no write ran while PostgreSQL was down";
+  EXPECT_EQ(ok_by_phase[down], 0) << "a write was acknowledged while PostgreSQL (the outbox) was down";
+  EXPECT_GT(ok_by_phase[after], 0) << "the store did not recover once PostgreSQL was back: " << first_failure;
+
+  const std::string env = fmt::format("DATABASE_URL=\"{}\" VECTOR_BACKEND=dual VECTOR_PRIMARY=chromadb CHROMA_URL='{}' "
+                                      "CHROMA_COLLECTION='{}'",
+                                      db, chroma.url(), collection);
+  CmdResult drained = vstore::testing::run_vstore(m_dir.path.string(), "outbox drain --json", env);
+  ASSERT_EQ(drained.code, 0) << drained.err << drained.out;
+  CmdResult synced = vstore::testing::run_vstore(m_dir.path.string(), "sync --json", env);
+  ASSERT_EQ(synced.code, 0) << synced.err << synced.out;
+  EXPECT_EQ(sql_value(db, "SELECT count(*) FROM vstore_outbox"), "0");
+
+  config.backend = vstore::BackendKind::chromadb;
+  const auto in_chroma = vectors_of(config);
+  config.backend = vstore::BackendKind::pgvector;
+  const auto in_postgresql = vectors_of(config);
+  std::string example;
+  std::size_t bit_exact = 0;
+  const std::vector<std::string> differ = differing_ids(in_chroma, in_postgresql, example, bit_exact);
+  EXPECT_TRUE(differ.empty()) << differ.size() << " ids differ after drain and sync, e.g. " << example
+                              << "; drain: " << drained.out << "; sync: " << synced.out;
+  std::size_t missing = 0;
+  for (const auto& uri : acknowledged) missing += in_postgresql.contains(uri) && in_chroma.contains(uri) ? 0 : 1;
+  EXPECT_EQ(missing, 0U) << "of " << acknowledged.size() << " acknowledged writes";
+  EXPECT_EQ(sql_value(db, "SELECT count(*) = count(DISTINCT uri) FROM articles"), "t");
 }
 
 // ---- a full disk ----------------------------------------------------------------------------------

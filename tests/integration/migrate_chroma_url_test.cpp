@@ -549,6 +549,46 @@ TEST_F(MigrateUrlTest, AServerThatGoesAwayMidReadGivesAClearErrorAndWritesNothin
   EXPECT_EQ(sql_value(m_conninfo, "SELECT to_regclass('vstore_chroma_checkpoints') IS NULL"), "t");
 }
 
+// Issue 26, faults: the Chroma server killed (SIGKILL, nothing flushed) part-way through the
+// read; once it is back on the same port and directory, the same command ends exact.
+TEST_F(MigrateUrlTest, AServerKilledMidReadThenBackTheRerunEndsWholeAndBitExact) {
+  ChromaServer server;
+  const std::string url = server.url();
+  auto http = client(url);
+  Collection c(*http, false, "killed", "l2", json());
+  c.upsert(0, 300, 11, 100);
+  vstore::MigrateOptions opts;
+  opts.from_url = url;
+  opts.collection = "killed";
+  opts.insert_missing = true;
+  opts.model = "m";
+  opts.page_size = 50;
+  bool killed = false;
+  opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t total) {
+    if (phase == "read" && done > 0 && done < total && !killed) {
+      server.kill_now();
+      killed = true;
+    }
+  };
+  auto first = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(killed);
+  ASSERT_FALSE(first.has_value()) << "the read went on without the server";
+  EXPECT_NE(first.error().message().find("chroma server " + url), std::string::npos) << first.error().message();
+  EXPECT_EQ(count(), 0);
+
+  server.start();
+  ASSERT_EQ(server.url(), url);
+  opts.progress = nullptr;
+  auto again = vstore::migrate_chroma(m_conninfo, m_config, opts);
+  ASSERT_TRUE(again.has_value()) << again.error().to_string();
+  EXPECT_TRUE(again->ok()) << again->to_json().dump(1);
+  ASSERT_EQ(again->collections.size(), 1U);
+  EXPECT_EQ(again->collections[0].inserted, 300);
+  EXPECT_EQ(count(), 300);
+  EXPECT_EQ(sql_value(m_conninfo, "SELECT count(DISTINCT uri) FROM articles"), "300");
+  expect_table_holds(c, "m", c.served(url, ""), true);
+}
+
 TEST_F(MigrateUrlTest, AMissingCollectionIsNamedWithTheOnesThereAre) {
   const Collection& c = *V2Collections::instance().l2;
   auto opts = url_options(c);
