@@ -369,6 +369,7 @@ struct BenchSoakOptions {
   int readers = 8;                   ///< reader threads, and wrk's connections. Default 8. Range 1..256.
   int top_k = 10;                    ///< results per search. Default 10. Range 1..1000.
   bool service = true;               ///< also run the phase against `vstore serve` under wrk
+  std::vector<std::string> serve_args;  ///< further options for `vstore serve` (e.g. `--no-map`)
   /// The rest of the configuration (embedder, model, table, pool, HNSW settings); its
   /// database_url is replaced by the scratch database's and the backend is pgvector.
   Config config;

@@ -299,7 +299,7 @@ Result<json> service_phase(const std::string& conninfo, const Config& cfg, const
   }
   const std::string token = bench_support::random_token();
   bench_support::Service service(dir.path());
-  VS_TRY(service.start(options.vstore, std::max(64, options.writers + options.readers * 2), {},
+  VS_TRY(service.start(options.vstore, std::max(64, options.writers + options.readers * 2), options.serve_args,
                        bench_support::serve_environment(conninfo, cfg, options.model_dir, token)));
   const std::uintmax_t log_from = service.log_size();
   Latencies writes;
@@ -314,6 +314,7 @@ Result<json> service_phase(const std::string& conninfo, const Config& cfg, const
       client.set_read_timeout(60);
       client.set_write_timeout(60);
       client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);  // headers and body go in separate writes: no Nagle delay
       const httplib::Headers headers = {{"Authorization", "Bearer " + token}};
       while (!stop.load(std::memory_order_relaxed)) {
         auto [article, is_new] = next_write(corpus, "http", w, state, rng);
@@ -480,6 +481,7 @@ Result<json> bench_soak(const std::string& admin_conninfo, const BenchSoakOption
   out["writers"] = options.writers;
   out["readers"] = options.readers;
   out["top_k"] = options.top_k;
+  out["serve_args"] = options.serve_args;
   out["provider"] = cfg.embedding_provider;
   out["model"] = cfg.embedding_model;
   out["pool"] = {{"size", cfg.pool.size}, {"max_overflow", cfg.pool.max_overflow}};

@@ -567,6 +567,8 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       ->capture_default_str();
   soak->add_option("--top-k", so.top_k, "results per search")->check(CLI::Range(1, 1000))->capture_default_str();
   soak->add_flag("--no-service", so_no_service, "skip the phase against vstore serve (which needs wrk)");
+  soak->add_option("--serve-arg", so.serve_args, "a further option for vstore serve, e.g. --serve-arg=--no-map (repeatable)")
+      ->allow_extra_args(false);
   soak->add_option("--data", so_data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
                                       "vstore's source tree)");
   soak->add_option("--query-file", so_queries, "queries, one a line: a code, a tab, the text (default: "
