@@ -85,6 +85,33 @@ void print_python_summary(const nlohmann::json& r) {
   std::printf("target: by vector at %d clients at least 3x the pure Python store\n", clients);
 }
 
+// What a benchmark that runs this binary as `vstore serve` needs beside its options: the article
+// and query files (given, else the Reuters files in ../shared/data beside the source tree), this
+// binary, and the local engine's model directory (EMBEDDING_PROVIDER=local; else empty).
+struct ServiceInputs {
+  std::filesystem::path data;
+  std::filesystem::path queries;
+  std::filesystem::path vstore;
+  std::filesystem::path model_dir;
+};
+
+Result<ServiceInputs> service_inputs(const Config& cfg, const std::string& data, const std::string& queries) {
+  ServiceInputs in{data, queries, {}, {}};
+  if (data.empty() || queries.empty()) {
+    VS_TRY_ASSIGN(const std::filesystem::path tree, source_tree());
+    const std::filesystem::path reuters = (tree / ".." / "shared" / "data" / "reuters21578").lexically_normal();
+    if (data.empty()) in.data = reuters / "articles.jsonl";
+    if (queries.empty()) in.queries = reuters / "queries-dev.tsv";
+  }
+  std::error_code ec;
+  in.vstore = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return fail(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message()));
+  if (cfg.embedding_provider == "local") {
+    VS_TRY_ASSIGN(in.model_dir, embed::find_model_dir(cfg, embed::model_dir_records()));
+  }
+  return in;
+}
+
 // The readable summary of `bench soak`.
 void print_soak_summary(const nlohmann::json& r) {
   std::printf("%s writers and %s readers, %s s per phase, %s seed articles, embedder %s, pool %s + %s\n",
@@ -503,23 +530,12 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
                                               "per thread",
                                               sv.wrk_threads, sv.connections)));
       }
-      if (sv_data.empty() || sv_queries.empty()) {
-        auto tree = source_tree();
-        if (!tree) return report(tree.error());
-        const std::filesystem::path reuters = (*tree / ".." / "shared" / "data" / "reuters21578").lexically_normal();
-        if (sv_data.empty()) sv_data = (reuters / "articles.jsonl").string();
-        if (sv_queries.empty()) sv_queries = (reuters / "queries-dev.tsv").string();
-      }
-      sv.data = sv_data;
-      sv.query_file = sv_queries;
-      std::error_code ec;
-      sv.vstore = std::filesystem::read_symlink("/proc/self/exe", ec);
-      if (ec) return report(Error(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message())));
-      if (cfg->embedding_provider == "local") {
-        auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
-        if (!model_dir) return report(model_dir.error());
-        sv.model_dir = *model_dir;
-      }
+      auto inputs = service_inputs(*cfg, sv_data, sv_queries);
+      if (!inputs) return report(inputs.error());
+      sv.data = inputs->data;
+      sv.query_file = inputs->queries;
+      sv.vstore = inputs->vstore;
+      sv.model_dir = inputs->model_dir;
       sv.config = *cfg;
       sv.progress = progress_printer();
       auto result = bench_serve(*conninfo, sv);
@@ -581,24 +597,13 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
       if (!cfg) return report(cfg.error());
       auto conninfo = resolve_conninfo(*cfg);
       if (!conninfo) return report(conninfo.error());
-      if (so_data.empty() || so_queries.empty()) {
-        auto tree = source_tree();
-        if (!tree) return report(tree.error());
-        const std::filesystem::path reuters = (*tree / ".." / "shared" / "data" / "reuters21578").lexically_normal();
-        if (so_data.empty()) so_data = (reuters / "articles.jsonl").string();
-        if (so_queries.empty()) so_queries = (reuters / "queries-dev.tsv").string();
-      }
-      so.data = so_data;
-      so.query_file = so_queries;
+      auto inputs = service_inputs(*cfg, so_data, so_queries);
+      if (!inputs) return report(inputs.error());
+      so.data = inputs->data;
+      so.query_file = inputs->queries;
+      so.vstore = inputs->vstore;
+      so.model_dir = inputs->model_dir;
       so.service = !so_no_service;
-      std::error_code ec;
-      so.vstore = std::filesystem::read_symlink("/proc/self/exe", ec);
-      if (ec) return report(Error(ErrorCode::not_found, fmt::format("cannot read /proc/self/exe: {}", ec.message())));
-      if (cfg->embedding_provider == "local") {
-        auto model_dir = embed::find_model_dir(*cfg, embed::model_dir_records());
-        if (!model_dir) return report(model_dir.error());
-        so.model_dir = *model_dir;
-      }
       so.config = *cfg;
       so.progress = progress_printer();
       auto result = bench_soak(*conninfo, so);

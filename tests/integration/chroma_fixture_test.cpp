@@ -24,20 +24,21 @@ int heartbeat_status(const ChromaServer& server, const char* path) {
   return answer ? answer->status : -1;
 }
 
-TEST(ChromaFixture, RustServerMovesToAnotherPortWhenItsFirstPortIsTaken) {
+// The server of `flavor`, asked to start on a port another socket holds, comes up on another.
+void expect_moves_off_a_taken_port(ChromaFlavor flavor, const char* heartbeat) {
   HeldPort held;
   ASSERT_TRUE(held.ok());
-  ChromaServer server(ChromaFlavor::rust_v2, "", "X-Chroma-Token", held.port());
+  ChromaServer server(flavor, "", "X-Chroma-Token", held.port());
   EXPECT_NE(server.port(), held.port());
-  EXPECT_EQ(heartbeat_status(server, "/api/v2/heartbeat"), 200);
+  EXPECT_EQ(heartbeat_status(server, heartbeat), 200);
+}
+
+TEST(ChromaFixture, RustServerMovesToAnotherPortWhenItsFirstPortIsTaken) {
+  expect_moves_off_a_taken_port(ChromaFlavor::rust_v2, "/api/v2/heartbeat");
 }
 
 TEST(ChromaFixture, PythonServerMovesToAnotherPortWhenItsFirstPortIsTaken) {
-  HeldPort held;
-  ASSERT_TRUE(held.ok());
-  ChromaServer server(ChromaFlavor::python_v1, "", "X-Chroma-Token", held.port());
-  EXPECT_NE(server.port(), held.port());
-  EXPECT_EQ(heartbeat_status(server, "/api/v1/heartbeat"), 200);
+  expect_moves_off_a_taken_port(ChromaFlavor::python_v1, "/api/v1/heartbeat");
 }
 
 TEST(ChromaFixture, RestartWaitsForItsOwnPortToBeFreedAgain) {

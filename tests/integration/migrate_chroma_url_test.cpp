@@ -520,18 +520,24 @@ TEST_F(MigrateUrlTest, AServerThatIsDownGivesAClearErrorAndWritesNothing) {
 
 // The server stops after the first page of the paged read: the run ends with the same clear
 // error, and since everything is read before anything is written, the table is untouched.
+// migrate-chroma --from-url of `collection`, read in pages of 50, inserting what is missing.
+vstore::MigrateOptions paged_options(const std::string& url, const std::string& collection) {
+  vstore::MigrateOptions opts;
+  opts.from_url = url;
+  opts.collection = collection;
+  opts.insert_missing = true;
+  opts.model = "m";
+  opts.page_size = 50;
+  return opts;
+}
+
 TEST_F(MigrateUrlTest, AServerThatGoesAwayMidReadGivesAClearErrorAndWritesNothing) {
   ChromaServer server;
   const std::string url = server.url();
   auto http = client(url);
   Collection c(*http, false, "gone", "l2", json());
   c.upsert(0, 300, 7, 100);
-  vstore::MigrateOptions opts;
-  opts.from_url = url;
-  opts.collection = "gone";
-  opts.insert_missing = true;
-  opts.model = "m";
-  opts.page_size = 50;
+  vstore::MigrateOptions opts = paged_options(url, "gone");
   std::vector<std::int64_t> read_calls;
   opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t total) {
     if (phase != "read") return;
@@ -557,12 +563,7 @@ TEST_F(MigrateUrlTest, AServerKilledMidReadThenBackTheRerunEndsWholeAndBitExact)
   auto http = client(url);
   Collection c(*http, false, "killed", "l2", json());
   c.upsert(0, 300, 11, 100);
-  vstore::MigrateOptions opts;
-  opts.from_url = url;
-  opts.collection = "killed";
-  opts.insert_missing = true;
-  opts.model = "m";
-  opts.page_size = 50;
+  vstore::MigrateOptions opts = paged_options(url, "killed");
   bool killed = false;
   opts.progress = [&](std::string_view phase, std::int64_t done, std::int64_t total) {
     if (phase == "read" && done > 0 && done < total && !killed) {
