@@ -112,6 +112,14 @@ Result<ServiceInputs> service_inputs(const Config& cfg, const std::string& data,
   return in;
 }
 
+// --data and --query-file of a benchmark whose defaults are the Reuters files (service_inputs()).
+void add_reuters_files(CLI::App* command, std::string& data, std::string& queries) {
+  command->add_option("--data", data, "article JSON Lines file (default: the Reuters articles in ../shared/data "
+                                      "beside vstore's source tree)");
+  command->add_option("--query-file", queries, "queries, one a line: a code, a tab, the text (default: "
+                                               "queries-dev.tsv beside the articles)");
+}
+
 // The readable summary of `bench soak`.
 void print_soak_summary(const nlohmann::json& r) {
   std::printf("%s writers and %s readers, %s s per phase, %s seed articles, embedder %s, pool %s + %s\n",
@@ -512,10 +520,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   serve->add_option("--serve-arg", sv.serve_args, "a further option for vstore serve, e.g. --serve-arg=--no-access-log "
                                                   "(repeatable)")
       ->allow_extra_args(false);
-  serve->add_option("--data", sv_data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
-                                       "vstore's source tree)");
-  serve->add_option("--query-file", sv_queries, "queries, one a line: a code, a tab, the text (default: "
-                                                "queries-dev.tsv beside the articles)");
+  add_reuters_files(serve, sv_data, sv_queries);
   serve->add_flag("--json", json, "print the result as one JSON object");
   serve->callback([&] {
     action = [&] {
@@ -585,10 +590,7 @@ void add_bench_commands(CLI::App& app, const Globals& globals, Action& action) {
   soak->add_flag("--no-service", so_no_service, "skip the phase against vstore serve (which needs wrk)");
   soak->add_option("--serve-arg", so.serve_args, "a further option for vstore serve, e.g. --serve-arg=--no-map (repeatable)")
       ->allow_extra_args(false);
-  soak->add_option("--data", so_data, "article JSON Lines file (default: the Reuters articles in ../shared/data beside "
-                                      "vstore's source tree)");
-  soak->add_option("--query-file", so_queries, "queries, one a line: a code, a tab, the text (default: "
-                                               "queries-dev.tsv beside the articles)");
+  add_reuters_files(soak, so_data, so_queries);
   soak->add_flag("--json", json, "print the result as one JSON object");
   soak->callback([&] {
     action = [&] {
