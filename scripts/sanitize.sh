@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds vstore under sanitizers (cmake/Sanitizers.cmake, VSTORE_SANITIZE) and runs test suites
-# through CTest (docs/robustness.md, "Sanitizers"). Not part of scripts/test.sh (each mode takes
-# most of the test command's 30 minutes on 2 cores): run by hand or as a CI step of its own.
+# through CTest (docs/robustness.md, "Sanitizers"). Not part of scripts/test.sh (on 2 cores the
+# address mode alone takes longer than its 30 minutes): run by hand or as a CI step of its own.
 #
 #   scripts/sanitize.sh [address|thread]...     (default: address, then thread)
 #
