@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-# VSTORE_SANITIZE: build everything (libraries, CLI, tests, Python module) under sanitizers.
-#   ""                   none (the default)
-#   "address,undefined"  AddressSanitizer + UndefinedBehaviorSanitizer; the test command's build
+# VSTORE_SANITIZE: build every target configured (libraries, CLI, tests) under sanitizers.
+#   ""                   none (the default, and the test command's build)
+#   "address,undefined"  AddressSanitizer + UndefinedBehaviorSanitizer (scripts/sanitize.sh address)
 #   "thread"             ThreadSanitizer (scripts/sanitize.sh thread runs the concurrent suites)
-# Every report is fatal (-fno-sanitize-recover=all), so a test that triggers one fails. The
-# runtime options the tests use are in scripts/sanitizer_env.sh.
+#   "address", "undefined" one of the two alone, by hand
+# scripts/sanitize.sh configures build-asan/ and build-tsan/ with it and runs the suites; every
+# report is fatal (-fno-sanitize-recover=all), so a test that triggers one fails. The runtime
+# options the tests use are in scripts/sanitizer_env.sh, suppressions in tests/sanitizers/
+# (docs/robustness.md, "Sanitizers").
 set(VSTORE_SANITIZE "" CACHE STRING "Sanitizers for every target: empty, address,undefined or thread")
 set_property(CACHE VSTORE_SANITIZE PROPERTY STRINGS "" "address,undefined" "thread")
 if(VSTORE_SANITIZE STREQUAL "")
