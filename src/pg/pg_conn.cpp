@@ -6,7 +6,11 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <optional>
+#include <utility>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -265,8 +269,12 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
   std::string options = fmt::format("-c statement_timeout={}", statement_timeout.count());
   if (!user_options.empty()) options += " " + user_options;
   options += " -c TimeZone=UTC";
-  const char* keys[] = {"connect_timeout", "application_name", "dbname", "options", nullptr};
-  const char* values[] = {timeout.c_str(), "vstore", conninfo.c_str(), options.c_str(), nullptr};
+  // TCP keep-alives (libpq ignores them on a Unix socket): a first probe after 60 s of silence,
+  // then every 10 s, and the connection is given up after 6 unanswered ones, so a peer that
+  // vanished is found within about two minutes even in a command with no reply limit.
+  const char* keys[] = {"connect_timeout", "application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "dbname", "options", nullptr};
+  const char* values[] = {timeout.c_str(), "vstore", "1", "60", "10", "6", conninfo.c_str(), options.c_str(), nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
   if (raw == nullptr) {
     return fail(ErrorCode::internal, "postgresql: out of memory creating a connection");
@@ -275,7 +283,117 @@ Result<Connection> Connection::connect(const std::string& conninfo, int connect_
   if (PQstatus(raw) != CONNECTION_OK) return fail(connect_error(conninfo, PQerrorMessage(raw)));
   // Quiet NOTICEs (e.g. "relation already exists, skipping") from reaching stderr.
   PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
+  // Every wait is a poll with the reply limit (Connection's comment).
+  if (PQsetnonblocking(raw, 1) != 0) {
+    return fail(ErrorCode::internal, "postgresql: cannot make the connection non-blocking");
+  }
+  conn.m_statement_timeout = statement_timeout;
+  conn.m_reply_limit = reply_limit_for(statement_timeout);
+  if (user_options.find("statement_timeout") != std::string::npos) {
+    // The user's statement_timeout won: the limit follows the server's setting (in ms).
+    VS_TRY_ASSIGN(PgResult shown, conn.exec("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'"));
+    long long ms = 0;
+    const std::string_view text = shown.rows() == 1 ? shown.get(0, 0) : std::string_view();
+    if (std::from_chars(text.data(), text.data() + text.size(), ms).ec == std::errc()) {
+      conn.m_statement_timeout = std::chrono::milliseconds(ms);
+      conn.m_reply_limit = reply_limit_for(conn.m_statement_timeout);
+    }
+  }
   return conn;
+}
+
+std::chrono::milliseconds reply_limit_for(std::chrono::milliseconds statement_timeout) {
+  using std::chrono::milliseconds;
+  if (statement_timeout.count() <= 0) return milliseconds(0);
+  return statement_timeout + std::clamp(statement_timeout, milliseconds(1000), milliseconds(10000));
+}
+
+std::chrono::milliseconds Connection::set_reply_limit(std::chrono::milliseconds limit) {
+  return std::exchange(m_reply_limit, limit);
+}
+
+Connection::Clock::time_point Connection::deadline() const {
+  if (m_reply_limit.count() <= 0) return Clock::time_point::max();
+  return Clock::now() + m_reply_limit;
+}
+
+Result<void> Connection::usable(std::string_view what) const {
+  if (!m_gave_up) return {};
+  return fail(Error(ErrorCode::unavailable,
+                    fmt::format("{}: the connection was given up after the server did not reply in time", what), true));
+}
+
+Error Connection::gave_up(std::string_view what) {
+  m_gave_up = true;
+  m_poisoned = true;
+  // Closed now: a server that wakes up ends the session (and whatever it held) at once.
+  m_conn.reset();
+  const auto seconds = [](std::chrono::milliseconds ms) { return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0); };
+  return Error(ErrorCode::timeout,
+               fmt::format("{}: no reply from the server within {} (the statement timeout, {}, plus a grace of {}); "
+                           "the server may be stopped or unreachable, and the connection is given up",
+                           what, seconds(m_reply_limit), seconds(m_statement_timeout),
+                           seconds(m_reply_limit - m_statement_timeout)),
+               true);
+}
+
+int Connection::wait_socket(short events, Clock::time_point until) const {
+  pollfd pfd{};
+  pfd.fd = PQsocket(m_conn.get());
+  pfd.events = events;
+  if (pfd.fd < 0) return -1;
+  for (;;) {
+    int wait_ms = -1;
+    if (until != Clock::time_point::max()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
+      if (left <= 0) return 0;
+      wait_ms = static_cast<int>(std::min<long long>(left, 60'000));
+    }
+    const int ready = poll(&pfd, 1, wait_ms);
+    if (ready > 0) return 1;
+    if (ready < 0 && errno != EINTR) return -1;
+  }
+}
+
+Result<void> Connection::flush(std::string_view what) {
+  const Clock::time_point until = deadline();
+  for (;;) {
+    const int left = PQflush(m_conn.get());
+    if (left == 0) return {};
+    if (left < 0) return fail(failure(nullptr, what));
+    const int ready = wait_socket(POLLOUT | POLLIN, until);
+    if (ready == 0) return fail(gave_up(what));
+    // Reading what arrived keeps a server that is itself waiting to send from blocking both.
+    if (ready < 0 || PQconsumeInput(m_conn.get()) == 0) return fail(failure(nullptr, what));
+  }
+}
+
+Result<PgResult> Connection::collect(std::string_view what) {
+  VS_TRY(flush(what));
+  PgResult last;
+  for (;;) {
+    const Clock::time_point until = deadline();
+    while (PQisBusy(m_conn.get()) != 0) {
+      const int ready = wait_socket(POLLIN, until);
+      if (ready == 0) return fail(gave_up(what));
+      if (ready < 0) return fail(failure(nullptr, what));
+      // A server that ends the session sends its error, then closes: the read fails with the
+      // connection marked bad, and PQgetResult below still gives the error it sent.
+      if (PQconsumeInput(m_conn.get()) == 0 && PQstatus(m_conn.get()) != CONNECTION_BAD) {
+        return fail(failure(nullptr, what));
+      }
+    }
+    PGresult* res = PQgetResult(m_conn.get());
+    if (res == nullptr) break;
+    last = PgResult(res);
+    const auto status = PQresultStatus(res);
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH ||
+        PQstatus(m_conn.get()) == CONNECTION_BAD) {
+      break;
+    }
+  }
+  if (last.raw() == nullptr) return fail(failure(nullptr, what));
+  return last;
 }
 
 bool Connection::ok() const { return m_conn && !m_poisoned && PQstatus(m_conn.get()) == CONNECTION_OK; }
@@ -316,20 +434,22 @@ void Connection::forget_session_state() {
 
 std::string Connection::quote_ident(std::string_view ident) { return quote_sql_identifier(ident); }
 
-Result<PgResult> Connection::check(PGresult* res, std::string_view what) {
-  const auto status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+Result<PgResult> Connection::check(Result<PgResult> collected, std::string_view what) {
+  if (!collected) return collected;
+  PGresult* res = collected->raw();
+  const auto status = PQresultStatus(res);
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_COPY_IN ||
       status == PGRES_EMPTY_QUERY) {
-    return PgResult(res);
+    return collected;
   }
-  Error err = failure(res, what);
-  if (res) PQclear(res);
-  return fail(std::move(err));
+  return fail(failure(res, what));
 }
 
 Result<PgResult> Connection::exec(std::string_view sql) {
+  VS_TRY(usable("postgresql"));
   std::string text(sql);
-  return check(PQexec(m_conn.get(), text.c_str()), "postgresql");
+  if (PQsendQuery(m_conn.get(), text.c_str()) != 1) return fail(failure(nullptr, "postgresql"));
+  return check(collect("postgresql"), "postgresql");
 }
 
 namespace {
@@ -365,30 +485,37 @@ ParamArrays to_arrays(std::span<const Param> params, std::vector<std::string>& s
 
 Result<PgResult> Connection::exec_params(const std::string& sql, std::span<const Param> params,
                                          bool binary_result) {
+  VS_TRY(usable("postgresql"));
   std::vector<std::string> storage;
   ParamArrays a = to_arrays(params, storage);
-  PGresult* res = PQexecParams(m_conn.get(), sql.c_str(), static_cast<int>(params.size()), a.types.data(),
-                               a.values.data(), a.lengths.data(), a.formats.data(), binary_result ? 1 : 0);
-  return check(res, "postgresql");
+  if (PQsendQueryParams(m_conn.get(), sql.c_str(), static_cast<int>(params.size()), a.types.data(), a.values.data(),
+                        a.lengths.data(), a.formats.data(), binary_result ? 1 : 0) != 1) {
+    return fail(failure(nullptr, "postgresql"));
+  }
+  return check(collect("postgresql"), "postgresql");
 }
 
 Result<PgResult> Connection::exec_prepared(const std::string& sql, std::span<const Param> params,
                                            bool binary_result) {
+  VS_TRY(usable("postgresql"));
   auto it = m_prepared.find(sql);
   if (it == m_prepared.end()) {
     std::string name = fmt::format("vs_{}", m_prepared.size());
     std::vector<Oid> types;
     for (const Param& p : params) types.push_back(p.type);
-    VS_TRY(check(PQprepare(m_conn.get(), name.c_str(), sql.c_str(), static_cast<int>(params.size()),
-                           types.data()),
-                 "postgresql prepare"));
+    if (PQsendPrepare(m_conn.get(), name.c_str(), sql.c_str(), static_cast<int>(params.size()), types.data()) != 1) {
+      return fail(failure(nullptr, "postgresql prepare"));
+    }
+    VS_TRY(check(collect("postgresql prepare"), "postgresql prepare"));
     it = m_prepared.emplace(sql, std::move(name)).first;
   }
   std::vector<std::string> storage;
   ParamArrays a = to_arrays(params, storage);
-  PGresult* res = PQexecPrepared(m_conn.get(), it->second.c_str(), static_cast<int>(params.size()),
-                                 a.values.data(), a.lengths.data(), a.formats.data(), binary_result ? 1 : 0);
-  return check(res, "postgresql");
+  if (PQsendQueryPrepared(m_conn.get(), it->second.c_str(), static_cast<int>(params.size()), a.values.data(),
+                          a.lengths.data(), a.formats.data(), binary_result ? 1 : 0) != 1) {
+    return fail(failure(nullptr, "postgresql"));
+  }
+  return check(collect("postgresql"), "postgresql");
 }
 
 Result<void> Connection::set_guc(const std::string& name, const std::string& value) {
@@ -425,54 +552,68 @@ Result<Oid> Connection::type_oid(const std::string& type_name) {
   return oid;
 }
 
-namespace {
-// Sends `data` to a COPY in progress, in chunks libpq accepts.
-bool put_copy_data(PGconn* conn, std::string_view data) {
+Result<void> Connection::put_copy_data(std::string_view data, std::string_view what) {
+  // In non-blocking mode libpq queues what it cannot send yet; each chunk is flushed before
+  // the next, so no more than a chunk waits in memory (as in blocking mode) and a server that
+  // stopped reading is found within the reply limit.
   constexpr std::size_t k_chunk = 1 << 20;
   for (std::size_t off = 0; off < data.size(); off += k_chunk) {
     const std::size_t len = std::min(k_chunk, data.size() - off);
-    if (PQputCopyData(conn, data.data() + off, static_cast<int>(len)) != 1) return false;
+    const Clock::time_point until = deadline();
+    for (;;) {
+      const int queued = PQputCopyData(m_conn.get(), data.data() + off, static_cast<int>(len));
+      if (queued == 1) break;
+      if (queued < 0) return fail(failure(nullptr, what));
+      const int ready = wait_socket(POLLOUT, until);
+      if (ready == 0) return fail(gave_up(what));
+      if (ready < 0) return fail(failure(nullptr, what));
+    }
+    VS_TRY(flush(what));
   }
-  return true;
+  return {};
 }
-}  // namespace
 
 Result<std::int64_t> Connection::copy_in(const std::string& copy_sql, std::string_view data) {
-  VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
-  if (!put_copy_data(m_conn.get(), data)) return fail(failure(nullptr, "postgresql copy"));
+  VS_TRY(exec(copy_sql));
+  VS_TRY(put_copy_data(data, "postgresql copy"));
   return copy_finish(nullptr);
 }
 
 Result<std::string> Connection::copy_out(const std::string& copy_sql) {
-  PGresult* started = PQexec(m_conn.get(), copy_sql.c_str());
-  if (PQresultStatus(started) != PGRES_COPY_OUT) {
-    Error e = failure(started, "postgresql copy out");
-    PQclear(started);
-    return fail(std::move(e));
-  }
-  PQclear(started);
+  VS_TRY(usable("postgresql copy out"));
+  if (PQsendQuery(m_conn.get(), copy_sql.c_str()) != 1) return fail(failure(nullptr, "postgresql copy out"));
+  VS_TRY_ASSIGN(PgResult started, collect("postgresql copy out"));
+  if (PQresultStatus(started.raw()) != PGRES_COPY_OUT) return fail(failure(started.raw(), "postgresql copy out"));
   std::string out;
-  char* buf = nullptr;
-  int n = 0;
-  while ((n = PQgetCopyData(m_conn.get(), &buf, 0)) > 0) {
-    out.append(buf, static_cast<std::size_t>(n));
-    PQfreemem(buf);
-  }
   std::optional<Error> first_error;
-  if (n == -2) first_error = failure(nullptr, "postgresql copy out");
-  while (PGresult* res = PQgetResult(m_conn.get())) {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && !first_error) {
-      first_error = failure(res, "postgresql copy out");
+  Clock::time_point until = deadline();
+  for (;;) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData(m_conn.get(), &buf, 1);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      PQfreemem(buf);
+      until = deadline();
+      continue;
     }
-    PQclear(res);
+    if (n == -1) break;  // the end of the data
+    if (n == -2) {
+      first_error = failure(nullptr, "postgresql copy out");
+      break;
+    }
+    const int ready = wait_socket(POLLIN, until);
+    if (ready == 0) return fail(gave_up("postgresql copy out"));
+    if (ready < 0 || PQconsumeInput(m_conn.get()) == 0) return fail(failure(nullptr, "postgresql copy out"));
   }
   if (first_error) return fail(std::move(*first_error));
+  VS_TRY_ASSIGN(PgResult ended, collect("postgresql copy out"));
+  if (PQresultStatus(ended.raw()) != PGRES_COMMAND_OK) return fail(failure(ended.raw(), "postgresql copy out"));
   return out;
 }
 
 Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
                                              const std::function<Result<bool>(CopyWriter&)>& fill) {
-  VS_TRY(check(PQexec(m_conn.get(), copy_sql.c_str()), "postgresql copy"));
+  VS_TRY(exec(copy_sql));
   CopyWriter writer;
   std::string slice;  // the slice being sent; its memory becomes the writer's for the next one
   for (;;) {
@@ -488,29 +629,27 @@ Result<std::int64_t> Connection::copy_stream(const std::string& copy_sql,
     } else {
       writer.take(slice);
     }
-    if (!put_copy_data(m_conn.get(), slice)) return fail(failure(nullptr, "postgresql copy"));
+    VS_TRY(put_copy_data(slice, "postgresql copy"));
     if (last) break;
   }
   return copy_finish(nullptr);
 }
 
 Result<std::int64_t> Connection::copy_finish(const char* abort_message) {
-  if (PQputCopyEnd(m_conn.get(), abort_message) != 1) {
-    return fail(failure(nullptr, "postgresql copy"));
+  VS_TRY(usable("postgresql copy"));
+  const Clock::time_point until = deadline();
+  for (;;) {
+    const int queued = PQputCopyEnd(m_conn.get(), abort_message);
+    if (queued == 1) break;
+    if (queued < 0) return fail(failure(nullptr, "postgresql copy"));
+    const int ready = wait_socket(POLLOUT, until);
+    if (ready == 0) return fail(gave_up("postgresql copy"));
+    if (ready < 0) return fail(failure(nullptr, "postgresql copy"));
   }
-  std::int64_t rows = 0;
-  std::optional<Error> first_error;
-  while (PGresult* res = PQgetResult(m_conn.get())) {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-      if (!first_error) first_error = failure(res, "postgresql copy");
-    } else {
-      rows += PgResult(res).affected();
-      continue;  // PgResult took ownership
-    }
-    PQclear(res);
-  }
-  if (first_error) return fail(std::move(*first_error));
-  return rows;
+  // A COPY sends one result (its rows, or its error); collect() waits for it within the limit.
+  VS_TRY_ASSIGN(PgResult res, collect("postgresql copy"));
+  if (PQresultStatus(res.raw()) != PGRES_COMMAND_OK) return fail(failure(res.raw(), "postgresql copy"));
+  return res.affected();
 }
 
 }  // namespace vstore::pg

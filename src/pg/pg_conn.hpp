@@ -54,15 +54,27 @@ struct Param {
   static Param null_value() { return Param{{}, false, true, 0}; }
 };
 
+/// How long the client waits for a reply from a server whose statements run under
+/// `statement_timeout`: that timeout plus a grace of the same length, at least 1 s and at most
+/// 10 s (60 s gives 70 s). 0 (no statement timeout) gives 0: no limit.
+[[nodiscard]] std::chrono::milliseconds reply_limit_for(std::chrono::milliseconds statement_timeout);
+
 /// A connection. Not thread-safe: one thread uses it at a time (the pool hands it out).
+///
+/// The server ends a statement that runs past its statement_timeout; a server that stopped
+/// answering (a frozen process, a host gone with the connection still open) would leave the
+/// client waiting forever, so every command also waits at most reply_limit() for each reply
+/// (the socket is non-blocking and polled). When that runs out the command fails with
+/// ErrorCode::timeout, the connection is closed and every later command on it fails at once.
 class Connection {
  public:
   /// Opens a connection whose statements run under `statement_timeout` (0 = none; a
-  /// statement_timeout in the conninfo's `options` or in PGOPTIONS wins). Every libpq option of
-  /// `conninfo` applies (sslmode, sslrootcert, hostaddr, ...); its connect_timeout and
-  /// application_name replace `connect_timeout_s` and "vstore". Errors: unavailable
-  /// (server unreachable), invalid_argument (bad conninfo); see connect_error() for the message,
-  /// which never shows a password.
+  /// statement_timeout in the conninfo's `options` or in PGOPTIONS wins, and then sets the reply
+  /// limit). Every libpq option of `conninfo` applies (sslmode, sslrootcert, hostaddr, ...); its
+  /// connect_timeout, application_name and keepalives_* replace `connect_timeout_s`, "vstore"
+  /// and vstore's keep-alive defaults (a TCP connection whose peer is gone is found within
+  /// about two minutes). Errors: unavailable (server unreachable), invalid_argument (bad
+  /// conninfo); see connect_error() for the message, which never shows a password.
   [[nodiscard]] static Result<Connection> connect(
       const std::string& conninfo, int connect_timeout_s = 10,
       std::chrono::milliseconds statement_timeout = k_default_statement_timeout);
@@ -107,6 +119,11 @@ class Connection {
   /// or ended the session). No round trip; a connection that looks alive may still fail.
   [[nodiscard]] bool still_alive();
   [[nodiscard]] std::chrono::steady_clock::time_point created_at() const { return m_created; }
+  /// How long a command waits for each reply from the server (0: no limit).
+  [[nodiscard]] std::chrono::milliseconds reply_limit() const { return m_reply_limit; }
+  /// Replaces the reply limit and returns the one it replaces: for a caller that lifts the
+  /// statement timeout (`SET LOCAL statement_timeout = 0`) and restores the limit after.
+  std::chrono::milliseconds set_reply_limit(std::chrono::milliseconds limit);
   /// Server version number (e.g. 150020).
   [[nodiscard]] int server_version() const;
   /// Forgets cached prepared statements and GUCs (after DISCARD ALL or a reset).
@@ -120,11 +137,27 @@ class Connection {
  private:
   // Ends the COPY in progress (aborting it when `abort_message` is set) and collects its result.
   [[nodiscard]] Result<std::int64_t> copy_finish(const char* abort_message);
+  using Clock = std::chrono::steady_clock;
+  // The time after which a wait that starts now gives up (Clock::time_point::max(): never).
+  [[nodiscard]] Clock::time_point deadline() const;
+  // Fails at once when an earlier reply limit ran out on this connection.
+  [[nodiscard]] Result<void> usable(std::string_view what) const;
+  // Waits until the socket is ready for `events`: 1, 0 once `until` passed, -1 on a poll error.
+  [[nodiscard]] int wait_socket(short events, Clock::time_point until) const;
+  // Sends what libpq holds for the server, reading what arrives meanwhile (as libpq asks).
+  [[nodiscard]] Result<void> flush(std::string_view what);
+  // Collects the results of the command sent, as PQexec does: the last one, or the first of
+  // type COPY IN/OUT. The reply limit applies to each result.
+  [[nodiscard]] Result<PgResult> collect(std::string_view what);
+  // Sends COPY data within the reply limit.
+  [[nodiscard]] Result<void> put_copy_data(std::string_view data, std::string_view what);
+  // The error of a wait that ran out: poisons the connection for good.
+  [[nodiscard]] Error gave_up(std::string_view what);
   struct Deleter {
     void operator()(PGconn* conn) const { PQfinish(conn); }
   };
   explicit Connection(PGconn* conn);
-  [[nodiscard]] Result<PgResult> check(PGresult* res, std::string_view what);
+  [[nodiscard]] Result<PgResult> check(Result<PgResult> collected, std::string_view what);
   // The error of `res` (or of the connection), remembering when it poisons the connection.
   [[nodiscard]] Error failure(const PGresult* res, std::string_view what);
 
@@ -133,7 +166,10 @@ class Connection {
   std::unordered_map<std::string, std::string> m_gucs;      // name -> value
   std::unordered_map<std::string, Oid> m_types;
   std::chrono::steady_clock::time_point m_created;
+  std::chrono::milliseconds m_statement_timeout{0};
+  std::chrono::milliseconds m_reply_limit{0};
   bool m_poisoned = false;
+  bool m_gave_up = false;  // a reply limit ran out: the connection's state is unknown
 };
 
 /// The error of a failed connect to `conninfo`, for libpq's text `libpq_message`. libpq's text

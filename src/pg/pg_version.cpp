@@ -4,6 +4,8 @@
 // parallel_hnsw_build_safe(); build_index() applies it to every HNSW build vstore runs.
 #include "pg/pg_version.hpp"
 
+#include <chrono>
+
 #include <charconv>
 
 #include <fmt/format.h>
@@ -95,6 +97,13 @@ Result<void> build_index(Connection& conn, const std::string& create_index_sql, 
     serial = !parallel_hnsw_build_safe(versions.library.empty() ? versions.sql : versions.library);
   }
   auto run = [&]() -> Result<void> {
+    // The build may take hours: neither the server's statement timeout nor the client's reply
+    // limit applies to it (TCP keep-alives still find a server that is gone).
+    struct ReplyLimitLifted {
+      Connection& conn;
+      std::chrono::milliseconds kept;
+      ~ReplyLimitLifted() { conn.set_reply_limit(kept); }
+    } lifted{conn, conn.set_reply_limit(std::chrono::milliseconds(0))};
     VS_TRY(conn.exec("SET LOCAL statement_timeout = 0"));
     if (serial) VS_TRY(conn.exec("SET LOCAL max_parallel_maintenance_workers = 0"));
     VS_TRY(conn.exec(create_index_sql));
