@@ -53,6 +53,10 @@ struct PgVectorConfig {
 struct Config {
   std::optional<std::string> database_url;      ///< DATABASE_URL: postgresql:// or postgres:// URL, or libpq key=value conninfo; unset = embedded cluster
   std::vector<std::string> database_read_urls;  ///< DATABASE_READ_URLS, comma-separated, each like DATABASE_URL (multi-host URLs kept whole)
+  /// DATABASE_READ_MAX_LAG: a read replica whose replay lags further behind its primary than
+  /// this is skipped until it catches up. Default 10 s. 0..24 h, written like
+  /// VSTORE_STATEMENT_TIMEOUT (`10`, `500ms`, `10s`, `1min`).
+  std::chrono::milliseconds database_read_max_lag{10000};
   BackendKind backend = BackendKind::pgvector;  ///< VECTOR_BACKEND: pgvector, chromadb or dual (any case)
   BackendKind primary = BackendKind::pgvector;  ///< VECTOR_PRIMARY (dual mode): pgvector or chromadb (any case)
   bool shadow_compare = false;                  ///< VSTORE_SHADOW_COMPARE (dual mode): 1/true/on or 0/false/off (any case). Default off.

@@ -48,6 +48,14 @@ class EmbeddedPostgres {
   /// returns its status (conflict when it runs with the other `tcp` setting). Errors: not_found (PostgreSQL 15 binaries or pgvector missing, with
   /// the install step to run), unavailable (server did not start; the log's tail is included).
   [[nodiscard]] Result<EmbeddedStatus> start(const EmbeddedOptions& options = {});
+  /// Makes this root a streaming replica of the running cluster under `primary_root` (a base
+  /// backup over its socket with pg_basebackup -R, then a start as a hot standby that keeps
+  /// streaming its WAL), or starts the standby made before. With `tcp` the standby takes the
+  /// primary's password file (its roles are the primary's). Errors: unavailable (the primary is
+  /// not running, pg_basebackup failed), conflict (this root holds a cluster that is not a
+  /// standby), and those of start().
+  [[nodiscard]] Result<EmbeddedStatus> start_standby(const std::filesystem::path& primary_root,
+                                                     const EmbeddedOptions& options = {});
   /// Stops the cluster (fast shutdown). Stopping a stopped cluster succeeds.
   [[nodiscard]] Result<void> stop();
   /// Whether it runs, and where.

@@ -51,6 +51,7 @@ int run_config_show(const Globals& globals, bool json_out) {
   json read_urls = json::array();
   for (const auto& u : c.database_read_urls) read_urls.push_back(redact_url(u));
   rows.emplace_back("DATABASE_READ_URLS", read_urls.empty() ? json(nullptr) : read_urls);
+  rows.emplace_back("DATABASE_READ_MAX_LAG", fmt::format("{}ms", c.database_read_max_lag.count()));
   rows.emplace_back("VECTOR_BACKEND", std::string(to_string(c.backend)));
   rows.emplace_back("VECTOR_PRIMARY", std::string(to_string(c.primary)));
   rows.emplace_back("VSTORE_SHADOW_COMPARE", c.shadow_compare);

@@ -551,6 +551,24 @@ constexpr std::array<Choice<IndexType>, 3> k_index_types = {
 constexpr std::array<Choice<std::string_view>, 3> k_providers = {
     {{"local", "local"}, {"openai", "openai"}, {"hash", "hash"}}};
 
+// A duration as PostgreSQL writes one: an integer with an optional unit, ms, s or min (seconds
+// without one), from 0 up to 24 hours. Nothing when the text is not one.
+std::optional<std::chrono::milliseconds> duration_ms(std::string_view text) {
+  std::string_view digits = text;
+  long long unit_ms = 1000;
+  for (const auto& [suffix, ms] : {std::pair<std::string_view, long long>{"ms", 1}, {"min", 60000}, {"s", 1000}}) {
+    if (digits.ends_with(suffix)) {
+      digits.remove_suffix(suffix.size());
+      unit_ms = ms;
+      break;
+    }
+  }
+  const auto number = parse_integer(trim(digits));
+  constexpr long long k_max_ms = 24LL * 3600 * 1000;
+  if (!number || *number < 0 || *number > k_max_ms / unit_ms) return std::nullopt;
+  return std::chrono::milliseconds(*number * unit_ms);
+}
+
 Result<void> load_database(const Settings& settings, Config& config) {
   if (const auto url = settings.get("DATABASE_URL")) {
     if (const auto problem = postgres_url_problem(*url)) return bad_value("DATABASE_URL", redact_url(*url), *problem);
@@ -567,6 +585,15 @@ Result<void> load_database(const Settings& settings, Config& config) {
       if (const auto problem = postgres_url_problem(entry)) return bad_value(name, redact_url(entry), *problem);
       config.database_read_urls.emplace_back(entry);
     }
+  }
+  if (const auto text = settings.get("DATABASE_READ_MAX_LAG")) {
+    const auto ms = duration_ms(*text);
+    if (!ms) {
+      return bad_value("DATABASE_READ_MAX_LAG", *text,
+                       "expected a replica's largest replay lag, from 0 up to 24 hours: whole seconds (10) or an "
+                       "integer with the unit ms, s or min (500ms, 10s, 5min)");
+    }
+    config.database_read_max_lag = *ms;
   }
   return {};
 }
@@ -629,24 +656,13 @@ Result<void> load_pool(const Settings& settings, PoolConfig& pool) {
     pool.recycle = std::chrono::seconds(*number);
   }
   if (const auto text = settings.get("VSTORE_STATEMENT_TIMEOUT")) {
-    // A number with an optional unit: ms, s or min (seconds without one), as PostgreSQL writes it.
-    std::string_view digits = *text;
-    long long unit_ms = 1000;
-    for (const auto& [suffix, ms] : {std::pair<std::string_view, long long>{"ms", 1}, {"min", 60000}, {"s", 1000}}) {
-      if (digits.ends_with(suffix)) {
-        digits.remove_suffix(suffix.size());
-        unit_ms = ms;
-        break;
-      }
-    }
-    const auto number = parse_integer(trim(digits));
-    constexpr long long k_max_ms = 24LL * 3600 * 1000;
-    if (!number || *number < 0 || *number > k_max_ms / unit_ms) {
+    const auto ms = duration_ms(*text);
+    if (!ms) {
       return bad_value("VSTORE_STATEMENT_TIMEOUT", *text,
                        "expected 0 (no limit) or a duration up to 24 hours: whole seconds (30) or an integer with "
                        "the unit ms, s or min (500ms, 30s, 5min)");
     }
-    pool.statement_timeout = std::chrono::milliseconds(*number * unit_ms);
+    pool.statement_timeout = *ms;
   }
   return {};
 }

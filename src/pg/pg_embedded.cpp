@@ -205,8 +205,10 @@ std::string tcp_conninfo_for(int port, std::string_view password, std::string_vi
 constexpr const char* k_hba =
     "# written by vstore at every start: the socket directory is private (mode 0700), so \"trust\"\n"
     "# reaches only its owner and root; TCP, when `vstore db start --tcp` turns it on, needs the\n"
-    "# password in ../password.\n"
+    "# password in ../password. A standby (`EmbeddedPostgres::start_standby`) streams its WAL\n"
+    "# over the socket.\n"
     "local all all trust\n"
+    "local replication all trust\n"
     "host all all 127.0.0.1/32 scram-sha-256\n"
     "host all all ::1/128 scram-sha-256\n";
 
@@ -406,6 +408,9 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
   }
 
   VS_TRY_ASSIGN(auto conn, pg::Connection::connect(conninfo_for(sock, port, "postgres")));
+  // A standby is read-only: its database, roles and passwords are its primary's.
+  VS_TRY_ASSIGN(auto recovery, conn.exec("SELECT pg_is_in_recovery()"));
+  if (recovery.get(0, 0) == "t") return status();
   VS_TRY_ASSIGN(auto exists, conn.exec("SELECT 1 FROM pg_database WHERE datname = 'vstore'"));
   if (exists.rows() == 0) {
     VS_TRY(conn.exec("CREATE DATABASE vstore"));
@@ -422,6 +427,50 @@ Result<EmbeddedStatus> EmbeddedPostgres::start(const EmbeddedOptions& options) {
     VS_TRY(conn.exec("ALTER ROLE vstore PASSWORD NULL"));
   }
   return status();
+}
+
+Result<EmbeddedStatus> EmbeddedPostgres::start_standby(const fs::path& primary_root, const EmbeddedOptions& options) {
+  VS_TRY_ASSIGN(fs::path bindir, find_bindir());
+  VS_TRY_ASSIGN(EmbeddedStatus primary, EmbeddedPostgres(primary_root).status());
+  if (!primary.running) {
+    return fail(ErrorCode::unavailable,
+                fmt::format("the primary cluster in {} is not running; start it first", fs::absolute(primary_root).string()));
+  }
+  const fs::path data = m_root / "data";
+  if (fs::exists(data / "PG_VERSION")) {
+    VS_TRY_ASSIGN(EmbeddedStatus current, status());
+    if (!fs::exists(data / "standby.signal")) {
+      return fail(ErrorCode::conflict, fmt::format("{} already holds a cluster that is not a standby", m_root.string()));
+    }
+    if (current.running) return current;
+    return start(options);
+  }
+  VS_TRY_ASSIGN(RunAs as, server_user());
+  std::error_code ec;
+  fs::create_directories(m_root, ec);
+  if (ec) return fail(ErrorCode::internal, fmt::format("cannot create {}: {}", m_root.string(), ec.message()));
+  VS_TRY(give_to_server_user(m_root, as));
+  // A base backup over the primary's socket, with its WAL streamed alongside; -R writes
+  // standby.signal and primary_conninfo (the same socket), so the copy starts as a hot standby
+  // that keeps streaming.
+  VS_TRY_ASSIGN(CommandOutput out,
+                run_command({(bindir / "pg_basebackup").string(), "-D", data.string(), "-R", "-X", "stream", "-c",
+                             "fast", "-h", primary.socket_dir.string(), "-p", std::to_string(primary.port), "-U",
+                             "vstore", "-w"},
+                            as));
+  if (out.exit_code != 0) {
+    fs::remove_all(data, ec);
+    return fail(ErrorCode::unavailable, fmt::format("pg_basebackup from {} failed (exit {}){}", primary_root.string(),
+                                                    out.exit_code, out.output.empty() ? "" : ":\n" + out.output));
+  }
+  // Roles and their password verifiers come with the copy: over TCP the standby takes the
+  // primary's password.
+  if (options.tcp && fs::exists(primary.password_file)) {
+    fs::copy_file(primary.password_file, m_root / "password", fs::copy_options::overwrite_existing, ec);
+    if (ec) return fail(ErrorCode::internal, fmt::format("cannot copy the primary's password file: {}", ec.message()));
+    fs::permissions(m_root / "password", fs::perms::owner_read | fs::perms::owner_write, ec);
+  }
+  return start(options);
 }
 
 Result<void> EmbeddedPostgres::stop() {

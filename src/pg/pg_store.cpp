@@ -267,8 +267,8 @@ struct PgVectorStore::Prepared {
 PgVectorStore::PgVectorStore(const std::string& conninfo, const Config& config, TableInfo info)
     : m_config(config), m_dimension(info.dimension), m_info(std::make_shared<const TableInfo>(std::move(info))),
       m_info_checked_at(std::chrono::steady_clock::now().time_since_epoch().count()), m_pool(conninfo, config.pool) {
-  for (const auto& url : config.database_read_urls) {
-    m_read_pools.push_back(std::make_unique<Pool>(url, config.pool));
+  if (!config.database_read_urls.empty()) {
+    m_replicas = std::make_unique<ReadReplicas>(config.database_read_urls, config.pool, config.database_read_max_lag);
   }
 }
 
@@ -328,8 +328,8 @@ Result<double> PgVectorStore::table_rows(Connection& conn) {
 }
 
 Pool& PgVectorStore::read_pool() {
-  if (m_read_pools.empty()) return m_pool;
-  return *m_read_pools[m_read_next++ % m_read_pools.size()];
+  Pool* replica = m_replicas ? m_replicas->pick() : nullptr;
+  return replica ? *replica : m_pool;
 }
 
 SearchPlan PgVectorStore::test_last_plan() { return t_last_plan; }
@@ -960,7 +960,7 @@ Result<std::vector<SearchHit>> PgVectorStore::search(std::span<const float> quer
     }
   }
   // A read: run once more on a fresh connection if the server went away under it.
-  return read_pool().read([&](Connection& conn) { return search_on(conn, query, options); });
+  return read([&](Connection& conn) { return search_on(conn, query, options); });
 }
 
 Result<std::vector<SearchHit>> PgVectorStore::search_exact(std::span<const float> query, const SearchOptions& options) {
@@ -1108,7 +1108,7 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, cons
   const int top_k = options.top_k;
   std::vector<float> vec;
   // A read: run once more on a fresh connection if the server went away under it.
-  VS_TRY(read_pool().read([&](Connection& conn) -> Result<void> {
+  VS_TRY(read([&](Connection& conn) -> Result<void> {
     const std::string id(uri);
     Param p[] = {Param::text(id)};
     VS_TRY_ASSIGN(PgResult res, conn.exec_prepared(fmt::format("SELECT embedding FROM {} WHERE uri = $1", q(m_config.table)),
@@ -1122,7 +1122,7 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, cons
   // largest top_k).
   SearchOptions opts = options;
   opts.top_k = top_k + 1;
-  VS_TRY_ASSIGN(auto hits, read_pool().read([&](Connection& conn) { return search_on(conn, vec, opts); }));
+  VS_TRY_ASSIGN(auto hits, read([&](Connection& conn) { return search_on(conn, vec, opts); }));
   std::erase_if(hits, [&](const SearchHit& h) { return h.id == uri; });
   if (static_cast<int>(hits.size()) > top_k) hits.resize(static_cast<std::size_t>(top_k));
   return hits;
@@ -1131,7 +1131,7 @@ Result<std::vector<SearchHit>> PgVectorStore::similar(std::string_view uri, cons
 Result<VectorBatch> PgVectorStore::get_vectors(std::optional<std::int64_t> limit, const std::optional<FilterNode>& where) {
   if (limit && *limit < 0) return fail(ErrorCode::invalid_argument, fmt::format("limit must be >= 0, not {}", *limit));
   // A read: run once more on a fresh connection if the server went away under it.
-  return read_pool().read([&](Connection& conn) { return get_vectors_on(conn, limit, where); });
+  return read([&](Connection& conn) { return get_vectors_on(conn, limit, where); });
 }
 
 Result<VectorBatch> PgVectorStore::get_vectors_on(Connection& conn, std::optional<std::int64_t> limit,
@@ -1164,7 +1164,7 @@ Result<VectorBatch> PgVectorStore::get_vectors_on(Connection& conn, std::optiona
 }
 
 Result<StoreCounts> PgVectorStore::count() {
-  return read_pool().read([&](Connection& conn) -> Result<StoreCounts> {
+  return read([&](Connection& conn) -> Result<StoreCounts> {
     VS_TRY_ASSIGN(PgResult res, conn.exec(fmt::format("SELECT count(*), count(embedding) FROM {}", q(m_config.table))));
     return StoreCounts{parse_int(res.get(0, 0)), parse_int(res.get(0, 1))};
   });
@@ -1248,6 +1248,16 @@ Result<json> PgVectorStore::health() {
   VS_TRY_ASSIGN(h["latency_ms"], latency_probe(*lease));
   h["latency_ms"]["search"] = search_ms;
   VS_TRY_ASSIGN(h["last_validation"], validation_health(warnings));
+  if (m_replicas) {
+    // A replica that is skipped leaves the store healthy (reads go to the primary): a warning.
+    h["replicas"] = m_replicas->states();
+    for (const auto& replica : h["replicas"]) {
+      if (!replica["usable"].get<bool>()) {
+        warnings.push_back(fmt::format("read replica {} is skipped: {}", replica["url"].get<std::string>(),
+                                       replica["problem"].is_string() ? replica["problem"].get<std::string>() : "?"));
+      }
+    }
+  }
   h["warnings"] = warnings;  // a warning leaves the store healthy
   h["healthy"] = reasons.empty();
   h["reasons"] = reasons;
@@ -1299,7 +1309,7 @@ Result<json> PgVectorStore::latency_probe(Connection& conn) {
 // has a vector.
 Result<json> PgVectorStore::probe_search() {
   std::vector<float> vec;
-  VS_TRY(read_pool().read([&](Connection& conn) -> Result<void> {
+  VS_TRY(read([&](Connection& conn) -> Result<void> {
     VS_TRY_ASSIGN(PgResult res, conn.exec_prepared(fmt::format("SELECT embedding FROM {} WHERE embedding IS NOT NULL "
                                                                "LIMIT 1",
                                                                q(m_config.table)),

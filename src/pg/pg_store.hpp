@@ -13,6 +13,7 @@
 
 #include "pg/pg_filter.hpp"
 #include "pg/pg_pool.hpp"
+#include "pg/pg_replicas.hpp"
 #include "vstore/vector_store.hpp"
 
 namespace vstore::pg {
@@ -134,7 +135,24 @@ class PgVectorStore final : public VectorStore {
   // while the table holds none.
   [[nodiscard]] Result<std::optional<std::string>> stored_model(Connection& conn);
   [[nodiscard]] Result<std::optional<std::string>> stored_model();
+  // The pool a read that is not retried goes to: a usable replica's, else the primary's.
   [[nodiscard]] Pool& read_pool();
+  // Runs `read` (as Pool::read does) on a usable replica, else on the primary; when the replica
+  // turns out to be gone (the server unreachable, the connection broken, a conflict with its
+  // recovery), it is skipped from now on and the read runs on the primary.
+  template <typename Read>
+  auto read(Read&& fn) -> decltype(fn(std::declval<Connection&>())) {
+    if (m_replicas) {
+      if (Pool* replica = m_replicas->pick()) {
+        auto result = replica->read(fn);
+        if (result || !(result.error().code() == ErrorCode::unavailable || result.error().connection_poisoned())) {
+          return result;
+        }
+        m_replicas->mark_failed(replica, result.error());
+      }
+    }
+    return m_pool.read(fn);
+  }
   /// Estimated rows of the table (pg_class.reltuples), cached for 30 s.
   [[nodiscard]] Result<double> table_rows(Connection& conn);
   // Parts of health(): the index's size against shared_buffers and RAM, the latency probe, the
@@ -151,8 +169,7 @@ class PgVectorStore final : public VectorStore {
   std::shared_ptr<const TableInfo> m_info;  ///< guarded by m_info_mutex
   std::atomic<std::chrono::steady_clock::rep> m_info_checked_at{0};
   Pool m_pool;
-  std::vector<std::unique_ptr<Pool>> m_read_pools;
-  std::atomic<std::size_t> m_read_next{0};
+  std::unique_ptr<ReadReplicas> m_replicas;  ///< DATABASE_READ_URLS; null without them
   /// Batch upsert looks up which uris exist before its COPY (set while batches meet existing rows).
   std::atomic<bool> m_look_up_first{false};
   std::atomic<double> m_rows_estimate{1.0};

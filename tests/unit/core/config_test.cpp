@@ -84,7 +84,7 @@ TEST(Config, EmptyEnvironmentGivesTheDefaultsOfProductMd) {
 TEST(Config, EmptyValuesCountAsUnset) {
   Environment env;
   for (const char* name :
-       {"DATABASE_URL", "DATABASE_READ_URLS", "VECTOR_BACKEND", "VECTOR_PRIMARY", "VSTORE_TABLE",
+       {"DATABASE_URL", "DATABASE_READ_URLS", "DATABASE_READ_MAX_LAG", "VECTOR_BACKEND", "VECTOR_PRIMARY", "VSTORE_TABLE",
         "PGVECTOR_INDEX_TYPE", "PGVECTOR_HNSW_M", "PGVECTOR_HNSW_EF_CONSTRUCTION", "PGVECTOR_HNSW_EF_SEARCH",
         "PGVECTOR_IVFFLAT_LISTS", "PGVECTOR_IVFFLAT_PROBES", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT",
         "DB_POOL_RECYCLE", "CHROMA_URL", "CHROMA_TOKEN", "CHROMA_DB_DIR", "CHROMA_COLLECTION", "CHROMA_TIMEOUT", "EMBEDDING_PROVIDER",
@@ -414,6 +414,20 @@ TEST(Config, SplitsReadUrlsAtCommasAndTrimsThem) {
   const Config config = loaded({{"DATABASE_READ_URLS", "postgresql://r1/db , postgres://r2/db,host=r3 dbname=db"}});
   EXPECT_EQ(config.database_read_urls,
             (std::vector<std::string>{"postgresql://r1/db", "postgres://r2/db", "host=r3 dbname=db"}));
+}
+
+TEST(Config, ReadsTheReplicaLagLimitAsADuration) {
+  EXPECT_EQ(loaded({}).database_read_max_lag, std::chrono::milliseconds(10000));
+  EXPECT_EQ(loaded({{"DATABASE_READ_MAX_LAG", "3"}}).database_read_max_lag, std::chrono::milliseconds(3000));
+  EXPECT_EQ(loaded({{"DATABASE_READ_MAX_LAG", "250ms"}}).database_read_max_lag, std::chrono::milliseconds(250));
+  EXPECT_EQ(loaded({{"DATABASE_READ_MAX_LAG", "2min"}}).database_read_max_lag, std::chrono::milliseconds(120000));
+  EXPECT_EQ(loaded({{"DATABASE_READ_MAX_LAG", "0"}}).database_read_max_lag, std::chrono::milliseconds(0));
+  for (const char* bad : {"-1", "ten", "5h", "25min1", "86401"}) {
+    SCOPED_TRACE(bad);
+    const std::string message = error_of({{"DATABASE_READ_MAX_LAG", bad}});
+    EXPECT_CONTAINS(message, "DATABASE_READ_MAX_LAG=\"" + std::string(bad) + "\"");
+    EXPECT_CONTAINS(message, "expected a replica's largest replay lag");
+  }
 }
 
 TEST(Config, KeepsMultiHostReadUrlsWhole) {
