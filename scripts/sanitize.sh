@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds vstore under sanitizers (cmake/Sanitizers.cmake, VSTORE_SANITIZE) and runs test suites
 # through CTest (docs/robustness.md, "Sanitizers"). Not part of scripts/test.sh (that command
-# already takes most of its 30 minutes): each mode is a CI step of its own, and each fits in
-# 30 minutes on this 2-core machine, its build included.
+# already takes most of its 30 minutes): each mode is a CI step of its own (their times on this
+# 2-core machine are in docs/robustness.md).
 #
 #   scripts/sanitize.sh [address|undefined|thread]...     (default: all three, one after another)
 #
