@@ -119,10 +119,6 @@ void ReadReplicas::check(Replica& replica) {
   replica.checked = true;
 }
 
-void ReadReplicas::check_now() {
-  for (auto& replica : m_replicas) check(*replica);
-}
-
 void ReadReplicas::monitor() {
   std::unique_lock lock(m_mutex);
   while (!m_stopping) {
@@ -154,12 +150,6 @@ json ReadReplicas::states() const {
                                                                          : json("not checked yet")}});
   }
   return out;
-}
-
-int ReadReplicas::usable_count() const {
-  int n = 0;
-  for (const auto& replica : m_replicas) n += replica->usable.load() ? 1 : 0;
-  return n;
 }
 
 }  // namespace vstore::pg

@@ -51,13 +51,9 @@ class ReadReplicas {
   [[nodiscard]] Pool* pick();
   /// Counts the replica of `pool` unusable after `error` (a read on it found the server gone).
   void mark_failed(Pool* pool, const Error& error);
-  /// Checks every replica now, on the calling thread.
-  void check_now();
   /// Each replica: {url (redacted), usable, standby, lag_s (null when unknown), problem
   /// (null when usable), checked (false before its first check)}.
   [[nodiscard]] nlohmann::json states() const;
-  /// How many replicas are usable now.
-  [[nodiscard]] int usable_count() const;
 
  private:
   struct Replica {
